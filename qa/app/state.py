@@ -1,0 +1,42 @@
+"""Session state of the dashboard: which dataset is loaded, and its cache key.
+
+Pages call :func:`require_dataset` and pass :func:`dataset_key` as the first argument of the
+``st.cache_data`` wrappers in :mod:`qa.app.cached` (the Dataset itself is passed as an
+underscore argument, which Streamlit does not hash).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from qa.dataset import Dataset
+
+# st.session_state keys (one place, so pages never spell them)
+KEY_DATASET = "qa_dataset"  # the loaded Dataset
+KEY_DATASET_KEY = "qa_dataset_key"  # str: source + mtime, the cache key of the analyses
+KEY_LOAD_ERROR = "qa_load_error"  # str: the message of the last failed load
+
+
+def set_dataset(ds: Dataset | None, key: str | None) -> None:
+    st.session_state[KEY_DATASET] = ds
+    st.session_state[KEY_DATASET_KEY] = key
+
+
+def current_dataset() -> Dataset | None:
+    return st.session_state.get(KEY_DATASET)
+
+
+def dataset_key() -> str:
+    return st.session_state.get(KEY_DATASET_KEY) or ""
+
+
+def require_dataset() -> Dataset:
+    """The loaded Dataset; otherwise explain on the page and stop rendering it."""
+    ds = current_dataset()
+    if ds is None:
+        err = st.session_state.get(KEY_LOAD_ERROR)
+        if err:
+            st.error(err)
+        st.info("Choose a dataset in the sidebar to start.")
+        st.stop()
+    return ds

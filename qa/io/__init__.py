@@ -1,0 +1,195 @@
+"""Format readers. ``load(path)`` sniffs the format and returns a :class:`qa.Dataset`.
+
+One module per format; each exposes ``read(path, *, image_root=None) -> Dataset`` that parses
+labels only (it never opens images) and records quarantined rows in ``Dataset.load_issues``.
+``load`` then probes the image files (headers, in parallel) and attaches predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from qa.dataset import Dataset, DatasetError
+
+log = logging.getLogger(__name__)
+
+# format name -> module in qa.io holding its `read`
+FORMATS = {
+    "coco": "qa.io.coco",
+    "yolo": "qa.io.yolo",
+    "voc": "qa.io.voc",
+    "labelstudio": "qa.io.labelstudio",
+    "cvat": "qa.io.cvat",
+    "imagefolder": "qa.io.classification",
+    "csv": "qa.io.classification",
+}
+_READ_FN = {"imagefolder": "read_imagefolder", "csv": "read_csv"}
+
+
+def _peek_json(path: Path, n: int = 4096) -> str:
+    with open(path, "rb") as f:
+        head = f.read(n)
+    return head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+
+
+def _sniff_json(path: Path) -> str | None:
+    head = _peek_json(path, 1 << 16)
+    if head.startswith("["):
+        if '"data"' in head and ('"annotations"' in head or '"predictions"' in head
+                                 or '"id"' in head):
+            return "labelstudio"
+        if '"bbox"' in head and '"score"' in head:
+            return "coco_results"
+        if '"data"' in head:
+            return "labelstudio"
+        return None
+    if head.startswith("{"):
+        if '"images"' in head or '"annotations"' in head or '"categories"' in head:
+            return "coco"
+        if '"data"' in head:
+            return "labelstudio"
+    return None
+
+
+def _sniff_xml(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(4096).decode("utf-8", errors="replace")
+    if "<annotations" in head:
+        return "cvat"
+    if "<annotation" in head:
+        return "voc"
+    return None
+
+
+def sniff_format(path: Path | str) -> str:
+    """Name of the format of ``path`` (a file or a directory); DatasetError if unknown."""
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"{p}: no such file or directory. Check the path.")
+    if p.is_file():
+        suf = p.suffix.lower()
+        if suf == ".json":
+            fmt = _sniff_json(p)
+            if fmt == "coco_results":
+                raise DatasetError(
+                    f"{p}: this is a predictions file (COCO results: a list of image_id, "
+                    "category_id, bbox, score). Load the dataset's labels and pass this file as "
+                    "predictions=..."
+                )
+            if fmt:
+                return fmt
+        elif suf == ".xml":
+            fmt = _sniff_xml(p)
+            if fmt:
+                return fmt
+        elif suf in (".yaml", ".yml"):
+            return "yolo"
+        elif suf in (".csv", ".tsv"):
+            return "csv"
+        raise DatasetError(
+            f"{p}: cannot tell the format of this file. Expected COCO or Label Studio JSON, "
+            "CVAT or VOC XML, a YOLO data.yaml or a classification CSV; pass format=... to "
+            f"choose one of {sorted(FORMATS)}."
+        )
+    # a directory
+    for name in ("data.yaml", "data.yml", "dataset.yaml"):
+        if (p / name).is_file():
+            return "yolo"
+    if (p / "Annotations").is_dir():
+        return "voc"
+    ann_dir = p / "annotations"
+    candidates = sorted(ann_dir.glob("*.json")) if ann_dir.is_dir() else []
+    candidates += sorted(p.glob("*.json"))
+    for c in candidates:
+        fmt = _sniff_json(c)
+        if fmt in ("coco", "labelstudio"):
+            return fmt
+    xmls = sorted(ann_dir.glob("*.xml")) if ann_dir.is_dir() else []
+    xmls += sorted(p.glob("*.xml"))
+    for c in xmls:
+        fmt = _sniff_xml(c)
+        if fmt == "cvat":
+            return "cvat"
+    if (p / "labels").is_dir() and (p / "images").is_dir():
+        return "yolo"
+    if list(p.glob("*.csv")):
+        return "csv"
+    subdirs = [d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if subdirs:
+        return "imagefolder"
+    raise DatasetError(
+        f"{p}: found no labels in this folder. Expected annotations/*.json (COCO or Label "
+        "Studio), *.xml (CVAT), Annotations/ (VOC), data.yaml (YOLO), a CSV, or class "
+        "sub-folders of images."
+    )
+
+
+def read_labels(path: Path | str, *, format: str = "auto", image_root=None) -> Dataset:
+    """Parse the labels at ``path`` without touching image files."""
+    p = Path(path)
+    fmt = sniff_format(p) if format == "auto" else format
+    if fmt not in FORMATS:
+        raise DatasetError(f"Unknown format {fmt!r}; choose one of {sorted(FORMATS)} or 'auto'.")
+    mod = importlib.import_module(FORMATS[fmt])
+    reader = getattr(mod, _READ_FN.get(fmt, "read"))
+    return reader(p, image_root=image_root)
+
+
+def load(
+    path: Path | str,
+    *,
+    format: str = "auto",
+    predictions: Path | str | list | None = None,
+    image_root: Path | str | None = None,
+    probe: bool = True,
+    strict: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """Load a dataset from ``path`` and return a :class:`Dataset`.
+
+    Parameters
+    ----------
+    path : a labels file or a dataset folder (see README for the layouts).
+    format : "auto" (sniffed) or one of ``FORMATS``.
+    predictions : a model's predictions (COCO results JSON, a folder of YOLO txt files with a
+        confidence column, or a Label Studio export with predictions); a list loads several
+        models.
+    image_root : where image files live, if not where the format says.
+    probe : read image headers (size, readable) in parallel; False skips all image I/O.
+    strict : raise DatasetError if validation finds any error instead of quarantining.
+
+    Malformed files raise :class:`DatasetError` naming the file and position. Bad rows in a
+    well-formed file are quarantined into ``Dataset.load_issues`` (see :func:`qa.validate`).
+    The user's files are only read.
+    """
+    from qa.io._common import probe_images
+
+    ds = read_labels(path, format=format, image_root=image_root)
+    if probe:
+        ds = dataclasses.replace(ds, images=probe_images(ds.images, ds.root, progress=progress))
+    if predictions is not None:
+        from qa.io.predictions import load_predictions
+
+        preds = [predictions] if not isinstance(predictions, (list, tuple)) else predictions
+        frames = [load_predictions(pp, ds) for pp in preds]
+        ds = ds.with_predictions(pd.concat(frames, ignore_index=True) if frames else None)
+    if strict:
+        from qa.validate import validate
+
+        report = validate(ds)
+        if report.n_errors:
+            first = report.errors.head(5)["message"].tolist()
+            raise DatasetError(
+                f"{path}: {report.n_errors} validation error(s) with strict=True; first: "
+                + " | ".join(first)
+            )
+    return ds
+
+
+__all__ = ["load", "read_labels", "sniff_format", "FORMATS"]

@@ -1,0 +1,243 @@
+"""Helpers shared by the format readers: safe paths, image probing, issue collection,
+and parsing with errors that name the file and the position."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from qa.dataset import (
+    ANN_ID,
+    EXISTS,
+    FILE_ERROR,
+    FILE_NAME,
+    HEADER_HEIGHT,
+    HEADER_WIDTH,
+    HEIGHT,
+    IMAGE_ID,
+    ISSUES_SCHEMA,
+    READABLE,
+    UNSAFE_PATH,
+    WIDTH,
+    DatasetError,
+    empty_frame,
+)
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Header reads are I/O bound: threads overlap the disk waits even on 2 cores.
+PROBE_WORKERS = 16
+
+
+# ----------------------------------------------------------------------------- issues
+@dataclass
+class IssueLog:
+    """Collects problems found while loading; becomes ``Dataset.load_issues``."""
+
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, severity: str, check: str, message: str, *, image_id=None, ann_id=None):
+        self.rows.append(
+            {"severity": severity, "check": check, IMAGE_ID: image_id, ANN_ID: ann_id,
+             "message": message}
+        )
+
+    def error(self, check: str, message: str, **ids):
+        self.add("error", check, message, **ids)
+
+    def warning(self, check: str, message: str, **ids):
+        self.add("warning", check, message, **ids)
+
+    def frame(self) -> pd.DataFrame:
+        if not self.rows:
+            return empty_frame(ISSUES_SCHEMA)
+        df = pd.DataFrame(self.rows, columns=list(ISSUES_SCHEMA))
+        for c in (IMAGE_ID, ANN_ID):
+            df[c] = pd.array(
+                [None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v)
+                 for v in df[c]], dtype="Int64")
+        return df
+
+
+# ----------------------------------------------------------------------------- paths
+def resolve_inside(root: Path | str, file_name: str) -> Path | None:
+    """``root / file_name`` resolved, or None if it escapes ``root`` (``..``, absolute
+    paths, symlinks pointing out). Such files are never read."""
+    root = Path(root).resolve()
+    if not file_name or "\x00" in file_name:
+        return None
+    p = (root / file_name).resolve()
+    try:
+        p.relative_to(root)
+    except ValueError:
+        return None
+    return p
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files below ``folder``, sorted, hidden files skipped."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
+                out.append(Path(dirpath) / f)
+    return out
+
+
+# ----------------------------------------------------------------------------- images
+def _probe_one(path: Path | None) -> tuple[bool, bool, int | None, int | None, str | None]:
+    """(exists, readable, width, height, error) for one image file."""
+    if path is None:
+        return False, False, None, None, "path resolves outside the dataset root"
+    try:
+        if not path.is_file():
+            return False, False, None, None, "file not found"
+    except OSError as exc:
+        return False, False, None, None, f"cannot stat: {exc}"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            im.verify()  # checks structure/CRCs without decoding every pixel
+        return True, True, int(w), int(h), None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return True, False, None, None, f"not a readable image ({type(exc).__name__}: {exc})"
+    except Exception as exc:  # PIL raises odd types on fuzzed files; never crash a load
+        return True, False, None, None, f"not a readable image ({type(exc).__name__}: {exc})"
+
+
+def probe_images(
+    images: pd.DataFrame,
+    root: Path | None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Return ``images`` with exists / readable / header size / file_error / unsafe_path
+    columns, read from file headers in parallel. Fills width/height from the header where
+    the labels gave none. The files are only read, never written."""
+    images = images.copy()
+    n = len(images)
+    if root is None or n == 0:
+        for c, v in ((EXISTS, False), (READABLE, False), (UNSAFE_PATH, False)):
+            images[c] = np.full(n, v)
+        images[HEADER_WIDTH] = pd.array([pd.NA] * n, dtype="Int64")
+        images[HEADER_HEIGHT] = pd.array([pd.NA] * n, dtype="Int64")
+        images[FILE_ERROR] = None
+        return images
+    rootp = Path(root).resolve()
+    paths = [resolve_inside(rootp, str(f)) for f in images[FILE_NAME]]
+    results: list = [None] * n
+    with ThreadPoolExecutor(max_workers=PROBE_WORKERS) as pool:
+        for i, r in enumerate(pool.map(_probe_one, paths, chunksize=64)):
+            results[i] = r
+            if progress is not None and (i % 256 == 0 or i == n - 1):
+                progress(i + 1, n)
+    ex, rd, hw, hh, err = zip(*results) if results else ([], [], [], [], [])
+    images[EXISTS] = np.array(ex, dtype=bool)
+    images[READABLE] = np.array(rd, dtype=bool)
+    images[HEADER_WIDTH] = pd.array(list(hw), dtype="Int64")
+    images[HEADER_HEIGHT] = pd.array(list(hh), dtype="Int64")
+    images[FILE_ERROR] = list(err)
+    images[UNSAFE_PATH] = np.array([p is None for p in paths], dtype=bool)
+    for col, hcol in ((WIDTH, HEADER_WIDTH), (HEIGHT, HEADER_HEIGHT)):
+        cur = images[col] if col in images else pd.Series([pd.NA] * n, dtype="Int64")
+        images[col] = pd.array(cur, dtype="Int64").fillna(images[hcol]) if n else cur
+    return images
+
+
+def image_sizes(paths: list[Path]) -> list[tuple[int | None, int | None]]:
+    """(width, height) from the headers of ``paths`` in parallel; (None, None) if unreadable."""
+    with ThreadPoolExecutor(max_workers=PROBE_WORKERS) as pool:
+        return [(r[2], r[3]) for r in pool.map(_probe_one, paths, chunksize=64)]
+
+
+# ----------------------------------------------------------------------------- parsing
+def _line_col(data: bytes, pos: int) -> tuple[int, int]:
+    line = data.count(b"\n", 0, pos) + 1
+    col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+    return line, col
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found. Check the path.") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{path}: is a directory, expected a file.") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc}).") from None
+
+
+def parse_json(path: Path, data: bytes | None = None):
+    """Parse JSON into Python objects; a syntax error raises DatasetError with line:col."""
+    import msgspec
+
+    data = read_bytes(path) if data is None else data
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DatasetError(json_error_message(path, data, exc)) from None
+
+
+def json_error_message(path: Path, data: bytes, exc: Exception) -> str:
+    msg = str(exc)
+    import re
+
+    m = re.search(r"at byte (\d+)", msg)
+    where = ""
+    if m:
+        line, col = _line_col(data, int(m.group(1)))
+        where = f" at line {line}, column {col}"
+    return (
+        f"{path}: malformed JSON{where}: {msg}. "
+        "Fix the file or re-export it from your labelling tool."
+    )
+
+
+def parse_xml(path: Path):
+    """Parse an XML file into an ElementTree root; errors name the line and column."""
+    import xml.etree.ElementTree as ET
+
+    data = read_bytes(path)
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        line, col = exc.position
+        raise DatasetError(
+            f"{path}: malformed XML at line {line}, column {col + 1}: {exc}. "
+            "Fix the file or re-export it."
+        ) from None
+
+
+def parse_yaml(path: Path):
+    import yaml
+
+    try:
+        text = read_bytes(path).decode("utf-8", errors="replace")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DatasetError(f"{path}: malformed YAML{where}: {exc}. Fix the file.") from None
+
+
+def expect(cond: bool, path: Path, what: str) -> None:
+    """Raise DatasetError naming the file when a structural expectation fails."""
+    if not cond:
+        raise DatasetError(f"{path}: {what}")
+
+
+def ids_by_file_name(file_names) -> dict[str, int]:
+    """Stable integer image ids for formats without them: 1..n in sorted file-name order."""
+    return {f: i + 1 for i, f in enumerate(sorted(set(file_names)))}

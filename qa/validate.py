@@ -1,0 +1,248 @@
+"""Validation: checks a :class:`Dataset` and reports problems with severity and offending ids.
+
+``validate(ds)`` never raises for bad content: it collects. Each check is a small function
+``(ds) -> list of issue rows``; ``CHECKS`` names them. The loaders' quarantined rows
+(``ds.load_issues``) come first in the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from qa.dataset import (
+    ANN_ID,
+    ANNOTATOR,
+    CATEGORY_ID,
+    EXISTS,
+    FILE_ERROR,
+    FILE_NAME,
+    HEADER_HEIGHT,
+    HEADER_WIDTH,
+    HEIGHT,
+    IMAGE_ID,
+    ISSUES_SCHEMA,
+    PRED_ID,
+    READABLE,
+    UNSAFE_PATH,
+    WIDTH,
+    Dataset,
+    H,
+    W,
+    X,
+    Y,
+    empty_frame,
+)
+
+# Boxes may overshoot the image by this much before being flagged: exporters round
+# coordinates, and CVAT/LabelImg clamp to the last pixel centre (1 px is what CVAT tolerates).
+BOX_TOLERANCE_PX = 1.0
+# Cap on issue rows per check so a broken 1M-image dataset gives a readable report.
+MAX_ROWS_PER_CHECK = 10_000
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """``issues``: one row per problem (severity, check, image_id, ann_id, message)."""
+
+    issues: pd.DataFrame
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        return self.issues[self.issues["severity"] == "error"]
+
+    @property
+    def n_errors(self) -> int:
+        return int((self.issues["severity"] == "error").sum())
+
+    @property
+    def n_warnings(self) -> int:
+        return int((self.issues["severity"] == "warning").sum())
+
+    @property
+    def ok(self) -> bool:
+        return self.n_errors == 0
+
+    def counts(self) -> pd.DataFrame:
+        """Issues per check and severity, most frequent first."""
+        if self.issues.empty:
+            return pd.DataFrame(columns=["check", "severity", "count"])
+        return (self.issues.groupby(["check", "severity"]).size().rename("count")
+                .reset_index().sort_values("count", ascending=False, ignore_index=True))
+
+    def to_dict(self) -> dict:
+        return {
+            "n_errors": self.n_errors,
+            "n_warnings": self.n_warnings,
+            "counts": self.counts().to_dict(orient="records"),
+            "issues": [
+                {k: (None if pd.isna(v) else (int(v) if k in (IMAGE_ID, ANN_ID) else v))
+                 for k, v in row.items()}
+                for row in self.issues.to_dict(orient="records")
+            ],
+        }
+
+
+def _rows(severity, check, df, message_fn, *, image_col=IMAGE_ID, ann_col=None):
+    out = []
+    for r in df.head(MAX_ROWS_PER_CHECK).itertuples(index=False):
+        d = r._asdict()
+        out.append({"severity": severity, "check": check,
+                    IMAGE_ID: d.get(image_col) if image_col else None,
+                    ANN_ID: d.get(ann_col) if ann_col else None,
+                    "message": message_fn(d)})
+    if len(df) > MAX_ROWS_PER_CHECK:
+        out.append({"severity": severity, "check": check, IMAGE_ID: None, ANN_ID: None,
+                    "message": f"... and {len(df) - MAX_ROWS_PER_CHECK} more ({check})."})
+    return out
+
+
+def _where(ds: Dataset) -> str:
+    return f"{ds.name or 'dataset'}"
+
+
+def check_duplicate_ids(ds: Dataset) -> list[dict]:
+    out = []
+    for table, col in (("images", IMAGE_ID), ("annotations", ANN_ID), ("categories", CATEGORY_ID),
+                       ("predictions", PRED_ID)):
+        df = getattr(ds, table)
+        dup = df[df[col].duplicated(keep="first")]
+        out += _rows("error", "duplicate_id", dup,
+                     lambda d, t=table, c=col: f"{t}: {c} {d[c]} appears more than once; "
+                                              "give each row a unique id.",
+                     image_col=IMAGE_ID if table in ("images",) else None,
+                     ann_col=ANN_ID if table == "annotations" else None)
+    dupf = ds.images[ds.images[FILE_NAME].duplicated(keep="first")]
+    out += _rows("warning", "duplicate_file_name", dupf,
+                 lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is listed more than "
+                           "once; merge the entries.")
+    return out
+
+
+def check_unknown_category(ds: Dataset) -> list[dict]:
+    known = set(ds.categories[CATEGORY_ID].tolist())
+    out = []
+    for table, idc in (("annotations", ANN_ID), ("predictions", PRED_ID)):
+        df = getattr(ds, table)
+        bad = df[~df[CATEGORY_ID].isin(known)]
+        out += _rows("error", "unknown_category", bad,
+                     lambda d, t=table, c=idc: f"{t[:-1]} {d[c]} on image {d[IMAGE_ID]}: "
+                     f"category_id {d[CATEGORY_ID]} is not in the categories list; add it or "
+                     "fix the id.", ann_col=ANN_ID if table == "annotations" else None)
+    return out
+
+
+def check_unknown_image(ds: Dataset) -> list[dict]:
+    known = set(ds.images[IMAGE_ID].tolist())
+    out = []
+    for table, idc in (("annotations", ANN_ID), ("predictions", PRED_ID)):
+        df = getattr(ds, table)
+        bad = df[~df[IMAGE_ID].isin(known)]
+        out += _rows("error", "unknown_image", bad,
+                     lambda d, t=table, c=idc: f"{t[:-1]} {d[c]}: image_id {d[IMAGE_ID]} is not "
+                     "in the images list; add the image or fix the id.",
+                     image_col=None, ann_col=ANN_ID if table == "annotations" else None)
+    return out
+
+
+def check_box_size(ds: Dataset) -> list[dict]:
+    a = ds.annotations
+    box = a[[X, Y, W, H]].to_numpy(dtype=float, na_value=np.nan)
+    is_label = np.isnan(box).all(axis=1)  # image-level label: no box at all
+    bad = ~is_label & (~np.isfinite(box).all(axis=1) | (box[:, 2] <= 0) | (box[:, 3] <= 0))
+    return _rows("error", "bad_box_size", a[bad],
+                 lambda d: f"annotation {d[ANN_ID]} on image {d[IMAGE_ID]} ({d[ANNOTATOR]}): "
+                 f"box [x={d[X]}, y={d[Y]}, w={d[W]}, h={d[H]}] has a non-positive or "
+                 "non-finite size; redraw or delete it.", ann_col=ANN_ID)
+
+
+def check_box_outside(ds: Dataset) -> list[dict]:
+    a = ds.annotations
+    if a.empty:
+        return []
+    sizes = ds.images.set_index(IMAGE_ID)[[WIDTH, HEIGHT]]
+    sizes = sizes[~sizes.index.duplicated()]
+    wh = sizes.reindex(a[IMAGE_ID]).to_numpy(dtype=float, na_value=np.nan)
+    x, y, w, h = (a[c].to_numpy(dtype=float, na_value=np.nan) for c in (X, Y, W, H))
+    t = BOX_TOLERANCE_PX
+    with np.errstate(invalid="ignore"):
+        bad = ((x < -t) | (y < -t) | (x + w > wh[:, 0] + t) | (y + h > wh[:, 1] + t))
+    bad &= np.isfinite(wh).all(axis=1) & (w > 0) & (h > 0)
+    df = a[bad].assign(img_w=wh[bad, 0], img_h=wh[bad, 1])
+    return _rows("warning", "box_outside_image", df,
+                 lambda d: f"annotation {d[ANN_ID]} on image {d[IMAGE_ID]} ({d[ANNOTATOR]}): box "
+                 f"x {d[X]:.1f}..{d[X] + d[W]:.1f}, y {d[Y]:.1f}..{d[Y] + d[H]:.1f} lies outside "
+                 f"the {d['img_w']:.0f}x{d['img_h']:.0f} image (tolerance {t:g} px); clip or redraw it.",
+                 ann_col=ANN_ID)
+
+
+def check_files(ds: Dataset) -> list[dict]:
+    im = ds.images
+    if EXISTS not in im:  # not probed: load(probe=False)
+        return []
+    out = []
+    unsafe = im[im[UNSAFE_PATH]] if UNSAFE_PATH in im else im.iloc[:0]
+    out += _rows("error", "unsafe_path", unsafe,
+                 lambda d: f"image {d[IMAGE_ID]}: file name '{d[FILE_NAME]}' resolves outside the "
+                 f"dataset root {ds.root}; it was not read. Use a path relative to the root.")
+    missing = im[~im[EXISTS] & ~im.get(UNSAFE_PATH, False)]
+    out += _rows("error", "missing_file", missing,
+                 lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is listed but not found "
+                 f"under {ds.root}; add the file or remove the entry.")
+    corrupt = im[im[EXISTS] & ~im[READABLE]]
+    out += _rows("error", "unreadable_file", corrupt,
+                 lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' cannot be decoded "
+                 f"({d[FILE_ERROR]}); replace the file.")
+    hw = im[HEADER_WIDTH].astype("Float64")
+    hh = im[HEADER_HEIGHT].astype("Float64")
+    mism = im[(hw.notna() & (im[WIDTH].astype("Float64") != hw)).fillna(False)
+              | (hh.notna() & (im[HEIGHT].astype("Float64") != hh)).fillna(False)]
+    out += _rows("warning", "size_mismatch", mism,
+                 lambda d: f"image {d[IMAGE_ID]}: the labels say {d[WIDTH]}x{d[HEIGHT]} but the "
+                 f"file '{d[FILE_NAME]}' is {d[HEADER_WIDTH]}x{d[HEADER_HEIGHT]}; boxes may be "
+                 "scaled wrong. Re-export the labels for this image.")
+    return out
+
+
+def check_empty_annotators(ds: Dataset) -> list[dict]:
+    counts = ds.annotations[ANNOTATOR].astype(str).value_counts()
+    return [{"severity": "warning", "check": "empty_annotator", IMAGE_ID: None, ANN_ID: None,
+             "message": f"annotator '{a}' has no annotations; check that their export is "
+                        "complete."}
+            for a in ds.annotators if counts.get(a, 0) == 0]
+
+
+CHECKS = {
+    "duplicate_id": check_duplicate_ids,
+    "unknown_category": check_unknown_category,
+    "unknown_image": check_unknown_image,
+    "bad_box_size": check_box_size,
+    "box_outside_image": check_box_outside,
+    "files": check_files,
+    "empty_annotator": check_empty_annotators,
+}
+
+
+def validate(dataset: Dataset) -> ValidationReport:
+    """Run every check in ``CHECKS`` and return the :class:`ValidationReport`.
+
+    The report starts with the problems the loader quarantined (``dataset.load_issues``).
+    """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"validate() needs a qa.Dataset, got {type(dataset).__name__}")
+    rows: list[dict] = []
+    for fn in CHECKS.values():
+        rows += fn(dataset)
+    found = pd.DataFrame(rows, columns=list(ISSUES_SCHEMA)) if rows else empty_frame(ISSUES_SCHEMA)
+    parts = [df for df in (dataset.load_issues, found) if len(df)]
+    issues = pd.concat(parts, ignore_index=True) if parts else empty_frame(ISSUES_SCHEMA)
+    for c in (IMAGE_ID, ANN_ID):
+        issues[c] = pd.array(pd.to_numeric(issues[c], errors="coerce"), dtype="Float64"
+                             ).astype("Int64") if len(issues) else issues[c].astype("Int64")
+    order = {s: i for i, s in enumerate(SEVERITIES)}
+    issues = issues.sort_values("severity", key=lambda s: s.map(order), kind="stable",
+                                ignore_index=True)
+    return ValidationReport(issues=issues)
