@@ -1,0 +1,33 @@
+"""Shared look: colours per annotator/class, and the defaults every figure uses."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+# Colour-blind-safe qualitative palette (Okabe-Ito), then Plotly's D3 for more series.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+           "#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+           "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+PREDICTION_COLOR = "#FF00FF"  # predictions are drawn dashed in magenta, apart from annotators
+TEMPLATE = "plotly_white"
+
+
+def _colors(names) -> dict[str, str]:
+    return {str(n): PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+
+
+def annotator_colors(annotators) -> dict[str, str]:
+    """A stable colour per annotator (order of ``Dataset.annotators``)."""
+    return _colors(annotators)
+
+
+def class_colors(names) -> dict[str, str]:
+    return _colors(names)
+
+
+def style(fig: go.Figure, *, title: str | None = None, height: int | None = None) -> go.Figure:
+    """Apply the house template; returns the same figure."""
+    fig.update_layout(template=TEMPLATE, title=title, margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+    if height:
+        fig.update_layout(height=height)
+    return fig
