@@ -188,6 +188,7 @@ class BalanceResult:
     checks: tuple[BalanceCheck, ...]
     notes: tuple[str, ...]
     min_box_side: float
+    rare_fraction: float
 
     @property
     def has_boxes(self) -> bool:
@@ -249,6 +250,7 @@ class BalanceResult:
             "checks": [c.to_dict() for c in self.checks],
             "notes": list(self.notes),
             "min_box_side": self.min_box_side,
+            "rare_fraction": self.rare_fraction,
         }
 
 
@@ -594,6 +596,7 @@ def _compute_class_balance(ds: Dataset, *, annotator, splits, min_box_side, rare
         center_hist_per_class=center_per_class, image_sizes=image_sizes,
         cooccurrence=cooccurrence, annotator_comparison=ann_cmp, checks=tuple(checks),
         notes=tuple(notes.items), min_box_side=min_box_side,
+        rare_fraction=rare_fraction,
     )
 
 
