@@ -178,7 +178,10 @@ def load(
 
         preds = [predictions] if not isinstance(predictions, (list, tuple)) else predictions
         frames = [load_predictions(pp, ds) for pp in preds]
-        ds = ds.with_predictions(pd.concat(frames, ignore_index=True) if frames else None)
+        merged = pd.concat(frames, ignore_index=True) if frames else None
+        if merged is not None:  # each frame numbers from 1: make pred_id a unique key again
+            merged["pred_id"] = range(1, len(merged) + 1)
+        ds = ds.with_predictions(merged)
     if strict:
         from qa.validate import validate
 

@@ -1,0 +1,275 @@
+"""A model's predictions for a loaded Dataset.
+
+Sources
+-------
+* COCO results JSON: ``[{image_id, category_id, bbox: [x, y, w, h], score}]``. ``image_id``
+  refers to the dataset's ids; an item with a ``file_name`` key is matched by file name
+  instead. Unknown image / category ids are kept (validation flags them).
+* A folder of YOLO ``.txt`` files with 6 columns ``class cx cy w h conf`` (Ultralytics
+  ``save_txt=True, save_conf=True``), matched to images by file stem, converted to pixels with
+  the dataset's image sizes. Class index ``k`` is category_id ``k`` for a YOLO dataset, else the
+  k-th category in id order.
+* A Label Studio export with ``predictions``: matched by image file name, categories by name.
+
+The model name is the file stem (the folder name for YOLO txt; ``model_version`` for Label
+Studio when given). Bad input raises :class:`DatasetError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import posixpath
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qa.dataset import (
+    CATEGORY_ID,
+    FILE_NAME,
+    HEIGHT,
+    IMAGE_ID,
+    MODEL,
+    NAME,
+    PRED_ID,
+    PREDICTIONS_SCHEMA,
+    SCORE,
+    WIDTH,
+    Dataset,
+    DatasetError,
+    H,
+    W,
+    X,
+    Y,
+    conform,
+)
+from qa.io._common import IssueLog, expect, parse_json, read_bytes
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_DIR = "predictions"
+
+
+def find_predictions(folder: Path | str) -> list[Path]:
+    """``folder/predictions/*.json``, sorted: the prediction files shipped with a dataset."""
+    d = Path(folder) / PREDICTIONS_DIR
+    return sorted(p for p in d.glob("*.json") if p.is_file()) if d.is_dir() else []
+
+
+def _frame(rows: dict, model: str) -> pd.DataFrame:
+    n = len(rows[IMAGE_ID])
+    df = pd.DataFrame({PRED_ID: np.arange(1, n + 1, dtype=np.int64), **rows})
+    df[MODEL] = model
+    return conform(df, PREDICTIONS_SCHEMA, table="predictions")
+
+
+def _num(v) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def _int(v) -> int | None:
+    f = _num(v)
+    return int(f) if f is not None and f == int(f) else None
+
+
+# ----------------------------------------------------------------------------- COCO results
+def _coco_results(path: Path, doc: list, ds: Dataset) -> pd.DataFrame:
+    by_name = dict(zip(ds.images[FILE_NAME].astype(str), ds.images[IMAGE_ID]))
+    by_base = {}
+    for fn, iid in by_name.items():
+        by_base.setdefault(posixpath.basename(fn), []).append(iid)
+    rows = {IMAGE_ID: [], CATEGORY_ID: [], SCORE: [], X: [], Y: [], W: [], H: []}
+    for i, r in enumerate(doc):
+        if not isinstance(r, dict):
+            raise DatasetError(f"{path}: item [{i}] is not an object ({str(r)[:80]}). A COCO "
+                               "results file is a list of {image_id, category_id, bbox, score}.")
+        iid = _int(r.get("image_id"))
+        fn = r.get("file_name")
+        if isinstance(fn, str):
+            fn = fn.replace("\\", "/")
+            if fn in by_name:
+                iid = int(by_name[fn])
+            elif len(by_base.get(posixpath.basename(fn), [])) == 1:
+                iid = int(by_base[posixpath.basename(fn)][0])
+        cid, score = _int(r.get("category_id")), _num(r.get("score"))
+        bbox = r.get("bbox")
+        box = [_num(v) for v in bbox] if isinstance(bbox, list) else []
+        bad = [what for ok, what in (
+            (iid is not None, "an integer 'image_id' (or a 'file_name' of the dataset)"),
+            (cid is not None, "an integer 'category_id'"),
+            (score is not None, "a numeric 'score'"),
+            (len(box) == 4 and None not in box, "'bbox' as 4 numbers [x, y, w, h]"))
+            if not ok]
+        if bad:
+            raise DatasetError(f"{path}: item [{i}] ({str(r)[:100]}) needs " + ", ".join(bad)
+                               + ". Fix the results file.")
+        rows[IMAGE_ID].append(iid)
+        rows[CATEGORY_ID].append(cid)
+        rows[SCORE].append(score)
+        for k, v in zip((X, Y, W, H), box):
+            rows[k].append(v)
+    unknown = set(rows[IMAGE_ID]) - set(ds.images[IMAGE_ID].tolist())
+    if unknown:
+        log.warning("%s: %d prediction image ids are not in the dataset (e.g. %s)", path,
+                    len(unknown), sorted(unknown)[:5])
+    return _frame(rows, path.stem)
+
+
+# ----------------------------------------------------------------------------- YOLO txt
+def _yolo_class_map(ds: Dataset):
+    if ds.format == "yolo":
+        return lambda k: k
+    ids = sorted(ds.categories[CATEGORY_ID].tolist())
+    return lambda k: ids[k] if 0 <= k < len(ids) else -1 - k
+
+
+def _yolo_folder(folder: Path, ds: Dataset) -> pd.DataFrame:
+    files = sorted(p for p in folder.rglob("*.txt") if p.name != "classes.txt")
+    expect(bool(files), folder, "no *.txt prediction files found. Expected Ultralytics "
+                                "'class cx cy w h conf' files (save_txt=True, save_conf=True).")
+    imgs = ds.images
+    by_stem: dict[str, list[int]] = {}
+    for iid, fn in zip(imgs[IMAGE_ID].tolist(), imgs[FILE_NAME].astype(str)):
+        by_stem.setdefault(posixpath.splitext(posixpath.basename(fn))[0], []).append(iid)
+    file_of = dict(zip(imgs[IMAGE_ID].tolist(), imgs[FILE_NAME].astype(str)))
+    size = {iid: (w, h) for iid, w, h in zip(imgs[IMAGE_ID].tolist(), imgs[WIDTH], imgs[HEIGHT])}
+    cmap = _yolo_class_map(ds)
+    rows = {IMAGE_ID: [], CATEGORY_ID: [], SCORE: [], X: [], Y: [], W: [], H: []}
+    unmatched = []
+    for f in files:
+        cands = by_stem.get(f.stem, [])
+        if len(cands) > 1:  # same stem in several folders: match the txt's folder names
+            parts = set(f.relative_to(folder).parent.parts)
+            best = [c for c in cands if parts & set(file_of[c].split("/")[:-1])]
+            cands = best if len(best) == 1 else cands
+        if not cands:
+            unmatched.append(f.name)
+            continue
+        iid = cands[0]
+        iw, ih = size[iid]
+        text = read_bytes(f).decode("utf-8", errors="replace")
+        for no, ln in enumerate(text.splitlines(), start=1):
+            fields = ln.split()
+            if not fields:
+                continue
+            if len(fields) == 5:
+                raise DatasetError(f"{f}:{no}: 5 fields 'class cx cy w h' and no confidence: "
+                                   "these are labels, not predictions. Save predictions with "
+                                   "save_conf=True (6 fields), or load this folder as the dataset.")
+            try:
+                vals = [float(v) for v in fields]
+            except ValueError:
+                vals = []
+            if len(vals) != 6 or not all(map(math.isfinite, vals)) or vals[0] != int(vals[0]):
+                raise DatasetError(f"{f}:{no}: expected 6 numbers 'class cx cy w h conf', got "
+                                   f"{ln.strip()[:80]!r}. Fix or remove that line.")
+            if pd.isna(iw) or pd.isna(ih):
+                raise DatasetError(
+                    f"{f}: the size of image {file_of[iid]!r} is unknown, so normalised boxes "
+                    "cannot be converted to pixels. Load the dataset with probe=True (reads "
+                    "image headers) or give width/height in its labels.")
+            k, cx, cy, w, h, conf = vals
+            rows[IMAGE_ID].append(iid)
+            rows[CATEGORY_ID].append(cmap(int(k)))
+            rows[SCORE].append(conf)
+            rows[X].append((cx - w / 2) * iw)
+            rows[Y].append((cy - h / 2) * ih)
+            rows[W].append(w * iw)
+            rows[H].append(h * ih)
+    if unmatched:
+        if len(unmatched) == len(files):
+            raise DatasetError(f"{folder}: no prediction file matches an image of the dataset "
+                               f"by file stem (e.g. {unmatched[:3]}). Check that these are "
+                               "predictions for this dataset.")
+        log.warning("%s: %d prediction files match no image and are skipped (e.g. %s)", folder,
+                    len(unmatched), unmatched[:3])
+    model = folder.parent.name if folder.name == "labels" and folder.parent.name else folder.name
+    return _frame(rows, model)
+
+
+# ----------------------------------------------------------------------------- Label Studio
+def _labelstudio(path: Path, ds: Dataset) -> pd.DataFrame:
+    from qa.io.labelstudio import DEFAULT_LS_MODEL, parse_export
+
+    ex = parse_export(path, IssueLog())
+    if not ex.preds:
+        raise DatasetError(f"{path}: this Label Studio export has no 'predictions'. Export the "
+                           "project with predictions, or load it as the dataset.")
+    by_name = dict(zip(ds.images[FILE_NAME].astype(str), ds.images[IMAGE_ID].tolist()))
+    by_base: dict[str, list[int]] = {}
+    for fn, iid in by_name.items():
+        by_base.setdefault(posixpath.basename(fn), []).append(iid)
+    cat_ids = dict(zip(ds.categories[NAME].astype(str), ds.categories[CATEGORY_ID].tolist()))
+    extra: dict[str, int] = {}
+    nxt = max(cat_ids.values(), default=0) + 1
+    rows = {IMAGE_ID: [], CATEGORY_ID: [], SCORE: [], X: [], Y: [], W: [], H: [], MODEL: []}
+    unmatched = set()
+    for p in ex.preds:
+        fn = p[FILE_NAME]
+        iid = by_name.get(fn)
+        if iid is None and len(by_base.get(posixpath.basename(fn), [])) == 1:
+            iid = by_base[posixpath.basename(fn)][0]
+        if iid is None:
+            unmatched.add(fn)
+            continue
+        cid = cat_ids.get(p[NAME])
+        if cid is None:  # keep it under a new id: validation reports the unknown category
+            if p[NAME] not in extra:
+                extra[p[NAME]] = nxt
+                nxt += 1
+            cid = extra[p[NAME]]
+        rows[IMAGE_ID].append(iid)
+        rows[CATEGORY_ID].append(cid)
+        rows[SCORE].append(p[SCORE])
+        for k in (X, Y, W, H):
+            rows[k].append(p[k])
+        rows[MODEL].append(path.stem if p[MODEL] == DEFAULT_LS_MODEL else p[MODEL])
+    if unmatched:
+        log.warning("%s: predictions for %d images not in the dataset are skipped (e.g. %s)",
+                    path, len(unmatched), sorted(unmatched)[:3])
+    if extra:
+        log.warning("%s: prediction labels not in the dataset's categories: %s", path,
+                    sorted(extra))
+    models = rows.pop(MODEL)
+    df = _frame(rows, path.stem)
+    df[MODEL] = pd.Categorical(models)
+    return df
+
+
+# ----------------------------------------------------------------------------- entry point
+def load_predictions(source: Path | str, ds: Dataset) -> pd.DataFrame:
+    """Predictions in ``source`` for the images of ``ds``, as a PREDICTIONS_SCHEMA frame."""
+    path = Path(source)
+    if path.is_dir():
+        return _yolo_folder(path, ds)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file or directory. Check the predictions path.")
+    if path.suffix.lower() != ".json":
+        raise DatasetError(f"{path}: predictions must be a COCO results .json, a Label Studio "
+                           ".json export, or a folder of YOLO .txt files.")
+    doc = parse_json(path)
+    if isinstance(doc, dict):
+        if any(k in doc for k in ("images", "annotations", "categories")):
+            raise DatasetError(
+                f"{path}: this looks like a COCO dataset, not a results list. Predictions are "
+                "a JSON list [{image_id, category_id, bbox, score}] (what pycocotools' "
+                "loadRes reads); load this file as the dataset instead.")
+        if "data" in doc:
+            return _labelstudio(path, ds)
+        raise DatasetError(f"{path}: expected a JSON list of predictions, got an object with "
+                           f"keys {sorted(doc)[:8]}. Write [{{image_id, category_id, bbox, "
+                           "score}}].")
+    expect(isinstance(doc, list), path,
+           f"expected a JSON list of predictions, got a JSON {type(doc).__name__}.")
+    if not doc:
+        return _frame({k: [] for k in (IMAGE_ID, CATEGORY_ID, SCORE, X, Y, W, H)}, path.stem)
+    first = doc[0]
+    if isinstance(first, dict) and "data" in first:
+        return _labelstudio(path, ds)
+    return _coco_results(path, doc, ds)
+
+
+__all__ = ["find_predictions", "load_predictions"]

@@ -1,0 +1,370 @@
+"""YOLO (Ultralytics) datasets.
+
+Layouts
+-------
+* ``data.yaml`` with ``path`` (dataset root, relative to the yaml's folder), ``train`` / ``val``
+  / ``test`` (a folder of images, a ``.txt`` list of image paths, or a list of those, relative
+  to ``path``) and ``names`` (a list, or a dict ``{index: name}``).
+* A folder with ``images/`` and ``labels/`` and no yaml: classes come from ``classes.txt``
+  (in the folder or in ``labels/``) if present, else ``class_0``, ``class_1`` ...; a
+  ``images/<split>/`` level gives the splits.
+
+The label of ``.../images/<sub>/a.jpg`` is ``.../labels/<sub>/a.txt`` (the last ``images``
+path component replaced, as Ultralytics does): one object per line, ``class cx cy w h``
+normalised to [0, 1]. Lines with an odd number >= 7 of fields are polygons (``class x1 y1 x2
+y2 ...``); their bbox is kept with the points in ``segmentation``. A 6th column is a
+confidence: that is a predictions file, quarantined here (load it with ``predictions=``).
+
+Category ids are the YOLO class indices (0-based), so that YOLO prediction files match them.
+Normalised coordinates need pixel sizes: this is the one reader that reads image headers
+(:func:`qa.io._common.image_sizes`, in parallel). An image without a label file is an image
+with no objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qa.dataset import (
+    ANN_ID,
+    ANNOTATOR,
+    CATEGORY_ID,
+    DEFAULT_ANNOTATOR,
+    FILE_NAME,
+    HEIGHT,
+    IMAGE_ID,
+    ISCROWD,
+    NAME,
+    SEGMENTATION,
+    SPLIT,
+    SPLITS,
+    SUPERCATEGORY,
+    WIDTH,
+    Dataset,
+    DatasetError,
+    H,
+    W,
+    X,
+    Y,
+)
+from qa.io._common import (
+    IMAGE_EXTENSIONS,
+    IssueLog,
+    expect,
+    image_sizes,
+    list_images,
+    parse_yaml,
+    read_bytes,
+)
+from qa.io.coco import split_from_name
+
+log = logging.getLogger(__name__)
+
+YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+# Ultralytics writes `class cx cy w h`; `... conf` when saving predictions with save_conf.
+BOX_FIELDS = 5
+PRED_FIELDS = 6
+# Cap on per-line issues per file so one broken file does not flood the report.
+MAX_ISSUES_PER_FILE = 20
+
+
+def label_path(image: Path) -> Path:
+    """The label file of an image: the last ``images`` path component becomes ``labels``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def _labels_dir(images_dir: Path) -> Path:
+    parts = list(images_dir.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts)
+    return images_dir
+
+
+# ----------------------------------------------------------------------------- yaml
+def _names_from_yaml(cfg: dict, yaml_path: Path) -> dict[int, str] | None:
+    names = cfg.get("names")
+    if names is None:
+        nc = cfg.get("nc")
+        if isinstance(nc, int) and not isinstance(nc, bool) and nc >= 0:
+            return {i: f"class_{i}" for i in range(nc)}
+        return None
+    if isinstance(names, list):
+        return {i: str(n) for i, n in enumerate(names)}
+    if isinstance(names, dict):
+        out = {}
+        for k, v in names.items():
+            try:
+                out[int(k)] = str(v)
+            except (TypeError, ValueError):
+                raise DatasetError(
+                    f"{yaml_path}: 'names' keys must be class indices (0, 1, ...), got {k!r}. "
+                    "Write names as a list or as {0: name, 1: name}."
+                ) from None
+        return out
+    raise DatasetError(
+        f"{yaml_path}: 'names' must be a list or a dict {{index: name}}, got "
+        f"{type(names).__name__}. Fix the yaml."
+    )
+
+
+def _names_from_classes_txt(folder: Path) -> dict[int, str] | None:
+    for p in (folder / "classes.txt", folder / "labels" / "classes.txt"):
+        if p.is_file():
+            lines = read_bytes(p).decode("utf-8", errors="replace").splitlines()
+            return {i: ln.strip() for i, ln in enumerate(lines) if ln.strip()}
+    return None
+
+
+def _images_of_entry(entry, root: Path, yaml_path: Path, issues: IssueLog) -> tuple[list, list]:
+    """(image paths, image folders) of one ``train``/``val``/``test`` value."""
+    entries = entry if isinstance(entry, list) else [entry]
+    paths, folders = [], []
+    for e in entries:
+        if not isinstance(e, str) or not e.strip():
+            issues.error("malformed_yaml",
+                         f"{yaml_path}: split entry {e!r} is not a path; skipped. Give a "
+                         "folder of images or a .txt list of image paths.")
+            continue
+        p = Path(e) if os.path.isabs(e) else root / e
+        if p.is_dir():
+            paths += list_images(p)
+            folders.append(p)
+        elif p.is_file() and p.suffix.lower() == ".txt":
+            for ln in read_bytes(p).decode("utf-8", errors="replace").splitlines():
+                ln = ln.strip()
+                if not ln or ln.startswith("#"):
+                    continue
+                # Ultralytics: './x' is relative to the list's folder; others to the root
+                q = p.parent / ln[2:] if ln.startswith("./") else (
+                    Path(ln) if os.path.isabs(ln) else root / ln)
+                paths.append(q)
+        elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            paths.append(p)
+        else:
+            issues.error("missing_split",
+                         f"{yaml_path}: split path {e!r} ({p}) does not exist; its images are "
+                         "not loaded. Fix 'path' or the split entry in the yaml.")
+    return paths, folders
+
+
+def _layout_from_yaml(yaml_path: Path, issues: IssueLog):
+    cfg = parse_yaml(yaml_path)
+    expect(isinstance(cfg, dict), yaml_path,
+           f"expected a YOLO data.yaml mapping (path, train, val, names), got "
+           f"{type(cfg).__name__}. Fix the yaml.")
+    base = yaml_path.parent
+    rp = cfg.get("path")
+    if rp is None or rp == "":
+        root = base
+    else:
+        expect(isinstance(rp, str), yaml_path, f"'path' must be a string, got {rp!r}.")
+        root = Path(rp) if os.path.isabs(rp) else base / rp
+        if not root.is_dir():
+            # Ultralytics falls back to paths relative to the yaml's folder
+            issues.warning("missing_root",
+                           f"{yaml_path}: 'path' {rp!r} is not a folder; using the yaml's "
+                           "folder instead. Fix 'path' in the yaml.")
+            root = base
+    names = _names_from_yaml(cfg, yaml_path)
+    if names is None:
+        names = _names_from_classes_txt(root)
+    split_images = []
+    folders = []
+    for key in ("train", "val", "valid", "test"):
+        if cfg.get(key) is None:
+            continue
+        split = "val" if key == "valid" else key
+        paths, fs = _images_of_entry(cfg[key], root, yaml_path, issues)
+        split_images += [(p, split) for p in paths]
+        folders += fs
+    if not split_images and not any(cfg.get(k) for k in ("train", "val", "test")):
+        raise DatasetError(
+            f"{yaml_path}: no 'train', 'val' or 'test' entry. Add e.g. 'train: images/train'.")
+    return root, names, split_images, folders
+
+
+def _layout_from_folder(folder: Path):
+    images_dir = folder / "images"
+    if not images_dir.is_dir() or not (folder / "labels").is_dir():
+        raise DatasetError(
+            f"{folder}: not a YOLO dataset: expected data.yaml, or images/ and labels/ folders.")
+    names = _names_from_classes_txt(folder)
+    split_images = []
+    for p in list_images(images_dir):
+        rel = p.relative_to(images_dir).parts
+        split = split_from_name(rel[0]) if len(rel) > 1 else None
+        split_images.append((p, split if split in SPLITS else None))
+    return folder, names, split_images, [images_dir]
+
+
+# ----------------------------------------------------------------------------- labels
+def _parse_label_file(lp: Path, img_size, image_id: int, issues: IssueLog, names):
+    """Rows (category_id, x, y, w, h, segmentation) of one label file, in pixels."""
+    try:
+        text = lp.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        issues.error("unreadable_label", f"{lp}: cannot be read ({exc}); its boxes are skipped.",
+                     image_id=image_id)
+        return []
+    lines = text.splitlines()
+    rows = []
+    n_bad = 0
+    iw, ih = img_size
+    if iw is None or ih is None:
+        if any(ln.strip() for ln in lines):
+            issues.error("unknown_image_size",
+                         f"{lp}: the size of its image cannot be read, so its normalised boxes "
+                         "cannot be converted to pixels; the boxes are quarantined. Check that "
+                         "the image file is a readable image.", image_id=image_id)
+        return []
+    for no, ln in enumerate(lines, start=1):
+        fields = ln.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+
+        def bad(msg, check="malformed_label"):
+            nonlocal n_bad
+            n_bad += 1
+            if n_bad <= MAX_ISSUES_PER_FILE:
+                issues.error(check, f"{lp}:{no}: {msg}; the line is quarantined.",
+                             image_id=image_id)
+
+        if len(fields) == PRED_FIELDS:
+            bad("6 fields: the 6th is a confidence, so this is a predictions file, not labels. "
+                "Load it with predictions=... instead", check="prediction_in_labels")
+            continue
+        polygon = len(fields) > PRED_FIELDS and len(fields) % 2 == 1
+        if len(fields) != BOX_FIELDS and not polygon:
+            bad(f"expected 5 fields 'class cx cy w h' (or a polygon 'class x1 y1 x2 y2 ...'), "
+                f"got {len(fields)}: {ln.strip()[:80]!r}")
+            continue
+        try:
+            vals = [float(v) for v in fields]
+        except ValueError:
+            bad(f"non-numeric value in {ln.strip()[:80]!r}")
+            continue
+        if not all(np.isfinite(vals)):
+            bad(f"non-finite value in {ln.strip()[:80]!r}")
+            continue
+        cls = vals[0]
+        if cls != int(cls) or cls < 0:
+            bad(f"class {fields[0]!r} is not a non-negative integer index")
+            continue
+        cls = int(cls)
+        if names is not None and cls not in names:
+            bad(f"class {cls} is not in names (0..{max(names) if names else -1}); add it to "
+                "the yaml's names", check="unknown_category")
+            continue
+        seg = None
+        if polygon:
+            pts = np.asarray(vals[1:], dtype=np.float64).reshape(-1, 2) * (iw, ih)
+            x0, y0 = pts.min(axis=0)
+            x1, y1 = pts.max(axis=0)
+            box = (x0, y0, x1 - x0, y1 - y0)
+            seg = [pts.ravel().round(3).tolist()]
+        else:
+            cx, cy, w, h = vals[1:]
+            box = ((cx - w / 2) * iw, (cy - h / 2) * ih, w * iw, h * ih)
+        rows.append((cls, *box, seg))
+    if n_bad > MAX_ISSUES_PER_FILE:
+        issues.error("malformed_label",
+                     f"{lp}: {n_bad - MAX_ISSUES_PER_FILE} more malformed lines.",
+                     image_id=image_id)
+    return rows
+
+
+def read(path: Path | str, *, image_root=None) -> Dataset:
+    """Read a YOLO dataset (``data.yaml`` or a folder, see the module doc) into a Dataset."""
+    path = Path(path)
+    issues = IssueLog()
+    yaml_path = None
+    if path.is_file():
+        yaml_path = path
+    elif path.is_dir():
+        yaml_path = next((path / n for n in YAML_NAMES if (path / n).is_file()), None)
+    else:
+        raise DatasetError(f"{path}: no such file or directory. Check the path.")
+    if yaml_path is not None:
+        root, names, split_images, folders = _layout_from_yaml(yaml_path, issues)
+    else:
+        root, names, split_images, folders = _layout_from_folder(path)
+    # one row per image file (first split wins when an image is listed twice)
+    seen: dict[str, tuple[Path, str | None]] = {}
+    for p, split in split_images:
+        fn = os.path.relpath(p, root).replace(os.sep, "/")
+        if fn in seen:
+            if seen[fn][1] != split:
+                issues.warning("image_in_two_splits",
+                               f"{p}: listed in both '{seen[fn][1]}' and '{split}'; kept in "
+                               f"'{seen[fn][1]}'. Remove it from one split.")
+            continue
+        seen[fn] = (p, split)
+    file_names = sorted(seen)
+    ids = {fn: i + 1 for i, fn in enumerate(file_names)}
+    paths = [seen[fn][0] for fn in file_names]
+    sizes = image_sizes(paths) if paths else []
+
+    rows = []
+    expected_labels = set()
+    for fn, p, size in zip(file_names, paths, sizes):
+        lp = label_path(p)
+        expected_labels.add(os.path.normcase(os.path.abspath(lp)))
+        if lp.is_file():
+            for r in _parse_label_file(lp, size, ids[fn], issues, names):
+                rows.append((ids[fn], *r))
+
+    # label files whose image is missing
+    for folder in folders:
+        ld = _labels_dir(folder)
+        if ld == folder or not ld.is_dir():
+            continue
+        for lp in sorted(ld.rglob("*.txt")):
+            if lp.name == "classes.txt":
+                continue
+            if os.path.normcase(os.path.abspath(lp)) not in expected_labels:
+                issues.error("label_without_image",
+                             f"{lp}: label file has no image (looked for {lp.stem}.* under "
+                             f"{folder}); its boxes are not loaded. Add the image or delete the "
+                             "label file.")
+
+    seen_classes = sorted({r[1] for r in rows})
+    if names is None:
+        names = {c: f"class_{c}" for c in seen_classes}
+    cats = pd.DataFrame({CATEGORY_ID: list(names), NAME: list(names.values()),
+                         SUPERCATEGORY: [None] * len(names)})
+    n = len(rows)
+    box = np.array([r[2:6] for r in rows], dtype=np.float64).reshape(n, 4)
+    anns = pd.DataFrame({
+        ANN_ID: np.arange(1, n + 1, dtype=np.int64),
+        IMAGE_ID: np.array([r[0] for r in rows], dtype=np.int64),
+        CATEGORY_ID: np.array([r[1] for r in rows], dtype=np.int64),
+        ANNOTATOR: DEFAULT_ANNOTATOR,
+        ISCROWD: 0,  # Dataset cannot cast a missing iscrowd column
+        X: box[:, 0], Y: box[:, 1], W: box[:, 2], H: box[:, 3],
+    })
+    if any(r[6] is not None for r in rows):
+        anns[SEGMENTATION] = [r[6] for r in rows]
+    images = pd.DataFrame({
+        IMAGE_ID: np.arange(1, len(file_names) + 1, dtype=np.int64),
+        FILE_NAME: file_names,
+        WIDTH: pd.array([s[0] for s in sizes], dtype="Int64"),
+        HEIGHT: pd.array([s[1] for s in sizes], dtype="Int64"),
+        SPLIT: [seen[fn][1] for fn in file_names],
+    })
+    if image_root is not None:  # file names stay relative to the dataset root
+        root = Path(image_root)
+    name = (yaml_path.parent.name if yaml_path is not None else path.name) or path.name
+    return Dataset(images=images, categories=cats, annotations=anns, root=root, format="yolo",
+                   name=name, annotators=(DEFAULT_ANNOTATOR,), load_issues=issues.frame())
