@@ -17,3 +17,28 @@ def validation_report(key: str, _ds: Dataset):
     from qa.validate import validate
 
     return validate(_ds)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def filter_issues(key: str, _report, severities: tuple, checks: tuple):
+    df = _report.issues
+    df = df[df["severity"].isin(severities)] if severities else df
+    return df[df["check"].isin(checks)] if checks else df
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def gallery_ids(key: str, _ds: Dataset, _report, all_images: bool) -> list[int]:
+    if all_images:
+        return _ds.images["image_id"].tolist()
+    ids = _report.issues["image_id"].dropna().astype(int)
+    return list(dict.fromkeys(ids.tolist()))
+
+
+@st.cache_data(show_spinner="Computing class balance ...", max_entries=8)
+def class_balance(key: str, _ds: Dataset, annotator: str | None = None,
+                  splits: tuple[str, ...] | None = None, min_box_side: float = 8.0):
+    """:func:`qa.balance.compute_class_balance` (None annotator: the one with most labels)."""
+    from qa.balance import compute_class_balance
+
+    return compute_class_balance(_ds, annotator=annotator, splits=splits,
+                                 min_box_side=min_box_side)

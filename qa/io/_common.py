@@ -7,6 +7,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -82,6 +83,16 @@ def resolve_inside(root: Path | str, file_name: str) -> Path | None:
     return p
 
 
+def lexically_inside(root: Path, file_name: str) -> Path | None:
+    """``root / file_name`` normalised without touching the disk, or None if ``..`` or an
+    absolute path takes it out of ``root`` (``root`` must already be resolved). Symlinks
+    are checked when the file is opened (``_probe_one``)."""
+    if not file_name or "\x00" in file_name:
+        return None
+    p = Path(os.path.normpath(os.path.join(root, file_name)))
+    return p if p == root or root in p.parents else None
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files below ``folder``, sorted, hidden files skipped."""
     out = []
@@ -94,10 +105,14 @@ def list_images(folder: Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- images
-def _probe_one(path: Path | None) -> tuple[bool, bool, int | None, int | None, str | None]:
-    """(exists, readable, width, height, error) for one image file."""
+def _probe_one(path: Path | None, root: Path | None = None
+               ) -> tuple[bool, bool, int | None, int | None, str | None]:
+    """(exists, readable, width, height, error) for one image file; with ``root``, a file
+    whose real path (symlinks followed) leaves ``root`` is not opened."""
     if path is None:
         return False, False, None, None, "path resolves outside the dataset root"
+    if root is not None and path.is_symlink() and resolve_inside(root, str(path)) is None:
+        return True, False, None, None, "symbolic link pointing outside the dataset root"
     try:
         if not path.is_file():
             return False, False, None, None, "file not found"
@@ -135,13 +150,18 @@ def probe_images(
         images[FILE_ERROR] = None
         return images
     rootp = Path(root).resolve()
-    paths = [resolve_inside(rootp, str(f)) for f in images[FILE_NAME]]
-    results: list = [None] * n
+    paths = [lexically_inside(rootp, str(f)) for f in images[FILE_NAME]]
+    present = _existing(paths)
+    results: list = [(False, False, None, None,
+                      "path resolves outside the dataset root" if p is None else "file not found")
+                     for p in paths]
+    todo = [i for i, ok in enumerate(present) if ok]
     with ThreadPoolExecutor(max_workers=PROBE_WORKERS) as pool:
-        for i, r in enumerate(pool.map(_probe_one, paths, chunksize=64)):
-            results[i] = r
-            if progress is not None and (i % 256 == 0 or i == n - 1):
-                progress(i + 1, n)
+        probe = partial(_probe_one, root=rootp)
+        for k, r in enumerate(pool.map(probe, [paths[i] for i in todo], chunksize=64)):
+            results[todo[k]] = r
+            if progress is not None and (k % 256 == 0 or k == len(todo) - 1):
+                progress(k + 1, len(todo))
     ex, rd, hw, hh, err = zip(*results) if results else ([], [], [], [], [])
     images[EXISTS] = np.array(ex, dtype=bool)
     images[READABLE] = np.array(rd, dtype=bool)
@@ -153,6 +173,26 @@ def probe_images(
         cur = images[col] if col in images else pd.Series([pd.NA] * n, dtype="Int64")
         images[col] = pd.array(cur, dtype="Int64").fillna(images[hcol]) if n else cur
     return images
+
+
+def _existing(paths: list[Path | None]) -> list[bool]:
+    """Which paths are files, listing each folder once instead of one stat per file (a
+    118k-image COCO folder: 0.1 s instead of seconds)."""
+    listing: dict[Path, set[str] | None] = {}
+    out = []
+    for p in paths:
+        if p is None:
+            out.append(False)
+            continue
+        parent = p.parent
+        if parent not in listing:
+            try:
+                listing[parent] = {e.name for e in os.scandir(parent) if not e.is_dir()}
+            except OSError:
+                listing[parent] = None
+        names = listing[parent]
+        out.append(names is not None and p.name in names)
+    return out
 
 
 def image_sizes(paths: list[Path]) -> list[tuple[int | None, int | None]]:
@@ -196,7 +236,10 @@ def json_error_message(path: Path, data: bytes, exc: Exception) -> str:
 
     m = re.search(r"at byte (\d+)", msg)
     where = ""
-    if m:
+    if "truncated" in msg:
+        n_lines = data.count(b"\n") + 1
+        where = f" at the end of the file (line {n_lines}; the file is cut short)"
+    elif m:
         line, col = _line_col(data, int(m.group(1)))
         where = f" at line {line}, column {col}"
     return (

@@ -1,0 +1,118 @@
+"""The sidebar dataset picker: the bundled sample (default), a folder or file on the server,
+or an uploaded .zip (extracted safely to a temporary folder)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from qa.app import state
+from qa.dataset import Dataset, DatasetError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
+SOURCES = ("Sample dataset", "Path on server", "Upload .zip")
+
+
+def _signature(path: Path) -> str:
+    """Changes when the labels change: the mtimes of the path and its direct children."""
+    try:
+        items = [path] + (sorted(path.iterdir()) if path.is_dir() else [])
+        items += sorted((path / "annotations").glob("*")) if (path / "annotations").is_dir() else []
+        return ";".join(f"{p.name}:{p.stat().st_mtime_ns}" for p in items)
+    except OSError:
+        return ""
+
+
+@st.cache_resource(show_spinner="Loading dataset ...", max_entries=4)
+def _load(path: str, signature: str, predictions: tuple[str, ...]) -> Dataset:
+    import qa
+
+    return qa.load(path, predictions=list(predictions) or None)
+
+
+@st.cache_resource(show_spinner="Extracting upload ...", max_entries=2)
+def _extract(digest: str, _data: bytes) -> str:
+    import io
+
+    from qa.io.archive import extract_zip
+
+    return str(extract_zip(io.BytesIO(_data)))
+
+
+def _try_load(path: Path, with_predictions: bool, label: str) -> None:
+    from qa.io.predictions import find_predictions
+
+    preds = tuple(str(p) for p in find_predictions(path)) if with_predictions and path.is_dir() \
+        else ()
+    key = f"{path.resolve()}|{_signature(path)}|{','.join(preds)}"
+    if key == state.dataset_key():
+        return
+    try:
+        ds = _load(str(path), _signature(path), preds)
+    except DatasetError as exc:
+        st.session_state[state.KEY_LOAD_ERROR] = f"Could not load {label}: {exc}"
+        return
+    except Exception as exc:  # a bug or an unexpected file: say so, keep the app alive
+        log.exception("loading %s failed", path)
+        st.session_state[state.KEY_LOAD_ERROR] = (
+            f"Could not load {label}: unexpected {type(exc).__name__}: {exc}. "
+            "Please report this with the dataset's layout.")
+        return
+    st.session_state[state.KEY_LOAD_ERROR] = None
+    state.set_dataset(ds, key)
+
+
+def default_dataset() -> str | None:
+    """The sample's replacement given as `streamlit run app.py -- --dataset PATH` or in the
+    DATASET_QA_DATASET environment variable."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--dataset", default=None)
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args.dataset or os.environ.get("DATASET_QA_DATASET") or None
+
+
+def dataset_picker(default_path: str | None = None) -> None:
+    """Draw the picker in the sidebar and load the chosen dataset into session state."""
+    default_path = default_path or default_dataset()
+    sb = st.sidebar
+    sb.header("Dataset")
+    source = sb.radio("Source", SOURCES, key="picker_source")
+    with_preds = sb.checkbox("Load model predictions (predictions/*.json)", value=True,
+                             key="picker_predictions")
+    if source == SOURCES[0]:
+        path = Path(default_path) if default_path else SAMPLE_DIR
+        _try_load(path, with_preds, f"the sample dataset ({path})")
+    elif source == SOURCES[1]:
+        text = sb.text_input("Folder or labels file on the server", key="picker_path",
+                             placeholder="/data/my_dataset or /data/coco/instances_val.json")
+        if text.strip():
+            _try_load(Path(os.path.expanduser(text.strip())), with_preds, text.strip())
+    else:
+        up = sb.file_uploader("Dataset as .zip", type=["zip"], key="picker_upload")
+        if up is not None:
+            data = up.getvalue()
+            digest = hashlib.sha1(data).hexdigest()
+            try:
+                folder = _extract(digest, data)
+            except DatasetError as exc:
+                st.session_state[state.KEY_LOAD_ERROR] = f"Could not load {up.name}: {exc}"
+            else:
+                _try_load(Path(folder), with_preds, up.name)
+    ds = state.current_dataset()
+    if ds is not None:
+        s = ds.summary()
+        sb.caption(f"**{s['name']}** ({s['format']}): {s['images']} images, "
+                   f"{s['annotations']} annotations, {len(s['annotators'])} annotator(s)")
+    err = st.session_state.get(state.KEY_LOAD_ERROR)
+    if err:
+        st.error(err + ("" if ds is None else f"  \nStill showing the previous dataset "
+                                                   f"'{ds.name}'."), icon=":material/error:")

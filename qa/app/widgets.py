@@ -1,0 +1,67 @@
+"""Reusable widgets for the pages: the image gallery with box overlays and legends."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from qa.dataset import Dataset
+from qa.viz.common import PREDICTION_COLOR, annotator_colors
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _thumbnail(key: str, _ds: Dataset, image_id: int, annotators: tuple | None,
+               show_predictions: bool, highlight: tuple | None):
+    from qa.viz.boxes import render_image
+
+    return render_image(_ds, image_id, annotators=annotators, show_predictions=show_predictions,
+                        highlight_ann_ids=highlight)
+
+
+def annotator_legend(ds: Dataset, annotators=None, *, show_predictions: bool = False) -> None:
+    """One coloured chip per annotator (and predictions), as a markdown line."""
+    colors = annotator_colors(ds.annotators)
+    names = [a for a in ds.annotators if annotators is None or a in annotators]
+    chips = [f"<span style='color:{colors[a]}'>&#9632;</span> {a}" for a in names]
+    if show_predictions:
+        chips.append(f"<span style='color:{PREDICTION_COLOR}'>&#9633;</span> predictions")
+    st.markdown(" &nbsp; ".join(chips), unsafe_allow_html=True)
+
+
+def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators=None,
+                  highlight_ann_ids=None, max_images: int = 24, columns: int = 4,
+                  show_predictions: bool = False) -> None:
+    """A grid of thumbnails with each annotator's boxes in its own colour.
+
+    ``captions``: dict image_id -> text (or a list aligned with image_ids). Missing or corrupt
+    files show a placeholder with the reason; the gallery never fails on one bad image.
+    """
+    from qa.app.state import dataset_key
+
+    ids = [int(i) for i in list(image_ids)]
+    if not ids:
+        st.caption("No images to show.")
+        return
+    if isinstance(captions, (list, tuple)):
+        captions = dict(zip(ids, captions))
+    captions = captions or {}
+    total = len(ids)
+    pages = max(1, -(-total // max_images))
+    page = 1
+    if pages > 1:
+        page = st.number_input(f"Page (of {pages}, {total} images)", min_value=1, max_value=pages,
+                               value=1, step=1, key=f"{key}_page")
+    shown = ids[(page - 1) * max_images: page * max_images]
+    annotator_legend(ds, annotators, show_predictions=show_predictions)
+    hl = tuple(sorted(int(a) for a in highlight_ann_ids)) if highlight_ann_ids is not None else None
+    ann_key = tuple(annotators) if annotators is not None else None
+    names = dict(zip(ds.images["image_id"].tolist(), ds.images["file_name"].tolist()))
+    cols = st.columns(columns)
+    for i, iid in enumerate(shown):
+        img, err = _thumbnail(dataset_key(), ds, iid, ann_key, show_predictions, hl)
+        cap = f"#{iid} {names.get(iid, '')}"
+        if iid in captions:
+            cap += f" — {captions[iid]}"
+        if err:
+            cap += f" (unavailable: {err[:60]})"
+        with cols[i % columns]:
+            st.image(img, caption=cap, width="stretch")

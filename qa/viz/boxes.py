@@ -1,0 +1,127 @@
+"""Box overlays: draw each annotator's boxes (and a model's predictions) on an image.
+
+Returns PIL images; reading the file is the caller's business (``load_image``), so analyses
+and tests can pass arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+from qa.dataset import ANN_ID, ANNOTATOR, CATEGORY_ID, IMAGE_ID, SCORE, H, W, X, Y
+from qa.viz.common import PREDICTION_COLOR, annotator_colors
+
+# Gallery thumbnails: long side in pixels. Big enough to read a label, small enough that a
+# page of 24 stays light over the websocket.
+THUMB_SIDE = 480
+PLACEHOLDER_COLOR = (60, 60, 60)
+
+
+def load_image(path: Path | None, *, max_side: int = THUMB_SIDE) -> tuple[Image.Image, float, str | None]:
+    """(RGB image scaled to ``max_side``, scale factor, error) — a grey placeholder with the
+    reason when the file is missing, outside the root or unreadable. Never raises."""
+    err = None
+    try:
+        if path is None:
+            raise FileNotFoundError("outside the dataset root or unknown")
+        with Image.open(path) as im:
+            full_w, full_h = im.size
+            im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced size, much faster
+            img = im.convert("RGB")
+        scale = min(1.0, max_side / max(img.size)) if max(img.size) else 1.0
+        if scale < 1.0:
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+        return img, img.width / full_w if full_w else scale, None
+    except Exception as exc:  # missing, corrupt, truncated: show a placeholder, keep going
+        err = f"{type(exc).__name__}: {exc}"
+        img = Image.new("RGB", (max_side, int(max_side * 0.75)), PLACEHOLDER_COLOR)
+        d = ImageDraw.Draw(img)
+        d.text((10, 10), "image unavailable", fill=(230, 230, 230))
+        d.text((10, 30), err[:70], fill=(200, 200, 200))
+        return img, 1.0, err
+
+
+def draw_boxes(
+    image: Image.Image,
+    annotations: pd.DataFrame,
+    *,
+    scale: float = 1.0,
+    category_names: dict[int, str] | None = None,
+    colors: dict[str, str] | None = None,
+    predictions: pd.DataFrame | None = None,
+    highlight_ann_ids=None,
+    show_labels: bool = True,
+) -> Image.Image:
+    """A copy of ``image`` with boxes drawn: one colour per annotator, predictions dashed in
+    magenta with their score, highlighted annotations thicker. ``scale`` maps the dataset's
+    pixel coordinates to ``image``'s."""
+    img = image.copy()
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    names = category_names or {}
+    colors = colors or annotator_colors(sorted(annotations[ANNOTATOR].astype(str).unique())
+                                        if len(annotations) else [])
+    hl = set(int(i) for i in highlight_ann_ids) if highlight_ann_ids is not None else set()
+    boxes = annotations[annotations[W].notna()] if len(annotations) else annotations
+    for r in boxes.itertuples(index=False):
+        rd = r._asdict()
+        x0, y0 = rd[X] * scale, rd[Y] * scale
+        x1, y1 = (rd[X] + rd[W]) * scale, (rd[Y] + rd[H]) * scale
+        col = colors.get(str(rd[ANNOTATOR]), "#00FF00")
+        width = 4 if int(rd[ANN_ID]) in hl else 2
+        d.rectangle([x0, y0, x1, y1], outline=col, width=width)
+        if show_labels:
+            _label(d, font, x0, y0, str(names.get(rd[CATEGORY_ID], rd[CATEGORY_ID])), col)
+    if predictions is not None and len(predictions):
+        for r in predictions.itertuples(index=False):
+            rd = r._asdict()
+            x0, y0 = rd[X] * scale, rd[Y] * scale
+            x1, y1 = (rd[X] + rd[W]) * scale, (rd[Y] + rd[H]) * scale
+            _dashed_rect(d, x0, y0, x1, y1, PREDICTION_COLOR)
+            if show_labels:
+                txt = f"{names.get(rd[CATEGORY_ID], rd[CATEGORY_ID])} {rd[SCORE]:.2f}"
+                _label(d, font, x0, y1, txt, PREDICTION_COLOR, below=True)
+    return img
+
+
+def _label(d: ImageDraw.ImageDraw, font, x, y, text, color, *, below=False):
+    l, t, r, b = d.textbbox((0, 0), text, font=font)
+    tw, th = r - l + 4, b - t + 2
+    y0 = y if below else max(0, y - th)
+    d.rectangle([x, y0, x + tw, y0 + th], fill=color)
+    d.text((x + 2, y0), text, fill="white", font=font)
+
+
+def _dashed_rect(d, x0, y0, x1, y1, color, dash=6):
+    for (a, b) in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)),
+                   ((x0, y1), (x0, y0))):
+        length = float(np.hypot(b[0] - a[0], b[1] - a[1]))
+        n = max(1, int(length // dash))
+        for i in range(0, n, 2):
+            s, e = i / n, min(1.0, (i + 1) / n)
+            d.line([(a[0] + (b[0] - a[0]) * s, a[1] + (b[1] - a[1]) * s),
+                    (a[0] + (b[0] - a[0]) * e, a[1] + (b[1] - a[1]) * e)], fill=color, width=2)
+
+
+def render_image(ds, image_id: int, *, annotators=None, show_predictions: bool = False,
+                 highlight_ann_ids=None, max_side: int = THUMB_SIDE) -> tuple[Image.Image, str | None]:
+    """Thumbnail of one dataset image with the chosen annotators' boxes; (image, error)."""
+    img, scale, err = load_image(ds.image_path(image_id), max_side=max_side)
+    anns = ds.annotations[ds.annotations[IMAGE_ID] == image_id]
+    if annotators is not None:
+        anns = anns[anns[ANNOTATOR].astype(str).isin([str(a) for a in annotators])]
+    preds = None
+    if show_predictions:
+        preds = ds.predictions[ds.predictions[IMAGE_ID] == image_id]
+    if err is None:
+        img = draw_boxes(img, anns, scale=scale, category_names=ds.category_names,
+                         colors=annotator_colors(ds.annotators), predictions=preds,
+                         highlight_ann_ids=highlight_ann_ids)
+    return img, err
+
+
+__all__ = ["draw_boxes", "load_image", "render_image"]
