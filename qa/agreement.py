@@ -1,0 +1,1146 @@
+"""Inter-annotator agreement: box matching, pairwise box agreement, consensus objects,
+leave-one-out annotator scorecards and chance-corrected coefficients (Cohen, Fleiss,
+Krippendorff).
+
+How boxes are compared
+----------------------
+* Two annotators' boxes on one image are matched one-to-one, maximising the summed IoU
+  (:func:`scipy.optimize.linear_sum_assignment`); a pair below ``iou_threshold`` is never
+  matched. As in CVAT's quality control, same-label pairs are matched first and the boxes
+  left over are then matched across labels: those pairs are *label mismatches* (the object
+  was found, the class differs).
+* Consensus objects: all pairwise matches (same label or not) of all annotator pairs on an
+  image are links of a graph; its connected components are the objects. A component that
+  holds two boxes of one annotator (a chain a1-b1-c1-a2) is split by single-linkage
+  agglomeration in decreasing IoU order that never merges two boxes of one annotator. Each
+  object carries its majority label (ties: lowest category_id), the median box of its members
+  and its *support*: how many of the annotators who labelled the image drew it.
+* Chance-corrected coefficients on boxes: every consensus object is a unit; an annotator who
+  labelled the image but has no box in the object rates it ``NO_OBJECT``; one who did not
+  label the image is missing (NaN). So kappa/alpha measure detection and class agreement
+  together. For classification datasets (image-level labels, NaN boxes) the units are the
+  images and the ratings the labels.
+* Which images an annotator labelled is inferred: the images where they left at least one
+  annotation. Pairs are compared on the images both labelled (the overlap is reported);
+  Krippendorff's alpha handles the missing ratings; Fleiss' kappa, which needs the same raters
+  per unit, uses the units every annotator rated.
+
+Speed: IoUs of all box pairs of two annotators are computed at once (pairs built per image with
+repeat/cumsum index arithmetic); a pair of boxes whose rows and columns have one candidate
+above the threshold each is matched without an assignment solve, and
+``linear_sum_assignment`` only runs on images with conflicting candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from qa.dataset import (
+    ANN_ID,
+    ANNOTATOR,
+    BOX,
+    CATEGORY_ID,
+    HEIGHT,
+    IMAGE_ID,
+    NAME,
+    SEGMENTATION,
+    WIDTH,
+    Dataset,
+    W,
+)
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# Thresholds from practice
+# ---------------------------------------------------------------------------------------------
+DEFAULT_IOU_THRESHOLD = 0.5  # the match threshold CVAT's quality report and COCO AP@0.5 use
+IOU_TARGET = 0.85  # matched boxes of careful annotators overlap this much (tight-box guidelines)
+IOU_GUIDELINES_MIN = 0.75  # below this mean matched IoU the box guidelines need work
+MASK_IOU_TARGET = 0.80  # masks: polygon edges disagree more than box corners, so a lower target
+LOOSE_BOX_IOU = IOU_GUIDELINES_MIN  # a matched pair under this is a "loose box" disagreement
+MIN_CONSENSUS_SHARE = 0.5  # an object is consensus when at least half of the raters drew it
+DISPUTED_SCORE = 0.25  # images where a quarter or more of the soft F1 is lost get reviewed
+NO_OBJECT = -1  # rating of an annotator who labelled the image but drew nothing for an object
+NO_OBJECT_NAME = "(no object)"
+IOU_TYPES = ("bbox", "segm")
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+KAPPA_WEIGHTS = (None, "linear", "quadratic")
+# Landis & Koch (1977): upper bound of each band of kappa.
+LANDIS_KOCH_BANDS = ((0.0, "poor"), (0.20, "slight"), (0.40, "fair"), (0.60, "moderate"),
+                     (0.80, "substantial"), (1.0, "almost perfect"))
+DISAGREEMENT_KINDS = ("missed", "extra", "label", "loose box")  # tie order: first wins
+
+ProgressFn = Callable[[float, str], None]
+
+
+class AgreementWarning(UserWarning):
+    """The input is valid but a statistic is undefined (one annotator, one label ...)."""
+
+
+def _warn(msg: str) -> None:
+    warnings.warn(msg, AgreementWarning, stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+def _frame_dict(df: pd.DataFrame) -> list[dict]:
+    return df.astype(object).where(df.notna(), None).to_dict(orient="records")
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """One-to-one matching of boxes ``a`` against boxes ``b`` (indices are row positions).
+
+    ``matches``: same-label (or unlabelled) pairs ``idx_a, idx_b, iou``; ``label_mismatches``:
+    pairs above the threshold whose labels differ; ``unmatched_a`` / ``unmatched_b``: the rest.
+    """
+
+    matches: pd.DataFrame
+    label_mismatches: pd.DataFrame
+    unmatched_a: np.ndarray
+    unmatched_b: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"matches": _frame_dict(self.matches),
+                "label_mismatches": _frame_dict(self.label_mismatches),
+                "unmatched_a": self.unmatched_a.tolist(), "unmatched_b": self.unmatched_b.tolist()}
+
+
+@dataclass(frozen=True, eq=False)
+class AgreementResult:
+    """Everything the agreement page and the report show. Worse is: lower f1 / recall / iou /
+    kappa / alpha, higher label_mismatch_rate / extra_rate / disagreement_score.
+
+    Tables
+    ------
+    pairwise     one row per annotator pair: overlap images, boxes, matches, precision (of b
+                 against a), recall, f1, mean_iou, label_mismatch_rate, kappa (+ Landis & Koch).
+    per_class    one row per category pooled over pairs, with Fleiss' per-category kappa.
+    per_image    one row per image labelled by 2+ annotators: counts of missed / extra / label /
+                 loose-box disagreements, ``disagreement_score`` (1 - soft F1, 0 best) and the
+                 dominant ``disagreement`` kind; ``is_disputed``.
+    scorecard    one row per annotator, leave-one-out against the consensus of the others.
+    kappa_matrix annotators x annotators Cohen's kappa (diagonal 1).
+    matched_ious one row per matched pair (annotator_a, annotator_b, category_id, iou).
+    clusters     consensus objects (boxes) or images (classification) with their support.
+    members      ann_id -> cluster_id.
+    ratings      units x annotators labels (NO_OBJECT, NaN = did not label) behind the kappas.
+    """
+
+    annotators: tuple[str, ...]
+    iou_threshold: float
+    iou_type: str
+    is_classification: bool
+    pairwise: pd.DataFrame
+    per_class: pd.DataFrame
+    per_image: pd.DataFrame
+    scorecard: pd.DataFrame
+    kappa_matrix: pd.DataFrame
+    fleiss: float
+    fleiss_per_category: pd.DataFrame
+    n_fleiss_units: int
+    alpha: float
+    matched_ious: pd.DataFrame
+    clusters: pd.DataFrame
+    members: pd.DataFrame
+    ratings: pd.DataFrame
+    category_names: dict = field(default_factory=dict)
+
+    @property
+    def n_annotators(self) -> int:
+        return len(self.annotators)
+
+    @property
+    def mean_pairwise_kappa(self) -> float:
+        k = self.pairwise["kappa"] if "kappa" in self.pairwise else pd.Series(dtype=float)
+        return float(k.mean()) if k.notna().any() else math.nan
+
+    def confusion(self, annotator_a: str, annotator_b: str) -> pd.DataFrame:
+        """Labels of ``annotator_a`` (rows) against ``annotator_b`` (columns) on the units both
+        rated, by class name (``(no object)`` for a consensus object one of them missed)."""
+        for a in (annotator_a, annotator_b):
+            if a not in self.ratings.columns:
+                raise ValueError(f"Unknown annotator {a!r}; choose one of {list(self.annotators)}.")
+        r = self.ratings[[annotator_a, annotator_b]].dropna()
+        names = {**self.category_names, NO_OBJECT: NO_OBJECT_NAME}
+        labels = sorted(set(r[annotator_a].astype(int)) | set(r[annotator_b].astype(int)))
+        la = pd.Categorical(r[annotator_a].astype(int).map(names),
+                            categories=[names.get(v, str(v)) for v in labels])
+        lb = pd.Categorical(r[annotator_b].astype(int).map(names),
+                            categories=[names.get(v, str(v)) for v in labels])
+        tab = pd.crosstab(la, lb, dropna=False)
+        tab.index.name, tab.columns.name = annotator_a, annotator_b
+        return tab
+
+    def to_dict(self) -> dict:
+        return {
+            "annotators": list(self.annotators), "iou_threshold": self.iou_threshold,
+            "iou_type": self.iou_type, "is_classification": self.is_classification,
+            "fleiss": None if math.isnan(self.fleiss) else self.fleiss,
+            "n_fleiss_units": self.n_fleiss_units,
+            "alpha": None if math.isnan(self.alpha) else self.alpha,
+            "pairwise": _frame_dict(self.pairwise), "per_class": _frame_dict(self.per_class),
+            "per_image": _frame_dict(self.per_image), "scorecard": _frame_dict(self.scorecard),
+            "kappa_matrix": _frame_dict(self.kappa_matrix.reset_index(names="annotator")),
+            "fleiss_per_category": _frame_dict(self.fleiss_per_category),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Small public helpers
+# ---------------------------------------------------------------------------------------------
+def kappa_band(k: float) -> str:
+    """Landis & Koch (1977) name of a kappa/alpha value: poor (< 0), slight, fair, moderate,
+    substantial, almost perfect; ``"undefined"`` for NaN."""
+    if k is None or (isinstance(k, float) and math.isnan(k)):
+        return "undefined"
+    k = float(k)
+    if k < LANDIS_KOCH_BANDS[0][0]:
+        return LANDIS_KOCH_BANDS[0][1]
+    for upper, name in LANDIS_KOCH_BANDS[1:]:
+        if k <= upper:
+            return name
+    return LANDIS_KOCH_BANDS[-1][1]
+
+
+def _as_boxes(boxes, name: str) -> np.ndarray:
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4))
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name} must be an (n, 4) array of x, y, w, h boxes, got shape "
+                         f"{arr.shape}; pass e.g. ds.annotations[BOX].to_numpy().")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds NaN or infinite coordinates; drop image-level labels "
+                         "(rows with NaN boxes) before matching boxes.")
+    return arr
+
+
+def _check_threshold(t) -> float:
+    t = float(t)
+    if not 0.0 < t <= 1.0:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {t}; 0.5 is the usual choice.")
+    return t
+
+
+def _xyxy(xywh: np.ndarray) -> np.ndarray:
+    out = xywh.copy()
+    out[:, 2:] += out[:, :2]
+    return out
+
+
+def box_iou(boxes_a, boxes_b) -> np.ndarray:
+    """IoU matrix (n_a, n_b) of two sets of COCO xywh boxes (vectorised)."""
+    a = _xyxy(_as_boxes(boxes_a, "boxes_a"))
+    b = _xyxy(_as_boxes(boxes_b, "boxes_b"))
+    return _iou_matrix(a, b)
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise IoU of rows of two (n, 4) xyxy arrays."""
+    iw = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+    ih = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+             - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching
+# ---------------------------------------------------------------------------------------------
+def _match_edges(group: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Maximum-weight one-to-one matching of candidate edges (i, j, w > 0), independently per
+    ``group``; returns a boolean mask of the chosen edges. Edges whose two ends have no other
+    candidate are taken directly; the assignment solver runs only on groups with conflicts."""
+    from scipy.optimize import linear_sum_assignment
+
+    sel = np.zeros(len(i), dtype=bool)
+    if len(i) == 0:
+        return sel
+    _, inv_i, cnt_i = np.unique(i, return_inverse=True, return_counts=True)
+    _, inv_j, cnt_j = np.unique(j, return_inverse=True, return_counts=True)
+    trivial = (cnt_i[inv_i] == 1) & (cnt_j[inv_j] == 1)
+    sel[trivial] = True
+    hard = np.flatnonzero(~trivial)
+    if hard.size:
+        hard = hard[np.argsort(group[hard], kind="stable")]
+        bounds = np.flatnonzero(np.diff(group[hard])) + 1
+        for chunk in np.split(hard, bounds):
+            ui, li = np.unique(i[chunk], return_inverse=True)
+            uj, lj = np.unique(j[chunk], return_inverse=True)
+            m = np.zeros((len(ui), len(uj)))
+            m[li, lj] = w[chunk]
+            lut = np.full((len(ui), len(uj)), -1, dtype=np.int64)
+            lut[li, lj] = chunk
+            r, c = linear_sum_assignment(m, maximize=True)
+            keep = m[r, c] > 0
+            sel[lut[r[keep], c[keep]]] = True
+    return sel
+
+
+def _match_two_stage(group, i, j, w, same) -> tuple[np.ndarray, np.ndarray]:
+    """Same-label edges first, then the leftovers across labels (label mismatches)."""
+    first = np.flatnonzero(same)
+    matched = np.zeros(len(i), dtype=bool)
+    matched[first[_match_edges(group[first], i[first], j[first], w[first])]] = True
+    rest = ~same & ~np.isin(i, i[matched]) & ~np.isin(j, j[matched])
+    rest = np.flatnonzero(rest)
+    mismatch = np.zeros(len(i), dtype=bool)
+    mismatch[rest[_match_edges(group[rest], i[rest], j[rest], w[rest])]] = True
+    return matched, mismatch
+
+
+def match_boxes(boxes_a, boxes_b, *, iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+                labels_a=None, labels_b=None, ious=None) -> MatchResult:
+    """Match two sets of xywh boxes of one image one-to-one, maximising the summed IoU.
+
+    Pairs with IoU below ``iou_threshold`` are never matched. With ``labels_a``/``labels_b``,
+    same-label pairs are matched first; the boxes left are then matched across labels and
+    reported in ``label_mismatches``. ``ious``: a precomputed (n_a, n_b) IoU matrix (e.g. mask
+    IoU from :func:`mask_iou`) used instead of box IoU.
+    """
+    thr = _check_threshold(iou_threshold)
+    a, b = _as_boxes(boxes_a, "boxes_a"), _as_boxes(boxes_b, "boxes_b")
+    if (labels_a is None) != (labels_b is None):
+        raise ValueError("Pass both labels_a and labels_b, or neither.")
+    if labels_a is not None:
+        labels_a, labels_b = np.asarray(labels_a), np.asarray(labels_b)
+        if len(labels_a) != len(a) or len(labels_b) != len(b):
+            raise ValueError(f"labels must have one entry per box: got {len(labels_a)} labels for "
+                             f"{len(a)} boxes_a and {len(labels_b)} labels for {len(b)} boxes_b.")
+    if ious is None:
+        iou = _iou_matrix(_xyxy(a), _xyxy(b))
+    else:
+        iou = np.asarray(ious, dtype=np.float64).reshape(len(a), len(b))
+    return _compute_match(iou, labels_a, labels_b, thr)
+
+
+def _compute_match(iou, labels_a, labels_b, thr) -> MatchResult:
+    i, j = np.nonzero(iou >= thr)
+    w = iou[i, j]
+    group = np.zeros(len(i), dtype=np.int64)
+    same = (np.ones(len(i), dtype=bool) if labels_a is None else labels_a[i] == labels_b[j])
+    matched, mismatch = _match_two_stage(group, i, j, w, same)
+
+    def frame(mask):
+        return pd.DataFrame({"idx_a": i[mask].astype(np.int64), "idx_b": j[mask].astype(np.int64),
+                             "iou": w[mask]}).sort_values("idx_a", ignore_index=True)
+
+    used = matched | mismatch
+    return MatchResult(
+        matches=frame(matched), label_mismatches=frame(mismatch),
+        unmatched_a=np.setdiff1d(np.arange(iou.shape[0]), i[used]),
+        unmatched_b=np.setdiff1d(np.arange(iou.shape[1]), j[used]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks (segmentation)
+# ---------------------------------------------------------------------------------------------
+def _seg_to_rle(seg, height: int, width: int):
+    """One COCO segmentation (polygon list, RLE dict, or msgspec.Raw / str JSON of either) as a
+    pycocotools RLE; None when absent."""
+    from pycocotools import mask as mask_utils
+
+    if seg is None or (isinstance(seg, float) and math.isnan(seg)):
+        return None
+    if not isinstance(seg, (list, dict)):
+        import msgspec
+
+        raw = bytes(seg) if not isinstance(seg, str) else seg.encode()
+        seg = msgspec.json.decode(raw)
+    if seg in ([], {}, None):
+        return None
+    if isinstance(seg, dict):
+        if isinstance(seg.get("counts"), list):  # uncompressed RLE
+            return mask_utils.frPyObjects(seg, int(seg["size"][0]), int(seg["size"][1]))
+        return {"size": seg["size"], "counts": seg["counts"].encode()
+                if isinstance(seg["counts"], str) else seg["counts"]}
+    polys = [p for p in seg if len(p) >= 6]
+    if not polys:
+        return None
+    return mask_utils.merge(mask_utils.frPyObjects(polys, int(height), int(width)))
+
+
+def mask_iou(segs_a: Sequence, segs_b: Sequence, *, height: int, width: int) -> np.ndarray:
+    """Mask IoU matrix (len(segs_a), len(segs_b)) of COCO segmentations (polygons or RLE)."""
+    from pycocotools import mask as mask_utils
+
+    ra = [_seg_to_rle(s, height, width) for s in segs_a]
+    rb = [_seg_to_rle(s, height, width) for s in segs_b]
+    if any(r is None for r in ra + rb):
+        raise ValueError("Every annotation needs a polygon or RLE segmentation for mask IoU; "
+                         "use iou_type='bbox' for boxes without masks.")
+    if not ra or not rb:
+        return np.zeros((len(ra), len(rb)))
+    return np.asarray(mask_utils.iou(ra, rb, [0] * len(rb)), dtype=np.float64).reshape(
+        len(ra), len(rb))
+
+
+class _Geometry:
+    """Boxes (xyxy) and optionally masks of a set of objects, with a vectorised pairwise IoU."""
+
+    def __init__(self, xyxy: np.ndarray, rles: list | None = None):
+        self.xyxy, self.rles = xyxy, rles
+
+    def take(self, idx: np.ndarray) -> "_Geometry":
+        return _Geometry(self.xyxy[idx], None if self.rles is None else [self.rles[k] for k in idx])
+
+    def iou(self, other: "_Geometry", ia: np.ndarray, ib: np.ndarray,
+            group: np.ndarray) -> np.ndarray:
+        box = _paired_iou(self.xyxy[ia], other.xyxy[ib])
+        if self.rles is None:
+            return box
+        from pycocotools import mask as mask_utils
+
+        out = np.zeros(len(ia))
+        cand = np.flatnonzero(box > 0)  # masks can only overlap where their boxes do
+        if cand.size == 0:
+            return out
+        cand = cand[np.argsort(group[cand], kind="stable")]
+        for chunk in np.split(cand, np.flatnonzero(np.diff(group[cand])) + 1):
+            ua, la = np.unique(ia[chunk], return_inverse=True)
+            ub, lb = np.unique(ib[chunk], return_inverse=True)
+            m = np.asarray(mask_utils.iou([self.rles[k] for k in ua], [other.rles[k] for k in ub],
+                                          [0] * len(ub)), dtype=np.float64).reshape(len(ua), len(ub))
+            out[chunk] = m[la, lb]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Chance-corrected coefficients
+# ---------------------------------------------------------------------------------------------
+def cohen_kappa(a, b, *, weights: str | None = None, labels=None) -> float:
+    """Cohen's kappa of two raters' labels of the same items (scikit-learn's
+    ``cohen_kappa_score``); ``weights`` "linear"/"quadratic" for ordered labels. Items where
+    either rating is NaN/None are dropped. NaN (with a warning) when kappa is undefined."""
+    if weights not in KAPPA_WEIGHTS:
+        raise ValueError(f"weights must be one of {KAPPA_WEIGHTS}, got {weights!r}.")
+    sa, sb = pd.Series(list(a), dtype=object), pd.Series(list(b), dtype=object)
+    if len(sa) != len(sb):
+        raise ValueError(f"a and b must rate the same items: got {len(sa)} and {len(sb)} labels.")
+    keep = sa.notna() & sb.notna()
+    sa, sb = sa[keep], sb[keep]
+    return _compute_cohen(sa.tolist(), sb.tolist(), weights, labels)
+
+
+def _compute_cohen(a: list, b: list, weights, labels) -> float:
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(a) == 0:
+        _warn("Cohen's kappa is undefined with no item rated by both raters; returning NaN.")
+        return math.nan
+    if len(set(a) | set(b)) < 2:
+        _warn("Cohen's kappa is undefined when both raters use one label only; returning NaN.")
+        return math.nan
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(cohen_kappa_score(a, b, weights=weights, labels=labels))
+
+
+def _as_counts(counts) -> np.ndarray:
+    arr = np.asarray(counts, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError("counts must be a (subjects, categories) table of rating counts, got "
+                         f"shape {arr.shape}; build it with pd.crosstab(subject, label).")
+    if (arr < 0).any() or not np.isfinite(arr).all():
+        raise ValueError("counts must be non-negative finite numbers of ratings.")
+    n = arr.sum(axis=1)
+    if not np.allclose(n, n[0]):
+        raise ValueError(f"Fleiss' kappa needs the same number of ratings per subject, got "
+                         f"{sorted(set(n.tolist()))[:5]}; use krippendorff_alpha for varying "
+                         "raters or missing ratings.")
+    return arr
+
+
+def fleiss_kappa(counts) -> float:
+    """Fleiss' kappa of a (subjects x categories) table of how many raters chose each category
+    (every row sums to the number of raters). Higher is better; 1 = perfect."""
+    return _compute_fleiss(_as_counts(counts))[0]
+
+
+def fleiss_kappa_per_category(counts) -> np.ndarray:
+    """Fleiss' per-category kappa (Fleiss 1971, eq. 15) for each column of ``counts``."""
+    return _compute_fleiss(_as_counts(counts))[1]
+
+
+def _compute_fleiss(counts: np.ndarray) -> tuple[float, np.ndarray]:
+    n_sub, n_cat = counts.shape
+    n = counts[0].sum()
+    if n < 2:
+        _warn("Fleiss' kappa needs at least 2 ratings per subject; returning NaN.")
+        return math.nan, np.full(n_cat, np.nan)
+    p = counts.sum(axis=0) / (n_sub * n)
+    p_i = (counts * (counts - 1)).sum(axis=1) / (n * (n - 1))
+    p_e = float((p ** 2).sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_cat = 1 - (counts * (n - counts)).sum(axis=0) / (n_sub * n * (n - 1) * p * (1 - p))
+    per_cat = np.where((p > 0) & (p < 1), per_cat, np.nan)
+    if p_e >= 1 - 1e-12:
+        _warn("Fleiss' kappa is undefined when all ratings fall in one category; returning NaN.")
+        return math.nan, per_cat
+    return float((p_i.mean() - p_e) / (1 - p_e)), per_cat
+
+
+def krippendorff_alpha(data, *, level: str = "nominal") -> float:
+    """Krippendorff's alpha of ``data`` = raters x units (NaN = not rated), for a ``level`` of
+    measurement "nominal", "ordinal", "interval" or "ratio". Handles missing ratings and a
+    varying number of raters per unit (units rated once are not pairable and are ignored).
+    Coincidence-matrix method (Krippendorff 2011), vectorised. Higher is better; 1 = perfect."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")
+    try:
+        arr = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("data must be numeric raters x units (encode labels as numbers, NaN "
+                         f"for missing): {exc}") from exc
+    if arr.ndim != 2:
+        raise ValueError(f"data must be 2-D raters x units, got shape {arr.shape}.")
+    if level == "ratio" and (arr[~np.isnan(arr)] < 0).any():
+        raise ValueError("ratio level needs non-negative values; use 'interval' instead.")
+    return _compute_alpha(arr, level)
+
+
+def _compute_alpha(arr: np.ndarray, level: str) -> float:
+    mask = ~np.isnan(arr)
+    unit_of = np.nonzero(mask)[1]
+    values, inv = np.unique(arr[mask], return_inverse=True)
+    n_val, n_units = len(values), arr.shape[1]
+    counts = np.bincount(unit_of * n_val + inv, minlength=n_units * n_val).reshape(
+        n_units, n_val).astype(np.float64)
+    m_u = counts.sum(axis=1)
+    counts, m_u = counts[m_u >= 2], m_u[m_u >= 2]
+    if len(m_u) == 0 or n_val < 2:
+        _warn("Krippendorff's alpha is undefined: no unit has two ratings, or only one value "
+              "is used; returning NaN.")
+        return math.nan
+    w = 1.0 / (m_u - 1)
+    coinc = (counts * w[:, None]).T @ counts
+    coinc[np.diag_indices(n_val)] -= (counts * w[:, None]).sum(axis=0)
+    n_c = coinc.sum(axis=1)
+    n = n_c.sum()
+    d2 = _delta2(values, n_c, level)
+    expected = float((np.outer(n_c, n_c) * d2).sum())
+    if expected <= 0:
+        return math.nan
+    return float(1 - (n - 1) * (coinc * d2).sum() / expected)
+
+
+def _delta2(v: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
+    if level == "nominal":
+        return 1.0 - np.eye(len(v))
+    if level == "interval":
+        return (v[:, None] - v[None, :]) ** 2
+    if level == "ratio":
+        s = v[:, None] + v[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(s != 0, ((v[:, None] - v[None, :]) / s) ** 2, 0.0)
+    cum = np.cumsum(n_c)  # ordinal: ranks by the frequencies of the values between c and k
+    lo, hi = np.minimum.outer(np.arange(len(v)), np.arange(len(v))), np.maximum.outer(
+        np.arange(len(v)), np.arange(len(v)))
+    between = cum[hi] - cum[lo] + n_c[lo]
+    return (between - (n_c[lo] + n_c[hi]) / 2.0) ** 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks of compute_agreement
+# ---------------------------------------------------------------------------------------------
+def _cross_pairs(ga: np.ndarray, gb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (p, q) with ga[p] == gb[q], for two SORTED group arrays (positions into them)."""
+    ua, sa, ca = np.unique(ga, return_index=True, return_counts=True)
+    ub, sb, cb = np.unique(gb, return_index=True, return_counts=True)
+    _, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
+    na, nb, st_a, st_b = ca[ia], cb[ib], sa[ia], sb[ib]
+    sizes = na * nb
+    total = int(sizes.sum())
+    rep = np.repeat(np.arange(len(ia)), sizes)
+    offs = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    nbr = nb[rep]
+    return st_a[rep] + offs // nbr, st_b[rep] + offs % nbr
+
+
+def _match_sets(ga, gb, geom_a, geom_b, ca, cb, thr):
+    """Match objects a against objects b within groups (both sorted by group). Returns the
+    positions and IoU of matched pairs and of label-mismatch pairs."""
+    pa, pb = _cross_pairs(ga, gb)
+    iou = geom_a.iou(geom_b, pa, pb, ga[pa]) if len(pa) else np.zeros(0)
+    keep = iou >= thr
+    pa, pb, iou = pa[keep], pb[keep], iou[keep]
+    matched, mismatch = _match_two_stage(ga[pa], pa, pb, iou, ca[pa] == cb[pb])
+    return (pa[matched], pb[matched], iou[matched]), (pa[mismatch], pb[mismatch], iou[mismatch])
+
+
+def _cluster(n: int, annot: np.ndarray, li: np.ndarray, lj: np.ndarray, lw: np.ndarray,
+             n_annot: int) -> np.ndarray:
+    """Consensus clusters (see module docstring): a label per node 0..k-1."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(li)), (li, lj)), shape=(n, n))
+    n_comp, comp = connected_components(graph, directed=False)
+    key = comp.astype(np.int64) * n_annot + annot
+    _, kinv, kcnt = np.unique(key, return_inverse=True, return_counts=True)
+    bad = np.unique(comp[kcnt[kinv] > 1])
+    if bad.size:
+        in_bad = np.isin(comp, bad)
+        parent = {int(v): int(v) for v in np.flatnonzero(in_bad)}
+        bits = {v: 1 << int(annot[v]) for v in parent}
+
+        def find(x):
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        e = np.flatnonzero(in_bad[li])
+        for k in e[np.argsort(-lw[e], kind="stable")]:
+            ra, rb = find(int(li[k])), find(int(lj[k]))
+            if ra != rb and not bits[ra] & bits[rb]:
+                parent[rb] = ra
+                bits[ra] |= bits[rb]
+        comp = comp.astype(np.int64)
+        for v in parent:
+            comp[v] = n_comp + find(v)
+    return np.unique(comp, return_inverse=True)[1]
+
+
+def _majority(cluster: np.ndarray, cat_idx: np.ndarray, n_cat: int, n_cl: int):
+    """Majority category index per cluster (ties: lowest index) and its count."""
+    key = cluster.astype(np.int64) * n_cat + cat_idx
+    u, cnt = np.unique(key, return_counts=True)
+    ucl, ucat = u // n_cat, u % n_cat
+    order = np.lexsort((ucat, -cnt, ucl))
+    first = order[np.r_[True, np.diff(ucl[order]) != 0]]
+    maj = np.full(n_cl, -1, dtype=np.int64)
+    top = np.zeros(n_cl, dtype=np.int64)
+    maj[ucl[first]], top[ucl[first]] = ucat[first], cnt[first]
+    return maj, top
+
+
+def _group_median_xyxy(cluster: np.ndarray, xyxy: np.ndarray, n_cl: int) -> np.ndarray:
+    df = pd.DataFrame(xyxy, columns=["x1", "y1", "x2", "y2"])
+    med = df.groupby(cluster, sort=True).median()
+    out = np.full((n_cl, 4), np.nan)
+    out[med.index.to_numpy()] = med.to_numpy()
+    return out
+
+
+def _medoid(cluster: np.ndarray, li, lj, lw, n_cl: int) -> np.ndarray:
+    """Per cluster, the member with the highest summed IoU to the other members."""
+    n = len(cluster)
+    score = np.bincount(li, lw, minlength=n) + np.bincount(lj, lw, minlength=n)
+    order = np.lexsort((-score, cluster))
+    first = order[np.r_[True, np.diff(cluster[order]) != 0]]
+    out = np.zeros(n_cl, dtype=np.int64)
+    out[cluster[first]] = first
+    return out
+
+
+def _top_confusions(pairs: pd.DataFrame, names: dict, k: int = 3) -> str:
+    if pairs.empty:
+        return ""
+    vc = pairs.value_counts().head(k)
+    return ", ".join(f"{names.get(a, a)}→{names.get(b, b)} ({n})" for (a, b), n in vc.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# compute_agreement
+# ---------------------------------------------------------------------------------------------
+def compute_agreement(dataset: Dataset, *, iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+                      iou_type: str = "bbox",
+                      progress: ProgressFn | None = None) -> AgreementResult:
+    """Inter-annotator agreement of ``dataset``: pairwise box agreement, per class and per
+    image, consensus objects, leave-one-out scorecards, pairwise Cohen's kappa, Fleiss' kappa
+    and Krippendorff's alpha (see the module docstring for the method).
+
+    ``iou_type="segm"`` compares masks (the ``segmentation`` column: polygons or RLE) instead
+    of boxes. Classification datasets (NaN boxes) are compared on their image labels. With
+    fewer than two annotators the coefficients are NaN and a warning says why.
+    """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a qa.Dataset, got {type(dataset).__name__}; build one "
+                        "with qa.load(path).")
+    thr = _check_threshold(iou_threshold)
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}.")
+    if iou_type == "segm" and SEGMENTATION not in dataset.annotations.columns:
+        raise ValueError("iou_type='segm' needs a 'segmentation' column of polygons or RLE; this "
+                         "dataset has none, so use iou_type='bbox'.")
+    progress = progress or (lambda frac, msg: None)
+    annotators = tuple(dataset.annotators)
+    if len(annotators) < 2:
+        _warn(f"Agreement needs at least 2 annotators; this dataset has {len(annotators)} "
+              f"({', '.join(annotators) or 'none'}). Coefficients are NaN.")
+    if dataset.is_classification:
+        return _compute_classification(dataset, annotators, thr, progress)
+    return _compute_boxes(dataset, annotators, thr, iou_type, progress)
+
+
+def _coverage(dataset: Dataset, annotators) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted image ids, and a (n_images, n_annotators) bool: who labelled which image."""
+    anns = dataset.annotations
+    img_ids = np.union1d(dataset.images[IMAGE_ID].to_numpy(np.int64),
+                         anns[IMAGE_ID].to_numpy(np.int64))
+    code = pd.Categorical(anns[ANNOTATOR].astype(str), categories=list(annotators)).codes
+    cov = np.zeros((len(img_ids), max(len(annotators), 1)), dtype=bool)
+    cov[np.searchsorted(img_ids, anns[IMAGE_ID].to_numpy(np.int64)), code] = True
+    return img_ids, cov[:, :len(annotators)]
+
+
+def _pair_list(annotators):
+    k = len(annotators)
+    return [(a, b) for a in range(k) for b in range(a + 1, k)]
+
+
+def _compute_boxes(ds: Dataset, annotators, thr, iou_type, progress) -> AgreementResult:
+    names = ds.category_names
+    img_ids, cov = _coverage(ds, annotators)
+    k = len(annotators)
+    anns = ds.annotations[ds.annotations[W].notna()]
+    # nodes = boxes, sorted by (annotator, image) so each annotator's boxes are one slice
+    code = pd.Categorical(anns[ANNOTATOR].astype(str), categories=list(annotators)).codes.astype(
+        np.int64)
+    img = np.searchsorted(img_ids, anns[IMAGE_ID].to_numpy(np.int64))
+    order = np.lexsort((anns[ANN_ID].to_numpy(), img, code))
+    anns = anns.iloc[order].reset_index(drop=True)
+    code, img = code[order], img[order]
+    ann_id = anns[ANN_ID].to_numpy(np.int64)
+    cat = anns[CATEGORY_ID].to_numpy(np.int64)
+    cat_ids = np.union1d(ds.categories[CATEGORY_ID].to_numpy(np.int64), cat)
+    cat_idx = np.searchsorted(cat_ids, cat)
+    xyxy = _xyxy(anns[BOX].to_numpy(np.float64))
+    geom = _Geometry(xyxy, _rles(ds, anns, img_ids, img) if iou_type == "segm" else None)
+    starts = np.searchsorted(code, np.arange(k + 1))
+    n_nodes = len(anns)
+    progress(0.05, "Matching boxes of each annotator pair")
+
+    # ---- pairwise matching
+    pair_rows, cls_rows, link_parts = [], [], []
+    n_cat = len(cat_ids)
+    for p, (a, b) in enumerate(_pair_list(annotators)):
+        both = cov[:, a] & cov[:, b]
+        sa = np.arange(starts[a], starts[a + 1])
+        sb = np.arange(starts[b], starts[b + 1])
+        sa, sb = sa[both[img[sa]]], sb[both[img[sb]]]
+        (ma, mb, miou), (xa, xb, xiou) = _match_sets(img[sa], img[sb], geom.take(sa),
+                                                     geom.take(sb), cat[sa], cat[sb], thr)
+        ma, mb, xa, xb = sa[ma], sb[mb], sa[xa], sb[xb]
+        link_parts.append((ma, mb, miou, np.zeros(len(ma), bool), np.full(len(ma), p)))
+        link_parts.append((xa, xb, xiou, np.ones(len(xa), bool), np.full(len(xa), p)))
+        n_a, n_b, n_m, n_x = len(sa), len(sb), len(ma), len(xa)
+        all_iou = np.concatenate([miou, xiou])
+        pair_rows.append({
+            "annotator_a": annotators[a], "annotator_b": annotators[b],
+            "n_images_a": int(cov[:, a].sum()), "n_images_b": int(cov[:, b].sum()),
+            "n_overlap_images": int(both.sum()), "n_boxes_a": n_a, "n_boxes_b": n_b,
+            "n_matched": n_m, "n_label_mismatch": n_x,
+            "precision": n_m / n_b if n_b else math.nan,
+            "recall": n_m / n_a if n_a else math.nan,
+            "f1": 2 * n_m / (n_a + n_b) if n_a + n_b else math.nan,
+            "mean_iou": float(all_iou.mean()) if len(all_iou) else math.nan,
+            "label_mismatch_rate": n_x / (n_m + n_x) if n_m + n_x else math.nan,
+        })
+        cls_rows.append(np.stack([
+            np.bincount(cat_idx[sa], minlength=n_cat) + np.bincount(cat_idx[sb], minlength=n_cat),
+            np.bincount(cat_idx[ma], minlength=n_cat),
+            np.bincount(cat_idx[xa], minlength=n_cat) + np.bincount(cat_idx[xb], minlength=n_cat),
+        ]).astype(np.float64))
+        cls_rows.append(np.bincount(cat_idx[ma], miou, minlength=n_cat))
+    progress(0.35, "Building consensus objects")
+    li, lj, lw, lx, lp = (np.concatenate([t[f] for t in link_parts]) if link_parts
+                          else np.zeros(0, dt) for f, dt in
+                          enumerate([np.int64, np.int64, float, bool, np.int64]))
+    li, lj, lp = li.astype(np.int64), lj.astype(np.int64), lp.astype(np.int64)
+
+    # ---- consensus clusters over all annotators
+    cl = _cluster(n_nodes, code, li, lj, lw, max(k, 1))
+    n_cl = int(cl.max()) + 1 if n_nodes else 0
+    cl_img = np.zeros(n_cl, dtype=np.int64)
+    cl_img[cl] = img
+    support = np.bincount(cl, minlength=n_cl)
+    maj, top = _majority(cl, cat_idx, n_cat, n_cl)
+    raters = cov[cl_img].sum(axis=1) if k else np.zeros(n_cl, np.int64)
+    same_cl = cl[li] == cl[lj]
+    cl_iou_sum = np.bincount(cl[li][same_cl], lw[same_cl], minlength=n_cl)
+    cl_iou_n = np.bincount(cl[li][same_cl], minlength=n_cl)
+    med = _group_median_xyxy(cl, xyxy, n_cl)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cl_mean_iou = np.where(cl_iou_n > 0, cl_iou_sum / np.maximum(cl_iou_n, 1), np.nan)
+    loose_link = same_cl & (lw < LOOSE_BOX_IOU)
+    n_loose_cl = np.bincount(cl[li][loose_link], minlength=n_cl)
+    missing = raters - support
+    is_missed_kind = 2 * support >= raters
+    clusters = pd.DataFrame({
+        "cluster_id": np.arange(n_cl), IMAGE_ID: img_ids[cl_img],
+        CATEGORY_ID: cat_ids[np.maximum(maj, 0)] if n_cl else np.zeros(0, np.int64),
+        "n_boxes": support, "n_raters": raters,
+        "support": np.where(raters > 0, support / np.maximum(raters, 1), np.nan),
+        "label_agreement": top / np.maximum(support, 1), "mean_iou": cl_mean_iou,
+        "x": med[:, 0], "y": med[:, 1], "w": med[:, 2] - med[:, 0], "h": med[:, 3] - med[:, 1],
+        "n_missing": np.where(is_missed_kind, missing, 0),
+        "n_extra": np.where(~is_missed_kind, support, 0),
+        "n_label_disagree": support - top, "n_loose": n_loose_cl,
+    })
+    clusters["is_disputed"] = ((clusters["n_raters"] >= 2) & (
+        (missing > 0) | (clusters["n_label_disagree"] > 0) | (n_loose_cl > 0)))
+    members = pd.DataFrame({ANN_ID: ann_id, ANNOTATOR: [annotators[c] for c in code],
+                            "cluster_id": cl})
+
+    # ---- ratings (units = consensus objects) and coefficients
+    progress(0.5, "Kappas and alpha")
+    ratings = np.full((n_cl, k), np.nan)
+    if k:
+        covered = cov[cl_img]
+        ratings[covered] = NO_OBJECT
+        ratings[cl, code] = cat
+    ratings_df = pd.DataFrame(ratings, columns=list(annotators))
+    ratings_df.insert(0, IMAGE_ID, img_ids[cl_img])
+    coeffs = _coefficients(ratings, annotators, names)
+
+    # ---- tables
+    pairwise = pd.DataFrame(pair_rows, columns=_PAIR_COLUMNS)
+    kappa_pairs = [coeffs["kappa_matrix"].iat[a, b] for a, b in _pair_list(annotators)]
+    pairwise["kappa"] = np.asarray(kappa_pairs, dtype=float)
+    pairwise["kappa_band"] = [kappa_band(v) for v in pairwise["kappa"]]
+    per_class = _per_class_boxes(cls_rows, cat_ids, names, cat_idx, maj, coeffs, n_cat)
+    per_image = _per_image_boxes(img_ids, cov, clusters, li, lj, lw, lx, lp, img, cat, code,
+                                 annotators)
+    matched_ious = pd.DataFrame({
+        "annotator_a": pd.Categorical([annotators[c] for c in code[li]], categories=annotators),
+        "annotator_b": pd.Categorical([annotators[c] for c in code[lj]], categories=annotators),
+        IMAGE_ID: img_ids[img[li]], CATEGORY_ID: cat[li], "iou": lw, "label_mismatch": lx})
+    progress(0.6, "Scorecards (leave-one-out)")
+    scorecard = _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, geom,
+                                 li, lj, lw, n_nodes, thr, names, iou_type, coeffs)
+    progress(1.0, "Done")
+    return AgreementResult(
+        annotators=annotators, iou_threshold=thr, iou_type=iou_type, is_classification=False,
+        pairwise=pairwise, per_class=per_class, per_image=per_image, scorecard=scorecard,
+        kappa_matrix=coeffs["kappa_matrix"], fleiss=coeffs["fleiss"],
+        fleiss_per_category=coeffs["fleiss_per_category"], n_fleiss_units=coeffs["n_fleiss"],
+        alpha=coeffs["alpha"], matched_ious=matched_ious, clusters=clusters, members=members,
+        ratings=ratings_df, category_names=names)
+
+
+_PAIR_COLUMNS = ["annotator_a", "annotator_b", "n_images_a", "n_images_b", "n_overlap_images",
+                 "n_boxes_a", "n_boxes_b", "n_matched", "n_label_mismatch", "precision", "recall",
+                 "f1", "mean_iou", "label_mismatch_rate"]
+
+
+def _rles(ds: Dataset, anns: pd.DataFrame, img_ids, img) -> list:
+    size = ds.images.set_index(IMAGE_ID)[[HEIGHT, WIDTH]]
+    hw = size.reindex(img_ids).to_numpy(dtype=np.float64, na_value=np.nan)[img]
+    rles = []
+    for seg, (h, w), box in zip(anns[SEGMENTATION], hw, anns[BOX].to_numpy(np.float64)):
+        if np.isnan(h) or np.isnan(w):  # size unknown: the box corner bounds the polygon
+            h, w = box[1] + box[3] + 1, box[0] + box[2] + 1
+        r = _seg_to_rle(seg, int(h), int(w))
+        if r is None:  # no mask: fall back to the box as a rectangle polygon
+            x, y, bw, bh = box
+            r = _seg_to_rle([[x, y, x + bw, y, x + bw, y + bh, x, y + bh]], int(h), int(w))
+        rles.append(r)
+    return rles
+
+
+def _coefficients(ratings: np.ndarray, annotators, names) -> dict:
+    """Pairwise Cohen matrix, Fleiss (units every annotator rated) and alpha from a units x
+    annotators rating matrix."""
+    k = len(annotators)
+    km = np.eye(k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AgreementWarning)
+        for a, b in _pair_list(annotators):
+            both = ~np.isnan(ratings[:, a]) & ~np.isnan(ratings[:, b])
+            km[a, b] = km[b, a] = _compute_cohen(ratings[both, a].tolist(),
+                                                 ratings[both, b].tolist(), None, None)
+    kappa_matrix = pd.DataFrame(km, index=list(annotators), columns=list(annotators))
+    fleiss, per_cat, n_full = math.nan, pd.DataFrame(columns=[CATEGORY_ID, NAME, "kappa"]), 0
+    alpha = math.nan
+    if k >= 2:
+        full = ratings[~np.isnan(ratings).any(axis=1)].astype(np.int64)
+        n_full = len(full)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AgreementWarning)
+            if n_full:
+                labels, inv = np.unique(full, return_inverse=True)
+                counts = np.zeros((n_full, len(labels)))
+                np.add.at(counts, (np.repeat(np.arange(n_full), k), inv.ravel()), 1)
+                fleiss, pc = _compute_fleiss(counts)
+                per_cat = pd.DataFrame({CATEGORY_ID: labels,
+                                        NAME: [names.get(v, NO_OBJECT_NAME if v == NO_OBJECT
+                                                         else str(v)) for v in labels],
+                                        "kappa": pc})
+            alpha = _compute_alpha(ratings.T, "nominal")
+    return {"kappa_matrix": kappa_matrix, "fleiss": fleiss, "fleiss_per_category": per_cat,
+            "n_fleiss": n_full, "alpha": alpha}
+
+
+def _per_class_boxes(cls_rows, cat_ids, names, cat_idx, maj, coeffs, n_cat) -> pd.DataFrame:
+    tot = np.zeros((3, n_cat))
+    iou_sum = np.zeros(n_cat)
+    for counts, s in zip(cls_rows[0::2], cls_rows[1::2]):
+        tot += counts
+        iou_sum += s
+    n_boxes, n_m, n_x = tot
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = pd.DataFrame({
+            CATEGORY_ID: cat_ids, NAME: [names.get(c, str(c)) for c in cat_ids],
+            "n_pair_boxes": n_boxes.astype(np.int64), "n_matched": n_m.astype(np.int64),
+            "n_label_mismatch": n_x.astype(np.int64),
+            "f1": np.where(n_boxes > 0, 2 * n_m / n_boxes, np.nan),
+            "mean_iou": np.where(n_m > 0, iou_sum / n_m, np.nan),
+            "label_mismatch_rate": np.where(2 * n_m + n_x > 0, n_x / (2 * n_m + n_x), np.nan),
+            "n_objects": np.bincount(maj[maj >= 0], minlength=n_cat),
+        })
+    fk = coeffs["fleiss_per_category"].set_index(CATEGORY_ID)["kappa"] if len(
+        coeffs["fleiss_per_category"]) else pd.Series(dtype=float)
+    df["kappa"] = df[CATEGORY_ID].map(fk).astype(float)
+    return df[(df["n_pair_boxes"] > 0) | (df["n_objects"] > 0)].reset_index(drop=True)
+
+
+def _per_image_boxes(img_ids, cov, clusters, li, lj, lw, lx, lp, img, cat, code,
+                     annotators) -> pd.DataFrame:
+    k = len(annotators)
+    n_img = len(img_ids)
+    n_raters = cov.sum(axis=1)
+    # soft F1 pooled over pairs: 2 * sum(IoU of same-label matches) / sum(n_a + n_b)
+    denom = np.zeros(n_img)
+    n_box_img = np.bincount(img, minlength=n_img)
+    for a, b in _pair_list(annotators):
+        both = cov[:, a] & cov[:, b]
+        na = np.bincount(img[code == a], minlength=n_img)
+        nb = np.bincount(img[code == b], minlength=n_img)
+        denom += np.where(both, na + nb, 0)
+    good = ~lx
+    num = 2 * np.bincount(img[li][good], lw[good], minlength=n_img)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(denom > 0, 1 - num / denom, 0.0)
+    cimg = np.searchsorted(img_ids, clusters[IMAGE_ID].to_numpy(np.int64))
+    sums = {c: np.bincount(cimg, clusters[c].to_numpy(np.float64), minlength=n_img)
+            for c in ("n_missing", "n_extra", "n_label_disagree", "n_loose")}
+    n_obj = np.bincount(cimg, minlength=n_img)
+    iou_sum = np.bincount(img[li], lw, minlength=n_img)
+    iou_n = np.bincount(img[li], minlength=n_img)
+    kinds = np.stack([sums["n_missing"], sums["n_extra"], sums["n_label_disagree"],
+                      sums["n_loose"]], axis=1)
+    kind = np.where(kinds.max(axis=1) > 0,
+                    np.asarray(DISAGREEMENT_KINDS, dtype=object)[kinds.argmax(axis=1)], "none")
+    df = pd.DataFrame({
+        IMAGE_ID: img_ids, "n_annotators": n_raters, "n_boxes": n_box_img, "n_objects": n_obj,
+        "n_missed": sums["n_missing"].astype(np.int64), "n_extra": sums["n_extra"].astype(np.int64),
+        "n_label": sums["n_label_disagree"].astype(np.int64),
+        "n_loose": sums["n_loose"].astype(np.int64),
+        "mean_iou": np.where(iou_n > 0, iou_sum / np.maximum(iou_n, 1), np.nan),
+        "disagreement_score": score, "disagreement": kind,
+    })
+    df["is_disputed"] = df["disagreement_score"] >= DISPUTED_SCORE
+    df = df[df["n_annotators"] >= 2] if k >= 2 else df.iloc[:0]
+    return df.sort_values("disagreement_score", ascending=False, kind="stable",
+                          ignore_index=True)
+
+
+_SCORE_COLUMNS = ["annotator", "n_images", "n_boxes", "n_consensus_objects", "n_found", "recall",
+                  "n_extra", "precision", "mean_iou", "n_loose", "n_label_mismatch",
+                  "label_mismatch_rate", "top_confusions", "mean_kappa"]
+
+
+def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, geom, li, lj, lw,
+                     n_nodes, thr, names, iou_type, coeffs) -> pd.DataFrame:
+    k = len(annotators)
+    rows = []
+    n_cat = len(cat_ids)
+    for a in range(k):
+        mine = np.flatnonzero(code == a)
+        row = {"annotator": annotators[a], "n_images": int(cov[:, a].sum()),
+               "n_boxes": len(mine)}
+        km = coeffs["kappa_matrix"].to_numpy()
+        row["mean_kappa"] = float(np.nanmean(np.delete(km[a], a))) if k >= 2 and np.isfinite(
+            np.delete(km[a], a)).any() else math.nan
+        if k < 2:
+            rows.append(row)
+            continue
+        others = code != a
+        keep = others[li] & others[lj]
+        cl = _cluster(n_nodes, code, li[keep], lj[keep], lw[keep], k)
+        onodes = np.flatnonzero(others)
+        ocl = cl[onodes]
+        ucl, ocl_idx = np.unique(ocl, return_inverse=True)
+        n_cl = len(ucl)
+        cl_img = np.zeros(n_cl, np.int64)
+        cl_img[ocl_idx] = img[onodes]
+        support = np.bincount(ocl_idx, minlength=n_cl)
+        other_cov = cov[:, np.arange(k) != a]
+        m = other_cov[cl_img].sum(axis=1)
+        is_cons = (support >= np.ceil(MIN_CONSENSUS_SHARE * m)) & cov[cl_img, a]
+        maj, _ = _majority(ocl_idx, cat_idx[onodes], n_cat, n_cl)
+        if iou_type == "segm":
+            kk = keep & (cl[li] == cl[lj])
+            loc = np.searchsorted(onodes, np.concatenate([li[kk], lj[kk]]))
+            med = _medoid(ocl_idx, loc[:kk.sum()], loc[kk.sum():], lw[kk], n_cl)
+            cgeom = geom.take(onodes[med])
+        else:
+            cgeom = _Geometry(_group_median_xyxy(ocl_idx, xyxy[onodes], n_cl))
+        cons = np.flatnonzero(is_cons)
+        cons = cons[np.argsort(cl_img[cons], kind="stable")]
+        (ma, mb, miou), (xa, xb, xiou) = _match_sets(
+            img[mine], cl_img[cons], geom.take(mine), cgeom.take(cons), cat[mine],
+            cat_ids[maj[cons]], thr)
+        found = len(ma) + len(xa)
+        all_iou = np.concatenate([miou, xiou])
+        conf = pd.DataFrame({"a": cat[mine][xa], "b": cat_ids[maj[cons]][xb]})
+        row.update({
+            "n_consensus_objects": len(cons), "n_found": found,
+            "recall": found / len(cons) if len(cons) else math.nan,
+            "n_extra": len(mine) - found,
+            "precision": found / len(mine) if len(mine) else math.nan,
+            "mean_iou": float(all_iou.mean()) if found else math.nan,
+            "n_loose": int((all_iou < LOOSE_BOX_IOU).sum()),
+            "n_label_mismatch": len(xa),
+            "label_mismatch_rate": len(xa) / found if found else math.nan,
+            "top_confusions": _top_confusions(conf, names),
+        })
+        rows.append(row)
+    return pd.DataFrame(rows, columns=_SCORE_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification (image-level labels)
+# ---------------------------------------------------------------------------------------------
+def _compute_classification(ds: Dataset, annotators, thr, progress) -> AgreementResult:
+    names = ds.category_names
+    k = len(annotators)
+    anns = ds.annotations.sort_values(ANN_ID, kind="stable")
+    code = pd.Categorical(anns[ANNOTATOR].astype(str), categories=list(annotators)).codes
+    key = pd.DataFrame({IMAGE_ID: anns[IMAGE_ID].to_numpy(np.int64), "a": code,
+                        CATEGORY_ID: anns[CATEGORY_ID].to_numpy(np.int64),
+                        ANN_ID: anns[ANN_ID].to_numpy(np.int64)})
+    dup = key.duplicated([IMAGE_ID, "a"])
+    if dup.any():
+        _warn(f"{int(dup.sum())} extra image-level labels (an annotator gave one image several "
+              "labels): agreement uses each annotator's first label per image.")
+    first = key[~dup]
+    img_ids = np.unique(first[IMAGE_ID].to_numpy())
+    ratings = np.full((len(img_ids), k), np.nan)
+    ratings[np.searchsorted(img_ids, first[IMAGE_ID].to_numpy()), first["a"].to_numpy()] = first[
+        CATEGORY_ID].to_numpy()
+    progress(0.3, "Kappas and alpha")
+    coeffs = _coefficients(ratings, annotators, names)
+    rated = ~np.isnan(ratings)
+    rows, cls_agree, cls_total = [], {}, {}
+    for a, b in _pair_list(annotators):
+        both = rated[:, a] & rated[:, b]
+        ra, rb = ratings[both, a], ratings[both, b]
+        agree = ra == rb
+        for c, n in zip(*np.unique(np.concatenate([ra, rb]), return_counts=True)):
+            cls_total[c] = cls_total.get(c, 0) + n
+        for c, n in zip(*np.unique(ra[agree], return_counts=True)):
+            cls_agree[c] = cls_agree.get(c, 0) + 2 * n
+        rows.append({"annotator_a": annotators[a], "annotator_b": annotators[b],
+                     "n_images_a": int(rated[:, a].sum()), "n_images_b": int(rated[:, b].sum()),
+                     "n_overlap_images": int(both.sum()), "n_agree": int(agree.sum()),
+                     "agreement": float(agree.mean()) if both.any() else math.nan,
+                     "kappa": coeffs["kappa_matrix"].iat[a, b]})
+    pairwise = pd.DataFrame(rows, columns=["annotator_a", "annotator_b", "n_images_a",
+                                           "n_images_b", "n_overlap_images", "n_agree",
+                                           "agreement", "kappa"])
+    pairwise["kappa_band"] = [kappa_band(v) for v in pairwise["kappa"]]
+    # per image: majority label and share of raters who chose it
+    cat_ids = np.union1d(ds.categories[CATEGORY_ID].to_numpy(np.int64),
+                         first[CATEGORY_ID].to_numpy())
+    r_i, r_a = np.nonzero(rated)
+    cidx = np.searchsorted(cat_ids, ratings[r_i, r_a].astype(np.int64))
+    maj, top = _majority(r_i, cidx, len(cat_ids), len(img_ids))
+    n_r = rated.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pair_agree = np.zeros(len(img_ids))
+        for a, b in _pair_list(annotators):
+            pair_agree += rated[:, a] & rated[:, b] & (ratings[:, a] == ratings[:, b])
+        n_pairs = n_r * (n_r - 1) / 2
+        score = np.where(n_pairs > 0, 1 - pair_agree / n_pairs, 0.0)
+    per_image = pd.DataFrame({
+        IMAGE_ID: img_ids, "n_annotators": n_r,
+        CATEGORY_ID: cat_ids[np.maximum(maj, 0)],
+        "label_agreement": top / np.maximum(n_r, 1), "n_label": n_r - top,
+        "disagreement_score": score,
+        "disagreement": np.where(n_r - top > 0, "label", "none"),
+    })
+    per_image["is_disputed"] = per_image["disagreement_score"] >= DISPUTED_SCORE
+    per_image = per_image[per_image["n_annotators"] >= 2] if k >= 2 else per_image.iloc[:0]
+    per_image = per_image.sort_values("disagreement_score", ascending=False, kind="stable",
+                                      ignore_index=True)
+    per_class = pd.DataFrame({CATEGORY_ID: cat_ids, NAME: [names.get(c, str(c)) for c in cat_ids]})
+    per_class["n_labels"] = np.bincount(cidx, minlength=len(cat_ids))
+    tot = per_class[CATEGORY_ID].map(lambda c: cls_total.get(float(c), 0)).astype(float)
+    agr = per_class[CATEGORY_ID].map(lambda c: cls_agree.get(float(c), 0)).astype(float)
+    per_class["specific_agreement"] = np.where(tot > 0, agr / tot.where(tot > 0, 1), np.nan)
+    fk = coeffs["fleiss_per_category"]
+    per_class["kappa"] = per_class[CATEGORY_ID].map(
+        fk.set_index(CATEGORY_ID)["kappa"] if len(fk) else {}).astype(float)
+    per_class = per_class[per_class["n_labels"] > 0].reset_index(drop=True)
+    # scorecard: each annotator against the majority label of the others
+    score_rows = []
+    for a in range(k):
+        km = coeffs["kappa_matrix"].to_numpy()
+        row = {"annotator": annotators[a], "n_images": int(rated[:, a].sum()),
+               "mean_kappa": float(np.nanmean(np.delete(km[a], a)))
+               if k >= 2 and np.isfinite(np.delete(km[a], a)).any() else math.nan}
+        if k >= 2:
+            oth = np.delete(ratings, a, axis=1)
+            oi, oa = np.nonzero(~np.isnan(oth))
+            ocidx = np.searchsorted(cat_ids, oth[oi, oa].astype(np.int64))
+            omaj, otop = _majority(oi, ocidx, len(cat_ids), len(img_ids))
+            on = (~np.isnan(oth)).sum(axis=1)
+            ok = rated[:, a] & (on > 0) & (otop >= np.ceil(MIN_CONSENSUS_SHARE * on))
+            mine = ratings[ok, a].astype(np.int64)
+            ref = cat_ids[omaj[ok]]
+            wrong = mine != ref
+            row.update({"n_compared": int(ok.sum()),
+                        "agreement_with_others": float((~wrong).mean()) if ok.any() else math.nan,
+                        "n_label_mismatch": int(wrong.sum()),
+                        "label_mismatch_rate": float(wrong.mean()) if ok.any() else math.nan,
+                        "top_confusions": _top_confusions(
+                            pd.DataFrame({"a": mine[wrong], "b": ref[wrong]}), names)})
+        score_rows.append(row)
+    scorecard = pd.DataFrame(score_rows, columns=[
+        "annotator", "n_images", "n_compared", "agreement_with_others", "n_label_mismatch",
+        "label_mismatch_rate", "top_confusions", "mean_kappa"])
+    ratings_df = pd.DataFrame(ratings, columns=list(annotators))
+    ratings_df.insert(0, IMAGE_ID, img_ids)
+    members = pd.DataFrame({ANN_ID: first[ANN_ID].to_numpy(),
+                            ANNOTATOR: [annotators[c] for c in first["a"]],
+                            "cluster_id": np.searchsorted(img_ids, first[IMAGE_ID].to_numpy())})
+    clusters = per_image.rename(columns={}).assign(cluster_id=lambda d: np.searchsorted(
+        img_ids, d[IMAGE_ID].to_numpy()))
+    progress(1.0, "Done")
+    return AgreementResult(
+        annotators=annotators, iou_threshold=thr, iou_type="bbox", is_classification=True,
+        pairwise=pairwise, per_class=per_class, per_image=per_image, scorecard=scorecard,
+        kappa_matrix=coeffs["kappa_matrix"], fleiss=coeffs["fleiss"],
+        fleiss_per_category=coeffs["fleiss_per_category"], n_fleiss_units=coeffs["n_fleiss"],
+        alpha=coeffs["alpha"],
+        matched_ious=pd.DataFrame(columns=["annotator_a", "annotator_b", IMAGE_ID, CATEGORY_ID,
+                                           "iou", "label_mismatch"]),
+        clusters=clusters, members=members, ratings=ratings_df, category_names=names)
