@@ -132,7 +132,7 @@ def conform(df: pd.DataFrame | None, schema: dict[str, str], *, table: str) -> p
                 f"every {table} row needs an integer '{col}'."
             )
         else:
-            s = pd.Series([pd.NA] * n, index=df.index, dtype="object")
+            s = _missing_column(dtype, n, df.index)
         try:
             if str(s.dtype) != dtype:
                 if dtype in ("float64",):
@@ -302,6 +302,15 @@ class Dataset:
             f"annotations={s['annotations']}, annotators={s['annotators']}, "
             f"classes={s['classes']}, predictions={s['predictions']})"
         )
+
+
+def _missing_column(dtype: str, n: int, index) -> pd.Series:
+    """A column the source did not have: NaN/NA of the right dtype (0 for plain ints)."""
+    if dtype in ("int8", "int64"):
+        return pd.Series(np.zeros(n, dtype=dtype), index=index)
+    if dtype == "float64":
+        return pd.Series(np.full(n, np.nan), index=index)
+    return pd.Series([None] * n, index=index, dtype="object" if dtype == "object" else dtype)
 
 
 def _isna(v) -> bool:

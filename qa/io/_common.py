@@ -234,7 +234,7 @@ def json_error_message(path: Path, data: bytes, exc: Exception) -> str:
     msg = str(exc)
     import re
 
-    m = re.search(r"at byte (\d+)", msg)
+    m = re.search(r"\(?(?:at )?byte (\d+)", msg)
     where = ""
     if "truncated" in msg:
         n_lines = data.count(b"\n") + 1
