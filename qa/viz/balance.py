@@ -107,8 +107,8 @@ def annotator_bars(result: BalanceResult, *, value: str = "share",
                     marker_color=colors[str(a)],
                     marker_line_width=np.where(dev, 3, 0), marker_line_color="black",
                     text=np.where(dev, "!", ""), textposition="outside",
-                    customdata=np.stack([part["ratio_to_others"], part["residual"]], axis=1),
-                    hovertemplate="%{x}: %{y}<br>ratio to others' median %{customdata[0]:.2f}"
+                    customdata=np.stack([part["ratio_to_reference"], part["residual"]], axis=1),
+                    hovertemplate="%{x}: %{y}<br>ratio to reference share %{customdata[0]:.2f}"
                                   "<br>residual %{customdata[1]:.1f}<extra>" + str(a) + "</extra>")
     fig.update_layout(barmode="group", legend_title="annotator")
     fig.update_yaxes(title="share of the annotator's labels" if value == "share" else "instances")
