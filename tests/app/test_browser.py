@@ -1,0 +1,188 @@
+"""Real browser: `streamlit run app.py` on 127.0.0.1, driven by Debian's chromium through
+Selenium. Opens every page, waits for the charts, checks the key elements and that no error box
+shows, and saves screenshots to artifacts/screenshots/ (look at them).
+
+Skipped when chromium/chromedriver are missing, unless QA_REQUIRE_BROWSER=1 (CI sets it), in
+which case a missing browser fails the run instead of passing it silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ART = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+HAVE_BROWSER = Path(CHROMIUM).exists() and Path(DRIVER).exists()
+if not HAVE_BROWSER and os.environ.get("QA_REQUIRE_BROWSER") == "1":
+    raise RuntimeError("QA_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed "
+                       "(apt-get install chromium chromium-driver)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not HAVE_BROWSER, reason="chromium + chromedriver not installed")]
+
+# (url path, page title, a CSS selector that must appear once the page has rendered)
+PAGES = [
+    ("", "Overview", '[data-testid="stMetric"]'),
+    ("balance", "Class balance", ".js-plotly-plot"),
+    ("agreement", "Annotator agreement", ".js-plotly-plot"),
+]
+STARTUP_S = 90
+RENDER_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    log = open(ROOT / "artifacts" / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+         "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + STARTUP_S
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"streamlit did not start in {STARTUP_S}s; see artifacts/streamlit.log")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--disable-quic", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--window-size=1600,1200",
+              f"--user-data-dir={tmp_path_factory.mktemp('chrome')}"):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    drv.set_page_load_timeout(60)
+    yield drv
+    drv.quit()
+
+
+def _wait(drv, css: str, timeout: float = RENDER_S):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(drv, timeout).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def _settle(drv, timeout: float = RENDER_S):
+    """Wait until Streamlit stops running the script (no 'running' status widget)."""
+    from selenium.webdriver.common.by import By
+
+    end = time.time() + timeout
+    time.sleep(1.0)
+    while time.time() < end:
+        if not drv.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'):
+            return
+        time.sleep(0.5)
+
+
+def _errors(drv) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    boxes = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    alerts = [e for e in drv.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]')]
+    return [b.text[:400] for b in boxes + alerts]
+
+
+def _shot(drv, name: str) -> Path:
+    ART.mkdir(parents=True, exist_ok=True)
+    # make the whole page visible in one image
+    h = drv.execute_script(
+        "const m = document.querySelector('section.stMain') || document.body;"
+        "return Math.max(m.scrollHeight, document.body.scrollHeight);")
+    drv.set_window_size(1600, min(max(int(h) + 200, 1200), 6000))
+    time.sleep(0.5)
+    path = ART / f"{name}.png"
+    drv.save_screenshot(str(path))
+    drv.set_window_size(1600, 1200)
+    return path
+
+
+@pytest.mark.parametrize("path,title,selector", PAGES)
+def test_page_renders_in_real_browser(server, browser, path, title, selector):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/{path}")
+    _wait(browser, '[data-testid="stSidebar"]')
+    _wait(browser, selector)
+    _settle(browser)
+    heading = " ".join(h.text for h in browser.find_elements(By.CSS_SELECTOR, "h1"))
+    assert heading.strip(), "page has no title"
+    assert _errors(browser) == []
+    sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]').text
+    assert "sample_data" in sidebar and "300 images" in sidebar
+    if path == "":
+        assert "Validation report" in browser.page_source
+        imgs = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')
+        assert len(imgs) >= 8, "gallery thumbnails did not render"
+    shot = _shot(browser, f"page_{path or 'overview'}")
+    assert shot.stat().st_size > 20_000
+
+
+def test_broken_dataset_through_picker_shows_error_and_app_keeps_working(server, browser,
+                                                                         tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    bad = tmp_path / "broken"
+    (bad / "annotations").mkdir(parents=True)
+    (bad / "annotations" / "a.json").write_text('{"images": [{"id": 1,}]}')
+    browser.get(server)
+    _wait(browser, '[data-testid="stMetric"]')
+    _settle(browser)
+    radio = browser.find_elements(By.XPATH, "//label[.//p[text()='Path on server']]")
+    radio[0].click()
+    box = _wait(browser, 'input[aria-label="Folder or labels file on the server"]', 30)
+    box.send_keys(str(bad), Keys.ENTER)
+    _wait(browser, '[data-testid="stAlertContentError"]', 60)
+    _settle(browser)
+    text = " ".join(e.text for e in browser.find_elements(
+        By.CSS_SELECTOR, '[data-testid="stAlertContentError"]'))
+    assert "Could not load" in text and "malformed JSON at line 1" in text
+    assert "Still showing the previous dataset" in text
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]'), \
+        "the app stopped showing the dataset"
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    _shot(browser, "picker_broken_dataset")
+    (ART / "picker_error.json").write_text(json.dumps({"error": text}))
