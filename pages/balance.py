@@ -1,0 +1,94 @@
+"""Class balance: imbalance, split skew, box sizes and where objects are, before training."""
+
+import streamlit as st
+
+from qa.app import cached
+from qa.app.state import dataset_key, require_dataset
+from qa.app.widgets import image_gallery
+from qa.balance import ALL_ANNOTATORS, available_splits, default_annotator
+from qa.viz import balance as vb
+
+ds = require_dataset()
+st.title("Class balance")
+
+f1, f2, f3 = st.columns([2, 2, 3])
+split_options = available_splits(ds)
+splits = f1.multiselect("Splits", split_options, default=split_options, key="bal_splits")
+annotators = list(ds.annotators) + ([ALL_ANNOTATORS] if len(ds.annotators) > 1 else [])
+chosen = default_annotator(ds)
+annotator = f2.selectbox("Count the labels of", annotators, key="bal_annotator",
+                         index=annotators.index(chosen) if chosen in annotators else 0,
+                         help="Pooling annotators counts an object once per annotator.",
+                         disabled=not annotators)
+classes = f3.multiselect("Classes in the figures (empty: all)", list(ds.category_names.values()),
+                         key="bal_classes") or None
+if not splits:
+    st.info("Choose at least one split.")
+    st.stop()
+res = cached.class_balance(dataset_key(), ds, annotator,
+                           None if splits == split_options else tuple(splits))
+
+for note in res.notes:
+    st.info(note)
+m = st.columns(6)
+m[0].metric("Images", f"{res.n_images:,}")
+m[1].metric("Instances", f"{res.n_annotations:,}")
+m[2].metric("Classes", res.n_classes)
+m[3].metric("Imbalance ratio", f"{res.imbalance_ratio:.1f}", help="most common / rarest non-zero")
+m[4].metric("Normalised entropy", f"{res.normalized_entropy:.3f}", help="1 = perfectly balanced")
+m[5].metric("Split mix p / V", f"{res.split_p_value:.2g} / {res.split_cramers_v:.2f}",
+            help="chi-square test of homogeneity across splits; Cramér's V = effect size")
+
+tabs = st.tabs(["Classes", "Splits", "Boxes", "Images", "Where objects are", "Annotators",
+                "Checks"])
+with tabs[0]:
+    c1, c2 = st.columns(2)
+    sort = c1.radio("Sort by", ["count", "name"], horizontal=True, key="bal_sort")
+    log_y = c2.toggle("Log scale", value=False, key="bal_log")
+    st.plotly_chart(vb.class_bar(res, sort=sort, log_y=log_y, classes=classes), key="bal_bar")
+    st.dataframe(res.per_class, hide_index=True, key="bal_per_class")
+with tabs[1]:
+    norm = st.toggle("Shares within each class", value=False, key="bal_split_norm")
+    st.plotly_chart(vb.split_bars(res, normalize=norm, sort=sort, classes=classes),
+                    key="bal_split_bars")
+    st.dataframe(res.empty_by_split, hide_index=True, key="bal_empty")
+    st.plotly_chart(vb.objects_per_image_hist(res), key="bal_objects")
+with tabs[2]:
+    if not res.has_boxes:
+        st.info("No boxes in this dataset (classification labels): box sizes, aspect ratios and "
+                "border flags do not apply.")
+    else:
+        b1, b2 = st.columns(2)
+        b1.plotly_chart(vb.box_area_hist(res, classes=classes), key="bal_area")
+        b2.plotly_chart(vb.area_bucket_bars(res, classes=classes, sort=sort), key="bal_buckets")
+        b1.plotly_chart(vb.aspect_hist(res, classes=classes), key="bal_aspect")
+        b2.plotly_chart(vb.rel_size_hist(res, classes=classes), key="bal_rel")
+        st.dataframe(res.box_stats, hide_index=True, key="bal_box_stats")
+with tabs[3]:
+    i1, i2 = st.columns(2)
+    i1.plotly_chart(vb.resolution_scatter(res), key="bal_res")
+    i2.plotly_chart(vb.image_aspect_hist(res), key="bal_img_aspect")
+    st.dataframe(res.image_sizes, hide_index=True, key="bal_sizes")
+with tabs[4]:
+    h1, h2 = st.columns(2)
+    h1.plotly_chart(vb.center_heatmap(res, classes=classes), key="bal_centres")
+    co_norm = h2.toggle("Co-occurrence as P(column | row)", value=False, key="bal_co_norm")
+    h2.plotly_chart(vb.cooccurrence_heatmap(res, classes=classes, normalize=co_norm),
+                    key="bal_cooc")
+with tabs[5]:
+    if res.annotator_comparison.empty:
+        st.info("One annotator: there is no class mix to compare.")
+    else:
+        value = st.radio("Show", ["share", "instances"], horizontal=True, key="bal_ann_value")
+        st.plotly_chart(vb.annotator_bars(res, value=value, classes=classes), key="bal_ann")
+        st.dataframe(res.annotator_comparison, hide_index=True, key="bal_ann_table")
+with tabs[6]:
+    for c in res.checks:
+        icon = {True: "✅", False: "❌", None: "➖"}[c.passed]
+        with st.expander(f"{icon} {c.name}: {c.message}", expanded=False):
+            if c.failing:
+                st.write("Failing: " + ", ".join(map(str, c.failing[:50]))
+                         + (" ..." if len(c.failing) > 50 else ""))
+            if c.image_ids and st.toggle("Show the images", key=f"bal_show_{c.name}"):
+                image_gallery(ds, c.image_ids, key=f"bal_gallery_{c.name}",
+                              highlight_ann_ids=c.ann_ids or None)

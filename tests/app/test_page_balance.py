@@ -1,0 +1,62 @@
+"""The Class balance page renders with streamlit's AppTest on small datasets (no browser)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from qa.app.state import KEY_DATASET, KEY_DATASET_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = str(ROOT / "pages" / "balance.py")
+sys.path.insert(0, str(ROOT / "tests"))
+from test_balance import ANNS, CATS, IMAGES, make_ds, three_annotators  # noqa: E402
+
+
+def run_page(ds, key: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state[KEY_DATASET] = ds
+    at.session_state[KEY_DATASET_KEY] = key
+    return at.run()
+
+
+def texts(at) -> str:
+    return " ".join(e.value for e in [*at.info, *at.markdown, *at.caption] if e.value)
+
+
+def test_renders_detection_dataset():
+    at = run_page(make_ds(IMAGES, CATS, ANNS), "balance-detection")
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Class balance"
+    assert at.metric[3].value == "6.0"  # imbalance ratio cat 6 / bird 1
+    # toggles and sort widgets work and the gallery of a failing check opens
+    at.radio(key="bal_sort").set_value("name").run()
+    at.toggle(key="bal_log").set_value(True).run()
+    at.toggle(key="bal_show_tiny_boxes").set_value(True).run()
+    assert not at.exception, at.exception
+    at.multiselect(key="bal_classes").set_value(["cat"]).run()
+    at.multiselect(key="bal_splits").set_value(["train", "val"]).run()
+    assert not at.exception, at.exception
+
+
+def test_renders_classification_dataset_with_annotators():
+    at = run_page(three_annotators(), "balance-classification")
+    assert not at.exception, at.exception
+    assert "No boxes" in texts(at)
+    at.selectbox(key="bal_annotator").set_value("c").run()
+    at.radio(key="bal_ann_value").set_value("instances").run()
+    assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize("anns, cats, expect", [
+    ([], [(1, "cat"), (2, "dog")], "No annotations"),
+    ([(1, 1, 1, 0, 0, 10, 10)], [(1, "cat")], "Only one class"),
+])
+def test_degenerate_datasets_explain(anns, cats, expect):
+    at = run_page(make_ds([(1, 100, 100, "train"), (2, 100, 100, "val")], cats, anns),
+                  f"balance-{expect}")
+    assert not at.exception, at.exception
+    assert expect in texts(at)
