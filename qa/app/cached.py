@@ -42,13 +42,3 @@ def class_balance(key: str, _ds: Dataset, annotator: str | None = None,
 
     return compute_class_balance(_ds, annotator=annotator, splits=splits,
                                  min_box_side=min_box_side)
-
-
-@st.cache_data(show_spinner="Computing class balance ...", max_entries=8)
-def class_balance(key: str, _ds: Dataset, annotator: str | None = None,
-                  splits: tuple[str, ...] | None = None, min_box_side: float = 8.0):
-    """:func:`qa.balance.compute_class_balance` (None annotator: the one with most labels)."""
-    from qa.balance import compute_class_balance
-
-    return compute_class_balance(_ds, annotator=annotator, splits=splits,
-                                 min_box_side=min_box_side)
