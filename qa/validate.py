@@ -100,8 +100,17 @@ def _rows(severity, check, df, message_fn, *, image_col=IMAGE_ID, ann_col=None):
     return out
 
 
-def _where(ds: Dataset) -> str:
-    return f"{ds.name or 'dataset'}"
+def _ann_where(ds: Dataset):
+    """A function naming an annotation for a message: id, image file and annotator."""
+    names = dict(zip(ds.images[IMAGE_ID].tolist(), ds.images[FILE_NAME].tolist()))
+
+    def where(d: dict) -> str:
+        img = names.get(d[IMAGE_ID])
+        img = f"image {d[IMAGE_ID]} ('{img}')" if img is not None else f"image {d[IMAGE_ID]}"
+        who = f", {d[ANNOTATOR]}" if d.get(ANNOTATOR) is not None else ""
+        return f"annotation {d[ANN_ID]} on {img}{who}"
+
+    return where
 
 
 def check_duplicate_ids(ds: Dataset) -> list[dict]:
@@ -124,14 +133,16 @@ def check_duplicate_ids(ds: Dataset) -> list[dict]:
 
 def check_unknown_category(ds: Dataset) -> list[dict]:
     known = set(ds.categories[CATEGORY_ID].tolist())
-    out = []
-    for table, idc in (("annotations", ANN_ID), ("predictions", PRED_ID)):
-        df = getattr(ds, table)
-        bad = df[~df[CATEGORY_ID].isin(known)]
-        out += _rows("error", "unknown_category", bad,
-                     lambda d, t=table, c=idc: f"{t[:-1]} {d[c]} on image {d[IMAGE_ID]}: "
-                     f"category_id {d[CATEGORY_ID]} is not in the categories list; add it or "
-                     "fix the id.", ann_col=ANN_ID if table == "annotations" else None)
+    where = _ann_where(ds)
+    a = ds.annotations[~ds.annotations[CATEGORY_ID].isin(known)]
+    out = _rows("error", "unknown_category", a,
+                lambda d: f"{where(d)}: category_id {d[CATEGORY_ID]} is not in the categories "
+                "list; add the category or fix the id.", ann_col=ANN_ID)
+    p = ds.predictions[~ds.predictions[CATEGORY_ID].isin(known)]
+    out += _rows("error", "unknown_category", p,
+                 lambda d: f"prediction {d[PRED_ID]} ({d['model']}) on image {d[IMAGE_ID]}: "
+                 f"category_id {d[CATEGORY_ID]} is not in the categories list; check that the "
+                 "model was trained on this dataset's classes.")
     return out
 
 
@@ -153,9 +164,9 @@ def check_box_size(ds: Dataset) -> list[dict]:
     box = a[[X, Y, W, H]].to_numpy(dtype=float, na_value=np.nan)
     is_label = np.isnan(box).all(axis=1)  # image-level label: no box at all
     bad = ~is_label & (~np.isfinite(box).all(axis=1) | (box[:, 2] <= 0) | (box[:, 3] <= 0))
+    where = _ann_where(ds)
     return _rows("error", "bad_box_size", a[bad],
-                 lambda d: f"annotation {d[ANN_ID]} on image {d[IMAGE_ID]} ({d[ANNOTATOR]}): "
-                 f"box [x={d[X]}, y={d[Y]}, w={d[W]}, h={d[H]}] has a non-positive or "
+                 lambda d: f"{where(d)}: box [x={d[X]}, y={d[Y]}, w={d[W]}, h={d[H]}] has a non-positive or "
                  "non-finite size; redraw or delete it.", ann_col=ANN_ID)
 
 
@@ -172,8 +183,9 @@ def check_box_outside(ds: Dataset) -> list[dict]:
         bad = ((x < -t) | (y < -t) | (x + w > wh[:, 0] + t) | (y + h > wh[:, 1] + t))
     bad &= np.isfinite(wh).all(axis=1) & (w > 0) & (h > 0)
     df = a[bad].assign(img_w=wh[bad, 0], img_h=wh[bad, 1])
+    where = _ann_where(ds)
     return _rows("warning", "box_outside_image", df,
-                 lambda d: f"annotation {d[ANN_ID]} on image {d[IMAGE_ID]} ({d[ANNOTATOR]}): box "
+                 lambda d: f"{where(d)}: box "
                  f"x {d[X]:.1f}..{d[X] + d[W]:.1f}, y {d[Y]:.1f}..{d[Y] + d[H]:.1f} lies outside "
                  f"the {d['img_w']:.0f}x{d['img_h']:.0f} image (tolerance {t:g} px); clip or redraw it.",
                  ann_col=ANN_ID)
