@@ -68,6 +68,11 @@ MASK_IOU_TARGET = 0.80  # masks: polygon edges disagree more than box corners, s
 LOOSE_BOX_IOU = IOU_GUIDELINES_MIN  # a matched pair under this is a "loose box" disagreement
 MIN_CONSENSUS_SHARE = 0.5  # an object is consensus when at least half of the raters drew it
 DISPUTED_SCORE = 0.25  # images where a quarter or more of the soft F1 is lost get reviewed
+# coverage="auto": an annotator with annotations on at least this share of the images anyone
+# annotated is taken to have labelled every image (an image they left empty = they saw nothing);
+# below it, only the images they annotated (a subset design: absent = not assigned).
+FULL_COVERAGE_SHARE = 0.8
+COVERAGES = ("auto", "all", "annotated")
 NO_OBJECT = -1  # rating of an annotator who labelled the image but drew nothing for an object
 NO_OBJECT_NAME = "(no object)"
 IOU_TYPES = ("bbox", "segm")
@@ -76,7 +81,8 @@ KAPPA_WEIGHTS = (None, "linear", "quadratic")
 # Landis & Koch (1977): upper bound of each band of kappa.
 LANDIS_KOCH_BANDS = ((0.0, "poor"), (0.20, "slight"), (0.40, "fair"), (0.60, "moderate"),
                      (0.80, "substantial"), (1.0, "almost perfect"))
-DISAGREEMENT_KINDS = ("missed", "extra", "label", "loose box")  # tie order: first wins
+# Kinds of per-image disagreement, most severe first: the image is named by the first present.
+DISAGREEMENT_KINDS = ("missed", "extra", "label", "loose box")
 
 ProgressFn = Callable[[float, str], None]
 
@@ -379,6 +385,8 @@ def _seg_to_rle(seg, height: int, width: int):
             return mask_utils.frPyObjects(seg, int(seg["size"][0]), int(seg["size"][1]))
         return {"size": seg["size"], "counts": seg["counts"].encode()
                 if isinstance(seg["counts"], str) else seg["counts"]}
+    if all(isinstance(v, (int, float)) for v in seg):  # one flat polygon
+        seg = [seg]
     polys = [p for p in seg if len(p) >= 6]
     if not polys:
         return None
@@ -582,14 +590,16 @@ def _cross_pairs(ga: np.ndarray, gb: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return st_a[rep] + offs // nbr, st_b[rep] + offs % nbr
 
 
-def _match_sets(ga, gb, geom_a, geom_b, ca, cb, thr):
+def _match_sets(ga, gb, geom_a, geom_b, ca, cb, thr, same_label=None):
     """Match objects a against objects b within groups (both sorted by group). Returns the
-    positions and IoU of matched pairs and of label-mismatch pairs."""
+    positions and IoU of matched pairs and of label-mismatch pairs. ``same_label(pa, pb)``
+    overrides the label test ``ca[pa] == cb[pb]``."""
     pa, pb = _cross_pairs(ga, gb)
     iou = geom_a.iou(geom_b, pa, pb, ga[pa]) if len(pa) else np.zeros(0)
     keep = iou >= thr
     pa, pb, iou = pa[keep], pb[keep], iou[keep]
-    matched, mismatch = _match_two_stage(ga[pa], pa, pb, iou, ca[pa] == cb[pb])
+    same = ca[pa] == cb[pb] if same_label is None else same_label(pa, pb)
+    matched, mismatch = _match_two_stage(ga[pa], pa, pb, iou, same)
     return (pa[matched], pb[matched], iou[matched]), (pa[mismatch], pb[mismatch], iou[mismatch])
 
 
@@ -670,7 +680,7 @@ def _top_confusions(pairs: pd.DataFrame, names: dict, k: int = 3) -> str:
 # compute_agreement
 # ---------------------------------------------------------------------------------------------
 def compute_agreement(dataset: Dataset, *, iou_threshold: float = DEFAULT_IOU_THRESHOLD,
-                      iou_type: str = "bbox",
+                      iou_type: str = "bbox", coverage: str = "auto",
                       progress: ProgressFn | None = None) -> AgreementResult:
     """Inter-annotator agreement of ``dataset``: pairwise box agreement, per class and per
     image, consensus objects, leave-one-out scorecards, pairwise Cohen's kappa, Fleiss' kappa
@@ -679,11 +689,19 @@ def compute_agreement(dataset: Dataset, *, iou_threshold: float = DEFAULT_IOU_TH
     ``iou_type="segm"`` compares masks (the ``segmentation`` column: polygons or RLE) instead
     of boxes. Classification datasets (NaN boxes) are compared on their image labels. With
     fewer than two annotators the coefficients are NaN and a warning says why.
+
+    ``coverage`` says which images each annotator labelled, for box datasets: "annotated" =
+    the images where they left an annotation; "all" = every image (an image they left empty
+    means they saw no object); "auto" (default) = "all" for an annotator with annotations on
+    at least ``FULL_COVERAGE_SHARE`` of the annotated images, "annotated" otherwise (subset
+    designs). Classification ratings are always "annotated": no label is no rating.
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a qa.Dataset, got {type(dataset).__name__}; build one "
                         "with qa.load(path).")
     thr = _check_threshold(iou_threshold)
+    if coverage not in COVERAGES:
+        raise ValueError(f"coverage must be one of {COVERAGES}, got {coverage!r}.")
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}.")
     if iou_type == "segm" and SEGMENTATION not in dataset.annotations.columns:
@@ -696,18 +714,25 @@ def compute_agreement(dataset: Dataset, *, iou_threshold: float = DEFAULT_IOU_TH
               f"({', '.join(annotators) or 'none'}). Coefficients are NaN.")
     if dataset.is_classification:
         return _compute_classification(dataset, annotators, thr, progress)
-    return _compute_boxes(dataset, annotators, thr, iou_type, progress)
+    return _compute_boxes(dataset, annotators, thr, iou_type, coverage, progress)
 
 
-def _coverage(dataset: Dataset, annotators) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted image ids, and a (n_images, n_annotators) bool: who labelled which image."""
+def _coverage(dataset: Dataset, annotators, mode: str = "annotated"):
+    """Sorted image ids, and a (n_images, n_annotators) bool: who labelled which image
+    (``mode``: see ``coverage`` of :func:`compute_agreement`)."""
     anns = dataset.annotations
     img_ids = np.union1d(dataset.images[IMAGE_ID].to_numpy(np.int64),
                          anns[IMAGE_ID].to_numpy(np.int64))
     code = pd.Categorical(anns[ANNOTATOR].astype(str), categories=list(annotators)).codes
     cov = np.zeros((len(img_ids), max(len(annotators), 1)), dtype=bool)
     cov[np.searchsorted(img_ids, anns[IMAGE_ID].to_numpy(np.int64)), code] = True
-    return img_ids, cov[:, :len(annotators)]
+    cov = cov[:, :len(annotators)]
+    if mode != "annotated" and len(annotators):
+        anyone = cov.any(axis=1)
+        share = cov[anyone].sum(axis=0) / max(int(anyone.sum()), 1)
+        full = share >= FULL_COVERAGE_SHARE if mode == "auto" else np.ones(len(share), bool)
+        cov[:, full] = True
+    return img_ids, cov
 
 
 def _pair_list(annotators):
@@ -715,9 +740,9 @@ def _pair_list(annotators):
     return [(a, b) for a in range(k) for b in range(a + 1, k)]
 
 
-def _compute_boxes(ds: Dataset, annotators, thr, iou_type, progress) -> AgreementResult:
+def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
     names = ds.category_names
-    img_ids, cov = _coverage(ds, annotators)
+    img_ids, cov = _coverage(ds, annotators, coverage)
     k = len(annotators)
     anns = ds.annotations[ds.annotations[W].notna()]
     # nodes = boxes, sorted by (annotator, image) so each annotator's boxes are one slice
@@ -946,20 +971,30 @@ def _per_image_boxes(img_ids, cov, clusters, li, lj, lw, lx, lp, img, cat, code,
     iou_n = np.bincount(img[li], minlength=n_img)
     kinds = np.stack([sums["n_missing"], sums["n_extra"], sums["n_label_disagree"],
                       sums["n_loose"]], axis=1)
-    kind = np.where(kinds.max(axis=1) > 0,
-                    np.asarray(DISAGREEMENT_KINDS, dtype=object)[kinds.argmax(axis=1)], "none")
+    present = kinds > 0
+    kind = np.where(present.any(axis=1),
+                    np.asarray(DISAGREEMENT_KINDS, dtype=object)[present.argmax(axis=1)], "none")
+    detail = _kind_detail(kinds)
     df = pd.DataFrame({
         IMAGE_ID: img_ids, "n_annotators": n_raters, "n_boxes": n_box_img, "n_objects": n_obj,
         "n_missed": sums["n_missing"].astype(np.int64), "n_extra": sums["n_extra"].astype(np.int64),
         "n_label": sums["n_label_disagree"].astype(np.int64),
         "n_loose": sums["n_loose"].astype(np.int64),
         "mean_iou": np.where(iou_n > 0, iou_sum / np.maximum(iou_n, 1), np.nan),
-        "disagreement_score": score, "disagreement": kind,
+        "disagreement_score": score, "disagreement": kind, "disagreement_detail": detail,
     })
     df["is_disputed"] = df["disagreement_score"] >= DISPUTED_SCORE
     df = df[df["n_annotators"] >= 2] if k >= 2 else df.iloc[:0]
     return df.sort_values("disagreement_score", ascending=False, kind="stable",
                           ignore_index=True)
+
+
+def _kind_detail(kinds: np.ndarray) -> list[str]:
+    """'missed 2, loose box 5' per row of a (n, 4) count table, most severe kind first."""
+    out = []
+    for row in kinds.astype(np.int64).tolist():
+        out.append(", ".join(f"{name} {n}" for name, n in zip(DISAGREEMENT_KINDS, row) if n))
+    return out
 
 
 _SCORE_COLUMNS = ["annotator", "n_images", "n_boxes", "n_consensus_objects", "n_found", "recall",
@@ -995,7 +1030,11 @@ def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, ge
         other_cov = cov[:, np.arange(k) != a]
         m = other_cov[cl_img].sum(axis=1)
         is_cons = (support >= np.ceil(MIN_CONSENSUS_SHARE * m)) & cov[cl_img, a]
-        maj, _ = _majority(ocl_idx, cat_idx[onodes], n_cat, n_cl)
+        maj, top = _majority(ocl_idx, cat_idx[onodes], n_cat, n_cl)
+        # a label tied for the majority among the others (bob: ring, carol: circle) is not
+        # counted against the annotator
+        lab_key, lab_cnt = np.unique(ocl_idx.astype(np.int64) * n_cat + cat_idx[onodes],
+                                     return_counts=True)
         if iou_type == "segm":
             kk = keep & (cl[li] == cl[lj])
             loc = np.searchsorted(onodes, np.concatenate([li[kk], lj[kk]]))
@@ -1005,9 +1044,15 @@ def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, ge
             cgeom = _Geometry(_group_median_xyxy(ocl_idx, xyxy[onodes], n_cl))
         cons = np.flatnonzero(is_cons)
         cons = cons[np.argsort(cl_img[cons], kind="stable")]
+        def tied_majority(pa, pb, mine=mine, cons=cons, lab_key=lab_key, lab_cnt=lab_cnt,
+                          top=top):
+            key = cons[pb].astype(np.int64) * n_cat + cat_idx[mine[pa]]
+            pos = np.minimum(np.searchsorted(lab_key, key), len(lab_key) - 1)
+            return (lab_key[pos] == key) & (lab_cnt[pos] == top[cons[pb]])
+
         (ma, mb, miou), (xa, xb, xiou) = _match_sets(
             img[mine], cl_img[cons], geom.take(mine), cgeom.take(cons), cat[mine],
-            cat_ids[maj[cons]], thr)
+            cat_ids[maj[cons]], thr, tied_majority)
         found = len(ma) + len(xa)
         all_iou = np.concatenate([miou, xiou])
         conf = pd.DataFrame({"a": cat[mine][xa], "b": cat_ids[maj[cons]][xb]})
