@@ -29,7 +29,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -646,8 +645,8 @@ def build(n_images: int = N_IMAGES, *, seed: int = SEED) -> dict[str, bytes]:
                 continue
             row = {"image_id": s.image_id, "category_id": int(p["category_id"]),
                    "bbox": _round_box(p["bbox"]), "score": round(float(p["score"]), 4)}
-            if p.get("fp"):
-                fps.append(dict(row, pred_index=len(preds)))
+            if p.get("fp"):  # pred_id: the 1-based position qa.io.predictions gives it
+                fps.append(dict(row, pred_index=len(preds), pred_id=len(preds) + 1))
             preds.append(row)
 
     # ---------------------------------------------------------------- files
@@ -701,7 +700,7 @@ def _planted(specs, by_id, errors, ann, misses, fps, preds, n_images, seed) -> d
     for e in errors:
         s = specs[e["spec"]]
         ids = {a: next((lb.ann_id for lb in ann[a][s.index] if lb.error is not None
-                        and _is_error(lb, e, s)), None) for a in ANNOTATORS}
+                        and _is_error(lb, e)), None) for a in ANNOTATORS}
         err_rows.append({
             **img(s), "kind": e["kind"], "ann_ids": ids,
             "annotators": [a for a in ANNOTATORS] if e["kind"] != "missing_box" else [],
@@ -818,7 +817,7 @@ def _planted(specs, by_id, errors, ann, misses, fps, preds, n_images, seed) -> d
     }
 
 
-def _is_error(lb: Label, e: dict, s: Spec) -> bool:
+def _is_error(lb: Label, e: dict) -> bool:
     return lb.error is not None and (lb.gt == e["gt"] if e["gt"] is not None else lb.gt is None)
 
 
@@ -878,7 +877,8 @@ def _readme(p: dict) -> str:
         "MANIFEST.sha256                     sha256 of every other file",
         "```",
         "",
-        "Load it with `qa.load(\"sample_data\", predictions=\"sample_data/predictions/detector.json\")`.",
+        "Load it with",
+        "`qa.load(\"sample_data\", predictions=\"sample_data/predictions/detector.json\")`.",
         f"Images: {p['splits']['train']} train, {p['splits']['val']} val, "
         f"{p['splits']['test']} test.",
         "Annotation ids are disjoint per annotator file (alice from 100001, bob from 200001,",

@@ -121,6 +121,10 @@ def test_loads_with_three_annotators_and_five_classes(planted, preds):
     if importlib.util.find_spec("qa.io.predictions") is not None:  # may not exist yet
         dsp = qa.load(SAMPLE, predictions=SAMPLE / "predictions" / "detector.json")
         assert len(dsp.predictions) == planted["model"]["n_predictions"]
+        pr = dsp.predictions.set_index("pred_id")
+        for fp in planted["model"]["false_positives"]:
+            assert pr.loc[fp["pred_id"], "image_id"] == fp["image_id"]
+            assert pr.loc[fp["pred_id"], "score"] == pytest.approx(fp["score"])
 
 
 def test_validate_reports_the_corrupt_and_the_missing_file(planted):
