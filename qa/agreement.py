@@ -176,16 +176,36 @@ class AgreementResult:
         for a in (annotator_a, annotator_b):
             if a not in self.ratings.columns:
                 raise ValueError(f"Unknown annotator {a!r}; choose one of {list(self.annotators)}.")
-        r = self.ratings[[annotator_a, annotator_b]].dropna()
+        ra, rb = self.ratings[annotator_a], self.ratings[annotator_b]
+        both = ra.notna() & rb.notna()
+        ra, rb = ra[both].astype(int), rb[both].astype(int)
         names = {**self.category_names, NO_OBJECT: NO_OBJECT_NAME}
-        labels = sorted(set(r[annotator_a].astype(int)) | set(r[annotator_b].astype(int)))
-        la = pd.Categorical(r[annotator_a].astype(int).map(names),
-                            categories=[names.get(v, str(v)) for v in labels])
-        lb = pd.Categorical(r[annotator_b].astype(int).map(names),
-                            categories=[names.get(v, str(v)) for v in labels])
+        labels = sorted(set(ra) | set(rb))
+        cats = list(dict.fromkeys(names.get(v, str(v)) for v in labels))
+        la = pd.Categorical([names.get(v, str(v)) for v in ra], categories=cats)
+        lb = pd.Categorical([names.get(v, str(v)) for v in rb], categories=cats)
         tab = pd.crosstab(la, lb, dropna=False)
         tab.index.name, tab.columns.name = annotator_a, annotator_b
         return tab
+
+    def most_disputed(self, n: int = 24) -> pd.DataFrame:
+        """The ``n`` images with the highest disagreement score among the disputed ones, with a
+        ``caption`` naming the disagreement (for galleries)."""
+        df = self.per_image[self.per_image["is_disputed"]].head(n)
+        detail = df["disagreement_detail"] if "disagreement_detail" in df else df["disagreement"]
+        cap = [f"{kind}: {d} (score {s:.2f})" for kind, d, s in
+               zip(df["disagreement"], detail, df["disagreement_score"])]
+        return df[[IMAGE_ID, "disagreement", "disagreement_score"]].assign(caption=cap)
+
+    def disputed_ann_ids(self, image_ids) -> list[int]:
+        """ann_ids of the boxes in disputed consensus objects on ``image_ids`` (missed, extra,
+        label or loose), to highlight in a gallery; empty for classification."""
+        if self.is_classification or "is_disputed" not in self.clusters:
+            return []
+        cl = self.clusters[self.clusters["is_disputed"]
+                           & self.clusters[IMAGE_ID].isin(list(image_ids))]
+        return self.members.loc[self.members["cluster_id"].isin(cl["cluster_id"]),
+                                ANN_ID].astype(int).tolist()
 
     def to_dict(self) -> dict:
         return {

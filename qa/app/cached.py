@@ -42,3 +42,16 @@ def class_balance(key: str, _ds: Dataset, annotator: str | None = None,
 
     return compute_class_balance(_ds, annotator=annotator, splits=splits,
                                  min_box_side=min_box_side)
+
+
+@st.cache_data(show_spinner="Comparing annotators ...", max_entries=8)
+def agreement(key: str, _ds: Dataset, iou_threshold: float, iou_type: str = "bbox"):
+    """:func:`qa.agreement.compute_agreement` (warnings, e.g. one annotator, are silenced: the
+    page explains them)."""
+    import warnings
+
+    from qa.agreement import AgreementWarning, compute_agreement
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AgreementWarning)
+        return compute_agreement(_ds, iou_threshold=iou_threshold, iou_type=iou_type)

@@ -1,0 +1,80 @@
+"""Annotator agreement: which annotators, classes and images disagree, and do the guidelines work."""
+
+import streamlit as st
+
+from qa.agreement import DEFAULT_IOU_THRESHOLD, IOU_GUIDELINES_MIN, IOU_TARGET, MASK_IOU_TARGET
+from qa.agreement import kappa_band
+from qa.app import cached
+from qa.app.state import dataset_key, require_dataset
+from qa.app.widgets import image_gallery
+from qa.dataset import SEGMENTATION
+from qa.viz import agreement as va
+
+ds = require_dataset()
+st.title("Annotator agreement")
+
+if len(ds.annotators) < 2:
+    st.info(f"Agreement needs at least 2 annotators; this dataset has {len(ds.annotators)} "
+            f"({', '.join(ds.annotators) or 'none'}). Load one COCO file per annotator (or a "
+            "format with an annotator field) to compare them. What one annotator did:")
+    res = cached.agreement(dataset_key(), ds, DEFAULT_IOU_THRESHOLD)
+    st.dataframe(res.scorecard, hide_index=True, key="agr_counts")
+    st.stop()
+
+c1, c2 = st.columns([3, 1])
+thr = c1.slider("IoU threshold for a match", 0.1, 0.95, DEFAULT_IOU_THRESHOLD, 0.05,
+                key="agr_iou", disabled=ds.is_classification,
+                help="0.5 is what CVAT's quality report and COCO AP@0.5 use.")
+masks = c2.toggle("Compare masks", value=False, key="agr_masks",
+                  disabled=SEGMENTATION not in ds.annotations.columns or ds.is_classification,
+                  help="Mask IoU from the polygons/RLE instead of box IoU.")
+res = cached.agreement(dataset_key(), ds, thr, "segm" if masks else "bbox")
+iou_target = MASK_IOU_TARGET if masks else IOU_TARGET
+
+m = st.columns(4)
+m[0].metric("Krippendorff's alpha", f"{res.alpha:.3f}", help=kappa_band(res.alpha)
+            + ": all annotators at once, missing ratings allowed")
+m[1].metric("Fleiss' kappa", f"{res.fleiss:.3f}",
+            help=f"{kappa_band(res.fleiss)}; on the {res.n_fleiss_units:,} units every annotator rated")
+m[2].metric("Mean pairwise Cohen's kappa", f"{res.mean_pairwise_kappa:.3f}",
+            help=kappa_band(res.mean_pairwise_kappa))
+m[3].metric("Disputed images", f"{int(res.per_image['is_disputed'].sum()):,}",
+            help="disagreement score (1 - soft F1) of 0.25 or more")
+if res.is_classification:
+    st.caption("Classification labels: units are images; kappas compare the image labels.")
+else:
+    st.caption("Units for kappa/alpha are consensus objects; an annotator who drew nothing there "
+               "rates it '(no object)', so the coefficients cover detection and class together.")
+
+tabs = st.tabs(["Scorecard", "Pairs", "Classes", "IoU", "Disputed images", "Confusion"])
+with tabs[0]:
+    st.caption(f"Each annotator against the consensus of the others. Green: on target "
+               f"(IoU ≥ {iou_target}); red: guidelines need work (IoU < {IOU_GUIDELINES_MIN}).")
+    st.dataframe(va.style_scorecard(res.scorecard, iou_target=iou_target), hide_index=True,
+                 key="agr_scorecard")
+with tabs[1]:
+    metrics = ["kappa"] if res.is_classification else ["f1", "mean_iou", "kappa"]
+    cols = st.columns(len(metrics))
+    for col, metric in zip(cols, metrics):
+        col.plotly_chart(va.pair_heatmap(res, metric), key=f"agr_heat_{metric}")
+    st.dataframe(res.pairwise, hide_index=True, key="agr_pairwise")
+with tabs[2]:
+    st.plotly_chart(va.class_agreement_bars(res), key="agr_class_bars")
+    st.dataframe(res.per_class, hide_index=True, key="agr_per_class")
+with tabs[3]:
+    if res.is_classification:
+        st.info("No boxes: IoU does not apply to image labels.")
+    else:
+        st.plotly_chart(va.iou_histogram(res), key="agr_iou_hist")
+with tabs[4]:
+    n = st.number_input("Images to show", 4, 96, 24, 4, key="agr_n_disputed")
+    top = res.most_disputed(int(n))
+    ids = top["image_id"].tolist()
+    image_gallery(ds, ids, key="agr_gallery", captions=dict(zip(ids, top["caption"])),
+                  highlight_ann_ids=res.disputed_ann_ids(ids) or None, max_images=int(n))
+    st.dataframe(res.per_image, hide_index=True, key="agr_per_image")
+with tabs[5]:
+    a1, a2 = st.columns(2)
+    first = a1.selectbox("Rows", res.annotators, index=0, key="agr_conf_a")
+    second = a2.selectbox("Columns", res.annotators, index=1, key="agr_conf_b")
+    st.plotly_chart(va.confusion_heatmap(res.confusion(first, second)), key="agr_confusion")

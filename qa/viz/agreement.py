@@ -1,0 +1,127 @@
+"""Figures of inter-annotator agreement (:mod:`qa.agreement`). Functions return plotly figures
+or pandas Stylers; they never draw on a page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from qa.agreement import IOU_GUIDELINES_MIN, IOU_TARGET, MASK_IOU_TARGET, AgreementResult
+from qa.viz.common import style
+
+GOOD, WARN, BAD = "#c7e9c0", "#fdd0a2", "#fcbba1"  # scorecard cell backgrounds
+PAIR_METRICS = {"f1": "F1 at the IoU threshold", "mean_iou": "Mean IoU of matched boxes",
+                "kappa": "Cohen's kappa"}
+RECALL_TARGET, RECALL_MIN = 0.95, 0.85  # share of consensus objects an annotator should find
+LABEL_MISMATCH_TARGET, LABEL_MISMATCH_MAX = 0.02, 0.05  # label errors a QA lead tolerates
+KAPPA_TARGET, KAPPA_MIN = 0.80, 0.60  # Landis & Koch: almost perfect / below substantial
+
+
+def pair_heatmap(result: AgreementResult, metric: str = "f1") -> go.Figure:
+    """Annotator x annotator heatmap of a pairwise ``metric`` (f1, mean_iou, kappa), symmetric,
+    diagonal left blank (kappa: 1)."""
+    if metric not in PAIR_METRICS:
+        raise ValueError(f"metric must be one of {list(PAIR_METRICS)}, got {metric!r}.")
+    names = list(result.annotators)
+    mat = pd.DataFrame(np.nan, index=names, columns=names)
+    if metric in result.pairwise:
+        for row in result.pairwise.itertuples(index=False):
+            v = getattr(row, metric)
+            mat.loc[row.annotator_a, row.annotator_b] = v
+            mat.loc[row.annotator_b, row.annotator_a] = v
+    text = mat.map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    zmin = -1.0 if metric == "kappa" else 0.0
+    fig = go.Figure(go.Heatmap(z=mat.to_numpy(), x=names, y=names, text=text.to_numpy(),
+                               texttemplate="%{text}", zmin=zmin, zmax=1.0,
+                               colorscale="RdYlGn", colorbar=dict(title=metric),
+                               hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    return style(fig, title=PAIR_METRICS[metric], height=120 + 50 * len(names))
+
+
+def class_agreement_bars(result: AgreementResult) -> go.Figure:
+    """Per-class agreement: F1 and mean IoU of matched boxes (boxes), or specific agreement
+    (classification), plus Fleiss' per-category kappa; lowest first."""
+    df = result.per_class
+    fig = go.Figure()
+    if df.empty:
+        return style(fig, title="Per-class agreement (no classes rated)")
+    main = "specific_agreement" if result.is_classification else "f1"
+    df = df.sort_values(main, na_position="first")
+    fig.add_bar(y=df["name"], x=df[main], orientation="h", name=main.replace("_", " "))
+    if not result.is_classification:
+        fig.add_bar(y=df["name"], x=df["mean_iou"], orientation="h", name="mean IoU")
+    fig.add_bar(y=df["name"], x=df["kappa"], orientation="h", name="kappa (Fleiss)")
+    fig.update_layout(barmode="group", xaxis=dict(range=[min(0, float(np.nanmin(
+        df[["kappa"]].to_numpy(dtype=float), initial=0))), 1]))
+    return style(fig, title="Agreement per class (lowest first)", height=160 + 45 * len(df))
+
+
+def iou_histogram(result: AgreementResult, *, bins: int = 40) -> go.Figure:
+    """Histogram of the IoU of matched box pairs with the guideline (0.75) and target (0.85)
+    lines (mask target 0.80 when ``iou_type="segm"``)."""
+    fig = go.Figure()
+    ious = result.matched_ious
+    for (a, b), g in ious.groupby(["annotator_a", "annotator_b"], observed=True):
+        fig.add_histogram(x=g["iou"], name=f"{a} vs {b}", opacity=0.6,
+                          xbins=dict(start=0, end=1.0001, size=1 / bins))
+    target = MASK_IOU_TARGET if result.iou_type == "segm" else IOU_TARGET
+    fig.add_vline(x=IOU_GUIDELINES_MIN, line_dash="dash", line_color="#D55E00",
+                  annotation_text=f"{IOU_GUIDELINES_MIN}: guidelines need work")
+    fig.add_vline(x=target, line_dash="dash", line_color="#009E73",
+                  annotation_text=f"target {target}", annotation_position="top left")
+    fig.update_layout(barmode="overlay", xaxis_title="IoU of matched pairs", yaxis_title="pairs")
+    return style(fig, title="Matched-box IoU", height=360)
+
+
+def confusion_heatmap(confusion: pd.DataFrame) -> go.Figure:
+    """Heatmap of :meth:`AgreementResult.confusion` (rows: first annotator)."""
+    z = confusion.to_numpy()
+    fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in confusion.columns],
+                               y=[str(i) for i in confusion.index], text=z,
+                               texttemplate="%{text}", colorscale="Blues",
+                               hovertemplate="%{y} / %{x}: %{z}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title=confusion.index.name)
+    fig.update_xaxes(title=confusion.columns.name)
+    return style(fig, title=f"{confusion.index.name} (rows) vs {confusion.columns.name} (columns)",
+                 height=160 + 40 * len(confusion))
+
+
+def _band(v, good, bad, higher_is_better=True) -> str:
+    if v is None or pd.isna(v):
+        return ""
+    if not higher_is_better:
+        v, good, bad = -v, -good, -bad
+    colour = GOOD if v >= good else WARN if v >= bad else BAD
+    return f"background-color: {colour}"
+
+
+# column -> (target, minimum, higher is better)
+SCORECARD_THRESHOLDS = {
+    "mean_iou": (IOU_TARGET, IOU_GUIDELINES_MIN, True),
+    "recall": (RECALL_TARGET, RECALL_MIN, True),
+    "precision": (RECALL_TARGET, RECALL_MIN, True),
+    "agreement_with_others": (RECALL_TARGET, RECALL_MIN, True),
+    "label_mismatch_rate": (LABEL_MISMATCH_TARGET, LABEL_MISMATCH_MAX, False),
+    "mean_kappa": (KAPPA_TARGET, KAPPA_MIN, True),
+}
+
+
+def scorecard_colours(scorecard: pd.DataFrame, *, iou_target: float = IOU_TARGET) -> pd.DataFrame:
+    """CSS per cell of the scorecard: green at target, orange between, red below the minimum
+    (mean IoU: 0.85 / 0.75; recall 0.95 / 0.85; label mismatch 2 % / 5 %; kappa 0.8 / 0.6)."""
+    css = pd.DataFrame("", index=scorecard.index, columns=scorecard.columns)
+    for col, (good, bad, up) in SCORECARD_THRESHOLDS.items():
+        if col in scorecard:
+            if col == "mean_iou":
+                good = iou_target
+            css[col] = [_band(v, good, bad, up) for v in scorecard[col]]
+    return css
+
+
+def style_scorecard(scorecard: pd.DataFrame, *, iou_target: float = IOU_TARGET):
+    """A pandas Styler of the scorecard coloured by :func:`scorecard_colours`."""
+    fmt = {c: "{:.3f}" for c in scorecard.columns if scorecard[c].dtype.kind == "f"}
+    return scorecard.style.apply(lambda _: scorecard_colours(scorecard, iou_target=iou_target),
+                                 axis=None).format(fmt, na_rep="—")

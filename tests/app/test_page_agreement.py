@@ -1,0 +1,61 @@
+"""The Annotator agreement page renders with streamlit's AppTest (no browser) on a
+3-annotator detection dataset, a 1-annotator dataset and a classification dataset."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from qa.app.state import KEY_DATASET, KEY_DATASET_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = str(ROOT / "pages" / "agreement.py")
+sys.path.insert(0, str(ROOT / "tests"))
+from test_agreement import TINY, _three_annotators, make_ds  # noqa: E402
+
+
+def run_page(ds, key: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state[KEY_DATASET] = ds
+    at.session_state[KEY_DATASET_KEY] = key
+    return at.run()
+
+
+def texts(at) -> str:
+    return " ".join(str(e.value) for e in [*at.info, *at.markdown, *at.caption] if e.value)
+
+
+def test_renders_three_annotators():
+    at = run_page(_three_annotators(), "agr-three")
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Annotator agreement"
+    assert len(at.metric) == 4
+    at.slider(key="agr_iou").set_value(0.7).run()
+    assert not at.exception, at.exception
+    at.selectbox(key="agr_conf_b").set_value("carol").run()
+    at.number_input(key="agr_n_disputed").set_value(8).run()
+    assert not at.exception, at.exception
+    assert "consensus" in texts(at)
+
+
+def test_renders_one_annotator_with_explanation():
+    at = run_page(make_ds([r for r in TINY if r[3] == "alice"]), "agr-one")
+    assert not at.exception, at.exception
+    assert "at least 2 annotators" in texts(at)
+    assert len(at.dataframe) == 1
+
+
+def test_renders_classification_with_confusion():
+    nan = np.nan
+    rows = []
+    for name, labs in {"alice": [1, 1, 2, 2], "bob": [1, 2, 2, 2]}.items():
+        for img, c in enumerate(labs, start=1):
+            rows.append((len(rows) + 1, img, c, name, nan, nan, nan, nan))
+    at = run_page(make_ds(rows), "agr-cls")
+    assert not at.exception, at.exception
+    assert "Classification labels" in texts(at)
+    at.selectbox(key="agr_conf_a").set_value("bob").run()
+    assert not at.exception, at.exception
