@@ -243,7 +243,24 @@ def read_coco_file(path: Path, issues: IssueLog):
         log.info("%s: typed COCO parse failed (%s); re-reading leniently", path, exc)
     except msgspec.DecodeError as exc:
         raise DatasetError(json_error_message(path, data, exc)) from None
-    return _tables_lenient(path, parse_json(path, data), issues)
+    except UnicodeDecodeError as exc:
+        raise bad_utf8_error(path, data, exc) from None
+    try:
+        doc = parse_json(path, data)
+    except UnicodeDecodeError as exc:
+        raise bad_utf8_error(path, data, exc) from None
+    return _tables_lenient(path, doc, issues)
+
+
+def bad_utf8_error(path: Path, data: bytes, exc: UnicodeDecodeError) -> DatasetError:
+    """msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 in a string
+    (its ``start`` counts from the string, so find the byte in the file again)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        exc = whole
+    return DatasetError(json_error_message(
+        path, data, ValueError(f"invalid UTF-8 ({exc.reason}) at byte {exc.start}")))
 
 
 # ----------------------------------------------------------------------------- dataset

@@ -53,8 +53,8 @@ from qa.dataset import (
     X,
     Y,
 )
-from qa.io._common import IssueLog, expect, ids_by_file_name, parse_json
-from qa.io.coco import _guess_root, split_from_name
+from qa.io._common import IssueLog, expect, ids_by_file_name, parse_json, read_bytes
+from qa.io.coco import _guess_root, bad_utf8_error, split_from_name
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,11 @@ def _results(task_no, where, path: Path, res_list, size: dict, issues: IssueLog,
 
 def parse_export(path: Path, issues: IssueLog) -> _Export:
     """Images, annotations and predictions of one Label Studio export file."""
-    doc = parse_json(path)
+    data = read_bytes(path)
+    try:
+        doc = parse_json(path, data)
+    except UnicodeDecodeError as exc:
+        raise bad_utf8_error(path, data, exc) from None
     if isinstance(doc, dict) and "data" in doc:
         doc = [doc]  # a single task
     if isinstance(doc, dict) and isinstance(doc.get("images"), list):

@@ -45,6 +45,7 @@ from qa.dataset import (
     conform,
 )
 from qa.io._common import IssueLog, expect, parse_json, read_bytes
+from qa.io.coco import bad_utf8_error
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,11 @@ def load_predictions(source: Path | str, ds: Dataset) -> pd.DataFrame:
     if path.suffix.lower() != ".json":
         raise DatasetError(f"{path}: predictions must be a COCO results .json, a Label Studio "
                            ".json export, or a folder of YOLO .txt files.")
-    doc = parse_json(path)
+    data = read_bytes(path)
+    try:
+        doc = parse_json(path, data)
+    except UnicodeDecodeError as exc:
+        raise bad_utf8_error(path, data, exc) from None
     if isinstance(doc, dict):
         if any(k in doc for k in ("images", "annotations", "categories")):
             raise DatasetError(

@@ -57,8 +57,9 @@ def coco_doc(spec: dict, annotator: str | None = None) -> dict:
                    for im in spec["images"]],
         "categories": [{"id": cid[c], "name": c} for c in spec["categories"]],
         "annotations": [{"id": k + 1, "image_id": fid[a["file_name"]],
-                         "category_id": cid[a["label"]], "bbox": list(a["bbox"]),
-                         "area": a["bbox"][2] * a["bbox"][3], "iscrowd": 0}
+                         "category_id": cid[a["label"]], "iscrowd": 0,
+                         **({} if a["bbox"] is None else {  # image-level label: no bbox
+                             "bbox": list(a["bbox"]), "area": a["bbox"][2] * a["bbox"][3]})}
                         for k, a in enumerate(anns)],
     }
 
