@@ -15,7 +15,7 @@ from typing import Callable
 
 import pandas as pd
 
-from qa.dataset import Dataset, DatasetError
+from qa.dataset import PRED_ID, Dataset, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def load(
         frames = [load_predictions(pp, ds) for pp in preds]
         merged = pd.concat(frames, ignore_index=True) if frames else None
         if merged is not None:  # each frame numbers from 1: make pred_id a unique key again
-            merged["pred_id"] = range(1, len(merged) + 1)
+            merged[PRED_ID] = range(1, len(merged) + 1)
         ds = ds.with_predictions(merged)
     if strict:
         from qa.validate import validate

@@ -15,6 +15,7 @@ size comes from ``<size>`` (missing or 0 means unknown: probing fills it from th
 
 from __future__ import annotations
 
+import glob
 import logging
 from pathlib import Path
 
@@ -99,6 +100,9 @@ def _read_one(xml: Path, root: Path, issues: IssueLog, rows: list, has_image_dir
            f"expected a VOC <annotation> root element, got <{doc.tag}>. Is this a VOC file?")
     fname = _text(doc, "filename") or f"{xml.stem}.jpg"
     fname = fname.replace("\\", "/")
+    if not Path(fname).suffix and has_image_dir:  # some tools write the id without extension
+        found = sorted((root / IMAGE_DIR).glob(f"{glob.escape(fname)}.*"))
+        fname = found[0].name if found else f"{fname}.jpg"
     file_name = f"{IMAGE_DIR}/{fname}" if has_image_dir else fname
     size = doc.find("size")
     w = _int_or(_text(size, "width"), None)

@@ -77,3 +77,11 @@ def test_voc_wrong_root_and_single_file(tmp_path):
         read(root)
     with pytest.raises(DatasetError, match="no Annotations/"):
         read(tmp_path)
+
+
+def test_voc_filename_without_extension_is_found(tmp_path):
+    root = write_voc(tmp_path / "VOC", SPEC)
+    (root / "JPEGImages" / "b.png").write_bytes(b"")
+    f = root / "Annotations" / "b.xml"
+    f.write_text(f.read_text().replace("<filename>b.jpg</filename>", "<filename>b</filename>"))
+    assert "JPEGImages/b.png" in read(root).images[FILE_NAME].tolist()
