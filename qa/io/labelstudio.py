@@ -53,7 +53,14 @@ from qa.dataset import (
     X,
     Y,
 )
-from qa.io._common import IssueLog, expect, ids_by_file_name, parse_json, read_bytes
+from qa.io._common import (
+    IMAGE_EXTENSIONS,
+    IssueLog,
+    expect,
+    ids_by_file_name,
+    parse_json,
+    read_bytes,
+)
 from qa.io.coco import _guess_root, bad_utf8_error, split_from_name
 
 log = logging.getLogger(__name__)
@@ -117,7 +124,8 @@ def _image_ref(data: dict) -> str | None:
         if isinstance(data.get(k), str) and data[k].strip():
             return data[k]
     for v in data.values():  # a custom key: the first string that looks like an image
-        if isinstance(v, str) and "." in posixpath.basename(v) and len(v) < 4096:
+        if isinstance(v, str) and len(v) < 4096 and \
+                urlparse(unquote(v)).path.lower().endswith(IMAGE_EXTENSIONS):
             return v
     return None
 

@@ -132,3 +132,12 @@ def test_labelstudio_bad_input(tmp_path, doc, match):
 ])
 def test_image_file_name(ref, name):
     assert image_file_name(ref) == name
+
+
+def test_custom_data_key_must_look_like_an_image(tmp_path):
+    p = tmp_path / "ls.json"
+    p.write_text(json.dumps([{"id": 1, "data": {"text": "hello. world", "photo": "x/a.PNG"}},
+                             {"id": 2, "data": {"text": "no image. here"}}]))
+    ds = read(p)
+    assert ds.images[FILE_NAME].tolist() == ["x/a.PNG"]
+    assert "task 2" in ds.load_issues["message"].iloc[0]
