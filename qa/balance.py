@@ -140,7 +140,7 @@ class BalanceResult:
     * ``per_split``: long table split, category_id, name, instances, images, share (within the
       split), residual (adjusted standardised residual of the chi-square test; NaN where not
       tested).
-    * ``per_image``: image_id, split, n_objects, is_empty (no annotation of the counted
+    * ``per_image``: image_id, split (categorical, ``splits`` order), n_objects, is_empty (no annotation of the counted
       annotator: a negative, or for classification an unlabelled image).
     * ``empty_by_split``: split, images, empty_images, empty_share (last row "all").
     * ``boxes``: per box ann_id, image_id, category_id, name, w, h, area (w*h), area_bucket,
@@ -277,7 +277,9 @@ def _py(v):
 def default_annotator(dataset: Dataset) -> str | None:
     """The annotator with the most annotations (ties: first in ``dataset.annotators``);
     None when there are no annotations."""
-    counts = dataset.annotations[ANNOTATOR].astype(str).value_counts()
+    a = dataset.annotations[ANNOTATOR].astype("category")
+    counts = a.value_counts()  # categorical: no string cast of every row
+    counts = counts[counts > 0].rename(index=str)
     if counts.empty:
         return None
     best = counts.max()
@@ -368,7 +370,8 @@ def _split_order(present: Iterable[str]) -> list[str]:
 def _category_table(dataset: Dataset, anns: pd.DataFrame) -> pd.DataFrame:
     """categories plus ids used by annotations but not declared; names made unique."""
     cats = dataset.categories[[CATEGORY_ID, NAME]].drop_duplicates(CATEGORY_ID)
-    extra = np.setdiff1d(pd.unique(anns[CATEGORY_ID]), cats[CATEGORY_ID].to_numpy())
+    used = pd.unique(anns[CATEGORY_ID].to_numpy())  # hash-based: fast on 1e6 rows
+    extra = np.sort(used[~np.isin(used, cats[CATEGORY_ID].to_numpy())])
     if len(extra):
         cats = pd.concat([cats, pd.DataFrame({CATEGORY_ID: extra.astype(np.int64),
                                               NAME: [f"unknown_{c}" for c in extra]})])
@@ -393,6 +396,12 @@ def _adjusted_residuals(obs: np.ndarray) -> np.ndarray:
     den = np.sqrt(exp * (1 - r / n) * (1 - c / n))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, (obs - exp) / den, np.nan)
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique by sorting (numpy 2's hash-based unique is ~10x slower on 1e6 int64)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if len(a) else a
 
 
 def _cap(ids) -> tuple[int, ...]:
@@ -425,10 +434,13 @@ def _compute_class_balance(ds: Dataset, *, annotator, splits, min_box_side, rare
         notes.add(f"{n_orphan} annotations refer to unknown images and are left out "
                   "(see validation: unknown_image).")
     all_anns = all_anns[in_img]
-    ann_names = all_anns[ANNOTATOR].astype(str)
+    # categorical throughout: comparing codes is ~10x faster than casting 1e6 names to str
+    ann_names = all_anns[ANNOTATOR].astype("category")
+    ann_names = ann_names.cat.rename_categories([str(c) for c in ann_names.cat.categories])
 
     if annotator is None:
         counts = ann_names.value_counts()
+        counts = counts[counts > 0]
         annotator = next((a for a in ds.annotators if counts.get(a, 0) == counts.max()), None) \
             if len(counts) else None
         if annotator is not None and (counts > 0).sum() > 1:
@@ -463,7 +475,7 @@ def _compute_class_balance(ds: Dataset, *, annotator, splits, min_box_side, rare
 
     # ---- per class ---------------------------------------------------------------------------
     instances = np.bincount(ci, minlength=K).astype(np.int64)
-    pair = np.unique(ii.astype(np.int64) * max(K, 1) + ci)  # distinct (image, class)
+    pair = _sorted_unique(ii.astype(np.int64) * max(K, 1) + ci)  # distinct (image, class)
     pi, pc = pair // max(K, 1), pair % max(K, 1)
     images_per_class = np.bincount(pc, minlength=K).astype(np.int64)
     total = int(instances.sum())
@@ -537,7 +549,9 @@ def _compute_class_balance(ds: Dataset, *, annotator, splits, min_box_side, rare
 
     # ---- per image ---------------------------------------------------------------------------
     n_obj = np.bincount(ii, minlength=n_img).astype(np.int64)
-    per_image = pd.DataFrame({IMAGE_ID: img_index.to_numpy(), SPLIT: split_all,
+    per_image = pd.DataFrame({IMAGE_ID: img_index.to_numpy(),
+                              SPLIT: pd.Categorical.from_codes(split_code, categories=split_order)
+                              if S else pd.Categorical([], categories=[]),
                               "n_objects": n_obj, "is_empty": n_obj == 0})
     imgs_per_split = np.bincount(split_code, minlength=S) if S else np.zeros(0, np.int64)
     empty_per_split = np.bincount(split_code, weights=(n_obj == 0), minlength=S).astype(np.int64) \
@@ -673,12 +687,15 @@ def _annotator_comparison(all_anns, ann_names, cat_index, names) -> pd.DataFrame
     """Each annotator's class counts and shares, and who deviates from the others."""
     cols = [ANNOTATOR, CATEGORY_ID, NAME, "instances", "share", "reference_share",
             "ratio_to_reference", "residual", "is_deviant"]
-    ann_list = sorted(pd.unique(ann_names))
+    codes = ann_names.cat.codes.to_numpy()
+    levels = np.asarray(ann_names.cat.categories, dtype=object)
+    present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(levels)))
+    ann_list = sorted(str(levels[i]) for i in present)
     K = len(names)
     if len(ann_list) < 2 or K == 0:
         return pd.DataFrame(columns=cols)
     A = len(ann_list)
-    ai = pd.Index(ann_list).get_indexer(ann_names.to_numpy())
+    ai = pd.Index(ann_list).get_indexer(levels.astype(str))[codes]
     ci = cat_index.get_indexer(all_anns[CATEGORY_ID].to_numpy())
     obs = np.bincount(ai * K + ci, minlength=A * K).reshape(A, K)
     row = obs.sum(axis=1, keepdims=True)
@@ -720,7 +737,7 @@ def _checks(*, anns, ci, pi, pc, img_ids, per_class, rare, absent, total, rare_f
                f"class's {top} instances: " + ", ".join(
                    f"{per_class[NAME].iat[i]} ({counts[i]})" for i in rare_idx[:20]))
         out.append(BalanceCheck("rare_classes", not len(rare_idx), msg, failing=rare,
-                                image_ids=_cap(img_ids[np.unique(pi[np.isin(pc, rare_idx)])]),
+                                image_ids=_cap(img_ids[_sorted_unique(pi[np.isin(pc, rare_idx)])]),
                                 ann_ids=_cap(ann_ids[np.isin(ci, rare_idx)])))
         out.append(BalanceCheck(
             "absent_classes", not absent,
@@ -790,10 +807,10 @@ def _checks(*, anns, ci, pi, pc, img_ids, per_class, rare, absent, total, rare_f
         dev = ann_cmp[ann_cmp["is_deviant"]]
         failing = tuple(f"{a}: {n}" for a, n in zip(dev[ANNOTATOR], dev[NAME]))
         if len(dev):
-            key = ann_names.to_numpy().astype(object) + "\x00" + \
-                all_anns[CATEGORY_ID].astype(str).to_numpy().astype(object)
-            want = (dev[ANNOTATOR].astype(str) + "\x00" + dev[CATEGORY_ID].astype(str)).to_numpy()
-            hit = np.isin(key, want)
+            hit = np.zeros(len(all_anns), bool)
+            cat_ids = all_anns[CATEGORY_ID].to_numpy()
+            for a, c in zip(dev[ANNOTATOR], dev[CATEGORY_ID]):  # few deviant cells
+                hit |= (ann_names == a).to_numpy() & (cat_ids == c)
             imgs, anns_hit = all_anns[IMAGE_ID].to_numpy()[hit], all_anns[ANN_ID].to_numpy()[hit]
         else:
             imgs = anns_hit = np.zeros(0, np.int64)

@@ -124,16 +124,18 @@ def _box_hist(result: BalanceResult, col: str, *, classes, bins: int, title: str
     ok = np.isfinite(v) & ((v > 0) if log_x else True)
     if not ok.any():
         return _empty("No box values to show.", title=title)
-    lo, hi = v[ok].min(), v[ok].max()
+    # uniform bins (of log10 v for log axes): np.histogram's fast path, no searchsorted
+    t = np.log10(v, where=ok, out=np.full(len(v), np.nan)) if log_x else v
+    lo, hi = float(t[ok].min()), float(t[ok].max())
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
     if log_x:
-        edges = np.geomspace(lo, hi * (1 + 1e-9), bins + 1) if hi > lo else np.array([lo / 2, lo * 2])
-        centres = np.sqrt(edges[:-1] * edges[1:])
-    else:
-        edges = np.linspace(lo, hi + 1e-9, bins + 1) if hi > lo else np.array([lo - .5, lo + .5])
-        centres = (edges[:-1] + edges[1:]) / 2
+        centres = 10**centres
     fig = go.Figure()
     if classes is None:
-        counts, _ = np.histogram(v[ok], edges)
+        counts, _ = np.histogram(t[ok], bins=bins, range=(lo, hi))
         fig.add_scatter(x=centres, y=counts, name="all boxes", mode="lines", line_shape="hvh",
                         fill="tozeroy", line_color=PALETTE[0])
     else:
@@ -142,7 +144,7 @@ def _box_hist(result: BalanceResult, col: str, *, classes, bins: int, title: str
         index = {str(n): i for i, n in enumerate(b[NAME].cat.categories)}
         for c in classes:
             sel = ok & (codes == index.get(str(c), -1))
-            counts, _ = np.histogram(v[sel], edges)
+            counts, _ = np.histogram(t[sel], bins=bins, range=(lo, hi))
             fig.add_scatter(x=centres, y=counts, name=str(c), mode="lines", line_shape="hvh",
                             line_color=colors.get(str(c)))
     fig.update_xaxes(type="log" if log_x else "linear", title=xtitle)
@@ -240,9 +242,10 @@ def objects_per_image_hist(result: BalanceResult) -> go.Figure:
     if pi.empty:
         return _empty("No images.", title="Objects per image")
     fig = go.Figure()
-    for s in result.splits:
-        n = pi.loc[pi[SPLIT] == s, "n_objects"].to_numpy()
-        counts = np.bincount(n)
+    codes = pi[SPLIT].cat.codes.to_numpy()
+    n_obj = pi["n_objects"].to_numpy()
+    for k, s in enumerate(pi[SPLIT].cat.categories):
+        counts = np.bincount(n_obj[codes == k])
         fig.add_bar(x=np.arange(len(counts)), y=counts, name=s,
                     marker_color=SPLIT_COLORS.get(s, PALETTE[len(fig.data) % len(PALETTE)]))
     fig.update_layout(barmode="stack", legend_title="split")
