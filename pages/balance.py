@@ -30,30 +30,32 @@ res = cached.class_balance(dataset_key(), ds, annotator,
 
 for note in res.notes:
     st.info(note)
+num = lambda v, f: "—" if v != v else format(v, f)  # noqa: E731  NaN: undefined, see notes
 m = st.columns(6)
 m[0].metric("Images", f"{res.n_images:,}")
 m[1].metric("Instances", f"{res.n_annotations:,}")
 m[2].metric("Classes", res.n_classes)
-m[3].metric("Imbalance ratio", f"{res.imbalance_ratio:.1f}", help="most common / rarest non-zero")
-m[4].metric("Normalised entropy", f"{res.normalized_entropy:.3f}", help="1 = perfectly balanced")
-m[5].metric("Split mix p / V", f"{res.split_p_value:.2g} / {res.split_cramers_v:.2f}",
+m[3].metric("Imbalance ratio", num(res.imbalance_ratio, ".1f"), help="most common / rarest non-zero")
+m[4].metric("Normalised entropy", num(res.normalized_entropy, ".3f"), help="1 = perfectly balanced")
+m[5].metric("Split mix p / V", f"{num(res.split_p_value, '.2g')} / {num(res.split_cramers_v, '.2f')}",
             help="chi-square test of homogeneity across splits; Cramér's V = effect size")
 
-tabs = st.tabs(["Classes", "Splits", "Boxes", "Images", "Where objects are", "Annotators",
-                "Checks"])
-with tabs[0]:
-    c1, c2 = st.columns(2)
-    sort = c1.radio("Sort by", ["count", "name"], horizontal=True, key="bal_sort")
-    log_y = c2.toggle("Log scale", value=False, key="bal_log")
+# One section per run (not st.tabs, which builds every figure on each rerun: slow at 1e6 boxes).
+SECTIONS = ["Classes", "Splits", "Boxes", "Images", "Where objects are", "Annotators", "Checks"]
+o1, o2 = st.columns([4, 1])
+section = o1.radio("Section", SECTIONS, horizontal=True, key="bal_section")
+sort = o2.radio("Sort classes by", ["count", "name"], horizontal=True, key="bal_sort")
+if section == "Classes":
+    log_y = st.toggle("Log scale", value=False, key="bal_log")
     st.plotly_chart(vb.class_bar(res, sort=sort, log_y=log_y, classes=classes), key="bal_bar")
     st.dataframe(res.per_class, hide_index=True, key="bal_per_class")
-with tabs[1]:
+elif section == "Splits":
     norm = st.toggle("Shares within each class", value=False, key="bal_split_norm")
     st.plotly_chart(vb.split_bars(res, normalize=norm, sort=sort, classes=classes),
                     key="bal_split_bars")
     st.dataframe(res.empty_by_split, hide_index=True, key="bal_empty")
     st.plotly_chart(vb.objects_per_image_hist(res), key="bal_objects")
-with tabs[2]:
+elif section == "Boxes":
     if not res.has_boxes:
         st.info("No boxes in this dataset (classification labels): box sizes, aspect ratios and "
                 "border flags do not apply.")
@@ -64,25 +66,25 @@ with tabs[2]:
         b1.plotly_chart(vb.aspect_hist(res, classes=classes), key="bal_aspect")
         b2.plotly_chart(vb.rel_size_hist(res, classes=classes), key="bal_rel")
         st.dataframe(res.box_stats, hide_index=True, key="bal_box_stats")
-with tabs[3]:
+elif section == "Images":
     i1, i2 = st.columns(2)
     i1.plotly_chart(vb.resolution_scatter(res), key="bal_res")
     i2.plotly_chart(vb.image_aspect_hist(res), key="bal_img_aspect")
     st.dataframe(res.image_sizes, hide_index=True, key="bal_sizes")
-with tabs[4]:
+elif section == "Where objects are":
     h1, h2 = st.columns(2)
     h1.plotly_chart(vb.center_heatmap(res, classes=classes), key="bal_centres")
     co_norm = h2.toggle("Co-occurrence as P(column | row)", value=False, key="bal_co_norm")
     h2.plotly_chart(vb.cooccurrence_heatmap(res, classes=classes, normalize=co_norm),
                     key="bal_cooc")
-with tabs[5]:
+elif section == "Annotators":
     if res.annotator_comparison.empty:
         st.info("One annotator: there is no class mix to compare.")
     else:
         value = st.radio("Show", ["share", "instances"], horizontal=True, key="bal_ann_value")
         st.plotly_chart(vb.annotator_bars(res, value=value, classes=classes), key="bal_ann")
         st.dataframe(res.annotator_comparison, hide_index=True, key="bal_ann_table")
-with tabs[6]:
+elif section == "Checks":
     for c in res.checks:
         icon = {True: "✅", False: "❌", None: "➖"}[c.passed]
         with st.expander(f"{icon} {c.name}: {c.message}", expanded=False):

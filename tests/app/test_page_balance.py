@@ -35,6 +35,9 @@ def test_renders_detection_dataset():
     # toggles and sort widgets work and the gallery of a failing check opens
     at.radio(key="bal_sort").set_value("name").run()
     at.toggle(key="bal_log").set_value(True).run()
+    for section in ["Splits", "Boxes", "Images", "Where objects are", "Annotators", "Checks"]:
+        at.radio(key="bal_section").set_value(section).run()
+        assert not at.exception, (section, at.exception)
     at.toggle(key="bal_show_tiny_boxes").set_value(True).run()
     assert not at.exception, at.exception
     at.multiselect(key="bal_classes").set_value(["cat"]).run()
@@ -46,7 +49,10 @@ def test_renders_classification_dataset_with_annotators():
     at = run_page(three_annotators(), "balance-classification")
     assert not at.exception, at.exception
     assert "No boxes" in texts(at)
+    at.radio(key="bal_section").set_value("Boxes").run()
+    assert "No boxes" in texts(at)
     at.selectbox(key="bal_annotator").set_value("c").run()
+    at.radio(key="bal_section").set_value("Annotators").run()
     at.radio(key="bal_ann_value").set_value("instances").run()
     assert not at.exception, at.exception
 
@@ -60,3 +66,6 @@ def test_degenerate_datasets_explain(anns, cats, expect):
                   f"balance-{expect}")
     assert not at.exception, at.exception
     assert expect in texts(at)
+    for section in ["Splits", "Boxes", "Images", "Where objects are", "Annotators", "Checks"]:
+        at.radio(key="bal_section").set_value(section).run()
+        assert not at.exception, (section, at.exception)
