@@ -35,9 +35,11 @@ m = st.columns(6)
 m[0].metric("Images", f"{res.n_images:,}")
 m[1].metric("Instances", f"{res.n_annotations:,}")
 m[2].metric("Classes", res.n_classes)
-m[3].metric("Imbalance ratio", num(res.imbalance_ratio, ".1f"), help="most common / rarest non-zero")
+m[3].metric("Imbalance ratio", num(res.imbalance_ratio, ".1f"),
+            help="most common / rarest non-zero")
 m[4].metric("Normalised entropy", num(res.normalized_entropy, ".3f"), help="1 = perfectly balanced")
-m[5].metric("Split mix p / V", f"{num(res.split_p_value, '.2g')} / {num(res.split_cramers_v, '.2f')}",
+m[5].metric("Split mix p / V",
+            f"{num(res.split_p_value, '.2g')} / {num(res.split_cramers_v, '.2f')}",
             help="chi-square test of homogeneity across splits; Cramér's V = effect size")
 
 # One section per run (not st.tabs, which builds every figure on each rerun: slow at 1e6 boxes).

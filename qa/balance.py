@@ -140,8 +140,9 @@ class BalanceResult:
     * ``per_split``: long table split, category_id, name, instances, images, share (within the
       split), residual (adjusted standardised residual of the chi-square test; NaN where not
       tested).
-    * ``per_image``: image_id, split (categorical, ``splits`` order), n_objects, is_empty (no annotation of the counted
-      annotator: a negative, or for classification an unlabelled image).
+    * ``per_image``: image_id, split (categorical, ``splits`` order), n_objects, is_empty
+      (no annotation of the counted annotator: a negative, or for classification an
+      unlabelled image).
     * ``empty_by_split``: split, images, empty_images, empty_share (last row "all").
     * ``boxes``: per box ann_id, image_id, category_id, name, w, h, area (w*h), area_bucket,
       rel_size (sqrt(box area / image area)), aspect (w / h), is_tiny, touches_border,
@@ -166,7 +167,9 @@ class BalanceResult:
     Scores: ``imbalance_ratio`` (most common / rarest non-zero class; 1 is balanced, higher is
     worse), ``normalized_entropy`` (H / log K over all K classes; 1 is balanced, lower is worse),
     ``split_chi2`` / ``split_p_value`` / ``split_dof`` / ``split_cramers_v`` (low p and high V:
-    the splits differ). NaN where undefined, with a warning and a note.
+    the splits differ; no Yates correction, so a 2x2 table gives the plain Pearson statistic;
+    classes absent from every tested split and the "none" split are left out). NaN where
+    undefined, with a warning and a note.
     """
 
     annotator: str | None
@@ -318,11 +321,12 @@ def compute_class_balance(
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"compute_class_balance() needs a qa.Dataset, got {type(dataset).__name__}")
-    if annotator is not None and annotator != ALL_ANNOTATORS and annotator not in dataset.annotators:
+    if annotator not in (None, ALL_ANNOTATORS) and annotator not in dataset.annotators:
         raise ValueError(f"annotator {annotator!r} is not in this dataset; choose one of "
                          f"{list(dataset.annotators)} or ALL_ANNOTATORS to pool them.")
     if not (np.isfinite(min_box_side) and min_box_side >= 0):
-        raise ValueError(f"min_box_side must be a non-negative number of pixels, got {min_box_side!r}")
+        raise ValueError("min_box_side must be a non-negative number of pixels, "
+                         f"got {min_box_side!r}")
     if not 0 <= rare_fraction <= 1:
         raise ValueError(f"rare_fraction must be between 0 and 1, got {rare_fraction!r}")
     if not isinstance(center_bins, (int, np.integer)) or center_bins < 1:
@@ -560,8 +564,8 @@ def _compute_class_balance(ds: Dataset, *, annotator, splits, min_box_side, rare
                        "images": np.append(imgs_per_split, n_img),
                        "empty_images": np.append(empty_per_split, int((n_obj == 0).sum()))})
     with np.errstate(divide="ignore", invalid="ignore"):
-        eb["empty_share"] = np.where(eb["images"] > 0, eb["empty_images"] / eb["images"].clip(lower=1),
-                                     np.nan)
+        eb["empty_share"] = np.where(eb["images"] > 0,
+                                     eb["empty_images"] / eb["images"].clip(lower=1), np.nan)
     if ds.is_classification:
         notes.add("Classification dataset: an 'empty' image is an unlabelled image, not a "
                   "negative.")
@@ -588,7 +592,8 @@ def _compute_class_balance(ds: Dataset, *, annotator, splits, min_box_side, rare
     known = np.isfinite(img_w) & np.isfinite(img_h)
     if n_img and not known.all():
         notes.add(f"{int((~known).sum())} image(s) have no known size.")
-    sizes = pd.DataFrame({WIDTH: img_w[known].astype(np.int64), HEIGHT: img_h[known].astype(np.int64)})
+    sizes = pd.DataFrame({WIDTH: img_w[known].astype(np.int64),
+                          HEIGHT: img_h[known].astype(np.int64)})
     image_sizes = (sizes.groupby([WIDTH, HEIGHT]).size().rename("images").reset_index()
                    .sort_values(["images", WIDTH, HEIGHT], ascending=[False, True, True],
                                 ignore_index=True))
@@ -714,7 +719,8 @@ def _annotator_comparison(all_anns, ann_names, cat_index, names) -> pd.DataFrame
         ANNOTATOR: np.repeat(np.array(ann_list, dtype=object), K),
         CATEGORY_ID: np.tile(cat_index.to_numpy(), A), NAME: np.tile(names, A),
         "instances": obs.ravel(), "share": shares.ravel(), "reference_share": med.ravel(),
-        "ratio_to_reference": ratio.ravel(), "residual": resid.ravel(), "is_deviant": deviant.ravel(),
+        "ratio_to_reference": ratio.ravel(), "residual": resid.ravel(),
+        "is_deviant": deviant.ravel(),
     })
 
 
@@ -748,7 +754,8 @@ def _checks(*, anns, ci, pi, pc, img_ids, per_class, rare, absent, total, rare_f
     # tiny boxes and border boxes
     if boxes is None:
         out.append(BalanceCheck("tiny_boxes", None, "No boxes (classification dataset)."))
-        out.append(BalanceCheck("boxes_crossing_border", None, "No boxes (classification dataset)."))
+        out.append(BalanceCheck("boxes_crossing_border", None,
+                                "No boxes (classification dataset)."))
     else:
         tiny = boxes[boxes["is_tiny"]]
         frac = len(tiny) / len(boxes)

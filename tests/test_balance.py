@@ -402,7 +402,8 @@ def test_figures_build_for_every_case(res):
         for fig in (vb.class_bar(r, sort="name", log_y=True), vb.split_bars(r, normalize=True),
                     vb.annotator_bars(r), vb.box_area_hist(r), vb.box_area_hist(r, classes=["cat"]),
                     vb.aspect_hist(r, classes=["cat", "dog"]), vb.rel_size_hist(r),
-                    vb.area_bucket_bars(r), vb.center_heatmap(r), vb.center_heatmap(r, classes=["cat"]),
+                    vb.area_bucket_bars(r), vb.center_heatmap(r),
+                    vb.center_heatmap(r, classes=["cat"]),
                     vb.cooccurrence_heatmap(r, normalize=True), vb.objects_per_image_hist(r),
                     vb.resolution_scatter(r), vb.image_aspect_hist(r)):
             assert fig.to_dict()["data"] is not None

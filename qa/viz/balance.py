@@ -167,13 +167,15 @@ def area_bucket_bars(result: BalanceResult, *, classes: Sequence[str] | None = N
                      sort: str = "count") -> go.Figure:
     """Small/medium/large boxes per class, stacked."""
     if result.box_stats is None:
-        return _empty("No boxes in this dataset (classification labels).", title="COCO size buckets")
+        return _empty("No boxes in this dataset (classification labels).",
+                      title="COCO size buckets")
     bs = _order(_select(result.box_stats, classes), sort=sort, value="boxes")
     fig = go.Figure([go.Bar(x=bs[NAME].astype(str), y=bs[k], name=k, marker_color=PALETTE[i])
                      for i, k in enumerate(AREA_BUCKETS)])
     fig.update_layout(barmode="stack", legend_title="by box area")
     fig.update_yaxes(title="boxes")
-    return style(fig, title="COCO size buckets per class (small < 32², medium < 96², by box area)")
+    return style(fig, title="COCO size buckets per class "
+                            "(small < 32², medium < 96², by box area)")
 
 
 def aspect_hist(result: BalanceResult, *, classes: Sequence[str] | None = None,

@@ -40,6 +40,7 @@ def test_renders_detection_dataset():
         assert not at.exception, (section, at.exception)
     at.toggle(key="bal_show_tiny_boxes").set_value(True).run()
     assert not at.exception, at.exception
+    assert "Image(" in repr(at.main)  # the gallery of the tiny box's image (a placeholder here)
     at.multiselect(key="bal_classes").set_value(["cat"]).run()
     at.multiselect(key="bal_splits").set_value(["train", "val"]).run()
     assert not at.exception, at.exception
