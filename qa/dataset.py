@@ -286,14 +286,16 @@ class Dataset:
             "image_labels": int(a[W].isna().sum()),
             "annotators": list(self.annotators),
             "classes": int(len(self.categories)),
-            "splits": {
-                str(k): int(v)
-                for k, v in self.images[SPLIT].astype("object").fillna("none")
-                .value_counts().items()
-            },
+            "splits": self._split_counts(),
             "predictions": int(len(self.predictions)),
             "models": list(self.models),
         }
+
+    def _split_counts(self) -> dict[str, int]:
+        """Images per split in train/val/test order; images without a split under 'none'."""
+        counts = self.images[SPLIT].astype("object").fillna("none").value_counts()
+        order = list(self.splits) + (["none"] if "none" in counts.index else [])
+        return {str(k): int(counts[k]) for k in order}
 
     def __repr__(self) -> str:  # keep DataFrames out of the repr
         s = self.summary()

@@ -111,7 +111,7 @@ def dataset_picker(default_path: str | None = None) -> None:
     if ds is not None:
         s = ds.summary()
         sb.caption(f"**{s['name']}** ({s['format']}): {s['images']} images, "
-                   f"{s['annotations']} annotations, {len(s['annotators'])} annotator(s)")
+                   f"{s['annotations']:,} annotations, {len(s['annotators'])} annotator(s)")
     err = st.session_state.get(state.KEY_LOAD_ERROR)
     if err:
         st.error(err + ("" if ds is None else f"  \nStill showing the previous dataset "

@@ -31,12 +31,10 @@ def dataset_key() -> str:
 
 
 def require_dataset() -> Dataset:
-    """The loaded Dataset; otherwise explain on the page and stop rendering it."""
+    """The loaded Dataset; otherwise explain on the page and stop rendering it (the picker
+    has already shown any load error)."""
     ds = current_dataset()
     if ds is None:
-        err = st.session_state.get(KEY_LOAD_ERROR)
-        if err:
-            st.error(err)
         st.info("Choose a dataset in the sidebar to start.")
         st.stop()
     return ds
