@@ -68,16 +68,22 @@ def baseline_pairwise(ds: Dataset, iou_threshold: float = 0.5) -> int:
     """The straightforward loop: per image, per annotator pair, Python IoU matrix + LSA."""
     anns = ds.annotations
     n_matched = 0
-    groups = {k: g for k, g in anns.groupby(["image_id", "annotator"], observed=True)}
+    # grouping done with numpy (not pandas groupby) so the baseline measures the loop itself
     names = list(ds.annotators)
+    code = pd.Categorical(anns["annotator"].astype(str), categories=names).codes
+    img = anns["image_id"].to_numpy()
+    order = np.lexsort((code, img))
+    boxes = anns[["x", "y", "w", "h"]].to_numpy()[order]
+    keys = list(zip(img[order].tolist(), code[order].tolist()))
+    cuts = [0] + [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]
+    groups = {(keys[a][0], names[keys[a][1]]): boxes[a:b] for a, b in zip(cuts[:-1], cuts[1:])}
     for image_id in ds.images["image_id"]:
         for i in range(len(names)):
             for j in range(i + 1, len(names)):
                 ga, gb = groups.get((image_id, names[i])), groups.get((image_id, names[j]))
                 if ga is None or gb is None:
                     continue
-                ba = ga[["x", "y", "w", "h"]].to_numpy()
-                bb = gb[["x", "y", "w", "h"]].to_numpy()
+                ba, bb = ga, gb
                 m = np.zeros((len(ba), len(bb)))
                 for p in range(len(ba)):
                     for q in range(len(bb)):
@@ -105,8 +111,12 @@ def main() -> None:
              ds.n_images, len(ds.annotations), len(ds.annotators), time.perf_counter() - t0)
     t0 = time.perf_counter()
     res = compute_agreement(ds)
+    t_cold = time.perf_counter() - t0
+    log.info("compute_agreement, first call (incl. lazy scipy/sklearn imports): %.2f s", t_cold)
+    t0 = time.perf_counter()
+    res = compute_agreement(ds)
     t_full = time.perf_counter() - t0
-    log.info("compute_agreement (all tables):  %.2f s  [target < 15 s]", t_full)
+    log.info("compute_agreement (all tables), warm: %.2f s  [target < 15 s]", t_full)
     log.info("  pairwise matched: %s, alpha %.3f, fleiss %.3f",
              res.pairwise["n_matched"].tolist(), res.alpha, res.fleiss)
     if args.skip_baseline:
@@ -116,8 +126,8 @@ def main() -> None:
     t_base = time.perf_counter() - t0
     log.info("baseline per-image loop (matching only): %.2f s, %d IoU>=0.5 assignments",
              t_base, n_base)
-    log.info("speed-up of full compute_agreement over baseline matching: %.1fx [target >= 5x]",
-             t_base / t_full)
+    log.info("speed-up of full compute_agreement over baseline matching: %.1fx warm, %.1fx "
+             "first call [target >= 5x]", t_base / t_full, t_base / t_cold)
 
 
 if __name__ == "__main__":

@@ -283,17 +283,6 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, 0.0)
 
 
-def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element-wise IoU of rows of two (n, 4) xyxy arrays."""
-    iw = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
-    ih = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-             - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
 # ---------------------------------------------------------------------------------------------
 # Matching
 # ---------------------------------------------------------------------------------------------
@@ -311,20 +300,37 @@ def _match_edges(group: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.ndarray)
     trivial = (cnt_i[inv_i] == 1) & (cnt_j[inv_j] == 1)
     sel[trivial] = True
     hard = np.flatnonzero(~trivial)
-    if hard.size:
-        hard = hard[np.argsort(group[hard], kind="stable")]
-        bounds = np.flatnonzero(np.diff(group[hard])) + 1
-        for chunk in np.split(hard, bounds):
-            ui, li = np.unique(i[chunk], return_inverse=True)
-            uj, lj = np.unique(j[chunk], return_inverse=True)
-            m = np.zeros((len(ui), len(uj)))
-            m[li, lj] = w[chunk]
-            lut = np.full((len(ui), len(uj)), -1, dtype=np.int64)
-            lut[li, lj] = chunk
-            r, c = linear_sum_assignment(m, maximize=True)
-            keep = m[r, c] > 0
-            sel[lut[r[keep], c[keep]]] = True
+    if hard.size == 0:
+        return sel
+    g = group[hard]
+    li, lj = _local_rank(g, i[hard]), _local_rank(g, j[hard])
+    order = np.argsort(g, kind="stable")
+    hard, g, li, lj = hard[order], g[order], li[order], lj[order]
+    bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, len(g)].tolist()
+    hw, li_l, lj_l = w[hard], li, lj
+    for s0, s1 in zip(bounds[:-1], bounds[1:]):
+        ri, rj = li_l[s0:s1], lj_l[s0:s1]
+        m = np.zeros((int(ri.max()) + 1, int(rj.max()) + 1))
+        m[ri, rj] = hw[s0:s1]
+        lut = np.full(m.shape, -1, dtype=np.int64)
+        lut[ri, rj] = hard[s0:s1]
+        r, c = linear_sum_assignment(m, maximize=True)
+        keep = m[r, c] > 0
+        sel[lut[r[keep], c[keep]]] = True
     return sel
+
+
+def _local_rank(group: np.ndarray, node: np.ndarray) -> np.ndarray:
+    """Dense rank of ``node`` within its ``group`` (0, 1, ... per group), vectorised."""
+    order = np.lexsort((node, group))
+    g, n = group[order], node[order]
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    new_node = new_group | np.r_[True, n[1:] != n[:-1]]
+    rank = np.cumsum(new_node) - 1
+    start = np.maximum.accumulate(np.where(new_group, rank, 0))
+    out = np.empty(len(node), dtype=np.int64)
+    out[order] = rank - start
+    return out
 
 
 def _match_two_stage(group, i, j, w, same) -> tuple[np.ndarray, np.ndarray]:
@@ -433,13 +439,32 @@ class _Geometry:
 
     def __init__(self, xyxy: np.ndarray, rles: list | None = None):
         self.xyxy, self.rles = xyxy, rles
+        self.cols = [np.ascontiguousarray(xyxy[:, c]) for c in range(4)]
+        self.area = (self.cols[2] - self.cols[0]) * (self.cols[3] - self.cols[1])
 
     def take(self, idx: np.ndarray) -> "_Geometry":
         return _Geometry(self.xyxy[idx], None if self.rles is None else [self.rles[k] for k in idx])
 
+    def box_iou(self, other: "_Geometry", ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+        """Box IoU of pairs (ia[k], ib[k]); pairs apart along x are skipped early (most are)."""
+        (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = self.cols, other.cols
+        iw = np.minimum(ax2[ia], bx2[ib])
+        iw -= np.maximum(ax1[ia], bx1[ib])
+        out = np.zeros(len(ia))
+        k = np.flatnonzero(iw > 0)
+        ia, ib, iw = ia[k], ib[k], iw[k]
+        ih = np.minimum(ay2[ia], by2[ib])
+        ih -= np.maximum(ay1[ia], by1[ib])
+        np.clip(ih, 0, None, out=ih)
+        inter = iw * ih
+        union = self.area[ia] + other.area[ib] - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[k] = np.where(union > 0, inter / union, 0.0)
+        return out
+
     def iou(self, other: "_Geometry", ia: np.ndarray, ib: np.ndarray,
             group: np.ndarray) -> np.ndarray:
-        box = _paired_iou(self.xyxy[ia], other.xyxy[ib])
+        box = self.box_iou(other, ia, ib)
         if self.rles is None:
             return box
         from pycocotools import mask as mask_utils
@@ -475,13 +500,20 @@ def cohen_kappa(a, b, *, weights: str | None = None, labels=None) -> float:
     return _compute_cohen(sa.tolist(), sb.tolist(), weights, labels)
 
 
-def _compute_cohen(a: list, b: list, weights, labels) -> float:
+def _compute_cohen(a, b, weights, labels) -> float:
     from sklearn.metrics import cohen_kappa_score
 
     if len(a) == 0:
         _warn("Cohen's kappa is undefined with no item rated by both raters; returning NaN.")
         return math.nan
-    if len(set(a) | set(b)) < 2:
+    if isinstance(a, np.ndarray):  # numeric ratings: dense codes keep sklearn vectorised
+        uniq, codes = np.unique(np.concatenate([a, b]), return_inverse=True)
+        n_labels = len(uniq)
+        if weights is None and labels is None and n_labels >= 2:
+            a, b, labels = codes[:len(a)], codes[len(a):], np.arange(n_labels)
+    else:
+        n_labels = len(set(a) | set(b))
+    if n_labels < 2:
         _warn("Cohen's kappa is undefined when both raters use one label only; returning NaN.")
         return math.nan
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
@@ -743,7 +775,7 @@ def _coverage(dataset: Dataset, annotators, mode: str = "annotated"):
     anns = dataset.annotations
     img_ids = np.union1d(dataset.images[IMAGE_ID].to_numpy(np.int64),
                          anns[IMAGE_ID].to_numpy(np.int64))
-    code = pd.Categorical(anns[ANNOTATOR].astype(str), categories=list(annotators)).codes
+    code = _annotator_codes(anns, annotators)
     cov = np.zeros((len(img_ids), max(len(annotators), 1)), dtype=bool)
     cov[np.searchsorted(img_ids, anns[IMAGE_ID].to_numpy(np.int64)), code] = True
     cov = cov[:, :len(annotators)]
@@ -753,6 +785,16 @@ def _coverage(dataset: Dataset, annotators, mode: str = "annotated"):
         full = share >= FULL_COVERAGE_SHARE if mode == "auto" else np.ones(len(share), bool)
         cov[:, full] = True
     return img_ids, cov
+
+
+def _annotator_codes(anns: pd.DataFrame, annotators) -> np.ndarray:
+    """Position of each row's annotator in ``annotators`` (int64, -1 if absent)."""
+    col = anns[ANNOTATOR]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        lut = pd.Index(list(annotators)).get_indexer(col.cat.categories.astype(str))
+        codes = col.cat.codes.to_numpy()
+        return np.where(codes >= 0, lut[codes], -1).astype(np.int64)
+    return pd.Index(list(annotators)).get_indexer(col.astype(str)).astype(np.int64)
 
 
 def _pair_list(annotators):
@@ -766,8 +808,7 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
     k = len(annotators)
     anns = ds.annotations[ds.annotations[W].notna()]
     # nodes = boxes, sorted by (annotator, image) so each annotator's boxes are one slice
-    code = pd.Categorical(anns[ANNOTATOR].astype(str), categories=list(annotators)).codes.astype(
-        np.int64)
+    code = _annotator_codes(anns, annotators)
     img = np.searchsorted(img_ids, anns[IMAGE_ID].to_numpy(np.int64))
     order = np.lexsort((anns[ANN_ID].to_numpy(), img, code))
     anns = anns.iloc[order].reset_index(drop=True)
@@ -851,7 +892,7 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
     })
     clusters["is_disputed"] = ((clusters["n_raters"] >= 2) & (
         (missing > 0) | (clusters["n_label_disagree"] > 0) | (n_loose_cl > 0)))
-    members = pd.DataFrame({ANN_ID: ann_id, ANNOTATOR: [annotators[c] for c in code],
+    members = pd.DataFrame({ANN_ID: ann_id, ANNOTATOR: _names(code, annotators),
                             "cluster_id": cl})
 
     # ---- ratings (units = consensus objects) and coefficients
@@ -874,8 +915,7 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
     per_image = _per_image_boxes(img_ids, cov, clusters, li, lj, lw, lx, lp, img, cat, code,
                                  annotators)
     matched_ious = pd.DataFrame({
-        "annotator_a": pd.Categorical([annotators[c] for c in code[li]], categories=annotators),
-        "annotator_b": pd.Categorical([annotators[c] for c in code[lj]], categories=annotators),
+        "annotator_a": _names(code[li], annotators), "annotator_b": _names(code[lj], annotators),
         IMAGE_ID: img_ids[img[li]], CATEGORY_ID: cat[li], "iou": lw, "label_mismatch": lx})
     progress(0.6, "Scorecards (leave-one-out)")
     scorecard = _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, geom,
@@ -888,6 +928,10 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
         fleiss_per_category=coeffs["fleiss_per_category"], n_fleiss_units=coeffs["n_fleiss"],
         alpha=coeffs["alpha"], matched_ious=matched_ious, clusters=clusters, members=members,
         ratings=ratings_df, category_names=names)
+
+
+def _names(codes: np.ndarray, annotators) -> pd.Categorical:
+    return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int64), categories=list(annotators))
 
 
 _PAIR_COLUMNS = ["annotator_a", "annotator_b", "n_images_a", "n_images_b", "n_overlap_images",
@@ -919,8 +963,7 @@ def _coefficients(ratings: np.ndarray, annotators, names) -> dict:
         warnings.simplefilter("ignore", AgreementWarning)
         for a, b in _pair_list(annotators):
             both = ~np.isnan(ratings[:, a]) & ~np.isnan(ratings[:, b])
-            km[a, b] = km[b, a] = _compute_cohen(ratings[both, a].tolist(),
-                                                 ratings[both, b].tolist(), None, None)
+            km[a, b] = km[b, a] = _compute_cohen(ratings[both, a], ratings[both, b], None, None)
     kappa_matrix = pd.DataFrame(km, index=list(annotators), columns=list(annotators))
     fleiss, per_cat, n_full = math.nan, pd.DataFrame(columns=[CATEGORY_ID, NAME, "kappa"]), 0
     alpha = math.nan
@@ -1098,7 +1141,7 @@ def _compute_classification(ds: Dataset, annotators, thr, progress) -> Agreement
     names = ds.category_names
     k = len(annotators)
     anns = ds.annotations.sort_values(ANN_ID, kind="stable")
-    code = pd.Categorical(anns[ANNOTATOR].astype(str), categories=list(annotators)).codes
+    code = _annotator_codes(anns, annotators)
     key = pd.DataFrame({IMAGE_ID: anns[IMAGE_ID].to_numpy(np.int64), "a": code,
                         CATEGORY_ID: anns[CATEGORY_ID].to_numpy(np.int64),
                         ANN_ID: anns[ANN_ID].to_numpy(np.int64)})
