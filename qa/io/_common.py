@@ -219,15 +219,29 @@ def read_bytes(path: Path) -> bytes:
         raise DatasetError(f"{path}: cannot be read ({exc}).") from None
 
 
-def parse_json(path: Path, data: bytes | None = None):
-    """Parse JSON into Python objects; a syntax error raises DatasetError with line:col."""
+def parse_json(path: Path, data: bytes | None = None, *, decoder=None):
+    """Parse JSON (into Python objects, or typed with a msgspec ``decoder``). Syntax and
+    encoding errors raise DatasetError with line:col; a typed decoder's schema mismatch
+    propagates as msgspec.ValidationError so the caller can fall back to a lenient read."""
     import msgspec
 
     data = read_bytes(path) if data is None else data
     try:
-        return msgspec.json.decode(data)
+        return decoder.decode(data) if decoder is not None else msgspec.json.decode(data)
+    except msgspec.ValidationError:
+        raise
     except msgspec.DecodeError as exc:
         raise DatasetError(json_error_message(path, data, exc)) from None
+    except UnicodeDecodeError:
+        # msgspec reports invalid UTF-8 inside a string this way, with an offset counted from
+        # the string: find the byte in the file again.
+        try:
+            data.decode("utf-8")
+            pos = 0
+        except UnicodeDecodeError as whole:
+            pos = whole.start
+        raise DatasetError(json_error_message(
+            path, data, ValueError(f"invalid UTF-8 at byte {pos}"))) from None
 
 
 def json_error_message(path: Path, data: bytes, exc: Exception) -> str:

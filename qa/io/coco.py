@@ -32,17 +32,15 @@ from qa.dataset import (
     NAME,
     SEGMENTATION,
     SPLIT,
-    SPLITS,
     SUPERCATEGORY,
     WIDTH,
     Dataset,
-    DatasetError,
     H,
     W,
     X,
     Y,
 )
-from qa.io._common import IssueLog, expect, json_error_message, parse_json, read_bytes
+from qa.io._common import IssueLog, expect, parse_json, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -237,30 +235,10 @@ def read_coco_file(path: Path, issues: IssueLog):
     data = read_bytes(path)
     try:
         with _gc_paused():
-            doc = _DECODER.decode(data)
-            return _tables_typed(doc)
+            return _tables_typed(parse_json(path, data, decoder=_DECODER))
     except msgspec.ValidationError as exc:
         log.info("%s: typed COCO parse failed (%s); re-reading leniently", path, exc)
-    except msgspec.DecodeError as exc:
-        raise DatasetError(json_error_message(path, data, exc)) from None
-    except UnicodeDecodeError as exc:
-        raise bad_utf8_error(path, data, exc) from None
-    try:
-        doc = parse_json(path, data)
-    except UnicodeDecodeError as exc:
-        raise bad_utf8_error(path, data, exc) from None
-    return _tables_lenient(path, doc, issues)
-
-
-def bad_utf8_error(path: Path, data: bytes, exc: UnicodeDecodeError) -> DatasetError:
-    """msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 in a string
-    (its ``start`` counts from the string, so find the byte in the file again)."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as whole:
-        exc = whole
-    return DatasetError(json_error_message(
-        path, data, ValueError(f"invalid UTF-8 ({exc.reason}) at byte {exc.start}")))
+    return _tables_lenient(path, parse_json(path, data), issues)
 
 
 # ----------------------------------------------------------------------------- dataset

@@ -61,7 +61,7 @@ from qa.io._common import (
     parse_json,
     read_bytes,
 )
-from qa.io.coco import _guess_root, bad_utf8_error, split_from_name
+from qa.io.coco import _guess_root, split_from_name
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +221,7 @@ def _results(task_no, where, path: Path, res_list, size: dict, issues: IssueLog,
 def parse_export(path: Path, issues: IssueLog) -> _Export:
     """Images, annotations and predictions of one Label Studio export file."""
     data = read_bytes(path)
-    try:
-        doc = parse_json(path, data)
-    except UnicodeDecodeError as exc:
-        raise bad_utf8_error(path, data, exc) from None
+    doc = parse_json(path, data)
     if isinstance(doc, dict) and "data" in doc:
         doc = [doc]  # a single task
     if isinstance(doc, dict) and isinstance(doc.get("images"), list):

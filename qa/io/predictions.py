@@ -45,7 +45,6 @@ from qa.dataset import (
     conform,
 )
 from qa.io._common import IssueLog, expect, parse_json, read_bytes
-from qa.io.coco import bad_utf8_error
 
 log = logging.getLogger(__name__)
 
@@ -252,10 +251,7 @@ def load_predictions(source: Path | str, ds: Dataset) -> pd.DataFrame:
         raise DatasetError(f"{path}: predictions must be a COCO results .json, a Label Studio "
                            ".json export, or a folder of YOLO .txt files.")
     data = read_bytes(path)
-    try:
-        doc = parse_json(path, data)
-    except UnicodeDecodeError as exc:
-        raise bad_utf8_error(path, data, exc) from None
+    doc = parse_json(path, data)
     if isinstance(doc, dict):
         if any(k in doc for k in ("images", "annotations", "categories")):
             raise DatasetError(

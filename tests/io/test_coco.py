@@ -5,7 +5,7 @@ import pytest
 
 import qa
 from qa.dataset import DatasetError
-from tests.conftest import coco_doc, write_jpeg
+from tests.conftest import coco_doc
 
 
 def test_load_single_file(coco_dir):
