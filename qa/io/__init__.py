@@ -50,10 +50,12 @@ def _sniff_json(path: Path) -> str | None:
             return "labelstudio"
         return None
     if head.startswith("{"):
-        if '"images"' in head or '"annotations"' in head or '"categories"' in head:
+        if '"images"' in head or '"categories"' in head:
             return "coco"
-        if '"data"' in head:
+        if '"data"' in head:  # a single Label Studio task: {"data": ..., "annotations": ...}
             return "labelstudio"
+        if '"annotations"' in head:
+            return "coco"
     return None
 
 

@@ -50,9 +50,10 @@ def test_sniff_classification_layouts(tmp_path):
 
 
 def test_sniff_task_without_annotations_and_xml_without_folder(tmp_path):
-    # (a single task *with* "annotations" is sniffed as COCO: the sniffer checks that key)
     p = tmp_path / "task.json"
     p.write_text(json.dumps({"id": 1, "data": {"image": "a.jpg"}}))
+    assert sniff_format(p) == "labelstudio"
+    p.write_text(json.dumps({"id": 1, "data": {"image": "a.jpg"}, "annotations": []}))
     assert sniff_format(p) == "labelstudio"
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "job.xml").write_text(cvat_xml(SPEC))
