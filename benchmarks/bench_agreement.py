@@ -47,7 +47,8 @@ def make_synthetic(n_images: int, *, seed: int = SEED, boxes_per_image: float = 
         c = cat.copy()
         swap = rng.random(n) < (0.15 if name == "carol" else 0.02)
         c[swap & (c == 1)] = 2
-        c[swap & (c != 2) & (c != 1)] = rng.integers(0, N_CLASSES, (swap & (c != 2) & (c != 1)).sum())
+        other = swap & (c != 2) & (c != 1)
+        c[other] = rng.integers(0, N_CLASSES, other.sum())
         jx, jy = rng.normal(0, jitter, (2, n)) * w, rng.normal(0, jitter, (2, n)) * h
         frames.append(pd.DataFrame({
             "image_id": img[keep], "category_id": c[keep], "annotator": name,

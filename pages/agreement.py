@@ -1,4 +1,4 @@
-"""Annotator agreement: which annotators, classes and images disagree, and do the guidelines work."""
+"""Annotator agreement: which annotators, classes and images disagree; do the guidelines work?"""
 
 import streamlit as st
 
@@ -35,7 +35,7 @@ m = st.columns(4)
 m[0].metric("Krippendorff's alpha", f"{res.alpha:.3f}", help=kappa_band(res.alpha)
             + ": all annotators at once, missing ratings allowed")
 m[1].metric("Fleiss' kappa", f"{res.fleiss:.3f}",
-            help=f"{kappa_band(res.fleiss)}; on the {res.n_fleiss_units:,} units every annotator rated")
+            help=f"{kappa_band(res.fleiss)}; on the {res.n_fleiss_units:,} units all rated")
 m[2].metric("Mean pairwise Cohen's kappa", f"{res.mean_pairwise_kappa:.3f}",
             help=kappa_band(res.mean_pairwise_kappa))
 m[3].metric("Disputed images", f"{int(res.per_image['is_disputed'].sum()):,}",

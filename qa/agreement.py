@@ -478,8 +478,8 @@ class _Geometry:
             ua, la = np.unique(ia[chunk], return_inverse=True)
             ub, lb = np.unique(ib[chunk], return_inverse=True)
             m = np.asarray(mask_utils.iou([self.rles[k] for k in ua], [other.rles[k] for k in ub],
-                                          [0] * len(ub)), dtype=np.float64).reshape(len(ua), len(ub))
-            out[chunk] = m[la, lb]
+                                          [0] * len(ub)), dtype=np.float64)
+            out[chunk] = m.reshape(len(ua), len(ub))[la, lb]
         return out
 
 

@@ -3,7 +3,6 @@ the krippendorff package, brute-force matching) and tiny literal datasets comput
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import warnings
@@ -476,3 +475,43 @@ def test_sample_data_planted_annotators():
     assert sc["label_mismatch_rate"].idxmax() == "carol"  # confuses ring and circle
     assert sc["recall"].idxmin() == "carol"  # misses small objects
     assert "ring" in sc.loc["carol", "top_confusions"]
+
+
+# --------------------------------------------------------------------------- figures
+def test_figures_are_plotly_and_named():
+    import plotly.graph_objects as go
+
+    from qa.viz import agreement as va
+
+    res = compute_agreement(_three_annotators())
+    for metric in ("f1", "mean_iou", "kappa"):
+        fig = va.pair_heatmap(res, metric)
+        assert isinstance(fig, go.Figure) and list(fig.data[0].x) == ["alice", "bob", "carol"]
+    with pytest.raises(ValueError, match="metric"):
+        va.pair_heatmap(res, "accuracy")
+    hist = va.iou_histogram(res)
+    assert sorted(s["x0"] for s in hist.layout.shapes) == [IOU_GUIDELINES_MIN, IOU_TARGET]
+    assert isinstance(va.class_agreement_bars(res), go.Figure)
+    assert isinstance(va.confusion_heatmap(res.confusion("alice", "carol")), go.Figure)
+    css = va.scorecard_colours(res.scorecard).set_index(res.scorecard["annotator"])
+    assert all(v.startswith("background-color") for v in css["recall"])
+    va.style_scorecard(res.scorecard).to_html()
+
+
+def test_scorecard_colours_follow_thresholds():
+    from qa.viz.agreement import BAD, GOOD, WARN, scorecard_colours
+
+    sc = pd.DataFrame({"annotator": ["a", "b", "c"], "mean_iou": [0.9, 0.8, 0.7],
+                       "label_mismatch_rate": [0.01, 0.03, 0.2]})
+    css = scorecard_colours(sc)
+    assert [c.split(": ")[1] for c in css["mean_iou"]] == [GOOD, WARN, BAD]
+    assert [c.split(": ")[1] for c in css["label_mismatch_rate"]] == [GOOD, WARN, BAD]
+    assert css["annotator"].tolist() == ["", "", ""]
+
+
+def test_most_disputed_and_highlight_ids():
+    res = compute_agreement(make_ds(TINY))
+    top = res.most_disputed(5)
+    assert top["image_id"].tolist() == [1] and "missed" in top["caption"].iloc[0]
+    # image 1: the extra bob box (5) and the cat/dog pair (2, 4) are disputed; 1-3 agree
+    assert sorted(res.disputed_ann_ids([1])) == [2, 4, 5]
