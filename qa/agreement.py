@@ -722,10 +722,12 @@ def _medoid(cluster: np.ndarray, li, lj, lw, n_cl: int) -> np.ndarray:
 
 
 def _top_confusions(pairs: pd.DataFrame, names: dict, k: int = 3) -> str:
+    """'ring as circle (58)': the consensus class, then the class this annotator gave it
+    (columns ``a`` = the annotator's label, ``b`` = the consensus label)."""
     if pairs.empty:
         return ""
     vc = pairs.value_counts().head(k)
-    return ", ".join(f"{names.get(a, a)}→{names.get(b, b)} ({n})" for (a, b), n in vc.items())
+    return ", ".join(f"{names.get(b, b)} as {names.get(a, a)} ({n})" for (a, b), n in vc.items())
 
 
 # ---------------------------------------------------------------------------------------------
