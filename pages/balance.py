@@ -88,8 +88,9 @@ elif section == "Annotators":
         st.dataframe(res.annotator_comparison, hide_index=True, key="bal_ann_table")
 elif section == "Checks":
     for c in res.checks:
-        icon = {True: "✅", False: "❌", None: "➖"}[c.passed]
-        with st.expander(f"{icon} {c.name}: {c.message}", expanded=False):
+        icon = {True: ":material/check_circle:", False: ":material/error:",
+                None: ":material/remove:"}[c.passed]
+        with st.expander(f"{c.name}: {c.message}", expanded=False, icon=icon):
             if c.failing:
                 st.write("Failing: " + ", ".join(map(str, c.failing[:50]))
                          + (" ..." if len(c.failing) > 50 else ""))

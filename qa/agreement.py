@@ -193,8 +193,7 @@ class AgreementResult:
         ``caption`` naming the disagreement (for galleries)."""
         df = self.per_image[self.per_image["is_disputed"]].head(n)
         detail = df["disagreement_detail"] if "disagreement_detail" in df else df["disagreement"]
-        cap = [f"{kind}: {d} (score {s:.2f})" for kind, d, s in
-               zip(df["disagreement"], detail, df["disagreement_score"])]
+        cap = [f"{d} (disagreement {s:.2f})" for d, s in zip(detail, df["disagreement_score"])]
         return df[[IMAGE_ID, "disagreement", "disagreement_score"]].assign(caption=cap)
 
     def disputed_ann_ids(self, image_ids) -> list[int]:

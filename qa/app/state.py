@@ -30,9 +30,27 @@ def dataset_key() -> str:
     return st.session_state.get(KEY_DATASET_KEY) or ""
 
 
+def _run_through_entrypoint() -> None:
+    """Make a deep link (``/agreement``) opened before any session ran app.py go through it.
+
+    Streamlit treats an app with a ``pages/`` folder as a v1 multipage app until the
+    entrypoint has called ``st.navigation`` once in the process; until then a deep link runs
+    the page file alone, without the sidebar picker. Flip that flag and rerun, so app.py runs
+    and routes to the same page.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a future Streamlit without the v1 mode: nothing to do
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def require_dataset() -> Dataset:
     """The loaded Dataset; otherwise explain on the page and stop rendering it (the picker
     has already shown any load error)."""
+    _run_through_entrypoint()
     ds = current_dataset()
     if ds is None:
         st.info("Choose a dataset in the sidebar to start.")
