@@ -5,7 +5,7 @@ import streamlit as st
 from qa.agreement import DEFAULT_IOU_THRESHOLD, IOU_GUIDELINES_MIN, IOU_TARGET, MASK_IOU_TARGET
 from qa.agreement import kappa_band
 from qa.app import cached
-from qa.app.state import dataset_key, require_dataset
+from qa.app.state import dataset_key, require_dataset, widget_default
 from qa.app.widgets import image_gallery
 from qa.dataset import SEGMENTATION
 from qa.viz import agreement as va
@@ -75,6 +75,8 @@ with tabs[4]:
     st.dataframe(res.per_image, hide_index=True, key="agr_per_image")
 with tabs[5]:
     a1, a2 = st.columns(2)
-    first = a1.selectbox("Rows", res.annotators, index=0, key="agr_conf_a")
-    second = a2.selectbox("Columns", res.annotators, index=1, key="agr_conf_b")
+    widget_default("agr_conf_a", res.annotators[0])
+    widget_default("agr_conf_b", res.annotators[1])
+    first = a1.selectbox("Rows", res.annotators, key="agr_conf_a")
+    second = a2.selectbox("Columns", res.annotators, key="agr_conf_b")
     st.plotly_chart(va.confusion_heatmap(res.confusion(first, second)), key="agr_confusion")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from qa.app import cached
-from qa.app.state import dataset_key, require_dataset
+from qa.app.state import dataset_key, require_dataset, widget_default
 from qa.app.widgets import image_gallery
 from qa.balance import ALL_ANNOTATORS, available_splits, default_annotator
 from qa.viz import balance as vb
@@ -13,13 +13,16 @@ st.title("Class balance")
 
 f1, f2, f3 = st.columns([2, 2, 3])
 split_options = available_splits(ds)
-splits = f1.multiselect("Splits", split_options, default=split_options, key="bal_splits")
+widget_default("bal_splits", split_options)
+splits = f1.multiselect("Splits", split_options, key="bal_splits")
 annotators = list(ds.annotators) + ([ALL_ANNOTATORS] if len(ds.annotators) > 1 else [])
 chosen = default_annotator(ds)
+widget_default("bal_annotator", chosen if chosen in annotators else
+               (annotators[0] if annotators else None))
 annotator = f2.selectbox("Count the labels of", annotators, key="bal_annotator",
-                         index=annotators.index(chosen) if chosen in annotators else 0,
                          help="Pooling annotators counts an object once per annotator.",
                          disabled=not annotators)
+widget_default("bal_classes", [])
 classes = f3.multiselect("Classes in the figures (empty: all)", list(ds.category_names.values()),
                          key="bal_classes") or None
 if not splits:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from qa.app import cached
-from qa.app.state import dataset_key, require_dataset
+from qa.app.state import dataset_key, require_dataset, widget_default
 from qa.app.widgets import image_gallery
 
 ds = require_dataset()
@@ -40,8 +40,8 @@ else:
 
 st.subheader("Gallery")
 g1, g2, g3 = st.columns([3, 2, 1])
-annotators = g1.multiselect("Annotators", list(ds.annotators), default=list(ds.annotators),
-                            key="ov_annotators")
+widget_default("ov_annotators", list(ds.annotators))
+annotators = g1.multiselect("Annotators", list(ds.annotators), key="ov_annotators")
 order = g2.selectbox("Show", ["all images", "images with validation problems"], key="ov_show")
 preds = g3.toggle("Predictions", value=False, key="ov_preds", disabled=ds.predictions.empty)
 ids = cached.gallery_ids(dataset_key(), ds, report, order == "all images")

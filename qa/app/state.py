@@ -17,9 +17,26 @@ KEY_DATASET_KEY = "qa_dataset_key"  # str: source + mtime, the cache key of the 
 KEY_LOAD_ERROR = "qa_load_error"  # str: the message of the last failed load
 
 
+# Widget keys that survive a dataset change; every other widget (filters, annotator
+# choices, gallery pages ...) is reset, since its options belong to the old dataset.
+KEEP_PREFIXES = ("qa_", "picker_")
+
+
 def set_dataset(ds: Dataset | None, key: str | None) -> None:
+    if key != st.session_state.get(KEY_DATASET_KEY):
+        for k in [k for k in st.session_state if not str(k).startswith(KEEP_PREFIXES)]:
+            del st.session_state[k]
     st.session_state[KEY_DATASET] = ds
     st.session_state[KEY_DATASET_KEY] = key
+
+
+def widget_default(key: str, value) -> None:
+    """Give a widget whose options come from the dataset its starting value through session
+    state (pass no default= to the widget itself). A keyed multiselect/selectbox keeps its
+    identity in the browser when only its options change, so after a dataset switch the
+    browser would show the old dataset's choices; a value set here is pushed to the browser."""
+    if key not in st.session_state:
+        st.session_state[key] = value
 
 
 def current_dataset() -> Dataset | None:

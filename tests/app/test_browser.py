@@ -234,3 +234,43 @@ def test_balance_checks_open_a_gallery(server, browser):
     assert "star" in text  # the planted rare class is named by the failing check
     assert _errors(browser) == []
     _shot(browser, "balance_checks")
+
+
+def test_zip_upload_through_picker_loads_the_dataset(server, browser, tmp_path):
+    import zipfile
+
+    from selenium.webdriver.common.by import By
+
+    from tests.conftest import coco_doc, write_jpeg
+
+    src = tmp_path / "mini"
+    for k, name in enumerate(["a.jpg", "b.jpg"]):
+        write_jpeg(src / "images" / name, size=(64, 48), seed=k)
+    (src / "annotations").mkdir()
+    (src / "annotations" / "ann1.json").write_text(json.dumps(coco_doc(
+        [(1, "a.jpg", 64, 48), (2, "b.jpg", 64, 48)], [(1, 1, 1, (1, 2, 20, 10))])))
+    (src / "annotations" / "ann2.json").write_text(json.dumps(coco_doc(
+        [(1, "a.jpg", 64, 48), (2, "b.jpg", 64, 48)], [(1, 1, 1, (2, 2, 20, 10))])))
+    archive = tmp_path / "mini.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sorted(src.rglob("*")):
+            z.write(p, p.relative_to(tmp_path).as_posix())
+    browser.get(server)
+    _wait(browser, '[data-testid="stMetric"]')
+    _settle(browser)
+    _click_text(browser, "//label[.//p[text()='Upload .zip']]")
+    upload = _wait(browser, '[data-testid="stSidebar"] input[type="file"]', 30)
+    upload.send_keys(str(archive))
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, RENDER_S).until(lambda d: "mini (coco): 2 images" in d.find_element(
+        By.CSS_SELECTOR, '[data-testid="stSidebar"]').text)
+    _settle(browser)
+    metrics = {m.text.split("\n")[0]: m.text.split("\n")[-1] for m in browser.find_elements(
+        By.CSS_SELECTOR, '[data-testid="stMetric"]')}
+    assert metrics["Images"] == "2" and metrics["Annotators"] == "2"
+    assert _errors(browser) == []
+    # the gallery's annotator filter was reset to the new dataset's annotators
+    chips = browser.find_element(By.CSS_SELECTOR, ".st-key-ov_annotators").text
+    assert "ann1" in chips and "ann2" in chips and "alice" not in chips
+    _shot(browser, "picker_zip_upload")
