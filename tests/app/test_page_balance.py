@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from qa.app.state import KEY_DATASET, KEY_DATASET_KEY
-
-ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "pages" / "balance.py")
-sys.path.insert(0, str(ROOT / "tests"))
-from test_balance import ANNS, CATS, IMAGES, make_ds, three_annotators  # noqa: E402
+from tests.test_balance import ANNS, CATS, IMAGES, make_ds, three_annotators
+from tests.app.pagetest import texts
+from tests.app.pagetest import run_page as _run
 
 
-def run_page(ds, key: str) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state[KEY_DATASET] = ds
-    at.session_state[KEY_DATASET_KEY] = key
-    return at.run()
-
-
-def texts(at) -> str:
-    return " ".join(e.value for e in [*at.info, *at.markdown, *at.caption] if e.value)
+def run_page(ds, key: str):
+    return _run("balance", ds, key)
 
 
 def test_renders_detection_dataset():
