@@ -141,7 +141,7 @@ def conform(df: pd.DataFrame | None, schema: dict[str, str], *, table: str) -> p
                     s = s.astype("object")
                 else:
                     s = s.astype(dtype)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise DatasetError(
                 f"Dataset.{table} column '{col}' cannot be read as {dtype}: {exc}. "
                 "Check the values of that column in the source file."

@@ -228,8 +228,11 @@ def parse_json(path: Path, data: bytes | None = None, *, decoder=None):
     data = read_bytes(path) if data is None else data
     try:
         return decoder.decode(data) if decoder is not None else msgspec.json.decode(data)
-    except msgspec.ValidationError:
-        raise
+    except msgspec.ValidationError as exc:
+        if decoder is not None:
+            raise
+        # untyped decoding raises it too, e.g. for an integer too large for 64 bits
+        raise DatasetError(json_error_message(path, data, exc)) from None
     except msgspec.DecodeError as exc:
         raise DatasetError(json_error_message(path, data, exc)) from None
     except UnicodeDecodeError:

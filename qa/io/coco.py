@@ -14,6 +14,7 @@ import gc
 import logging
 import re
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -49,8 +50,11 @@ _SPLIT_WORDS = {"train": "train", "val": "val", "valid": "val", "validation": "v
 
 
 # ----------------------------------------------------------------------------- typed schema
+# ids must fit the int64 columns; a larger one sends the file to the lenient reader
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
 class _Image(msgspec.Struct, kw_only=True, gc=False):
-    id: int
+    id: Int64
     file_name: str
     width: float | None = None
     height: float | None = None
@@ -58,18 +62,18 @@ class _Image(msgspec.Struct, kw_only=True, gc=False):
 
 
 class _Ann(msgspec.Struct, kw_only=True, gc=False):
-    id: int | None = None
-    image_id: int
-    category_id: int
+    id: Int64 | None = None
+    image_id: Int64
+    category_id: Int64
     bbox: tuple[float, float, float, float] | None = None
     area: float | None = None
-    iscrowd: int = 0
+    iscrowd: Annotated[int, msgspec.Meta(ge=0, le=1)] = 0
     segmentation: msgspec.Raw = msgspec.Raw()  # kept undecoded: cheap, parsed on demand
     annotator: str | None = None
 
 
 class _Cat(msgspec.Struct, kw_only=True, gc=False):
-    id: int
+    id: Int64
     name: str | None = None
     supercategory: str | None = None
 
@@ -111,9 +115,8 @@ def _tables_typed(doc: _Coco):
     images = pd.DataFrame({
         IMAGE_ID: np.fromiter((i.id for i in imgs), dtype=np.int64, count=len(imgs)),
         FILE_NAME: [i.file_name for i in imgs],
-        WIDTH: pd.array([None if i.width is None else int(i.width) for i in imgs], dtype="Int64"),
-        HEIGHT: pd.array([None if i.height is None else int(i.height) for i in imgs],
-                         dtype="Int64"),
+        WIDTH: pd.array([_size(i.width) for i in imgs], dtype="Int64"),
+        HEIGHT: pd.array([_size(i.height) for i in imgs], dtype="Int64"),
         SPLIT: [i.split for i in imgs],
     })
     anns = doc.annotations
@@ -141,6 +144,14 @@ def _tables_typed(doc: _Coco):
     return images, annotations, cats
 
 
+def _size(v: float | None) -> int | None:
+    """An image side in pixels, or None (unknown) when absent or not a plausible number."""
+    if v is None:
+        return None
+    v = float(v)
+    return int(v) if np.isfinite(v) and abs(v) < 2**31 else None
+
+
 def _num(v):
     if isinstance(v, bool):
         return None
@@ -155,10 +166,12 @@ def _num(v):
 
 
 def _int(v):
+    """An int64 from a JSON value, or None (non-integral, non-finite or out of range)."""
     n = _num(v)
     if n is None or (isinstance(n, float) and (not np.isfinite(n) or n != int(n))):
         return None
-    return int(n)
+    n = int(n)
+    return n if -(2**63) <= n < 2**63 else None
 
 
 def _tables_lenient(path: Path, doc, issues: IssueLog):
@@ -179,8 +192,8 @@ def _tables_lenient(path: Path, doc, issues: IssueLog):
                          f"'file_name', got {str(im)[:120]}; the image is skipped. "
                          "Fix that entry.")
             continue
-        img_rows.append({IMAGE_ID: iid, FILE_NAME: fn, WIDTH: _int(im.get("width")),
-                         HEIGHT: _int(im.get("height")),
+        img_rows.append({IMAGE_ID: iid, FILE_NAME: fn, WIDTH: _size(_num(im.get("width"))),
+                         HEIGHT: _size(_num(im.get("height"))),
                          SPLIT: im.get("split") if isinstance(im.get("split"), str) else None})
     for i, c in enumerate(doc.get("categories", [])):
         cid = _int(c.get("id")) if isinstance(c, dict) else None

@@ -115,3 +115,16 @@ def test_predictions_file_given_as_dataset_is_explained(tmp_path):
                               "score": 0.9}]))
     with pytest.raises(DatasetError, match="predictions file"):
         qa.load(p)
+
+
+def test_out_of_range_number_is_a_dataset_error(tmp_path):
+    p = tmp_path / "big.json"
+    p.write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 1' + "0" * 40 + '},'
+                 '{"id": 2' + "0" * 40 + ', "file_name": "b.jpg"}]}')
+    ds = qa.load(p, probe=False)  # a size out of range is unknown; an id out of range quarantined
+    assert ds.images["width"].isna().all() and ds.images["image_id"].tolist() == [1]
+    assert "images[1] needs an integer 'id'" in qa.validate(ds).issues["message"].iloc[0]
+    p.write_text('{"images": [], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, '
+                 '"area": 1e999}]}')
+    with pytest.raises(DatasetError, match="out of range"):
+        qa.load(p)  # msgspec refuses 1e999 even untyped: a clear error, not a crash
