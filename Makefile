@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 run: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/streamlit run app.py --server.headless true \
-	  --server.address 127.0.0.1 --server.port $(PORT) -- --dataset $(DATASET)
+	$(BIN)/streamlit run app.py --server.headless true \
+	  --server.address 127.0.0.1 --server.port $(PORT) --server.fileWatcherType none \
+	  -- --dataset $(DATASET)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
