@@ -17,8 +17,7 @@ if len(ds.annotators) < 2:
     st.info(f"Agreement needs at least 2 annotators; this dataset has {len(ds.annotators)} "
             f"({', '.join(ds.annotators) or 'none'}). Load one COCO file per annotator (or a "
             "format with an annotator field) to compare them. What one annotator did:")
-    res = cached.agreement(dataset_key(), ds, DEFAULT_IOU_THRESHOLD)
-    st.dataframe(res.scorecard, hide_index=True, key="agr_counts")
+    st.dataframe(cached.annotator_summary(dataset_key(), ds), hide_index=True, key="agr_counts")
     st.stop()
 
 c1, c2 = st.columns([3, 1])

@@ -729,6 +729,33 @@ def _top_confusions(pairs: pd.DataFrame, names: dict, k: int = 3) -> str:
     return ", ".join(f"{names.get(b, b)} as {names.get(a, a)} ({n})" for (a, b), n in vc.items())
 
 
+def annotator_summary(dataset: Dataset) -> pd.DataFrame:
+    """What each annotator did, one row each: images labelled, boxes and image labels, boxes
+    per labelled image, classes used and the most used class. Defined for any number of
+    annotators (the agreement page shows it when there is only one)."""
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"annotator_summary() needs a qa.Dataset, got {type(dataset).__name__}")
+    a = dataset.annotations
+    names = dataset.category_names
+    who = a[ANNOTATOR].astype(str)
+    is_box = a[W].notna()
+    rows = []
+    for name in dataset.annotators:
+        mine = a[who == name]
+        boxes = int(is_box[who == name].sum())
+        n_img = int(mine[IMAGE_ID].nunique())
+        top = mine[CATEGORY_ID].value_counts()
+        rows.append({
+            ANNOTATOR: name, "n_images": n_img, "n_boxes": boxes,
+            "n_image_labels": int(len(mine) - boxes),
+            "boxes_per_image": boxes / n_img if n_img and boxes else math.nan,
+            "n_classes_used": int(top.size),
+            "most_used_class": names.get(top.index[0], str(top.index[0])) if top.size else "",
+        })
+    return pd.DataFrame(rows, columns=[ANNOTATOR, "n_images", "n_boxes", "n_image_labels",
+                                       "boxes_per_image", "n_classes_used", "most_used_class"])
+
+
 # ---------------------------------------------------------------------------------------------
 # compute_agreement
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from qa.agreement import (
     IOU_TARGET,
     MASK_IOU_TARGET,
     NO_OBJECT,
+    annotator_summary,
     box_iou,
     cohen_kappa,
     compute_agreement,
@@ -515,3 +516,15 @@ def test_most_disputed_and_highlight_ids():
     assert top["image_id"].tolist() == [1] and "missed" in top["caption"].iloc[0]
     # image 1: the extra bob box (5) and the cat/dog pair (2, 4) are disputed; 1-3 agree
     assert sorted(res.disputed_ann_ids([1])) == [2, 4, 5]
+
+
+def test_annotator_summary_counts_what_each_annotator_did():
+    ds = make_ds([r for r in TINY])
+    summary = annotator_summary(ds).set_index("annotator")
+    for name in ds.annotators:
+        mine = ds.annotations_of(name)
+        assert summary.loc[name, "n_boxes"] == len(mine)
+        assert summary.loc[name, "n_images"] == mine["image_id"].nunique()
+        assert summary.loc[name, "n_image_labels"] == 0
+    with pytest.raises(TypeError, match="needs a qa.Dataset"):
+        annotator_summary(None)

@@ -55,3 +55,10 @@ def agreement(key: str, _ds: Dataset, iou_threshold: float, iou_type: str = "bbo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AgreementWarning)
         return compute_agreement(_ds, iou_threshold=iou_threshold, iou_type=iou_type)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def annotator_summary(key: str, _ds: Dataset):
+    from qa.agreement import annotator_summary as _summary
+
+    return _summary(_ds)

@@ -274,3 +274,37 @@ def test_zip_upload_through_picker_loads_the_dataset(server, browser, tmp_path):
     chips = browser.find_element(By.CSS_SELECTOR, ".st-key-ov_annotators").text
     assert "ann1" in chips and "ann2" in chips and "alice" not in chips
     _shot(browser, "picker_zip_upload")
+
+
+def test_classification_folder_through_picker_renders_every_page(server, browser, tmp_path):
+    """An ImageFolder dataset (one annotator, image labels, no boxes) on every page: the
+    pages explain what does not apply instead of failing."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.conftest import write_jpeg
+
+    root = tmp_path / "flowers"
+    for split, n in (("train", 4), ("val", 2)):
+        for cls in ("daisy", "rose", "tulip"):
+            for k in range(n):
+                write_jpeg(root / split / cls / f"{cls}_{k}.jpg", size=(40, 30), seed=k)
+    browser.get(server)
+    _wait(browser, '[data-testid="stMetric"]')
+    _settle(browser)
+    _click_text(browser, "//label[.//p[text()='Path on server']]")
+    box = _wait(browser, 'input[aria-label="Folder or labels file on the server"]', 30)
+    box.send_keys(str(root), Keys.ENTER)
+    WebDriverWait(browser, RENDER_S).until(lambda d: "flowers (imagefolder): 18 images" in
+                                           d.find_element(By.CSS_SELECTOR,
+                                                          '[data-testid="stSidebar"]').text)
+    for name, label in (("overview", "Overview"), ("balance", "Class balance"),
+                        ("agreement", "Annotator agreement")):
+        _click_text(browser, f"//a[@data-testid='stSidebarNavLink'][contains(., '{label}')]")
+        _wait(browser, "h1")
+        _settle(browser)
+        assert _errors(browser) == [], name
+        _shot(browser, f"classification_{name}")
+    text = browser.find_element(By.CSS_SELECTOR, "[data-testid='stMain']").text
+    assert "Agreement needs at least 2 annotators" in text

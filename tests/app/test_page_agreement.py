@@ -32,6 +32,8 @@ def test_renders_one_annotator_with_explanation():
     assert not at.exception, at.exception
     assert "at least 2 annotators" in texts(at)
     assert len(at.dataframe) == 1
+    shown = at.dataframe[0].value
+    assert shown["annotator"].tolist() == ["alice"] and shown["n_boxes"].iloc[0] > 0
 
 
 def test_renders_classification_with_confusion():
