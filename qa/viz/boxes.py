@@ -67,6 +67,14 @@ def draw_boxes(
                                         if len(annotations) else [])
     hl = set(int(i) for i in highlight_ann_ids) if highlight_ann_ids is not None else set()
     boxes = annotations[annotations[W].notna()] if len(annotations) else annotations
+    labels = annotations[annotations[W].isna()] if len(annotations) else annotations
+    # image-level labels (classification): one chip per annotator label, stacked top-left
+    y = 2
+    for r in labels.itertuples(index=False):
+        rd = r._asdict()
+        col = colors.get(str(rd[ANNOTATOR]), "#00FF00")
+        text = f"{rd[ANNOTATOR]}: {names.get(rd[CATEGORY_ID], rd[CATEGORY_ID])}"
+        y = _label(d, font, 2, y, text, col, below=True) + 2
     for r in boxes.itertuples(index=False):
         rd = r._asdict()
         x0, y0 = rd[X] * scale, rd[Y] * scale
@@ -94,6 +102,7 @@ def _label(d: ImageDraw.ImageDraw, font, x, y, text, color, *, below=False):
     y0 = y if below else max(0, y - th)
     d.rectangle([x, y0, x + tw, y0 + th], fill=color)
     d.text((x + 2, y0), text, fill="white", font=font)
+    return y0 + th
 
 
 def _dashed_rect(d, x0, y0, x1, y1, color, dash=6):

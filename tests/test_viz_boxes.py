@@ -1,0 +1,38 @@
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from qa.viz.boxes import draw_boxes, load_image
+
+
+def _anns(rows):
+    return pd.DataFrame(rows, columns=["ann_id", "image_id", "category_id", "annotator", "x", "y",
+                                       "w", "h"])
+
+
+def test_boxes_are_drawn_in_annotator_colours_scaled():
+    img = Image.new("RGB", (100, 100), "black")
+    anns = _anns([(1, 1, 1, "alice", 10, 10, 40, 40), (2, 1, 1, "bob", 60, 60, 20, 20)])
+    out = draw_boxes(img, anns, scale=0.5, colors={"alice": "#FF0000", "bob": "#0000FF"},
+                     show_labels=False)
+    a = np.asarray(out)
+    assert tuple(a[20, 5]) == (255, 0, 0)     # alice's left edge at x=10*0.5
+    assert tuple(a[35, 30]) == (0, 0, 255)    # bob's left edge at x=60*0.5
+    assert tuple(np.asarray(img)[20, 5]) == (0, 0, 0)  # the input is not modified
+
+
+def test_image_level_labels_become_chips():
+    img = Image.new("RGB", (120, 60), "black")
+    anns = _anns([(1, 1, 2, "alice", np.nan, np.nan, np.nan, np.nan)])
+    out = np.asarray(draw_boxes(img, anns, category_names={2: "rose"},
+                                colors={"alice": "#00FF00"}))
+    assert (out[:12, :40] == (0, 255, 0)).all(axis=2).any()
+
+
+def test_missing_or_corrupt_file_gives_placeholder(tmp_path):
+    img, scale, err = load_image(tmp_path / "nope.jpg")
+    assert err and "FileNotFoundError" in err and img.size[0] > 0
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    img, scale, err = load_image(bad)
+    assert err and img.mode == "RGB"
