@@ -36,3 +36,13 @@ def test_missing_or_corrupt_file_gives_placeholder(tmp_path):
     bad.write_bytes(b"not an image")
     img, scale, err = load_image(bad)
     assert err and img.mode == "RGB"
+
+
+def test_thumbnails_share_one_long_side(tmp_path):
+    from tests.conftest import write_jpeg
+
+    for size in ((40, 30), (1200, 900)):
+        p = write_jpeg(tmp_path / f"{size[0]}.jpg", size=size)
+        img, scale, err = load_image(p, max_side=480)
+        assert err is None and max(img.size) == 480
+        assert abs(scale - 480 / size[0]) < 1e-6

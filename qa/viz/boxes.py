@@ -19,6 +19,8 @@ from qa.viz.common import PREDICTION_COLOR, annotator_colors
 # page of 24 stays light over the websocket.
 THUMB_SIDE = 480
 PLACEHOLDER_COLOR = (60, 60, 60)
+# Label text on a THUMB_SIDE thumbnail: readable when the gallery shows it ~300 px wide.
+LABEL_FONT_PX = 16
 
 
 def load_image(path: Path | None, *, max_side: int = THUMB_SIDE) -> tuple[Image.Image, float, str | None]:
@@ -32,9 +34,12 @@ def load_image(path: Path | None, *, max_side: int = THUMB_SIDE) -> tuple[Image.
             full_w, full_h = im.size
             im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced size, much faster
             img = im.convert("RGB")
-        scale = min(1.0, max_side / max(img.size)) if max(img.size) else 1.0
-        if scale < 1.0:
-            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+        # every thumbnail gets the same long side, so boxes and labels are drawn at one size;
+        # small images are enlarged with visible pixels (NEAREST) rather than blurred
+        scale = max_side / max(img.size) if max(img.size) else 1.0
+        if scale != 1.0:
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                             Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR)
         return img, img.width / full_w if full_w else scale, None
     except Exception as exc:  # missing, corrupt, truncated: show a placeholder, keep going
         err = f"{type(exc).__name__}: {exc}"
@@ -61,7 +66,7 @@ def draw_boxes(
     pixel coordinates to ``image``'s."""
     img = image.copy()
     d = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=LABEL_FONT_PX)
     names = category_names or {}
     colors = colors or annotator_colors(sorted(annotations[ANNOTATOR].astype(str).unique())
                                         if len(annotations) else [])
