@@ -5,7 +5,7 @@
 
 from qa.dataset import Dataset, DatasetError
 from qa.io import load
-from qa.validate import ValidationReport, validate
+from qa.validation import ValidationReport, validate
 
 __all__ = ["Dataset", "DatasetError", "ValidationReport", "load", "validate"]
 __version__ = "0.1.0"

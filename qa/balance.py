@@ -67,7 +67,7 @@ AREA_BUCKETS = ("small", "medium", "large")
 # (YOLO, Faster R-CNN FPN P3 = 8 px) and are often stray clicks rather than objects.
 DEFAULT_MIN_BOX_SIDE = 8
 # A box "touches" the border when an edge lies within 1 px of the image edge: exporters round
-# coordinates and CVAT/LabelImg clamp to the last pixel (same tolerance as qa.validate).
+# coordinates and CVAT/LabelImg clamp to the last pixel (same tolerance as qa.validation).
 BORDER_TOUCH_PX = 1.0
 # 20x20 bins of normalised box centres: fine enough to see a centre bias, coarse enough that
 # per-class maps of a few hundred boxes are not all noise.

@@ -26,7 +26,7 @@ def test_only_qa_app_imports_streamlit():
 
 
 def test_import_qa_pulls_no_heavy_modules():
-    code = ("import sys, qa, qa.io, qa.validate, qa.viz\n"
+    code = ("import sys, qa, qa.io, qa.validation, qa.viz\n"
             "heavy = [m for m in ('torch', 'open_clip', 'faiss', 'streamlit', 'torchvision') "
             "if m in sys.modules]\nprint(','.join(heavy))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

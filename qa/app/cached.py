@@ -14,7 +14,7 @@ from qa.dataset import Dataset
 
 @st.cache_data(show_spinner="Validating ...", max_entries=8)
 def validation_report(key: str, _ds: Dataset):
-    from qa.validate import validate
+    from qa.validation import validate
 
     return validate(_ds)
 

@@ -185,7 +185,7 @@ def load(
             merged[PRED_ID] = range(1, len(merged) + 1)
         ds = ds.with_predictions(merged)
     if strict:
-        from qa.validate import validate
+        from qa.validation import validate
 
         report = validate(ds)
         if report.n_errors:

@@ -42,11 +42,15 @@ BOX_TOLERANCE_PX = 1.0
 # Cap on issue rows per check so a broken 1M-image dataset gives a readable report.
 MAX_ROWS_PER_CHECK = 10_000
 SEVERITIES = ("error", "warning", "info")
+# Problems a report row stands for: 1, or the rest of a check cut at MAX_ROWS_PER_CHECK.
+COUNT = "count"
 
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """``issues``: one row per problem (severity, check, image_id, ann_id, message)."""
+    """``issues``: one row per problem (severity, check, image_id, ann_id, message, count);
+    ``count`` is 1, except on the row that closes a check cut at ``MAX_ROWS_PER_CHECK``,
+    which stands for the rest. ``counts()``, ``n_errors`` and ``n_warnings`` are exact."""
 
     issues: pd.DataFrame
 
@@ -56,11 +60,14 @@ class ValidationReport:
 
     @property
     def n_errors(self) -> int:
-        return int((self.issues["severity"] == "error").sum())
+        return self._total("error")
 
     @property
     def n_warnings(self) -> int:
-        return int((self.issues["severity"] == "warning").sum())
+        return self._total("warning")
+
+    def _total(self, severity: str) -> int:
+        return int(self.issues.loc[self.issues["severity"] == severity, COUNT].sum())
 
     @property
     def ok(self) -> bool:
@@ -70,7 +77,7 @@ class ValidationReport:
         """Issues per check and severity, most frequent first."""
         if self.issues.empty:
             return pd.DataFrame(columns=["check", "severity", "count"])
-        return (self.issues.groupby(["check", "severity"]).size().rename("count")
+        return (self.issues.groupby(["check", "severity"])[COUNT].sum().rename("count")
                 .reset_index().sort_values("count", ascending=False, ignore_index=True))
 
     def to_dict(self) -> dict:
@@ -95,8 +102,10 @@ def _rows(severity, check, df, message_fn, *, image_col=IMAGE_ID, ann_col=None):
                     ANN_ID: d.get(ann_col) if ann_col else None,
                     "message": message_fn(d)})
     if len(df) > MAX_ROWS_PER_CHECK:
+        rest = len(df) - MAX_ROWS_PER_CHECK
         out.append({"severity": severity, "check": check, IMAGE_ID: None, ANN_ID: None,
-                    "message": f"... and {len(df) - MAX_ROWS_PER_CHECK} more ({check})."})
+                    "message": f"... and {rest:,} more ({check}); only the first "
+                               f"{MAX_ROWS_PER_CHECK:,} are listed.", COUNT: rest})
     return out
 
 
@@ -248,9 +257,12 @@ def validate(dataset: Dataset) -> ValidationReport:
     rows: list[dict] = []
     for fn in CHECKS.values():
         rows += fn(dataset)
-    found = pd.DataFrame(rows, columns=list(ISSUES_SCHEMA)) if rows else empty_frame(ISSUES_SCHEMA)
+    found = (pd.DataFrame(rows, columns=[*ISSUES_SCHEMA, COUNT]) if rows
+             else empty_frame(ISSUES_SCHEMA))
     parts = [df for df in (dataset.load_issues, found) if len(df)]
     issues = pd.concat(parts, ignore_index=True) if parts else empty_frame(ISSUES_SCHEMA)
+    issues[COUNT] = (pd.to_numeric(issues[COUNT], errors="coerce").fillna(1).astype("int64")
+                     if COUNT in issues else np.ones(len(issues), dtype=np.int64))
     for c in (IMAGE_ID, ANN_ID):
         issues[c] = pd.array(pd.to_numeric(issues[c], errors="coerce"), dtype="Float64"
                              ).astype("Int64") if len(issues) else issues[c].astype("Int64")

@@ -138,3 +138,16 @@ def test_report_counts_and_severity_order():
 def test_validate_rejects_non_dataset():
     with pytest.raises(TypeError, match="needs a qa.Dataset"):
         qa.validate({"images": []})
+
+
+def test_long_checks_are_cut_but_counted_exactly(monkeypatch):
+    import qa.validation as v
+
+    monkeypatch.setattr(v, "MAX_ROWS_PER_CHECK", 3)
+    anns = pd.concat([_box(ann_id=i, category_id=9) for i in range(1, 8)], ignore_index=True)
+    rep = qa.validate(_ds(anns=anns))
+    rows = rep.issues[rep.issues.check == "unknown_category"]
+    assert len(rows) == 4 and rows["count"].tolist() == [1, 1, 1, 4]
+    assert "... and 4 more" in rows.message.iloc[-1]
+    assert rep.n_errors == 7
+    assert rep.counts().set_index("check").loc["unknown_category", "count"] == 7
