@@ -68,9 +68,10 @@ def iou_histogram(result: AgreementResult, *, bins: int = 40) -> go.Figure:
                           xbins=dict(start=0, end=1.0001, size=1 / bins))
     target = MASK_IOU_TARGET if result.iou_type == "segm" else IOU_TARGET
     fig.add_vline(x=IOU_GUIDELINES_MIN, line_dash="dash", line_color="#D55E00",
-                  annotation_text=f"{IOU_GUIDELINES_MIN}: guidelines need work")
+                  annotation_text=f"{IOU_GUIDELINES_MIN}: guidelines need work",
+                  annotation_position="top left")
     fig.add_vline(x=target, line_dash="dash", line_color="#009E73",
-                  annotation_text=f"target {target}", annotation_position="top left")
+                  annotation_text=f"target {target}", annotation_position="top right")
     fig.update_layout(barmode="overlay", xaxis_title="IoU of matched pairs", yaxis_title="pairs")
     return style(fig, title="Matched-box IoU", height=360)
 
