@@ -50,11 +50,12 @@ def _try_load(path: Path, with_predictions: bool, label: str) -> None:
 
     preds = tuple(str(p) for p in find_predictions(path)) if with_predictions and path.is_dir() \
         else ()
-    key = f"{path.resolve()}|{_signature(path)}|{','.join(preds)}"
+    sig = _signature(path)
+    key = f"{path.resolve()}|{sig}|{','.join(preds)}"
     if key == state.dataset_key():
         return
     try:
-        ds = _load(str(path), _signature(path), preds)
+        ds = _load(str(path), sig, preds)
     except DatasetError as exc:
         st.session_state[state.KEY_LOAD_ERROR] = f"Could not load {label}: {exc}"
         return
