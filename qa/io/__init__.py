@@ -15,7 +15,7 @@ from typing import Callable
 
 import pandas as pd
 
-from qa.dataset import PRED_ID, Dataset, DatasetError
+from qa.dataset import EXISTS, PRED_ID, Dataset, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def load(
     from qa.io._common import probe_images
 
     ds = read_labels(path, format=format, image_root=image_root)
-    if probe:
+    if probe and EXISTS not in ds.images.columns:  # YOLO probes while reading (needs sizes)
         ds = dataclasses.replace(ds, images=probe_images(ds.images, ds.root, progress=progress))
     if predictions is not None:
         from qa.io.predictions import load_predictions

@@ -195,12 +195,6 @@ def _existing(paths: list[Path | None]) -> list[bool]:
     return out
 
 
-def image_sizes(paths: list[Path]) -> list[tuple[int | None, int | None]]:
-    """(width, height) from the headers of ``paths`` in parallel; (None, None) if unreadable."""
-    with ThreadPoolExecutor(max_workers=PROBE_WORKERS) as pool:
-        return [(r[2], r[3]) for r in pool.map(_probe_one, paths, chunksize=64)]
-
-
 # ----------------------------------------------------------------------------- parsing
 def _line_col(data: bytes, pos: int) -> tuple[int, int]:
     line = data.count(b"\n", 0, pos) + 1

@@ -17,7 +17,7 @@ confidence: that is a predictions file, quarantined here (load it with ``predict
 
 Category ids are the YOLO class indices (0-based), so that YOLO prediction files match them.
 Normalised coordinates need pixel sizes: this is the one reader that reads image headers
-(:func:`qa.io._common.image_sizes`, in parallel). An image without a label file is an image
+(:func:`qa.io._common.probe_images`, in parallel, once). An image without a label file is an image
 with no objects.
 """
 
@@ -56,7 +56,7 @@ from qa.io._common import (
     IMAGE_EXTENSIONS,
     IssueLog,
     expect,
-    image_sizes,
+    probe_images,
     list_images,
     parse_yaml,
     read_bytes,
@@ -314,7 +314,17 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     file_names = sorted(seen)
     ids = {fn: i + 1 for i, fn in enumerate(file_names)}
     paths = [seen[fn][0] for fn in file_names]
-    sizes = image_sizes(paths) if paths else []
+    if image_root is not None:  # file names stay relative to the dataset root
+        root = Path(image_root)
+    # the headers are read once, here: load() sees the probe columns and does not probe again;
+    # a listed image outside the root is not opened (and its labels cannot be converted)
+    images = probe_images(pd.DataFrame({
+        IMAGE_ID: np.arange(1, len(file_names) + 1, dtype=np.int64),
+        FILE_NAME: file_names,
+        SPLIT: [seen[fn][1] for fn in file_names],
+    }), root)
+    sizes = [(None if pd.isna(w) else int(w), None if pd.isna(h) else int(h))
+             for w, h in zip(images[WIDTH], images[HEIGHT])]
 
     rows = []
     expected_labels = set()
@@ -356,15 +366,6 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     })
     if any(r[6] is not None for r in rows):
         anns[SEGMENTATION] = [r[6] for r in rows]
-    images = pd.DataFrame({
-        IMAGE_ID: np.arange(1, len(file_names) + 1, dtype=np.int64),
-        FILE_NAME: file_names,
-        WIDTH: pd.array([s[0] for s in sizes], dtype="Int64"),
-        HEIGHT: pd.array([s[1] for s in sizes], dtype="Int64"),
-        SPLIT: [seen[fn][1] for fn in file_names],
-    })
-    if image_root is not None:  # file names stay relative to the dataset root
-        root = Path(image_root)
     name = (yaml_path.parent.name if yaml_path is not None else path.name) or path.name
     return Dataset(images=images, categories=cats, annotations=anns, root=root, format="yolo",
                    name=name, annotators=(DEFAULT_ANNOTATOR,), load_issues=issues.frame())

@@ -140,3 +140,22 @@ def test_missing_split_folder_is_an_issue(tmp_path):
 def test_label_path_replaces_last_images_component(tmp_path):
     p = tmp_path / "images" / "x" / "images" / "train" / "a.jpg"
     assert label_path(p) == tmp_path / "images" / "x" / "labels" / "train" / "a.txt"
+
+
+def test_yolo_images_are_read_once(tmp_path, monkeypatch):
+    """The YOLO reader probes the headers it needs; load() must not read them again."""
+    import qa
+    import qa.io._common as common
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for k in range(3):
+        Image.new("RGB", (40, 20)).save(tmp_path / "images" / f"{k}.png")
+        (tmp_path / "labels" / f"{k}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    calls = []
+    real = common._probe_one
+    monkeypatch.setattr(common, "_probe_one", lambda *a, **k: calls.append(a) or real(*a, **k))
+    ds = qa.load(tmp_path)
+    assert len(calls) == 3
+    assert ds.images["readable"].all() and ds.images["width"].tolist() == [40, 40, 40]
