@@ -30,10 +30,13 @@ def _signature(path: Path) -> str:
 
 
 @st.cache_resource(show_spinner="Loading dataset ...", max_entries=4)
-def _load(path: str, signature: str, predictions: tuple[str, ...]) -> Dataset:
+def _load(path: str, signature: str, predictions: tuple[str, ...]) -> tuple[Dataset, list[str]]:
+    """The dataset and the messages of prediction files that could not be read (a broken
+    predictions file must not hide the labels)."""
     import qa
+    from qa.io import attach_predictions
 
-    return qa.load(path, predictions=list(predictions) or None)
+    return attach_predictions(qa.load(path), list(predictions), errors="collect")
 
 
 @st.cache_resource(show_spinner="Extracting upload ...", max_entries=2)
@@ -55,7 +58,7 @@ def _try_load(path: Path, with_predictions: bool, label: str) -> None:
     if key == state.dataset_key():
         return
     try:
-        ds = _load(str(path), sig, preds)
+        ds, problems = _load(str(path), sig, preds)
     except DatasetError as exc:
         st.session_state[state.KEY_LOAD_ERROR] = f"Could not load {label}: {exc}"
         return
@@ -66,6 +69,8 @@ def _try_load(path: Path, with_predictions: bool, label: str) -> None:
             "Please report this with the dataset's layout.")
         return
     st.session_state[state.KEY_LOAD_ERROR] = None
+    st.session_state[state.KEY_LOAD_WARNINGS] = [
+        f"Predictions not loaded: {p}" for p in problems]
     state.set_dataset(ds, key)
 
 
@@ -113,6 +118,8 @@ def dataset_picker(default_path: str | None = None) -> None:
         s = ds.summary()
         sb.caption(f"**{s['name']}** ({s['format']}): {s['images']} images, "
                    f"{s['annotations']:,} annotations, {len(s['annotators'])} annotator(s)")
+    for warning in st.session_state.get(state.KEY_LOAD_WARNINGS) or []:
+        st.warning(warning, icon=":material/warning:")
     err = st.session_state.get(state.KEY_LOAD_ERROR)
     if err:
         st.error(err + ("" if ds is None else f"  \nStill showing the previous dataset "

@@ -15,6 +15,7 @@ from qa.dataset import Dataset
 KEY_DATASET = "qa_dataset"  # the loaded Dataset
 KEY_DATASET_KEY = "qa_dataset_key"  # str: source + mtime, the cache key of the analyses
 KEY_LOAD_ERROR = "qa_load_error"  # str: the message of the last failed load
+KEY_LOAD_WARNINGS = "qa_load_warnings"  # list[str]: parts of the dataset that did not load
 
 
 # Widget keys that survive a dataset change; every other widget (filters, annotator

@@ -176,14 +176,7 @@ def load(
     if probe and EXISTS not in ds.images.columns:  # YOLO probes while reading (needs sizes)
         ds = dataclasses.replace(ds, images=probe_images(ds.images, ds.root, progress=progress))
     if predictions is not None:
-        from qa.io.predictions import load_predictions
-
-        preds = [predictions] if not isinstance(predictions, (list, tuple)) else predictions
-        frames = [load_predictions(pp, ds) for pp in preds]
-        merged = pd.concat(frames, ignore_index=True) if frames else None
-        if merged is not None:  # each frame numbers from 1: make pred_id a unique key again
-            merged[PRED_ID] = range(1, len(merged) + 1)
-        ds = ds.with_predictions(merged)
+        ds, _ = attach_predictions(ds, predictions)
     if strict:
         from qa.validation import validate
 
@@ -197,4 +190,30 @@ def load(
     return ds
 
 
-__all__ = ["load", "read_labels", "sniff_format", "FORMATS"]
+def attach_predictions(ds: Dataset, sources, *, errors: str = "raise"
+                       ) -> tuple[Dataset, list[str]]:
+    """``ds`` with the predictions of ``sources`` (a path or a list, one model each) and the
+    messages of the files that could not be read. ``errors="raise"`` raises DatasetError on
+    the first bad file; ``"collect"`` skips it and returns its message, so a dashboard can
+    show the labels without that model."""
+    from qa.io.predictions import load_predictions
+
+    if errors not in ("raise", "collect"):
+        raise ValueError(f"errors must be 'raise' or 'collect', got {errors!r}")
+    sources = [sources] if not isinstance(sources, (list, tuple)) else sources
+    frames, problems = [], []
+    for src in sources:
+        try:
+            frames.append(load_predictions(src, ds))
+        except DatasetError as exc:
+            if errors == "raise":
+                raise
+            problems.append(str(exc))
+    if not frames:
+        return ds, problems
+    merged = pd.concat(frames, ignore_index=True)
+    merged[PRED_ID] = range(1, len(merged) + 1)  # each frame numbers from 1: unique key again
+    return ds.with_predictions(merged), problems
+
+
+__all__ = ["attach_predictions", "load", "read_labels", "sniff_format", "FORMATS"]

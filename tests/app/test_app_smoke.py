@@ -48,3 +48,21 @@ def test_broken_dataset_shows_clear_error_not_a_traceback(tmp_path):
     assert "Could not load" in msgs[0] and "a.json: malformed JSON at line 1, column 22" in msgs[0]
     assert "trailing comma" in msgs[0]
     assert [i.value for i in at.info] == ["Choose a dataset in the sidebar to start."]
+
+
+def test_broken_predictions_file_warns_and_labels_still_load(tmp_path):
+    import shutil
+
+    ds_dir = tmp_path / "ds"
+    shutil.copytree(ROOT / "sample_data" / "annotations", ds_dir / "annotations")
+    (ds_dir / "predictions").mkdir()
+    (ds_dir / "predictions" / "broken.json").write_text('[{"image_id": 1, "bbox": [0, 0]}]')
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["picker_source"] = "Path on server"
+    at.session_state["picker_path"] = str(ds_dir)
+    at.run()
+    assert not at.exception and not at.error
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Predictions not loaded" in warnings and "broken.json: item [0]" in warnings
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "300" and metrics["Predictions"] == "0"

@@ -94,3 +94,25 @@ def test_find_predictions(tmp_path):
     for n in ("b.json", "a.json", "c.txt"):
         (tmp_path / "predictions" / n).write_text("[]")
     assert [p.name for p in find_predictions(tmp_path)] == ["a.json", "b.json"]
+
+
+def test_attach_predictions_collects_bad_files(tmp_path):
+    import pandas as pd
+    import pytest
+
+    from qa.dataset import Dataset, DatasetError
+    from qa.io import attach_predictions
+
+    ds = Dataset(images=pd.DataFrame({"image_id": [1], "file_name": ["a.jpg"]}),
+                 categories=pd.DataFrame({"category_id": [1], "name": ["cat"]}),
+                 annotations=None)
+    good, bad = tmp_path / "m1.json", tmp_path / "m2.json"
+    good.write_text('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2], "score": 0.5}]')
+    bad.write_text("[1, 2]")
+    out, problems = attach_predictions(ds, [good, bad, good], errors="collect")
+    assert out.predictions["pred_id"].tolist() == [1, 2]  # unique across the two good files
+    assert len(problems) == 1 and "m2.json: item [0]" in problems[0]
+    with pytest.raises(DatasetError, match="m2.json"):
+        attach_predictions(ds, [good, bad])
+    with pytest.raises(ValueError, match="errors must be"):
+        attach_predictions(ds, [good], errors="ignore")
