@@ -133,6 +133,21 @@ def test_weighted_cohen_by_hand():
                                               (obs.sum() - np.trace(exp)))
 
 
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("weights,wt", [(None, None), ("linear", "linear"),
+                                        ("quadratic", "quadratic")])
+def test_cohen_matches_statsmodels(seed, weights, wt):
+    from statsmodels.stats.inter_rater import cohens_kappa as sm_kappa
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 4, 80)
+    b = np.clip(a + rng.integers(-1, 2, 80), 0, 3)
+    table = np.zeros((4, 4))
+    np.add.at(table, (a, b), 1)
+    ref = sm_kappa(table, wt=wt, return_results=False)
+    assert cohen_kappa(a, b, weights=weights) == pytest.approx(ref, abs=1e-12)
+
+
 def test_cohen_drops_missing_and_validates():
     assert cohen_kappa([1, 2, None, 1], [1, 2, 2, np.nan]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="same items"):
