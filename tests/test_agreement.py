@@ -202,6 +202,16 @@ def test_box_iou_hand():
     assert np.allclose(iou, [[1.0, 50 / 150, 0.0]])
 
 
+def test_box_iou_matches_pycocotools():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(3)
+    a = np.c_[rng.uniform(0, 100, (30, 2)), rng.uniform(1, 60, (30, 2))]
+    b = np.c_[rng.uniform(0, 100, (20, 2)), rng.uniform(1, 60, (20, 2))]
+    ref = mask_utils.iou(a.tolist(), b.tolist(), [0] * len(b))
+    np.testing.assert_allclose(box_iou(a, b), ref, atol=1e-12)
+
+
 def test_match_threshold_and_one_to_one():
     a = [[0, 0, 10, 10], [100, 100, 10, 10]]
     b = [[0, 0, 10, 10], [1, 0, 10, 10], [104, 100, 10, 10]]  # last: IoU 60/140 < 0.5
