@@ -128,3 +128,32 @@ def test_out_of_range_number_is_a_dataset_error(tmp_path):
                  '"area": 1e999}]}')
     with pytest.raises(DatasetError, match="out of range"):
         qa.load(p)  # msgspec refuses 1e999 even untyped: a clear error, not a crash
+
+
+def test_same_tables_as_pycocotools(tmp_path):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    from benchmarks.bench_load import write_synthetic_coco
+
+    p = tmp_path / "synthetic.json"
+    write_synthetic_coco(p, n_images=300, n_anns=2000, seed=7)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref = COCO(str(p))
+    ds = qa.load(p, probe=False)
+    a = ds.annotations.set_index("ann_id")
+    assert sorted(a.index) == sorted(ref.anns)
+    for aid in list(ref.anns)[::97]:
+        r = ref.anns[aid]
+        assert a.loc[aid, "image_id"] == r["image_id"]
+        assert a.loc[aid, "category_id"] == r["category_id"]
+        np.testing.assert_allclose(a.loc[aid, ["x", "y", "w", "h"]].to_numpy(float), r["bbox"])
+        assert a.loc[aid, "area"] == pytest.approx(r["area"])
+        assert json.loads(bytes(a.loc[aid, "segmentation"])) == r["segmentation"]
+    imgs = ds.images.set_index("image_id")
+    assert sorted(imgs.index) == sorted(ref.imgs)
+    some = next(iter(ref.imgs.values()))
+    assert imgs.loc[some["id"], "width"] == some["width"]
+    assert ds.category_names == {c["id"]: c["name"] for c in ref.cats.values()}
