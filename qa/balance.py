@@ -98,6 +98,11 @@ NO_SPLIT = "none"
 ALL_ANNOTATORS = "(all annotators)"
 
 
+class BalanceWarning(UserWarning):
+    """A statistic is undefined for this input (one class, one split, no boxes ...): its value
+    is NaN and ``BalanceResult.notes`` explains why."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +362,7 @@ class _Notes:
 
     def warn(self, msg: str) -> None:
         self.items.append(msg)
-        warnings.warn(msg, stacklevel=4)
+        warnings.warn(msg, BalanceWarning, stacklevel=4)
 
 
 def _split_labels(images: pd.DataFrame) -> np.ndarray:

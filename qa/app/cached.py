@@ -37,11 +37,16 @@ def gallery_ids(key: str, _ds: Dataset, _report, all_images: bool) -> list[int]:
 @st.cache_data(show_spinner="Computing class balance ...", max_entries=8)
 def class_balance(key: str, _ds: Dataset, annotator: str | None = None,
                   splits: tuple[str, ...] | None = None, min_box_side: float = 8.0):
-    """:func:`qa.balance.compute_class_balance` (None annotator: the one with most labels)."""
-    from qa.balance import compute_class_balance
+    """:func:`qa.balance.compute_class_balance` (None annotator: the one with most labels;
+    undefined-statistic warnings are silenced: the page shows the result's notes)."""
+    import warnings
 
-    return compute_class_balance(_ds, annotator=annotator, splits=splits,
-                                 min_box_side=min_box_side)
+    from qa.balance import BalanceWarning, compute_class_balance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BalanceWarning)
+        return compute_class_balance(_ds, annotator=annotator, splits=splits,
+                                     min_box_side=min_box_side)
 
 
 @st.cache_data(show_spinner="Comparing annotators ...", max_entries=8)
