@@ -62,6 +62,6 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
         if iid in captions:
             cap += f" — {captions[iid]}"
         if err:
-            cap += f" (unavailable: {err[:60]})"
+            cap += f" ({err})"
         with cols[i % columns]:
             st.image(img, caption=cap, width="stretch")

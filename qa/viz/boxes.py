@@ -26,7 +26,6 @@ LABEL_FONT_PX = 16
 def load_image(path: Path | None, *, max_side: int = THUMB_SIDE) -> tuple[Image.Image, float, str | None]:
     """(RGB image scaled to ``max_side``, scale factor, error) — a grey placeholder with the
     reason when the file is missing, outside the root or unreadable. Never raises."""
-    err = None
     try:
         if path is None:
             raise FileNotFoundError("outside the dataset root or unknown")
@@ -42,11 +41,14 @@ def load_image(path: Path | None, *, max_side: int = THUMB_SIDE) -> tuple[Image.
                              Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR)
         return img, img.width / full_w if full_w else scale, None
     except Exception as exc:  # missing, corrupt, truncated: show a placeholder, keep going
-        err = f"{type(exc).__name__}: {exc}"
+        err = ("file not found" if isinstance(exc, FileNotFoundError) and path is not None
+               else "outside the dataset root" if path is None
+               else f"not a readable image ({type(exc).__name__})")
         img = Image.new("RGB", (max_side, int(max_side * 0.75)), PLACEHOLDER_COLOR)
         d = ImageDraw.Draw(img)
-        d.text((10, 10), "image unavailable", fill=(230, 230, 230))
-        d.text((10, 30), err[:70], fill=(200, 200, 200))
+        font = ImageFont.load_default(size=LABEL_FONT_PX * 2)
+        d.text((20, 20), "image unavailable", fill=(230, 230, 230), font=font)
+        d.text((20, 70), err, fill=(200, 200, 200), font=ImageFont.load_default(size=LABEL_FONT_PX))
         return img, 1.0, err
 
 
