@@ -29,7 +29,6 @@ from qa.dataset import (
     DEFAULT_ANNOTATOR,
     FILE_NAME,
     IMAGE_ID,
-    ISCROWD,
     NAME,
     SPLIT,
     SUPERCATEGORY,
@@ -74,7 +73,6 @@ def _dataset(rows: list[tuple], class_names, *, root: Path, fmt: str, name: str,
         IMAGE_ID: np.array([ids[r[0]] for r in rows], dtype=np.int64),
         CATEGORY_ID: np.array([cat_ids[r[1]] for r in rows], dtype=np.int64),
         ANNOTATOR: [r[2] for r in rows],
-        ISCROWD: 0,  # Dataset cannot cast a missing iscrowd column
         X: nan, Y: nan, W: nan, H: nan,
     })
     cats = pd.DataFrame({CATEGORY_ID: list(cat_ids.values()), NAME: names,

@@ -29,7 +29,6 @@ from qa.dataset import (
     FILE_NAME,
     HEIGHT,
     IMAGE_ID,
-    ISCROWD,
     NAME,
     SEGMENTATION,
     SPLIT,
@@ -211,7 +210,6 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         IMAGE_ID: a[FILE_NAME].map(ids).astype("int64"),
         CATEGORY_ID: a[NAME].map(cat_ids).astype("int64"),
         ANNOTATOR: a[ANNOTATOR].astype("object"),
-        ISCROWD: 0,  # Dataset cannot cast a missing iscrowd column
         X: a[X].astype("float64"), Y: a[Y].astype("float64"),
         W: a[W].astype("float64"), H: a[H].astype("float64"),
         OCCLUDED: a[OCCLUDED].astype("int64"),

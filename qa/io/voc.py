@@ -30,7 +30,6 @@ from qa.dataset import (
     FILE_NAME,
     HEIGHT,
     IMAGE_ID,
-    ISCROWD,
     NAME,
     SPLIT,
     SPLITS,
@@ -189,7 +188,6 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         IMAGE_ID: a[FILE_NAME].map(ids).astype("int64"),
         CATEGORY_ID: a[NAME].map(cat_ids).astype("int64"),
         ANNOTATOR: DEFAULT_ANNOTATOR,
-        ISCROWD: 0,  # Dataset cannot cast a missing iscrowd column
         X: a[X].astype("float64"), Y: a[Y].astype("float64"),
         W: a[W].astype("float64"), H: a[H].astype("float64"),
         DIFFICULT: a[DIFFICULT].astype("int64"), TRUNCATED: a[TRUNCATED].astype("int64"),

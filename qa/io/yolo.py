@@ -38,7 +38,6 @@ from qa.dataset import (
     FILE_NAME,
     HEIGHT,
     IMAGE_ID,
-    ISCROWD,
     NAME,
     SEGMENTATION,
     SPLIT,
@@ -361,7 +360,6 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         IMAGE_ID: np.array([r[0] for r in rows], dtype=np.int64),
         CATEGORY_ID: np.array([r[1] for r in rows], dtype=np.int64),
         ANNOTATOR: DEFAULT_ANNOTATOR,
-        ISCROWD: 0,  # Dataset cannot cast a missing iscrowd column
         X: box[:, 0], Y: box[:, 1], W: box[:, 2], H: box[:, 3],
     })
     if any(r[6] is not None for r in rows):
