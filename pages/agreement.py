@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from qa.agreement import DEFAULT_IOU_THRESHOLD, IOU_GUIDELINES_MIN, IOU_TARGET, MASK_IOU_TARGET
+from qa.agreement import IOU_GUIDELINES_MIN, IOU_TARGET, MASK_IOU_TARGET
+from qa.geometry import DEFAULT_IOU_THRESHOLD
 from qa.agreement import kappa_band
 from qa.app import cached
 from qa.app.state import dataset_key, require_dataset, widget_default

@@ -37,7 +37,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -47,21 +47,27 @@ from qa.dataset import (
     ANNOTATOR,
     BOX,
     CATEGORY_ID,
-    HEIGHT,
     IMAGE_ID,
     NAME,
     SEGMENTATION,
-    WIDTH,
     Dataset,
     W,
 )
+from qa.geometry import (
+    DEFAULT_IOU_THRESHOLD,
+    Geometry,
+    check_iou_threshold,
+    dataset_rles,
+    match_grouped,
+    xywh_to_xyxy,
+)
+from qa.results import frame_records
 
 log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------
 # Thresholds from practice
 # ---------------------------------------------------------------------------------------------
-DEFAULT_IOU_THRESHOLD = 0.5  # the match threshold CVAT's quality report and COCO AP@0.5 use
 IOU_TARGET = 0.85  # matched boxes of careful annotators overlap this much (tight-box guidelines)
 IOU_GUIDELINES_MIN = 0.75  # below this mean matched IoU the box guidelines need work
 MASK_IOU_TARGET = 0.80  # masks: polygon edges disagree more than box corners, so a lower target
@@ -98,29 +104,6 @@ def _warn(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
-def _frame_dict(df: pd.DataFrame) -> list[dict]:
-    return df.astype(object).where(df.notna(), None).to_dict(orient="records")
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    """One-to-one matching of boxes ``a`` against boxes ``b`` (indices are row positions).
-
-    ``matches``: same-label (or unlabelled) pairs ``idx_a, idx_b, iou``; ``label_mismatches``:
-    pairs above the threshold whose labels differ; ``unmatched_a`` / ``unmatched_b``: the rest.
-    """
-
-    matches: pd.DataFrame
-    label_mismatches: pd.DataFrame
-    unmatched_a: np.ndarray
-    unmatched_b: np.ndarray
-
-    def to_dict(self) -> dict:
-        return {"matches": _frame_dict(self.matches),
-                "label_mismatches": _frame_dict(self.label_mismatches),
-                "unmatched_a": self.unmatched_a.tolist(), "unmatched_b": self.unmatched_b.tolist()}
-
-
 @dataclass(frozen=True, eq=False)
 class AgreementResult:
     """Everything the agreement page and the report show. Worse is: lower f1 / recall / iou /
@@ -206,6 +189,50 @@ class AgreementResult:
         return self.members.loc[self.members["cluster_id"].isin(cl["cluster_id"]),
                                 ANN_ID].astype(int).tolist()
 
+    ANALYSIS: ClassVar[str] = "agreement"
+
+    def metrics(self) -> dict[str, float | int | None]:
+        """Headline figures for the health report (see :mod:`qa.results`): the coefficients,
+        the worst annotator's scorecard figures and the disputed share. None where undefined
+        (one annotator, classification for box figures)."""
+        num = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
+        sc, pi = self.scorecard, self.per_image
+        col_min = lambda c: num(sc[c].min()) if c in sc and sc[c].notna().any() else None  # noqa
+        return {
+            "n_annotators": self.n_annotators,
+            "alpha": num(self.alpha),
+            "fleiss_kappa": num(self.fleiss),
+            "mean_pairwise_kappa": num(self.mean_pairwise_kappa),
+            "min_annotator_mean_iou": None if self.is_classification else col_min("mean_iou"),
+            "min_annotator_recall": col_min("recall"),
+            "max_label_mismatch_rate": (num(sc["label_mismatch_rate"].max())
+                                        if "label_mismatch_rate" in sc and len(sc) else None),
+            "n_disputed_images": int(pi["is_disputed"].sum()) if len(pi) else 0,
+            "disputed_image_share": (float(pi["is_disputed"].mean()) if len(pi) else None),
+        }
+
+    def findings(self) -> pd.DataFrame:
+        """Disputed images (``kind="disputed_image"``, score = disagreement score, the boxes of
+        the disputed consensus objects as evidence) in the shared findings shape."""
+        from qa.results import findings_frame
+
+        pi = self.per_image
+        if pi.empty:
+            return findings_frame(analysis=self.ANALYSIS, page="agreement")
+        d = pi[pi["is_disputed"]]
+        ann_by_image: dict = {}
+        if not self.is_classification and "is_disputed" in self.clusters and len(d):
+            cl = self.clusters[self.clusters["is_disputed"]]
+            m = self.members.merge(cl[["cluster_id", IMAGE_ID]], on="cluster_id")
+            ann_by_image = m.groupby(IMAGE_ID)[ANN_ID].agg(tuple).to_dict()
+        detail = d["disagreement_detail"] if "disagreement_detail" in d else d["disagreement"]
+        return findings_frame(pd.DataFrame({
+            "kind": "disputed_image", "severity": "warning",
+            "score": d["disagreement_score"].to_numpy(), "image_id": d[IMAGE_ID].to_numpy(),
+            "ann_ids": [ann_by_image.get(i, ()) for i in d[IMAGE_ID]],
+            "message": [f"annotators disagree on image {i}: {x}" for i, x in
+                        zip(d[IMAGE_ID], detail)]}), analysis=self.ANALYSIS, page="agreement")
+
     def to_dict(self) -> dict:
         return {
             "annotators": list(self.annotators), "iou_threshold": self.iou_threshold,
@@ -213,10 +240,10 @@ class AgreementResult:
             "fleiss": None if math.isnan(self.fleiss) else self.fleiss,
             "n_fleiss_units": self.n_fleiss_units,
             "alpha": None if math.isnan(self.alpha) else self.alpha,
-            "pairwise": _frame_dict(self.pairwise), "per_class": _frame_dict(self.per_class),
-            "per_image": _frame_dict(self.per_image), "scorecard": _frame_dict(self.scorecard),
-            "kappa_matrix": _frame_dict(self.kappa_matrix.reset_index(names="annotator")),
-            "fleiss_per_category": _frame_dict(self.fleiss_per_category),
+            "pairwise": frame_records(self.pairwise), "per_class": frame_records(self.per_class),
+            "per_image": frame_records(self.per_image), "scorecard": frame_records(self.scorecard),
+            "kappa_matrix": frame_records(self.kappa_matrix.reset_index(names="annotator")),
+            "fleiss_per_category": frame_records(self.fleiss_per_category),
         }
 
 
@@ -235,251 +262,6 @@ def kappa_band(k: float) -> str:
         if k <= upper:
             return name
     return LANDIS_KOCH_BANDS[-1][1]
-
-
-def _as_boxes(boxes, name: str) -> np.ndarray:
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 4))
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name} must be an (n, 4) array of x, y, w, h boxes, got shape "
-                         f"{arr.shape}; pass e.g. ds.annotations[BOX].to_numpy().")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} holds NaN or infinite coordinates; drop image-level labels "
-                         "(rows with NaN boxes) before matching boxes.")
-    return arr
-
-
-def _check_threshold(t) -> float:
-    t = float(t)
-    if not 0.0 < t <= 1.0:
-        raise ValueError(f"iou_threshold must be in (0, 1], got {t}; 0.5 is the usual choice.")
-    return t
-
-
-def _xyxy(xywh: np.ndarray) -> np.ndarray:
-    out = xywh.copy()
-    out[:, 2:] += out[:, :2]
-    return out
-
-
-def box_iou(boxes_a, boxes_b) -> np.ndarray:
-    """IoU matrix (n_a, n_b) of two sets of COCO xywh boxes (vectorised)."""
-    a = _xyxy(_as_boxes(boxes_a, "boxes_a"))
-    b = _xyxy(_as_boxes(boxes_b, "boxes_b"))
-    return _iou_matrix(a, b)
-
-
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Matching
-# ---------------------------------------------------------------------------------------------
-def _match_edges(group: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Maximum-weight one-to-one matching of candidate edges (i, j, w > 0), independently per
-    ``group``; returns a boolean mask of the chosen edges. Edges whose two ends have no other
-    candidate are taken directly; the assignment solver runs only on groups with conflicts."""
-    from scipy.optimize import linear_sum_assignment
-
-    sel = np.zeros(len(i), dtype=bool)
-    if len(i) == 0:
-        return sel
-    _, inv_i, cnt_i = np.unique(i, return_inverse=True, return_counts=True)
-    _, inv_j, cnt_j = np.unique(j, return_inverse=True, return_counts=True)
-    trivial = (cnt_i[inv_i] == 1) & (cnt_j[inv_j] == 1)
-    sel[trivial] = True
-    hard = np.flatnonzero(~trivial)
-    if hard.size == 0:
-        return sel
-    g = group[hard]
-    li, lj = _local_rank(g, i[hard]), _local_rank(g, j[hard])
-    order = np.argsort(g, kind="stable")
-    hard, g, li, lj = hard[order], g[order], li[order], lj[order]
-    bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, len(g)].tolist()
-    hw, li_l, lj_l = w[hard], li, lj
-    for s0, s1 in zip(bounds[:-1], bounds[1:]):
-        ri, rj = li_l[s0:s1], lj_l[s0:s1]
-        m = np.zeros((int(ri.max()) + 1, int(rj.max()) + 1))
-        m[ri, rj] = hw[s0:s1]
-        lut = np.full(m.shape, -1, dtype=np.int64)
-        lut[ri, rj] = hard[s0:s1]
-        r, c = linear_sum_assignment(m, maximize=True)
-        keep = m[r, c] > 0
-        sel[lut[r[keep], c[keep]]] = True
-    return sel
-
-
-def _local_rank(group: np.ndarray, node: np.ndarray) -> np.ndarray:
-    """Dense rank of ``node`` within its ``group`` (0, 1, ... per group), vectorised."""
-    order = np.lexsort((node, group))
-    g, n = group[order], node[order]
-    new_group = np.r_[True, g[1:] != g[:-1]]
-    new_node = new_group | np.r_[True, n[1:] != n[:-1]]
-    rank = np.cumsum(new_node) - 1
-    start = np.maximum.accumulate(np.where(new_group, rank, 0))
-    out = np.empty(len(node), dtype=np.int64)
-    out[order] = rank - start
-    return out
-
-
-def _match_two_stage(group, i, j, w, same) -> tuple[np.ndarray, np.ndarray]:
-    """Same-label edges first, then the leftovers across labels (label mismatches)."""
-    first = np.flatnonzero(same)
-    matched = np.zeros(len(i), dtype=bool)
-    matched[first[_match_edges(group[first], i[first], j[first], w[first])]] = True
-    rest = ~same & ~np.isin(i, i[matched]) & ~np.isin(j, j[matched])
-    rest = np.flatnonzero(rest)
-    mismatch = np.zeros(len(i), dtype=bool)
-    mismatch[rest[_match_edges(group[rest], i[rest], j[rest], w[rest])]] = True
-    return matched, mismatch
-
-
-def match_boxes(boxes_a, boxes_b, *, iou_threshold: float = DEFAULT_IOU_THRESHOLD,
-                labels_a=None, labels_b=None, ious=None) -> MatchResult:
-    """Match two sets of xywh boxes of one image one-to-one, maximising the summed IoU.
-
-    Pairs with IoU below ``iou_threshold`` are never matched. With ``labels_a``/``labels_b``,
-    same-label pairs are matched first; the boxes left are then matched across labels and
-    reported in ``label_mismatches``. ``ious``: a precomputed (n_a, n_b) IoU matrix (e.g. mask
-    IoU from :func:`mask_iou`) used instead of box IoU.
-    """
-    thr = _check_threshold(iou_threshold)
-    a, b = _as_boxes(boxes_a, "boxes_a"), _as_boxes(boxes_b, "boxes_b")
-    if (labels_a is None) != (labels_b is None):
-        raise ValueError("Pass both labels_a and labels_b, or neither.")
-    if labels_a is not None:
-        labels_a, labels_b = np.asarray(labels_a), np.asarray(labels_b)
-        if len(labels_a) != len(a) or len(labels_b) != len(b):
-            raise ValueError(f"labels must have one entry per box: got {len(labels_a)} labels for "
-                             f"{len(a)} boxes_a and {len(labels_b)} labels for {len(b)} boxes_b.")
-    if ious is None:
-        iou = _iou_matrix(_xyxy(a), _xyxy(b))
-    else:
-        iou = np.asarray(ious, dtype=np.float64).reshape(len(a), len(b))
-    return _compute_match(iou, labels_a, labels_b, thr)
-
-
-def _compute_match(iou, labels_a, labels_b, thr) -> MatchResult:
-    i, j = np.nonzero(iou >= thr)
-    w = iou[i, j]
-    group = np.zeros(len(i), dtype=np.int64)
-    same = (np.ones(len(i), dtype=bool) if labels_a is None else labels_a[i] == labels_b[j])
-    matched, mismatch = _match_two_stage(group, i, j, w, same)
-
-    def frame(mask):
-        return pd.DataFrame({"idx_a": i[mask].astype(np.int64), "idx_b": j[mask].astype(np.int64),
-                             "iou": w[mask]}).sort_values("idx_a", ignore_index=True)
-
-    used = matched | mismatch
-    return MatchResult(
-        matches=frame(matched), label_mismatches=frame(mismatch),
-        unmatched_a=np.setdiff1d(np.arange(iou.shape[0]), i[used]),
-        unmatched_b=np.setdiff1d(np.arange(iou.shape[1]), j[used]),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Masks (segmentation)
-# ---------------------------------------------------------------------------------------------
-def _seg_to_rle(seg, height: int, width: int):
-    """One COCO segmentation (polygon list, RLE dict, or msgspec.Raw / str JSON of either) as a
-    pycocotools RLE; None when absent."""
-    from pycocotools import mask as mask_utils
-
-    if seg is None or (isinstance(seg, float) and math.isnan(seg)):
-        return None
-    if not isinstance(seg, (list, dict)):
-        import msgspec
-
-        raw = bytes(seg) if not isinstance(seg, str) else seg.encode()
-        seg = msgspec.json.decode(raw)
-    if seg in ([], {}, None):
-        return None
-    if isinstance(seg, dict):
-        if isinstance(seg.get("counts"), list):  # uncompressed RLE
-            return mask_utils.frPyObjects(seg, int(seg["size"][0]), int(seg["size"][1]))
-        return {"size": seg["size"], "counts": seg["counts"].encode()
-                if isinstance(seg["counts"], str) else seg["counts"]}
-    if all(isinstance(v, (int, float)) for v in seg):  # one flat polygon
-        seg = [seg]
-    polys = [p for p in seg if len(p) >= 6]
-    if not polys:
-        return None
-    return mask_utils.merge(mask_utils.frPyObjects(polys, int(height), int(width)))
-
-
-def mask_iou(segs_a: Sequence, segs_b: Sequence, *, height: int, width: int) -> np.ndarray:
-    """Mask IoU matrix (len(segs_a), len(segs_b)) of COCO segmentations (polygons or RLE)."""
-    from pycocotools import mask as mask_utils
-
-    ra = [_seg_to_rle(s, height, width) for s in segs_a]
-    rb = [_seg_to_rle(s, height, width) for s in segs_b]
-    if any(r is None for r in ra + rb):
-        raise ValueError("Every annotation needs a polygon or RLE segmentation for mask IoU; "
-                         "use iou_type='bbox' for boxes without masks.")
-    if not ra or not rb:
-        return np.zeros((len(ra), len(rb)))
-    return np.asarray(mask_utils.iou(ra, rb, [0] * len(rb)), dtype=np.float64).reshape(
-        len(ra), len(rb))
-
-
-class _Geometry:
-    """Boxes (xyxy) and optionally masks of a set of objects, with a vectorised pairwise IoU."""
-
-    def __init__(self, xyxy: np.ndarray, rles: list | None = None):
-        self.xyxy, self.rles = xyxy, rles
-        self.cols = [np.ascontiguousarray(xyxy[:, c]) for c in range(4)]
-        self.area = (self.cols[2] - self.cols[0]) * (self.cols[3] - self.cols[1])
-
-    def take(self, idx: np.ndarray) -> "_Geometry":
-        return _Geometry(self.xyxy[idx], None if self.rles is None else [self.rles[k] for k in idx])
-
-    def box_iou(self, other: "_Geometry", ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-        """Box IoU of pairs (ia[k], ib[k]); pairs apart along x are skipped early (most are)."""
-        (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = self.cols, other.cols
-        iw = np.minimum(ax2[ia], bx2[ib])
-        iw -= np.maximum(ax1[ia], bx1[ib])
-        out = np.zeros(len(ia))
-        k = np.flatnonzero(iw > 0)
-        ia, ib, iw = ia[k], ib[k], iw[k]
-        ih = np.minimum(ay2[ia], by2[ib])
-        ih -= np.maximum(ay1[ia], by1[ib])
-        np.clip(ih, 0, None, out=ih)
-        inter = iw * ih
-        union = self.area[ia] + other.area[ib] - inter
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[k] = np.where(union > 0, inter / union, 0.0)
-        return out
-
-    def iou(self, other: "_Geometry", ia: np.ndarray, ib: np.ndarray,
-            group: np.ndarray) -> np.ndarray:
-        box = self.box_iou(other, ia, ib)
-        if self.rles is None:
-            return box
-        from pycocotools import mask as mask_utils
-
-        out = np.zeros(len(ia))
-        cand = np.flatnonzero(box > 0)  # masks can only overlap where their boxes do
-        if cand.size == 0:
-            return out
-        cand = cand[np.argsort(group[cand], kind="stable")]
-        for chunk in np.split(cand, np.flatnonzero(np.diff(group[cand])) + 1):
-            ua, la = np.unique(ia[chunk], return_inverse=True)
-            ub, lb = np.unique(ib[chunk], return_inverse=True)
-            m = np.asarray(mask_utils.iou([self.rles[k] for k in ua], [other.rles[k] for k in ub],
-                                          [0] * len(ub)), dtype=np.float64)
-            out[chunk] = m.reshape(len(ua), len(ub))[la, lb]
-        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -627,31 +409,6 @@ def _delta2(v: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Building blocks of compute_agreement
 # ---------------------------------------------------------------------------------------------
-def _cross_pairs(ga: np.ndarray, gb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (p, q) with ga[p] == gb[q], for two SORTED group arrays (positions into them)."""
-    ua, sa, ca = np.unique(ga, return_index=True, return_counts=True)
-    ub, sb, cb = np.unique(gb, return_index=True, return_counts=True)
-    _, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
-    na, nb, st_a, st_b = ca[ia], cb[ib], sa[ia], sb[ib]
-    sizes = na * nb
-    total = int(sizes.sum())
-    rep = np.repeat(np.arange(len(ia)), sizes)
-    offs = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    nbr = nb[rep]
-    return st_a[rep] + offs // nbr, st_b[rep] + offs % nbr
-
-
-def _match_sets(ga, gb, geom_a, geom_b, ca, cb, thr, same_label=None):
-    """Match objects a against objects b within groups (both sorted by group). Returns the
-    positions and IoU of matched pairs and of label-mismatch pairs. ``same_label(pa, pb)``
-    overrides the label test ``ca[pa] == cb[pb]``."""
-    pa, pb = _cross_pairs(ga, gb)
-    iou = geom_a.iou(geom_b, pa, pb, ga[pa]) if len(pa) else np.zeros(0)
-    keep = iou >= thr
-    pa, pb, iou = pa[keep], pb[keep], iou[keep]
-    same = ca[pa] == cb[pb] if same_label is None else same_label(pa, pb)
-    matched, mismatch = _match_two_stage(ga[pa], pa, pb, iou, same)
-    return (pa[matched], pb[matched], iou[matched]), (pa[mismatch], pb[mismatch], iou[mismatch])
 
 
 def _cluster(n: int, annot: np.ndarray, li: np.ndarray, lj: np.ndarray, lw: np.ndarray,
@@ -779,7 +536,7 @@ def compute_agreement(dataset: Dataset, *, iou_threshold: float = DEFAULT_IOU_TH
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a qa.Dataset, got {type(dataset).__name__}; build one "
                         "with qa.load(path).")
-    thr = _check_threshold(iou_threshold)
+    thr = check_iou_threshold(iou_threshold)
     if coverage not in COVERAGES:
         raise ValueError(f"coverage must be one of {COVERAGES}, got {coverage!r}.")
     if iou_type not in IOU_TYPES:
@@ -845,8 +602,8 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
     cat = anns[CATEGORY_ID].to_numpy(np.int64)
     cat_ids = np.union1d(ds.categories[CATEGORY_ID].to_numpy(np.int64), cat)
     cat_idx = np.searchsorted(cat_ids, cat)
-    xyxy = _xyxy(anns[BOX].to_numpy(np.float64))
-    geom = _Geometry(xyxy, _rles(ds, anns, img_ids, img) if iou_type == "segm" else None)
+    xyxy = xywh_to_xyxy(anns[BOX].to_numpy(np.float64))
+    geom = Geometry(xyxy, dataset_rles(ds, anns, img_ids, img) if iou_type == "segm" else None)
     starts = np.searchsorted(code, np.arange(k + 1))
     n_nodes = len(anns)
     progress(0.05, "Matching boxes of each annotator pair")
@@ -859,7 +616,7 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
         sa = np.arange(starts[a], starts[a + 1])
         sb = np.arange(starts[b], starts[b + 1])
         sa, sb = sa[both[img[sa]]], sb[both[img[sb]]]
-        (ma, mb, miou), (xa, xb, xiou) = _match_sets(img[sa], img[sb], geom.take(sa),
+        (ma, mb, miou), (xa, xb, xiou) = match_grouped(img[sa], img[sb], geom.take(sa),
                                                      geom.take(sb), cat[sa], cat[sb], thr)
         ma, mb, xa, xb = sa[ma], sb[mb], sa[xa], sb[xb]
         link_parts.append((ma, mb, miou, np.zeros(len(ma), bool), np.full(len(ma), p)))
@@ -965,21 +722,6 @@ def _names(codes: np.ndarray, annotators) -> pd.Categorical:
 _PAIR_COLUMNS = ["annotator_a", "annotator_b", "n_images_a", "n_images_b", "n_overlap_images",
                  "n_boxes_a", "n_boxes_b", "n_matched", "n_label_mismatch", "precision", "recall",
                  "f1", "mean_iou", "label_mismatch_rate"]
-
-
-def _rles(ds: Dataset, anns: pd.DataFrame, img_ids, img) -> list:
-    size = ds.images.set_index(IMAGE_ID)[[HEIGHT, WIDTH]]
-    hw = size.reindex(img_ids).to_numpy(dtype=np.float64, na_value=np.nan)[img]
-    rles = []
-    for seg, (h, w), box in zip(anns[SEGMENTATION], hw, anns[BOX].to_numpy(np.float64)):
-        if np.isnan(h) or np.isnan(w):  # size unknown: the box corner bounds the polygon
-            h, w = box[1] + box[3] + 1, box[0] + box[2] + 1
-        r = _seg_to_rle(seg, int(h), int(w))
-        if r is None:  # no mask: fall back to the box as a rectangle polygon
-            x, y, bw, bh = box
-            r = _seg_to_rle([[x, y, x + bw, y, x + bw, y + bh, x, y + bh]], int(h), int(w))
-        rles.append(r)
-    return rles
 
 
 def _coefficients(ratings: np.ndarray, annotators, names) -> dict:
@@ -1132,7 +874,7 @@ def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, ge
             med = _medoid(ocl_idx, loc[:kk.sum()], loc[kk.sum():], lw[kk], n_cl)
             cgeom = geom.take(onodes[med])
         else:
-            cgeom = _Geometry(_group_median_xyxy(ocl_idx, xyxy[onodes], n_cl))
+            cgeom = Geometry(_group_median_xyxy(ocl_idx, xyxy[onodes], n_cl))
         cons = np.flatnonzero(is_cons)
         cons = cons[np.argsort(cl_img[cons], kind="stable")]
         def tied_majority(pa, pb, mine=mine, cons=cons, lab_key=lab_key, lab_cnt=lab_cnt,
@@ -1141,7 +883,7 @@ def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, ge
             pos = np.minimum(np.searchsorted(lab_key, key), len(lab_key) - 1)
             return (lab_key[pos] == key) & (lab_cnt[pos] == top[cons[pb]])
 
-        (ma, mb, miou), (xa, xb, xiou) = _match_sets(
+        (ma, mb, miou), (xa, xb, xiou) = match_grouped(
             img[mine], cl_img[cons], geom.take(mine), cgeom.take(cons), cat[mine],
             cat_ids[maj[cons]], thr, tied_majority)
         found = len(ma) + len(xa)

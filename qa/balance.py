@@ -28,6 +28,7 @@ import logging
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -230,6 +231,87 @@ class BalanceResult:
             if c.name == name:
                 return c
         raise KeyError(f"no check named {name!r}; checks: {[c.name for c in self.checks]}")
+
+    ANALYSIS: ClassVar[str] = "balance"
+
+    def metrics(self) -> dict[str, float | int | None]:
+        """Headline figures for the health report (see :mod:`qa.results`). Ratios and shares
+        are in [0, 1]; None where undefined (no boxes, one split, one annotator)."""
+        pc = self.per_class
+        counts = pc["instances"].to_numpy() if len(pc) else np.zeros(0)
+        eb_all = self.empty_by_split[self.empty_by_split[SPLIT] == "all"]
+        n_boxes = len(self.boxes) if self.has_boxes else 0
+        num = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
+        return {
+            "n_classes": int(self.n_classes),
+            "n_annotations": int(self.n_annotations),
+            "imbalance_ratio": num(self.imbalance_ratio),
+            "normalized_entropy": num(self.normalized_entropy),
+            "min_class_ratio": (float(pc["share_of_max"].min()) if len(pc) and counts.max() > 0
+                                else None),
+            "min_class_instances": int(counts.min()) if len(counts) else None,
+            "n_rare_classes": len(self.rare_classes),
+            "n_absent_classes": len(self.absent_classes),
+            "empty_image_share": (float(eb_all["empty_share"].iloc[0]) if len(eb_all)
+                                  and eb_all["images"].iloc[0] else None),
+            "n_empty_images": int(self.per_image["is_empty"].sum()),
+            "tiny_box_share": float(self.boxes["is_tiny"].mean()) if n_boxes else None,
+            "n_boxes_crossing_border": (int(self.boxes["crosses_border"].sum()) if n_boxes
+                                        else None),
+            "split_p_value": num(self.split_p_value),
+            "split_cramers_v": num(self.split_cramers_v),
+            "n_deviant_annotator_classes": (int(self.annotator_comparison["is_deviant"].sum())
+                                            if len(self.annotator_comparison) else None),
+        }
+
+    def findings(self) -> pd.DataFrame:
+        """Flagged items in the shared findings shape (:data:`qa.results.FINDINGS_SCHEMA`):
+        rare and absent classes and deviant annotator/class shares (dataset-level, no image),
+        empty images, tiny boxes and boxes crossing the border. ``score``: higher is worse."""
+        from qa.results import findings_frame
+
+        rows = []
+        pc = self.per_class
+        for r in pc[pc["is_rare"] & ~pc["is_absent"]].itertuples(index=False):
+            rows.append(dict(kind="rare_class", severity="warning", category_id=r.category_id,
+                             score=1 - min(1.0, r.share_of_max / self.rare_fraction),
+                             message=f"class '{r.name}' has {r.instances} instances, "
+                                     f"{r.share_of_max:.1%} of the most common class (rule: "
+                                     f"{self.rare_fraction:.0%}); collect or label more of it"))
+        for r in pc[pc["is_absent"]].itertuples(index=False):
+            rows.append(dict(kind="absent_class", severity="warning", category_id=r.category_id,
+                             score=1.0, message=f"class '{r.name}' is declared but has no "
+                                                "instance; label it or remove it"))
+        cmp_ = self.annotator_comparison
+        if len(cmp_):
+            for r in cmp_[cmp_["is_deviant"]].itertuples(index=False):
+                ratio = r.ratio_to_reference
+                rows.append(dict(kind="annotator_class_mix", severity="warning",
+                                 category_id=r.category_id, annotator=str(r.annotator),
+                                 score=min(1.0, abs(np.log(ratio)) / np.log(4))
+                                 if ratio and np.isfinite(ratio) and ratio > 0 else 1.0,
+                                 message=f"{r.annotator} gives '{r.name}' {r.share:.1%} of their "
+                                         f"labels against {r.reference_share:.1%} for the "
+                                         "others; check their guideline for this class"))
+        pi = self.per_image
+        for iid in pi.loc[pi["is_empty"], IMAGE_ID]:
+            rows.append(dict(kind="empty_image", severity="info", image_id=iid, score=0.0,
+                             message=f"image {iid} has no objects: a true negative, or labels "
+                                     "are missing"))
+        if self.has_boxes:
+            b = self.boxes
+            for r in b[b["is_tiny"]].itertuples(index=False):
+                rows.append(dict(kind="tiny_box", severity="info", image_id=r.image_id,
+                                 ann_ids=(r.ann_id,), category_id=r.category_id, score=0.5,
+                                 message=f"annotation {r.ann_id} ('{r.name}') is "
+                                         f"{r.w:g} x {r.h:g} px, under {self.min_box_side:g} px"))
+            for r in b[b["crosses_border"]].itertuples(index=False):
+                rows.append(dict(kind="box_crossing_border", severity="warning",
+                                 image_id=r.image_id, ann_ids=(r.ann_id,),
+                                 category_id=r.category_id, score=0.5,
+                                 message=f"annotation {r.ann_id} ('{r.name}') extends past the "
+                                         "image border; clip it to the image"))
+        return findings_frame(rows, analysis=self.ANALYSIS, page="balance")
 
     def to_dict(self) -> dict:
         """JSON-ready summary. The per-box and per-image tables are summarised, not listed."""

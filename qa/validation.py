@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,9 @@ MAX_ROWS_PER_CHECK = 10_000
 SEVERITIES = ("error", "warning", "info")
 # Problems a report row stands for: 1, or the rest of a check cut at MAX_ROWS_PER_CHECK.
 COUNT = "count"
+# Checks about the image files themselves (the report's "no corrupt or missing files" rule).
+FILE_CHECKS = ("missing_file", "unreadable_file", "unsafe_path")
+_SEVERITY_SCORE = {"error": 1.0, "warning": 0.5, "info": 0.1}
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,31 @@ class ValidationReport:
             return pd.DataFrame(columns=["check", "severity", "count"])
         return (self.issues.groupby(["check", "severity"])[COUNT].sum().rename("count")
                 .reset_index().sort_values("count", ascending=False, ignore_index=True))
+
+    ANALYSIS: ClassVar[str] = "validation"
+
+    def metrics(self) -> dict[str, int]:
+        """Headline figures for the health report: ``n_errors``, ``n_warnings`` and one
+        ``n_<check>`` per check that found something (exact counts)."""
+        out = {"n_errors": self.n_errors, "n_warnings": self.n_warnings}
+        for r in self.counts().itertuples(index=False):
+            out[f"n_{r.check}"] = out.get(f"n_{r.check}", 0) + int(r.count)
+        out["n_missing_or_corrupt_files"] = sum(out.get(f"n_{c}", 0) for c in FILE_CHECKS)
+        return out
+
+    def findings(self) -> pd.DataFrame:
+        """Every issue row as a finding (:data:`qa.results.FINDINGS_SCHEMA`): ``kind`` is the
+        check's name; ``score`` 1 for errors, 0.5 for warnings, 0.1 for info. The rows that
+        stand for the rest of a cut check (no image) are left out."""
+        from qa.results import findings_frame
+
+        df = self.issues[self.issues[IMAGE_ID].notna() | self.issues[ANN_ID].notna()
+                         | (self.issues[COUNT] == 1)]
+        return findings_frame(pd.DataFrame({
+            "kind": df["check"].to_numpy(), "severity": df["severity"].to_numpy(),
+            "score": df["severity"].map(_SEVERITY_SCORE).to_numpy(),
+            "image_id": df[IMAGE_ID].to_numpy(), "ann_ids": df[ANN_ID].to_numpy(),
+            "message": df["message"].to_numpy()}), analysis=self.ANALYSIS, page="overview")
 
     def to_dict(self) -> dict:
         return {
@@ -215,8 +244,8 @@ def check_files(ds: Dataset) -> list[dict]:
                  f"under {ds.root}; add the file or remove the entry.")
     corrupt = im[im[EXISTS] & ~im[READABLE]]
     out += _rows("error", "unreadable_file", corrupt,
-                 lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' cannot be decoded "
-                 f"({d[FILE_ERROR]}); replace the file.")
+                 lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is "
+                 f"{d[FILE_ERROR] or 'not a readable image'}; replace the file.")
     hw = im[HEADER_WIDTH].astype("Float64")
     hh = im[HEADER_HEIGHT].astype("Float64")
     mism = im[(hw.notna() & (im[WIDTH].astype("Float64") != hw)).fillna(False)

@@ -97,7 +97,7 @@ def test_missing_corrupt_and_mismatched_files(tmp_path):
     m = _only(rep, "missing_file")
     assert m.image_id.tolist() == [2] and "'gone.jpg' is listed but not found" in m.message.iloc[0]
     c = _only(rep, "unreadable_file")
-    assert c.image_id.tolist() == [3] and "cannot be decoded" in c.message.iloc[0]
+    assert c.image_id.tolist() == [3] and "is not a readable image" in c.message.iloc[0]
     s = _only(rep, "size_mismatch")
     assert s.image_id.tolist() == [4] and "labels say 64x48 but the file" in s.message.iloc[0]
     assert "32x24" in s.message.iloc[0]
