@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qa.paths import resolve_inside
+
 log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------
@@ -249,8 +251,6 @@ class Dataset:
         row = self.images.loc[self.images[IMAGE_ID] == image_id]
         if row.empty:
             return None
-        from qa.io._common import resolve_inside
-
         return resolve_inside(self.root, str(row[FILE_NAME].iloc[0]))
 
     def annotations_of(self, annotator: str) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from qa.dataset import (
     DatasetError,
     empty_frame,
 )
+from qa.paths import lexically_inside
 
 log = logging.getLogger(__name__)
 
@@ -69,30 +70,6 @@ class IssueLog:
 
 
 # ----------------------------------------------------------------------------- paths
-def resolve_inside(root: Path | str, file_name: str) -> Path | None:
-    """``root / file_name`` resolved, or None if it escapes ``root`` (``..``, absolute
-    paths, symlinks pointing out). Such files are never read."""
-    root = Path(root).resolve()
-    if not file_name or "\x00" in file_name:
-        return None
-    p = (root / file_name).resolve()
-    try:
-        p.relative_to(root)
-    except ValueError:
-        return None
-    return p
-
-
-def lexically_inside(root: Path, file_name: str) -> Path | None:
-    """``root / file_name`` normalised without touching the disk, or None if ``..`` or an
-    absolute path takes it out of ``root`` (``root`` must already be resolved). Symlinks
-    are checked when the file is opened (``_probe_one``)."""
-    if not file_name or "\x00" in file_name:
-        return None
-    p = Path(os.path.normpath(os.path.join(root, file_name)))
-    return p if p == root or root in p.parents else None
-
-
 def list_images(folder: Path) -> list[Path]:
     """Image files below ``folder``, sorted, hidden files skipped."""
     out = []
@@ -107,28 +84,14 @@ def list_images(folder: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- images
 def _probe_one(path: Path | None, root: Path | None = None
                ) -> tuple[bool, bool, int | None, int | None, str | None]:
-    """(exists, readable, width, height, error) for one image file; with ``root``, a file
-    whose real path (symlinks followed) leaves ``root`` is not opened."""
-    if path is None:
-        return False, False, None, None, "path resolves outside the dataset root"
-    if root is not None and path.is_symlink() and resolve_inside(root, str(path)) is None:
-        return True, False, None, None, "symbolic link pointing outside the dataset root"
-    try:
-        if not path.is_file():
-            return False, False, None, None, "file not found"
-    except OSError as exc:
-        return False, False, None, None, f"cannot stat: {exc}"
-    from PIL import Image, UnidentifiedImageError
+    """(exists, readable, width, height, error) for one image file, read through the one image
+    reader (:func:`qa.images.read_header`): a file whose real path (symlinks and linked
+    folders followed) leaves ``root`` is not opened."""
+    from qa.images import OUTSIDE_ROOT, read_header
 
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            im.verify()  # checks structure/CRCs without decoding every pixel
-        return True, True, int(w), int(h), None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return True, False, None, None, f"not a readable image ({type(exc).__name__}: {exc})"
-    except Exception as exc:  # PIL raises odd types on fuzzed files; never crash a load
-        return True, False, None, None, f"not a readable image ({type(exc).__name__}: {exc})"
+    if path is None:
+        return False, False, None, None, OUTSIDE_ROOT
+    return read_header(root if root is not None else path.parent, str(path), real_root=root)
 
 
 def probe_images(
@@ -149,11 +112,12 @@ def probe_images(
         images[HEADER_HEIGHT] = pd.array([pd.NA] * n, dtype="Int64")
         images[FILE_ERROR] = None
         return images
+    from qa.images import NOT_FOUND, OUTSIDE_ROOT
+
     rootp = Path(root).resolve()
     paths = [lexically_inside(rootp, str(f)) for f in images[FILE_NAME]]
     present = _existing(paths)
-    results: list = [(False, False, None, None,
-                      "path resolves outside the dataset root" if p is None else "file not found")
+    results: list = [(False, False, None, None, OUTSIDE_ROOT if p is None else NOT_FOUND)
                      for p in paths]
     todo = [i for i, ok in enumerate(present) if ok]
     with ThreadPoolExecutor(max_workers=PROBE_WORKERS) as pool:

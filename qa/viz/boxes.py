@@ -1,7 +1,7 @@
 """Box overlays: draw each annotator's boxes (and a model's predictions) on an image.
 
-Returns PIL images; reading the file is the caller's business (``load_image``), so analyses
-and tests can pass arrays.
+Returns PIL images; files are read through :mod:`qa.images` (``load_image``), so drawing
+functions can be tested on arrays.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from qa.dataset import ANN_ID, ANNOTATOR, CATEGORY_ID, IMAGE_ID, SCORE, H, W, X, Y
+from qa.dataset import ANN_ID, ANNOTATOR, CATEGORY_ID, FILE_NAME, IMAGE_ID, SCORE, H, W, X, Y
 from qa.viz.common import PREDICTION_COLOR, annotator_colors
 
 # Gallery thumbnails: long side in pixels. Big enough to read a label, small enough that a
@@ -23,16 +23,17 @@ PLACEHOLDER_COLOR = (60, 60, 60)
 LABEL_FONT_PX = 16
 
 
-def load_image(path: Path | None, *, max_side: int = THUMB_SIDE) -> tuple[Image.Image, float, str | None]:
-    """(RGB image scaled to ``max_side``, scale factor, error) — a grey placeholder with the
+def load_image(root: Path | str | None, file_name: str, *, max_side: int = THUMB_SIDE
+               ) -> tuple[Image.Image, float, str | None]:
+    """(RGB image scaled to ``max_side``, scale factor, error), read through the one image
+    reader (:func:`qa.images.read_image`, confined to ``root``). A grey placeholder with the
     reason when the file is missing, outside the root or unreadable. Never raises."""
-    try:
-        if path is None:
-            raise FileNotFoundError("outside the dataset root or unknown")
-        with Image.open(path) as im:
-            full_w, full_h = im.size
-            im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced size, much faster
-            img = im.convert("RGB")
+    from qa.images import read_image
+
+    res = read_image(root, file_name, max_side=max_side)
+    if res.ok:
+        img = res.image
+        full_w = res.size[0]
         # every thumbnail gets the same long side, so boxes and labels are drawn at one size;
         # small images are enlarged with visible pixels (NEAREST) rather than blurred
         scale = max_side / max(img.size) if max(img.size) else 1.0
@@ -40,16 +41,13 @@ def load_image(path: Path | None, *, max_side: int = THUMB_SIDE) -> tuple[Image.
             img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                              Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR)
         return img, img.width / full_w if full_w else scale, None
-    except Exception as exc:  # missing, corrupt, truncated: show a placeholder, keep going
-        err = ("file not found" if isinstance(exc, FileNotFoundError) and path is not None
-               else "outside the dataset root" if path is None
-               else f"not a readable image ({type(exc).__name__})")
-        img = Image.new("RGB", (max_side, int(max_side * 0.75)), PLACEHOLDER_COLOR)
-        d = ImageDraw.Draw(img)
-        font = ImageFont.load_default(size=LABEL_FONT_PX * 2)
-        d.text((20, 20), "image unavailable", fill=(230, 230, 230), font=font)
-        d.text((20, 70), err, fill=(200, 200, 200), font=ImageFont.load_default(size=LABEL_FONT_PX))
-        return img, 1.0, err
+    err = res.error
+    img = Image.new("RGB", (max_side, int(max_side * 0.75)), PLACEHOLDER_COLOR)
+    d = ImageDraw.Draw(img)
+    d.text((20, 20), "image unavailable", fill=(230, 230, 230),
+           font=ImageFont.load_default(size=LABEL_FONT_PX * 2))
+    d.text((20, 70), err, fill=(200, 200, 200), font=ImageFont.load_default(size=LABEL_FONT_PX))
+    return img, 1.0, err
 
 
 def draw_boxes(
@@ -126,7 +124,8 @@ def _dashed_rect(d, x0, y0, x1, y1, color, dash=6):
 def render_image(ds, image_id: int, *, annotators=None, show_predictions: bool = False,
                  highlight_ann_ids=None, max_side: int = THUMB_SIDE) -> tuple[Image.Image, str | None]:
     """Thumbnail of one dataset image with the chosen annotators' boxes; (image, error)."""
-    img, scale, err = load_image(ds.image_path(image_id), max_side=max_side)
+    row = ds.images.loc[ds.images[IMAGE_ID] == image_id, FILE_NAME]
+    img, scale, err = load_image(ds.root, str(row.iloc[0]) if len(row) else "", max_side=max_side)
     anns = ds.annotations[ds.annotations[IMAGE_ID] == image_id]
     if annotators is not None:
         anns = anns[anns[ANNOTATOR].astype(str).isin([str(a) for a in annotators])]

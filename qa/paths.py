@@ -1,0 +1,92 @@
+"""Path confinement: a dataset's files are read only from inside its root.
+
+Three rules, shared by every reader, the image reader and the app:
+
+* :func:`lexically_inside`: ``root / name`` normalised without touching the disk; ``..`` or an
+  absolute path that leaves the root gives None (cheap: used to list 1M names).
+* :func:`resolve_inside`: the same with symlinks followed (``realpath``): a link, or a linked
+  *folder* on the way, that points outside the root gives None.
+* :func:`open_inside`: opens the file and then checks the path the kernel actually opened
+  (``/proc/self/fd``), so no symlink swapped in between the check and the open can escape.
+
+This module imports nothing from the rest of qa, so :mod:`qa.dataset` and :mod:`qa.io` can both
+use it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_PROC_FD = Path("/proc/self/fd")
+
+
+class OutsideRootError(PermissionError):
+    """A file that resolves outside the dataset root: it is never read."""
+
+
+def _real_root(root: Path | str) -> Path:
+    return Path(os.path.realpath(root))
+
+
+def is_inside(root: Path, path: Path) -> bool:
+    """True when ``path`` is ``root`` or below it (both already normalised/resolved)."""
+    return path == root or root in path.parents
+
+
+def lexically_inside(root: Path | str, file_name: str) -> Path | None:
+    """``root / file_name`` normalised without touching the disk, or None if ``..`` or an
+    absolute path takes it out of ``root`` (pass a resolved ``root``). Symlinks are checked
+    when the file is opened (:func:`open_inside`)."""
+    if not file_name or "\x00" in str(file_name):
+        return None
+    root = Path(root)
+    p = Path(os.path.normpath(os.path.join(root, file_name)))
+    return p if is_inside(root, p) else None
+
+
+def resolve_inside(root: Path | str, file_name: str) -> Path | None:
+    """``root / file_name`` with symlinks resolved, or None if it escapes ``root`` (``..``,
+    absolute paths, a symlinked file or folder pointing out). Such files are never read."""
+    if not file_name or "\x00" in str(file_name):
+        return None
+    rroot = _real_root(root)
+    try:
+        p = Path(os.path.realpath(os.path.join(rroot, file_name)))
+    except (OSError, ValueError):
+        return None
+    return p if is_inside(rroot, p) else None
+
+
+def _opened_path(fd: int) -> Path | None:
+    try:
+        return Path(os.readlink(_PROC_FD / str(fd)))
+    except OSError:
+        return None
+
+
+def open_inside(root: Path | str, file_name: str | Path, *, real_root: Path | None = None):
+    """Open ``root / file_name`` for binary reading, confined to ``root``.
+
+    Raises :class:`OutsideRootError` when the name or the file actually opened (symlinks,
+    linked folders) lies outside the root, ``FileNotFoundError`` / ``IsADirectoryError`` /
+    ``OSError`` as ``open`` does. ``real_root``: ``realpath(root)``, when the caller opens many
+    files. ``file_name`` may also be an absolute path already below the root.
+    """
+    rroot = real_root if real_root is not None else _real_root(root)
+    name = str(file_name)
+    lex = lexically_inside(Path(root), name)
+    if lex is None and lexically_inside(rroot, name) is None:
+        raise OutsideRootError(f"{name}: resolves outside the dataset root {root}")
+    path = lex if lex is not None else lexically_inside(rroot, name)
+    f = open(path, "rb")
+    try:
+        opened = _opened_path(f.fileno())
+        if opened is None:  # no /proc (not Linux): fall back to realpath, checked just after open
+            opened = Path(os.path.realpath(path))
+        if not is_inside(rroot, opened):
+            raise OutsideRootError(f"{name}: a symbolic link leads outside the dataset root")
+    except BaseException:
+        f.close()
+        raise
+    return f
