@@ -74,3 +74,26 @@ def require_dataset() -> Dataset:
         st.info("Choose a dataset in the sidebar to start.")
         st.stop()
     return ds
+
+
+def focus() -> tuple[list[int] | None, str | None]:
+    """The evidence a deep link asks a page to show (``?image_id=3,7&kind=leakage``, built by
+    :func:`qa.results.page_link`): (image ids or None, kind or None). Pages that receive image
+    ids show only those images, with a note and a way back to the whole dataset."""
+    params = st.query_params
+    ids = None
+    raw = params.get("image_id")
+    if raw:
+        try:
+            ids = [int(v) for v in str(raw).split(",") if v.strip()]
+        except ValueError:
+            ids = None
+    kind = params.get("kind") or None
+    return ids, kind
+
+
+def clear_focus() -> None:
+    """Drop the deep-link filter (the "show the whole dataset" button)."""
+    for k in ("image_id", "kind"):
+        if k in st.query_params:
+            del st.query_params[k]
