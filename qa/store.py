@@ -33,6 +33,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "DATASET_QA_CACHE"
+HOME_ENV = "DATASET_QA_HOME"
 STORE_FILE = "store.sqlite"
 SCHEMA_VERSION = 1
 # SQLite's default limit on host parameters is 32766 in current builds; stay well below.
@@ -62,6 +63,17 @@ def cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dataset-qa"
+
+
+def workspace_dir() -> Path:
+    """The folder for what must outlive a cache clear: reviewers' decisions, report history.
+    ``$DATASET_QA_HOME``, else ``$XDG_DATA_HOME/dataset-qa``, else
+    ``~/.local/share/dataset-qa``. Never inside a dataset."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "dataset-qa"
 
 

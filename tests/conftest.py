@@ -45,3 +45,22 @@ def coco_dir(tmp_path):
     (tmp_path / "annotations").mkdir()
     (tmp_path / "annotations" / "instances.json").write_text(json.dumps(doc))
     return tmp_path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_and_workspace(tmp_path_factory):
+    """Tests never touch the user's ~/.cache/dataset-qa or ~/.local/share/dataset-qa: the
+    store and the workspace live in a session folder (subprocesses inherit the variables).
+    A test that needs its own empty store sets DATASET_QA_CACHE again with monkeypatch."""
+    from qa.store import CACHE_ENV, HOME_ENV
+
+    base = tmp_path_factory.mktemp("qa-home")
+    old = {k: os.environ.get(k) for k in (CACHE_ENV, HOME_ENV)}
+    os.environ[CACHE_ENV] = str(base / "cache")
+    os.environ[HOME_ENV] = str(base / "home")
+    yield base
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

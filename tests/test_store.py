@@ -116,3 +116,11 @@ def test_two_processes_write_at_once_and_lose_nothing(tmp_path):
         assert pr.returncode == 0, err
     found, _ = Store(p).get_vectors("m", [f"k{j}" for j in range(2000)])
     assert found.all()
+
+
+def test_tests_never_use_the_users_folders():
+    from qa.store import workspace_dir
+
+    home = os.path.expanduser("~")
+    assert not str(cache_dir()).startswith(os.path.join(home, ".cache"))
+    assert not str(workspace_dir()).startswith(os.path.join(home, ".local"))
