@@ -1022,3 +1022,15 @@ def _compute_classification(ds: Dataset, annotators, thr, progress) -> Agreement
         matched_ious=pd.DataFrame(columns=["annotator_a", "annotator_b", IMAGE_ID, CATEGORY_ID,
                                            "iou", "label_mismatch"]),
         clusters=clusters, members=members, ratings=ratings_df, category_names=names)
+
+
+def run_analysis(dataset: Dataset, ctx) -> AgreementResult:
+    """Runner for :mod:`qa.analyses`; skipped with fewer than two annotators."""
+    from qa.analyses import Skip
+
+    if len(dataset.annotators) < 2:
+        raise Skip(f"agreement needs at least two annotators; this dataset has "
+                   f"{len(dataset.annotators)}")
+    return compute_agreement(dataset, iou_threshold=ctx.option("agreement", "iou_threshold",
+                                                               DEFAULT_IOU_THRESHOLD),
+                             progress=ctx.progress)

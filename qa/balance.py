@@ -916,3 +916,12 @@ def _checks(*, anns, ci, pi, pc, img_ids, per_class, rare, absent, total, rare_f
             f"median share, |residual| > {CELL_RESIDUAL:g}): " + ", ".join(failing[:10]) + ".",
             failing=failing, image_ids=_cap(pd.unique(imgs)), ann_ids=_cap(anns_hit)))
     return out
+
+
+def run_analysis(dataset: Dataset, ctx) -> BalanceResult:
+    """Runner for :mod:`qa.analyses`: balance of the default annotator's labels."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BalanceWarning)
+        return compute_class_balance(dataset, annotator=ctx.option("balance", "annotator"))

@@ -1,0 +1,189 @@
+"""Run every analysis on a dataset, sharing the expensive inputs: the one place that knows
+which analyses exist.
+
+The health report and the review queue read *all* analyses; the CLI and the pages read one.
+Each analysis module exposes ``run_analysis(dataset, ctx: RunContext) -> result`` where the
+result implements :class:`qa.results.AnalysisResult`, or raises :class:`Skip` with a reason a
+manager can read ("one annotator: agreement needs two"). The module is imported lazily, so an
+analysis whose dependencies are missing is skipped with the import error as its reason instead
+of breaking the others.
+
+Shared inputs are computed at most once per run through the context: ``ctx.embeddings()``
+(image embeddings, obeying ``embeddings="auto" | "cached" | "skip"``) and
+``ctx.image_stats()`` (the one pixel pass).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from qa.dataset import Dataset
+from qa.results import concat_findings
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], None]
+
+#: analysis name -> "module:function". Order = the order they run and are reported in.
+RUNNERS: dict[str, str] = {
+    "validation": "qa.validation:run_analysis",
+    "balance": "qa.balance:run_analysis",
+    "agreement": "qa.agreement:run_analysis",
+    "outliers": "qa.outliers:run_analysis",
+    "duplicates": "qa.duplicates:run_analysis",
+    "quality": "qa.quality:run_analysis",
+    "disagreement": "qa.disagreement:run_analysis",
+}
+
+#: ``embeddings=`` modes: compute what is missing / use only what the store already has /
+#: never embed (analyses that need vectors are skipped).
+EMBEDDING_MODES = ("auto", "cached", "skip")
+
+
+class Skip(Exception):
+    """Raised by a runner when its analysis cannot run on this dataset; the message is the
+    reason shown in the report ("no predictions", "one annotator")."""
+
+
+@dataclass
+class RunContext:
+    """Options and memoised shared inputs for one run over one dataset."""
+
+    dataset: Dataset
+    embeddings_mode: str = "auto"
+    model: str = "auto"
+    progress: ProgressFn = field(default=lambda frac, msg: None)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def option(self, analysis: str, name: str, default: Any = None) -> Any:
+        """A per-analysis option (``options={"duplicates": {"threshold": 0.95}}``)."""
+        return self.options.get(analysis, {}).get(name, default)
+
+    def embeddings(self):
+        """The dataset's image embeddings (:class:`qa.embeddings.Embeddings`), computed once.
+
+        Raises :class:`Skip` when ``embeddings_mode="skip"``, or when it is ``"cached"`` and
+        the store holds no vectors for these images."""
+        if "embeddings" not in self._memo:
+            self._memo["embeddings"] = self._embeddings()
+        value = self._memo["embeddings"]
+        if isinstance(value, Skip):
+            raise value
+        return value
+
+    def _embeddings(self):
+        if self.embeddings_mode == "skip":
+            return Skip("embeddings were skipped (--embeddings skip)")
+        from qa import embeddings as emb
+
+        embed = getattr(emb, "embed_images", None)
+        if embed is None:
+            return Skip("this build has no image embedder")
+        kwargs: dict[str, Any] = {"model": self.model, "progress": self.progress}
+        if self.embeddings_mode == "cached":
+            kwargs["cached_only"] = True
+        try:
+            result = embed(self.dataset, **kwargs)
+        except Skip as e:
+            return e
+        if self.embeddings_mode == "cached" and len(result) == 0:
+            return Skip("no cached embeddings for this dataset; run `dataset-qa embed` first")
+        return result
+
+    def image_stats(self):
+        """The one pixel pass over every image (hashes and quality statistics), computed once."""
+        if "image_stats" not in self._memo:
+            try:
+                mod = importlib.import_module("qa.imagestats")
+            except ImportError as e:
+                self._memo["image_stats"] = Skip(f"image statistics are unavailable: {e}")
+            else:
+                self._memo["image_stats"] = mod.compute_image_stats(self.dataset,
+                                                                    progress=self.progress)
+        value = self._memo["image_stats"]
+        if isinstance(value, Skip):
+            raise value
+        return value
+
+
+@dataclass
+class AnalysisRun:
+    """What :func:`run_analyses` returns: ``results`` by analysis name, ``skipped`` (name ->
+    reason), ``errors`` (name -> message of an unexpected failure) and ``seconds`` per analysis."""
+
+    results: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    context: RunContext | None = None
+
+    def metrics(self) -> dict[str, dict]:
+        """``{analysis: result.metrics()}`` for the analyses that ran."""
+        return {name: r.metrics() for name, r in self.results.items()}
+
+    def findings(self) -> pd.DataFrame:
+        """Every analysis' findings in one frame (``FINDINGS_SCHEMA``)."""
+        return concat_findings(r.findings() for r in self.results.values())
+
+
+def resolve_runner(name: str) -> Callable:
+    """The ``run_analysis`` function of analysis ``name``; ImportError/AttributeError when it
+    is not available in this build."""
+    if name not in RUNNERS:
+        raise ValueError(f"unknown analysis {name!r}; known: {list(RUNNERS)}")
+    module, func = RUNNERS[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None = None,
+                 embeddings: str = "auto", model: str = "auto",
+                 options: dict[str, dict[str, Any]] | None = None,
+                 progress: ProgressFn | None = None) -> AnalysisRun:
+    """Run the analyses in :data:`RUNNERS` (or ``only`` those) on ``dataset``.
+
+    Returns an :class:`AnalysisRun`. Never raises for one analysis' failure: an analysis that
+    cannot run is in ``skipped`` with its reason, one that fails unexpectedly is in ``errors``
+    (and logged with its traceback), and the rest still run.
+    """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"run_analyses() needs a qa.Dataset, got {type(dataset).__name__}")
+    if embeddings not in EMBEDDING_MODES:
+        raise ValueError(f"embeddings must be one of {EMBEDDING_MODES}, got {embeddings!r}")
+    names = list(RUNNERS) if only is None else list(only)
+    unknown = [n for n in names if n not in RUNNERS]
+    if unknown:
+        raise ValueError(f"unknown analyses {unknown}; known: {list(RUNNERS)}")
+    progress = progress or (lambda frac, msg: None)
+    run = AnalysisRun()
+    for i, name in enumerate(names):
+        def sub(frac: float, msg: str, _i=i, _name=name) -> None:
+            progress((_i + min(max(frac, 0.0), 1.0)) / len(names), f"{_name}: {msg}")
+
+        ctx = RunContext(dataset, embeddings_mode=embeddings, model=model, progress=sub,
+                         options=options or {},
+                         _memo=run.context._memo if run.context else {})
+        run.context = ctx
+        sub(0.0, "starting")
+        t0 = time.perf_counter()
+        try:
+            runner = resolve_runner(name)
+        except (ImportError, AttributeError) as e:
+            run.skipped[name] = f"not available in this installation ({e})"
+            continue
+        try:
+            run.results[name] = runner(dataset, ctx)
+        except Skip as e:
+            run.skipped[name] = str(e)
+        except Exception as e:  # noqa: BLE001 - one analysis must not sink the others
+            log.exception("analysis %s failed", name)
+            run.errors[name] = f"{type(e).__name__}: {e}"
+        run.seconds[name] = time.perf_counter() - t0
+    progress(1.0, "done")
+    return run
