@@ -18,8 +18,9 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -181,7 +182,7 @@ def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None =
             run.results[name] = runner(dataset, ctx)
         except Skip as e:
             run.skipped[name] = str(e)
-        except Exception as e:  # noqa: BLE001 - one analysis must not sink the others
+        except Exception as e:
             log.exception("analysis %s failed", name)
             run.errors[name] = f"{type(e).__name__}: {e}"
         run.seconds[name] = time.perf_counter() - t0
