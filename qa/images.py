@@ -48,6 +48,7 @@ T = TypeVar("T")
 NOT_FOUND = "file not found"
 OUTSIDE_ROOT = "outside the dataset root"
 NO_ROOT = "the dataset has no image folder"
+LINK_OUTSIDE = "symbolic link pointing outside the dataset root"
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,7 @@ class ImageRead:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OutsideRootError):
-        return OUTSIDE_ROOT if "symbolic link" not in str(exc) else \
-            "symbolic link pointing outside the dataset root"
+        return OUTSIDE_ROOT if "symbolic link" not in str(exc) else LINK_OUTSIDE
     if isinstance(exc, FileNotFoundError):
         return NOT_FOUND
     if isinstance(exc, IsADirectoryError):

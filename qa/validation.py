@@ -36,6 +36,7 @@ from qa.dataset import (
     Y,
     empty_frame,
 )
+from qa.images import LINK_OUTSIDE
 
 # Boxes may overshoot the image by this much before being flagged: exporters round
 # coordinates, and CVAT/LabelImg clamp to the last pixel centre (1 px is what CVAT tolerates).
@@ -236,8 +237,10 @@ def check_files(ds: Dataset) -> list[dict]:
     out = []
     unsafe = im[im[UNSAFE_PATH]] if UNSAFE_PATH in im else im.iloc[:0]
     out += _rows("error", "unsafe_path", unsafe,
-                 lambda d: f"image {d[IMAGE_ID]}: file name '{d[FILE_NAME]}' resolves outside the "
-                 f"dataset root {ds.root}; it was not read. Use a path relative to the root.")
+                 lambda d: f"image {d[IMAGE_ID]}: file name '{d[FILE_NAME]}' "
+                 + ("is a symbolic link that leads" if d.get(FILE_ERROR) == LINK_OUTSIDE
+                    else "resolves") + f" outside the dataset root {ds.root}; it was not "
+                 "read. Use a path relative to the root (copy linked files in).")
     missing = im[~im[EXISTS] & ~im.get(UNSAFE_PATH, False)]
     out += _rows("error", "missing_file", missing,
                  lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is listed but not found "

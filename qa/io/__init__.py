@@ -16,6 +16,8 @@ from typing import Callable
 import pandas as pd
 
 from qa.dataset import EXISTS, PRED_ID, Dataset, DatasetError
+from qa.io._common import check_root
+from qa.paths import confined_to
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +134,31 @@ def sniff_format(path: Path | str) -> str:
     )
 
 
-def read_labels(path: Path | str, *, format: str = "auto", image_root=None) -> Dataset:
-    """Parse the labels at ``path`` without touching image files."""
+def read_labels(path: Path | str, *, format: str = "auto", image_root=None,
+                confine_to: Path | str | None = None) -> Dataset:
+    """Parse the labels at ``path`` without touching image files (YOLO reads headers).
+
+    ``confine_to``: a folder the whole load must stay inside (an upload's extraction folder,
+    see :func:`qa.paths.confined_to`): the root, YOLO ``path:`` and split entries, and any
+    guess of the image folder outside it raise DatasetError."""
     p = Path(path)
-    fmt = sniff_format(p) if format == "auto" else format
-    if fmt not in FORMATS:
-        raise DatasetError(f"Unknown format {fmt!r}; choose one of {sorted(FORMATS)} or 'auto'.")
-    mod = importlib.import_module(FORMATS[fmt])
-    reader = getattr(mod, _READ_FN.get(fmt, "read"))
-    return reader(p, image_root=image_root)
+    with confined_to(confine_to):
+        check_root(p, p, "the dataset path")
+        fmt = sniff_format(p) if format == "auto" else format
+        if fmt not in FORMATS:
+            raise DatasetError(
+                f"Unknown format {fmt!r}; choose one of {sorted(FORMATS)} or 'auto'.")
+        mod = importlib.import_module(FORMATS[fmt])
+        reader = getattr(mod, _READ_FN.get(fmt, "read"))
+        try:
+            ds = reader(p, image_root=image_root)
+        except RecursionError:
+            raise DatasetError(
+                f"{p}: the labels are nested too deeply to read (thousands of levels of "
+                "lists or objects); no labelling tool writes that. Re-export the file.") from None
+        if ds.root is not None:
+            check_root(Path(ds.root), p, "the image folder")
+    return ds
 
 
 def load(
@@ -152,6 +170,7 @@ def load(
     probe: bool = True,
     strict: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    confine_to: Path | str | None = None,
 ) -> Dataset:
     """Load a dataset from ``path`` and return a :class:`Dataset`.
 
@@ -165,6 +184,10 @@ def load(
     image_root : where image files live, if not where the format says.
     probe : read image headers (size, readable) in parallel; False skips all image I/O.
     strict : raise DatasetError if validation finds any error instead of quarantining.
+    confine_to : for an upload, its extraction folder: the dataset root, a YOLO ``path:``,
+        split entries and the guess of the image folder must lie inside it (DatasetError
+        otherwise). Local datasets need none: their root is whatever the labels say, and
+        nothing outside the root is ever read (see :mod:`qa.paths`).
 
     Malformed files raise :class:`DatasetError` naming the file and position. Bad rows in a
     well-formed file are quarantined into ``Dataset.load_issues`` (see :func:`qa.validate`).
@@ -172,7 +195,7 @@ def load(
     """
     from qa.io._common import probe_images
 
-    ds = read_labels(path, format=format, image_root=image_root)
+    ds = read_labels(path, format=format, image_root=image_root, confine_to=confine_to)
     if probe and EXISTS not in ds.images.columns:  # YOLO probes while reading (needs sizes)
         ds = dataclasses.replace(ds, images=probe_images(ds.images, ds.root, progress=progress))
     if predictions is not None:

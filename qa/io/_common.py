@@ -30,7 +30,7 @@ from qa.dataset import (
     DatasetError,
     empty_frame,
 )
-from qa.paths import lexically_inside
+from qa.paths import is_within, lexically_inside, within_boundary
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +70,68 @@ class IssueLog:
 
 
 # ----------------------------------------------------------------------------- paths
-def list_images(folder: Path) -> list[Path]:
-    """Image files below ``folder``, sorted, hidden files skipped."""
+def list_images(folder: Path, *, root: Path | None = None,
+                issues: IssueLog | None = None) -> list[Path]:
+    """Image files below ``folder``, sorted, hidden files skipped.
+
+    With ``root``, the path rule of :mod:`qa.paths` holds: a ``folder`` (or a sub-folder)
+    whose real location is outside ``root`` is not listed, and says so in ``issues``. Files
+    are listed as they are; a linked file that leads out is refused when it is opened
+    (``unsafe_path``)."""
+    if root is not None and not is_within(root, folder):
+        refuse_outside(issues, folder, root)
+        return []
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            sub = Path(dirpath) / d
+            if root is not None and sub.is_symlink() and not is_within(root, sub):
+                refuse_outside(issues, sub, root)
+                continue
+            keep.append(d)
+        dirnames[:] = keep
         for f in sorted(filenames):
             if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
                 out.append(Path(dirpath) / f)
     return out
+
+
+def refuse_outside(issues: IssueLog | None, path: Path, root: Path) -> None:
+    msg = (f"{path}: this folder leads outside the dataset root {root} (a symbolic link or "
+           "'..'); it is not read. Copy the files into the dataset folder.")
+    if issues is not None:
+        issues.error("unsafe_path", msg)
+    else:
+        log.warning("%s", msg)
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()`` that says False instead of raising (a name longer than the file
+    system allows, a symlink loop, no permission)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()`` that says False instead of raising (see :func:`is_file`)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def check_root(root: Path, source: Path, what: str = "the dataset root") -> Path:
+    """``root``, or DatasetError when a load confined to an upload's folder
+    (:func:`qa.paths.confined_to`) would read from outside it."""
+    if not within_boundary(root):
+        raise DatasetError(
+            f"{source}: {what} ({root}) lies outside the uploaded dataset's folder; an upload "
+            "can only read its own files. Use relative paths inside the zip (e.g. 'path: .' "
+            "in data.yaml) and keep the images in it.")
+    return root
 
 
 # ----------------------------------------------------------------------------- images
@@ -112,7 +165,7 @@ def probe_images(
         images[HEADER_HEIGHT] = pd.array([pd.NA] * n, dtype="Int64")
         images[FILE_ERROR] = None
         return images
-    from qa.images import NOT_FOUND, OUTSIDE_ROOT
+    from qa.images import LINK_OUTSIDE, NOT_FOUND, OUTSIDE_ROOT
 
     rootp = Path(root).resolve()
     paths = [lexically_inside(rootp, str(f)) for f in images[FILE_NAME]]
@@ -132,7 +185,8 @@ def probe_images(
     images[HEADER_WIDTH] = pd.array(list(hw), dtype="Int64")
     images[HEADER_HEIGHT] = pd.array(list(hh), dtype="Int64")
     images[FILE_ERROR] = list(err)
-    images[UNSAFE_PATH] = np.array([p is None for p in paths], dtype=bool)
+    images[UNSAFE_PATH] = np.array([p is None or e == LINK_OUTSIDE
+                                    for p, e in zip(paths, err)], dtype=bool)
     for col, hcol in ((WIDTH, HEADER_WIDTH), (HEIGHT, HEADER_HEIGHT)):
         cur = images[col] if col in images else pd.Series([pd.NA] * n, dtype="Int64")
         images[col] = pd.array(cur, dtype="Int64").fillna(images[hcol]) if n else cur

@@ -46,8 +46,10 @@ from qa.io._common import (
     ids_by_file_name,
     list_images,
     read_bytes,
+    refuse_outside,
 )
 from qa.io.coco import split_from_name
+from qa.paths import is_within
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,9 @@ def read_imagefolder(path: Path | str, *, image_root=None) -> Dataset:
     groups = [(split_from_name(d.name), d) for d in top] if split_level else [(None, root)]
     rows, classes, splits = [], set(), {}
     for split, base in groups:
+        if not is_within(root, base):  # the path rule (qa.paths): a linked split folder
+            refuse_outside(issues, base, root)
+            continue
         for f in sorted(base.iterdir()):
             if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
                 issues.warning("unlabelled_image",
@@ -100,8 +105,11 @@ def read_imagefolder(path: Path | str, *, image_root=None) -> Dataset:
                                "label. Move it into a class folder.")
                 splits[f.relative_to(root).as_posix()] = split
         for cdir in sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")):
+            if not is_within(root, cdir):
+                refuse_outside(issues, cdir, root)
+                continue
             classes.add(cdir.name)
-            for img in list_images(cdir):
+            for img in list_images(cdir, root=root, issues=issues):
                 fn = img.relative_to(root).as_posix()
                 splits[fn] = split
                 rows.append((fn, cdir.name, DEFAULT_ANNOTATOR))

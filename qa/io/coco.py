@@ -41,7 +41,8 @@ from qa.dataset import (
     X,
     Y,
 )
-from qa.io._common import IssueLog, expect, parse_json, read_bytes
+from qa.io._common import IssueLog, check_root, expect, is_file, parse_json, read_bytes
+from qa.paths import lexically_inside, within_boundary
 
 log = logging.getLogger(__name__)
 
@@ -256,17 +257,28 @@ def read_coco_file(path: Path, issues: IssueLog):
 
 # ----------------------------------------------------------------------------- dataset
 def _guess_root(json_path: Path, file_names: list[str], image_root) -> Path:
+    """Where the images of a labels file are: ``image_root`` if given, else the first of the
+    labels file's folder, its ``images/``, the parent folder and its ``images/`` that holds
+    most of the first 50 listed files. In a load confined to an upload
+    (:func:`qa.paths.confined_to`) only folders inside it are considered."""
     if image_root is not None:
-        return Path(image_root)
+        return check_root(Path(image_root), json_path, "image_root")
     base = json_path.parent
-    cands = [base, base / "images", base.parent, base.parent / "images"]
-    sample = [f for f in file_names[:50]]
-    if not sample:
-        return cands[0] if json_path.parent.name != "annotations" else base.parent
-    best = max(cands, key=lambda c: sum((c / f).is_file() for f in sample))
-    if not any((best / f).is_file() for f in sample):
-        return base.parent if base.name == "annotations" else base
-    return best
+    fallback = base.parent if base.name == "annotations" else base
+    cands = [c for c in (base, base / "images", base.parent, base.parent / "images")
+             if within_boundary(c)]
+    if not within_boundary(fallback):
+        fallback = base
+    sample = [f for f in file_names[:50] if isinstance(f, str) and f]
+    if not sample or not cands:
+        return fallback
+
+    def hits(c: Path) -> int:
+        return sum(1 for f in sample if (p := lexically_inside(c, f)) is not None and is_file(p))
+
+    scores = [hits(c) for c in cands]
+    best = max(range(len(cands)), key=lambda i: scores[i])
+    return cands[best] if scores[best] else fallback
 
 
 def _dedupe_ids(df: pd.DataFrame, col: str, what: str, path: Path, issues: IssueLog,

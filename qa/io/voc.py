@@ -43,6 +43,7 @@ from qa.dataset import (
     Y,
 )
 from qa.io._common import IssueLog, expect, ids_by_file_name, parse_xml, read_bytes
+from qa.paths import is_within, lexically_inside
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,13 @@ def _read_one(xml: Path, root: Path, issues: IssueLog, rows: list, has_image_dir
            f"expected a VOC <annotation> root element, got <{doc.tag}>. Is this a VOC file?")
     fname = _text(doc, "filename") or f"{xml.stem}.jpg"
     fname = fname.replace("\\", "/")
-    if not Path(fname).suffix and has_image_dir:  # some tools write the id without extension
+    # the path rule: a name that leaves the image folder is never looked up on disk (the
+    # probe then reports it as unsafe_path)
+    safe = has_image_dir and lexically_inside(root / IMAGE_DIR, fname) is not None \
+        and is_within(root, root / IMAGE_DIR)
+    if not Path(fname).suffix and safe:  # some tools write the id without extension
         found = sorted((root / IMAGE_DIR).glob(f"{glob.escape(fname)}.*"))
-        fname = found[0].name if found else f"{fname}.jpg"
+        fname = found[0].relative_to(root / IMAGE_DIR).as_posix() if found else f"{fname}.jpg"
     file_name = f"{IMAGE_DIR}/{fname}" if has_image_dir else fname
     size = doc.find("size")
     w = _int_or(_text(size, "width"), None)

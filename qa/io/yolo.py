@@ -54,13 +54,17 @@ from qa.dataset import (
 from qa.io._common import (
     IMAGE_EXTENSIONS,
     IssueLog,
+    check_root,
     expect,
-    probe_images,
+    is_dir,
+    is_file,
     list_images,
     parse_yaml,
+    probe_images,
     read_bytes,
 )
 from qa.io.coco import split_from_name
+from qa.paths import is_within
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +141,15 @@ def _images_of_entry(entry, root: Path, yaml_path: Path, issues: IssueLog) -> tu
                          "folder of images or a .txt list of image paths.")
             continue
         p = Path(e) if os.path.isabs(e) else root / e
-        if p.is_dir():
-            paths += list_images(p)
+        if (is_dir(p) or is_file(p)) and not is_within(root, p):
+            issues.error("unsafe_path",
+                         f"{yaml_path}: split entry {e!r} ({p}) leads outside the dataset root "
+                         f"{root}; it is not read. Keep the splits inside the dataset folder.")
+            continue
+        if is_dir(p):
+            paths += list_images(p, root=root, issues=issues)
             folders.append(p)
-        elif p.is_file() and p.suffix.lower() == ".txt":
+        elif is_file(p) and p.suffix.lower() == ".txt":
             for ln in read_bytes(p).decode("utf-8", errors="replace").splitlines():
                 ln = ln.strip()
                 if not ln or ln.startswith("#"):
@@ -149,7 +158,7 @@ def _images_of_entry(entry, root: Path, yaml_path: Path, issues: IssueLog) -> tu
                 q = p.parent / ln[2:] if ln.startswith("./") else (
                     Path(ln) if os.path.isabs(ln) else root / ln)
                 paths.append(q)
-        elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+        elif is_file(p) and p.suffix.lower() in IMAGE_EXTENSIONS:
             paths.append(p)
         else:
             issues.error("missing_split",
@@ -170,7 +179,8 @@ def _layout_from_yaml(yaml_path: Path, issues: IssueLog):
     else:
         expect(isinstance(rp, str), yaml_path, f"'path' must be a string, got {rp!r}.")
         root = Path(rp) if os.path.isabs(rp) else base / rp
-        if not root.is_dir():
+        check_root(root, yaml_path, f"'path: {rp}'")
+        if not is_dir(root):
             # Ultralytics falls back to paths relative to the yaml's folder
             issues.warning("missing_root",
                            f"{yaml_path}: 'path' {rp!r} is not a folder; using the yaml's "
@@ -194,14 +204,14 @@ def _layout_from_yaml(yaml_path: Path, issues: IssueLog):
     return root, names, split_images, folders
 
 
-def _layout_from_folder(folder: Path):
+def _layout_from_folder(folder: Path, issues: IssueLog):
     images_dir = folder / "images"
     if not images_dir.is_dir() or not (folder / "labels").is_dir():
         raise DatasetError(
             f"{folder}: not a YOLO dataset: expected data.yaml, or images/ and labels/ folders.")
     names = _names_from_classes_txt(folder)
     split_images = []
-    for p in list_images(images_dir):
+    for p in list_images(images_dir, root=folder, issues=issues):
         rel = p.relative_to(images_dir).parts
         split = split_from_name(rel[0]) if len(rel) > 1 else None
         split_images.append((p, split if split in SPLITS else None))
@@ -298,7 +308,7 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     if yaml_path is not None:
         root, names, split_images, folders = _layout_from_yaml(yaml_path, issues)
     else:
-        root, names, split_images, folders = _layout_from_folder(path)
+        root, names, split_images, folders = _layout_from_folder(path, issues)
     # one row per image file (first split wins when an image is listed twice)
     seen: dict[str, tuple[Path, str | None]] = {}
     for p, split in split_images:
@@ -313,8 +323,9 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     file_names = sorted(seen)
     ids = {fn: i + 1 for i, fn in enumerate(file_names)}
     paths = [seen[fn][0] for fn in file_names]
+    label_root = root  # label files are read from the dataset root, images from image_root
     if image_root is not None:  # file names stay relative to the dataset root
-        root = Path(image_root)
+        root = check_root(Path(image_root), path, "image_root")
     # the headers are read once, here: load() sees the probe columns and does not probe again;
     # a listed image outside the root is not opened (and its labels cannot be converted)
     images = probe_images(pd.DataFrame({
@@ -330,14 +341,15 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     for fn, p, size in zip(file_names, paths, sizes):
         lp = label_path(p)
         expected_labels.add(os.path.normcase(os.path.abspath(lp)))
-        if lp.is_file():
+        # the path rule: an image listed from outside the root is refused, and so is its label
+        if is_within(label_root, lp) and is_file(lp):
             for r in _parse_label_file(lp, size, ids[fn], issues, names):
                 rows.append((ids[fn], *r))
 
     # label files whose image is missing
     for folder in folders:
         ld = _labels_dir(folder)
-        if ld == folder or not ld.is_dir():
+        if ld == folder or not is_dir(ld) or not is_within(label_root, ld):
             continue
         for lp in sorted(ld.rglob("*.txt")):
             if lp.name == "classes.txt":

@@ -1,0 +1,167 @@
+"""Hostile inputs (issue 14): uploads that try to read outside their folder, resource bombs,
+inputs that used to crash, and bad data that used to pass without a word.
+
+One rule for paths (qa/paths.py): a path whose real location is outside the dataset root is
+never opened or listed, and an upload is confined to its extraction folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+import qa
+from qa.dataset import DatasetError
+from qa.io.archive import extract_zip, extraction_folder
+from tests.conftest import write_jpeg
+
+
+def _zip(entries: dict[str, bytes | str]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    buf.seek(0)
+    return buf
+
+
+def _jpeg_bytes(size=(32, 24), seed=0) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+        out, format="JPEG")
+    return out.getvalue()
+
+
+def _upload(tmp_path: Path, entries: dict) -> tuple[Path, Path]:
+    """(dataset folder, extraction folder) of a zip extracted under tmp_path/uploads."""
+    parent = tmp_path / "uploads"
+    parent.mkdir(exist_ok=True)
+    folder = extract_zip(_zip(entries), dest_parent=parent)
+    return folder, extraction_folder(folder)
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A YOLO-looking folder beside the uploads: what an attacker would like to read."""
+    o = tmp_path / "outside"
+    write_jpeg(o / "images" / "secret.jpg", size=(64, 48))
+    (o / "labels").mkdir(parents=True)
+    (o / "labels" / "secret.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    return o
+
+
+def _yolo_zip(cfg: dict) -> dict:
+    return {"ds/data.yaml": yaml.safe_dump(cfg), "ds/images/train/a.jpg": _jpeg_bytes(),
+            "ds/labels/train/a.txt": "0 0.5 0.5 0.5 0.5\n"}
+
+
+# ----------------------------------------------------------------------------- section 1
+@pytest.mark.parametrize("path_value", ["ABS", "../..", "../../outside"])
+def test_upload_yolo_path_outside_the_extraction_is_refused(tmp_path, outside, path_value):
+    pv = str(outside) if path_value == "ABS" else path_value
+    folder, box = _upload(tmp_path, _yolo_zip({"path": pv, "train": "images",
+                                               "names": ["x"]}))
+    with pytest.raises(DatasetError, match="outside the uploaded dataset's folder"):
+        qa.load(folder, confine_to=box)
+
+
+def test_upload_yolo_split_entry_outside_is_not_read(tmp_path, outside):
+    rel = Path("..") / ".." / ".." / "outside" / "images"
+    folder, box = _upload(tmp_path, _yolo_zip({"path": ".", "train": "images/train",
+                                               "val": str(rel), "names": ["x"]}))
+    assert (folder / rel).resolve() == outside / "images"  # the entry does point there
+    ds = qa.load(folder, confine_to=box)
+    assert ds.images.file_name.tolist() == ["images/train/a.jpg"]
+    issues = qa.validate(ds).issues
+    assert issues.loc[issues.check == "unsafe_path", "message"].str.contains(
+        "leads outside the dataset root").any()
+
+
+def test_upload_with_only_a_coco_json_does_not_guess_a_root_outside(tmp_path):
+    # the extraction's parent holds a file the JSON names: the old guess climbed there
+    write_jpeg(tmp_path / "uploads" / "a.jpg")
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+           "annotations": [], "categories": [{"id": 1, "name": "x"}]}
+    folder, box = _upload(tmp_path, {"labels.json": json.dumps(doc)})
+    assert folder == box
+    ds = qa.load(folder / "labels.json", confine_to=box)
+    assert ds.root == box
+    assert not ds.images.exists.iloc[0]  # not found inside the upload, and not read outside
+
+
+def test_upload_image_root_outside_is_refused(tmp_path):
+    doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [],
+           "categories": [{"id": 1, "name": "x"}]}
+    folder, box = _upload(tmp_path, {"labels.json": json.dumps(doc)})
+    with pytest.raises(DatasetError, match="outside the uploaded dataset's folder"):
+        qa.load(folder / "labels.json", confine_to=box, image_root=tmp_path)
+
+
+def test_local_yolo_list_entry_outside_opens_neither_image_nor_label(tmp_path, outside):
+    ds_dir = tmp_path / "ds"
+    write_jpeg(ds_dir / "images" / "a.jpg", size=(64, 48))
+    (ds_dir / "labels").mkdir(parents=True)
+    (ds_dir / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (ds_dir / "train.txt").write_text("images/a.jpg\n../outside/images/secret.jpg\n")
+    (ds_dir / "data.yaml").write_text("train: train.txt\nnames: [x]\n")
+    ds = qa.load(ds_dir)
+    rep = qa.validate(ds)
+    sid = ds.images.loc[ds.images.file_name.str.contains("secret"), "image_id"].item()
+    assert sid in rep.issues.loc[rep.issues.check == "unsafe_path", "image_id"].tolist()
+    assert (ds.annotations.image_id != sid).all()
+    # the label was not opened: nothing was said about it
+    assert not rep.issues.message.str.contains("secret.txt").any()
+
+
+def test_local_symlinked_folders_outside_are_not_listed(tmp_path, outside):
+    # image folder: a class folder that is a link out of the root
+    root = tmp_path / "cls"
+    write_jpeg(root / "cat" / "a.jpg")
+    (root / "dog").symlink_to(outside / "images", target_is_directory=True)
+    ds = qa.load(root)
+    assert ds.images.file_name.tolist() == ["cat/a.jpg"]
+    assert "dog" not in ds.categories.name.tolist()
+    assert (ds.load_issues.check == "unsafe_path").sum() == 1
+    # YOLO: a split folder that is a link out
+    y = tmp_path / "y"
+    write_jpeg(y / "images" / "train" / "a.jpg")
+    (y / "images" / "val").symlink_to(outside / "images", target_is_directory=True)
+    (y / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [x]\n")
+    ds = qa.load(y)
+    assert ds.images.file_name.tolist() == ["images/train/a.jpg"]
+    assert "leads outside the dataset root" in " ".join(ds.load_issues.message)
+
+
+def test_local_symlinked_file_and_folder_follow_the_same_rule(tmp_path, outside):
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "link.jpg").symlink_to(outside / "images" / "secret.jpg")
+    (root / "sub").symlink_to(outside / "images", target_is_directory=True)
+    doc = {"images": [{"id": 1, "file_name": "link.jpg"}, {"id": 2, "file_name": "sub/secret.jpg"}],
+           "annotations": [], "categories": [{"id": 1, "name": "x"}]}
+    (root / "labels.json").write_text(json.dumps(doc))
+    ds = qa.load(root / "labels.json")
+    assert ds.images.unsafe_path.tolist() == [True, True]
+    assert not ds.images.readable.any()
+
+
+def test_voc_filename_with_dotdot_lists_nothing_outside(tmp_path, outside):
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    (root / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>../../outside/images/secret</filename>"
+        "<object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax>"
+        "</bndbox></object></annotation>")
+    ds = qa.load(root)
+    fn = ds.images.file_name.item()
+    assert "secret.jpg" not in fn or fn.endswith("secret")  # no listing found the real file
+    assert ds.images.unsafe_path.item()
