@@ -165,3 +165,66 @@ def test_voc_filename_with_dotdot_lists_nothing_outside(tmp_path, outside):
     fn = ds.images.file_name.item()
     assert "secret.jpg" not in fn or fn.endswith("secret")  # no listing found the real file
     assert ds.images.unsafe_path.item()
+
+
+# ----------------------------------------------------------------------------- section 2
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    prev = "a"
+    for c in "bcdefghijk"[:levels]:
+        lines.append(f"{c}: &{c} [" + ", ".join([f"*{prev}"] * 9) + "]")
+        prev = c
+    return "\n".join(lines) + f"\nnames: *{prev}\ntrain: images\n"
+
+
+def test_yaml_alias_bomb_is_refused_fast_naming_the_file(tmp_path):
+    import time
+
+    write_jpeg(tmp_path / "images" / "a.jpg")
+    (tmp_path / "data.yaml").write_text(_alias_bomb())
+    assert (tmp_path / "data.yaml").stat().st_size < 1024
+    t = time.perf_counter()
+    with pytest.raises(DatasetError, match=r"data\.yaml: .*alias bomb"):
+        qa.load(tmp_path)
+    assert time.perf_counter() - t < 5
+
+
+def test_load_yaml_safe_refuses_loops_and_depth_and_keeps_ordinary_aliases(tmp_path):
+    from qa.io._common import load_yaml_safe
+
+    p = tmp_path / "c.yaml"
+    p.write_text("a: &a [1, *a]\n")
+    with pytest.raises(DatasetError, match="alias bomb"):
+        load_yaml_safe(p)
+    p.write_text("[" * 3000 + "]" * 3000)
+    with pytest.raises(DatasetError, match="c.yaml: .*nested too deeply"):
+        load_yaml_safe(p)
+    p.write_text("x: [\n")
+    with pytest.raises(DatasetError, match=r"c\.yaml: malformed YAML at line 2"):
+        load_yaml_safe(p)
+    p.write_text("base: &b {iou: 0.5}\nrun: *b\n")
+    assert load_yaml_safe(p) == {"base": {"iou": 0.5}, "run": {"iou": 0.5}}
+
+
+@pytest.mark.parametrize("fmt", ["coco", "labelstudio"])
+def test_deep_json_nesting_is_a_dataset_error(tmp_path, fmt):
+    p = tmp_path / "deep.json"
+    deep = "[" * 100_000 + "]" * 100_000
+    if fmt == "coco":
+        p.write_text('{"images": [], "annotations": [' + deep + "]}")
+    else:
+        value = '{"a":' * 5000 + "1" + "}" * 5000
+        p.write_text('[{"data": {"image": "a.jpg"}, "annotations": [{"result": '
+                     '[{"type": "rectanglelabels", "value": ' + value + "}]}]}]")
+    with pytest.raises(DatasetError, match="deep.json: .*nested too deeply"):
+        qa.load(p, format=fmt)
+
+
+def test_many_mid_sized_entries_trip_the_whole_archive_ratio(tmp_path):
+    from qa.io import archive
+
+    entries = {f"ds/z{i}.bin": b"\0" * (1024**2) for i in range(12)}  # 12 MiB of zeros
+    with pytest.raises(DatasetError, match="expands .*x overall"):
+        extract_zip(_zip(entries), dest_parent=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert archive.MIN_BYTES_FOR_RATIO < 12 * 1024**2  # each entry alone is under the floor

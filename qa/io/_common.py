@@ -231,6 +231,10 @@ def read_bytes(path: Path) -> bytes:
         raise DatasetError(f"{path}: cannot be read ({exc}).") from None
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def parse_json(path: Path, data: bytes | None = None, *, decoder=None):
     """Parse JSON (into Python objects, or typed with a msgspec ``decoder``). Syntax and
     encoding errors raise DatasetError with line:col; a typed decoder's schema mismatch
@@ -238,8 +242,16 @@ def parse_json(path: Path, data: bytes | None = None, *, decoder=None):
     import msgspec
 
     data = read_bytes(path) if data is None else data
+    if data.startswith(_UTF8_BOM):  # Windows tools write one; JSON parsers refuse it
+        data = data[len(_UTF8_BOM):]
+    elif data.startswith(_UTF16_BOMS):
+        raise DatasetError(f"{path}: the file is UTF-16 text; JSON must be UTF-8. Save it as "
+                           "UTF-8 (e.g. in your editor's 'Save with encoding').")
     try:
         return decoder.decode(data) if decoder is not None else msgspec.json.decode(data)
+    except RecursionError:
+        raise DatasetError(f"{path}: the JSON is nested too deeply to read (thousands of "
+                           "levels); no labelling tool writes that. Re-export the file.") from None
     except msgspec.ValidationError as exc:
         if decoder is not None:
             raise
@@ -292,16 +304,100 @@ def parse_xml(path: Path):
         ) from None
 
 
-def parse_yaml(path: Path):
+# YAML limits. A data.yaml or a report config is a few KB with tens of nodes; these caps are
+# orders of magnitude above that, and stop an alias bomb ("billion laughs": nine levels of
+# ten references expand 1 KB to 10^9 nodes) before anything is expanded.
+MAX_YAML_BYTES = 4 * 1024**2
+MAX_YAML_NODES = 1_000_000
+
+
+def load_yaml_safe(path: Path | str, text: str | bytes | None = None, *,
+                   max_nodes: int = MAX_YAML_NODES):
+    """Parse a YAML file with PyYAML's safe loader, refusing what could exhaust the machine:
+    a file over ``MAX_YAML_BYTES``, a document whose aliases would expand to more than
+    ``max_nodes`` nodes (counted on the composed graph, before anything is built), an alias
+    that contains itself, and nesting deeper than Python's recursion limit. Every refusal and
+    every syntax error is a :class:`DatasetError` naming the file. Every YAML this project
+    reads goes through here (data.yaml, the report's config file)."""
     import yaml
 
+    path = Path(path)
+    data = read_bytes(path) if text is None else text
+    if len(data) > MAX_YAML_BYTES:
+        raise DatasetError(f"{path}: {len(data) / 1024**2:.1f} MiB is too large for a YAML "
+                           f"config (limit {MAX_YAML_BYTES / 1024**2:.0f} MiB).")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); save the YAML as "
+                               "UTF-8.") from None
+    loader = yaml.SafeLoader(data)
     try:
-        text = read_bytes(path).decode("utf-8", errors="replace")
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        n = _yaml_size(node, max_nodes)
+        if n > max_nodes:
+            raise DatasetError(
+                f"{path}: the YAML's aliases (*name references) expand to more than "
+                f"{max_nodes:,} values; refusing a possible alias bomb. Write the values out "
+                "or use fewer nested references.")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DatasetError(f"{path}: malformed YAML{where}: {exc}. Fix the file.") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DatasetError(f"{path}: malformed YAML{where}: {problem}. Fix the file.") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: the YAML is nested too deeply to read; no config needs "
+                           "that. Fix the file.") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_size(root, limit: int) -> int:
+    """Number of nodes ``root`` expands to with every alias followed (shared nodes counted
+    each time they are referenced), up to just past ``limit``. Iterative; a node that
+    contains itself is a DatasetError-worthy loop, reported as over the limit."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    stack: list[tuple[object, bool]] = [(root, False)]
+    open_: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_.discard(key)
+            kids = _yaml_children(node, yaml)
+            sizes[key] = min(limit + 1, 1 + sum(sizes[id(k)] for k in kids))
+            continue
+        if key in sizes:
+            continue
+        if key in open_:  # an alias to an enclosing node: infinite when expanded
+            return limit + 1
+        open_.add(key)
+        stack.append((node, True))
+        for k in _yaml_children(node, yaml):
+            if id(k) in open_:
+                return limit + 1
+            if id(k) not in sizes:
+                stack.append((k, False))
+    return sizes[id(root)]
+
+
+def _yaml_children(node, yaml) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [x for kv in node.value for x in kv]
+    return []
+
+
+def parse_yaml(path: Path):
+    """A YAML file's content (see :func:`load_yaml_safe`)."""
+    return load_yaml_safe(path)
 
 
 def expect(cond: bool, path: Path, what: str) -> None:
