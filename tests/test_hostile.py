@@ -228,3 +228,117 @@ def test_many_mid_sized_entries_trip_the_whole_archive_ratio(tmp_path):
         extract_zip(_zip(entries), dest_parent=tmp_path)
     assert list(tmp_path.iterdir()) == []
     assert archive.MIN_BYTES_FOR_RATIO < 12 * 1024**2  # each entry alone is under the floor
+
+
+# ----------------------------------------------------------------------------- section 3
+def _stored_zip(name: str = "ds/a.txt", data: bytes = b"hello world " * 10) -> bytearray:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(name, data)
+    return bytearray(buf.getvalue())
+
+
+def _patch(raw: bytearray, local_off: int, central_off: int, value: bytes) -> io.BytesIO:
+    """Overwrite a field in the local header (offset from 'PK\\3\\4') and in the central
+    directory entry (offset from 'PK\\1\\2')."""
+    lo, ce = raw.index(b"PK\x03\x04"), raw.index(b"PK\x01\x02")
+    raw[lo + local_off:lo + local_off + len(value)] = value
+    raw[ce + central_off:ce + central_off + len(value)] = value
+    return io.BytesIO(bytes(raw))
+
+
+def _encrypted():
+    return _patch(_stored_zip(), 6, 8, b"\x01\x00")  # general purpose flag bit 0
+
+
+def _deflate64():
+    return _patch(_stored_zip(), 8, 10, b"\x09\x00")  # compression method 9
+
+
+def _crc_corrupt():
+    raw = _stored_zip()
+    i = raw.index(b"hello world")
+    raw[i] = ord("j")
+    return io.BytesIO(bytes(raw))
+
+
+def _lying_size():
+    return _patch(_stored_zip(), 22, 24, (5).to_bytes(4, "little"))  # says 5 bytes
+
+
+@pytest.mark.parametrize("make,words", [(_encrypted, "encrypted"), (_deflate64, "compression"),
+                                        (_crc_corrupt, "damaged"), (_lying_size, "")])
+def test_bad_zips_are_dataset_errors_and_leave_nothing(tmp_path, make, words):
+    with pytest.raises(DatasetError, match=words) as exc:
+        extract_zip(make(), dest_parent=tmp_path)
+    assert "\n" not in str(exc.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _cli(*argv) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "qa.cli", *argv], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    return r.returncode, r.stderr
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
+    from qa.cli import main
+    from tests.conftest import SAMPLE
+
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}],
+                                 "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    quarantined = tmp_path / "q.json"
+    quarantined.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "x"}],
+        "annotations": [{"id": 1, "image_id": "x", "category_id": 1, "bbox": [1, 2, 3, 4]}]}))
+    cases = [(["agreement", str(empty)], "needs annotations"),
+             (["agreement", str(quarantined)], "needs annotations"),
+             (["stats", str(SAMPLE), "--annotator", "nobody", "--json"], "'nobody'"),
+             (["agreement", str(SAMPLE), "--iou", "7", "--json"], "iou_threshold")]
+    for argv, words in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("dataset-qa: error:") and words in err[0]
+
+
+def test_cli_unexpected_error_is_one_line(monkeypatch, coco_dir, capsys):
+    import qa as qa_mod
+    from qa.cli import main
+
+    def boom(*a, **k):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(qa_mod, "load", boom)
+    assert main(["info", str(coco_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unexpected KeyError" in err and "Traceback" not in err
+
+
+def test_cli_broken_pipe_is_quiet(monkeypatch, coco_dir, capsys):
+    import sys
+
+    from qa.cli import main
+
+    class Closed(io.StringIO):
+        def write(self, s):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            raise ValueError("no fd")  # what a pytest-captured stream says
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["info", str(coco_dir), "--json"]) == 0
+
+
+def test_file_name_longer_than_255_bytes_is_reported_not_raised(tmp_path):
+    doc = {"images": [{"id": 1, "file_name": "x" * 300 + ".jpg", "width": 4, "height": 4}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+           "categories": [{"id": 1, "name": "x"}]}
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    ds = qa.load(tmp_path / "c.json")
+    checks = qa.validate(ds).issues.check.tolist()
+    assert "missing_file" in checks
