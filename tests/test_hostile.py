@@ -342,3 +342,145 @@ def test_file_name_longer_than_255_bytes_is_reported_not_raised(tmp_path):
     ds = qa.load(tmp_path / "c.json")
     checks = qa.validate(ds).issues.check.tolist()
     assert "missing_file" in checks
+
+
+# ----------------------------------------------------------------------------- section 4
+def _coco(tmp_path, anns, images=None, cats=((1, "cat"),)):
+    images = images or [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}]
+    doc = {"images": images, "annotations": anns,
+           "categories": [{"id": c, "name": n} for c, n in cats]}
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    return tmp_path / "c.json"
+
+
+def _issues(ds, check=None):
+    rep = qa.validate(ds).issues
+    return rep if check is None else rep[rep.check == check]
+
+
+def test_truncated_jpeg_is_reported_by_validation(tmp_path):
+    write_jpeg(tmp_path / "a.jpg", size=(64, 48))
+    data = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "a.jpg").write_bytes(data[: len(data) * 2 // 3])
+    ds = qa.load(_coco(tmp_path, []))
+    bad = _issues(ds, "unreadable_file")
+    assert len(bad) == 1 and "cut short" in bad.message.item()
+
+
+def test_whole_jpeg_with_padding_or_appended_data_is_not_flagged(tmp_path):
+    write_jpeg(tmp_path / "a.jpg", size=(64, 48))
+    data = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "a.jpg").write_bytes(data + b"\0" * 16)
+    write_jpeg(tmp_path / "b.jpg", size=(64, 48))
+    (tmp_path / "b.jpg").write_bytes((tmp_path / "b.jpg").read_bytes() + b"trailer" * 400)
+    imgs = [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+            {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48}]
+    ds = qa.load(_coco(tmp_path, [], images=imgs))
+    assert ds.images.readable.all()
+
+
+def test_prediction_scores_and_boxes_are_validated(tmp_path):
+    write_jpeg(tmp_path / "a.jpg", size=(64, 48))
+    labels = _coco(tmp_path, [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9]}])
+    preds = [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9], "score": s}
+             for s in (7.5, -0.3, 0.9)]
+    preds.append({"image_id": 1, "category_id": 1, "bbox": [5, 5, -3, 4], "score": 0.5})
+    preds.append({"image_id": 1, "category_id": 1, "bbox": [50, 40, 30, 30], "score": 0.5})
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    ds = qa.load(labels, predictions=tmp_path / "p.json")
+    rep = _issues(ds)
+    assert sorted(rep[rep.check == "bad_score"].message.str.extract(r"score (\S+)")[0]) == \
+        ["-0.3", "7.5"]
+    assert rep[rep.check == "bad_box_size"].message.str.contains("prediction 4").all()
+    assert rep[rep.check == "box_outside_image"].message.str.contains("prediction 5").any()
+
+
+def test_predictions_on_unknown_image_ids_are_summarised(tmp_path):
+    labels = _coco(tmp_path, [])
+    preds = [{"image_id": 1000 + i, "category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.5}
+             for i in range(3)] + [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2],
+                                    "score": 0.5}]
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    ds = qa.load(labels, predictions=tmp_path / "p.json", probe=False)
+    row = _issues(ds, "prediction_image_mismatch")
+    assert len(row) == 1 and "3 of 4 predictions" in row.message.item() \
+        and "file_name" in row.message.item()
+
+
+def test_cvat_label_not_in_meta_is_quarantined_with_a_suggestion(tmp_path):
+    (tmp_path / "t.xml").write_text(
+        "<annotations><meta><task><labels><label><name>cat</name></label><label><name>dog"
+        "</name></label></labels></task></meta><image id='0' name='a.jpg' width='64' "
+        "height='48'><box label='catt' xtl='1' ytl='1' xbr='5' ybr='5'/><box label='dog' "
+        "xtl='1' ytl='1' xbr='5' ybr='5'/></image></annotations>")
+    ds = qa.load(tmp_path / "t.xml", probe=False)
+    assert ds.categories.name.tolist() == ["cat", "dog"] and len(ds.annotations) == 1
+    msg = _issues(ds, "unknown_category").message.item()
+    assert "'catt'" in msg and "did you mean 'cat'" in msg
+
+
+def test_coco_bbox_null_is_quarantined_not_an_image_label(tmp_path):
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": None},
+            {"id": 2, "image_id": 1, "category_id": 1},  # no key: an image-level label
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]}]
+    # typed read, and the lenient one (a 3-number bbox sends the file there)
+    for more in ([], [{"id": 4, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}]):
+        ds = qa.load(_coco(tmp_path, anns + more), probe=False)
+        assert sorted(ds.annotations.ann_id.tolist()) == [2, 3]
+        assert ds.annotations.set_index("ann_id").w.isna().tolist() == [True, False]
+        bad = _issues(ds, "malformed_annotation")
+        assert bad.message.str.contains('"bbox": null').sum() == 1
+        assert bad.loc[bad.message.str.contains("\"bbox\": null"), "ann_id"].tolist() == [1]
+
+
+def test_csv_encodings_nul_bytes_quotes_and_sizes(tmp_path):
+    p = tmp_path / "labels.csv"
+    p.write_bytes("image,label,width,height\na.jpg,café,64,48\n".encode("cp1252"))
+    ds = qa.load(p, probe=False)
+    assert ds.categories.name.tolist() == ["café"]
+    assert ds.images[["width", "height"]].values.tolist() == [[64, 48]]
+    assert (_issues(ds).check == "encoding").any()
+    p.write_bytes(b"image,label\na.jpg,c\x00at\nb.jpg,dog\n")
+    ds = qa.load(p, probe=False)
+    assert ds.categories.name.tolist() == ["dog"]
+    assert _issues(ds, "malformed_row").message.str.contains("control character").any()
+    p.write_text('image,label\n"a.jpg,cat\nb.jpg,dog\n')
+    msg = " ".join(_issues(qa.load(p, probe=False), "malformed_row").message)
+    assert "quote" in msg and "empty label" not in msg
+
+
+def test_bom_is_accepted_and_utf16_named(tmp_path):
+    p = tmp_path / "c.json"
+    doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [],
+           "categories": [{"id": 1, "name": "x"}]}
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(doc).encode())
+    assert len(qa.load(p, probe=False).images) == 1
+    p.write_bytes(json.dumps(doc).encode("utf-16"))
+    with pytest.raises(DatasetError, match="UTF-16"):
+        qa.load(p, format="coco")
+
+
+def test_seven_column_yolo_line_is_not_read_as_a_polygon(tmp_path):
+    write_jpeg(tmp_path / "images" / "a.jpg", size=(64, 48))
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2 0.9 3\n0 .1 .1 .5 .1 .3 .6\n")
+    (tmp_path / "data.yaml").write_text("train: images\nnames: [x]\n")
+    ds = qa.load(tmp_path)
+    assert len(ds.annotations) == 1  # the real triangle
+    msg = _issues(ds, "malformed_label").message.item()
+    assert "not normalised" in msg and "box_outside_image" not in _issues(ds).check.tolist()
+
+
+def test_labelstudio_annotations_object_and_empty_annotator_name_the_file(tmp_path):
+    tasks = [{"id": 7, "data": {"image": "a.jpg"},
+              "annotations": {"completed_by": 1, "result": [
+                  {"type": "choices", "value": {"choices": ["cat"]}}]}},
+             {"id": 8, "data": {"image": "b.jpg"},
+              "annotations": [{"completed_by": 2, "result": []}]}]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    ds = qa.load(tmp_path / "ls.json", probe=False)
+    assert len(ds.annotations) == 1
+    rep = _issues(ds)
+    assert rep.message.str.contains("'annotations' is an object").any()
+    empty = rep[rep.check == "empty_annotator"].message.tolist()
+    assert len(empty) == 1 and "ls.json" in empty[0] and "[8]" in empty[0]

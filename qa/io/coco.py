@@ -66,7 +66,9 @@ class _Ann(msgspec.Struct, kw_only=True, gc=False):
     id: Int64 | None = None
     image_id: Int64
     category_id: Int64
-    bbox: tuple[float, float, float, float] | None = None
+    # UNSET when the key is absent (an image-level label); None for an explicit null, which
+    # is quarantined: a box that lost its coordinates is not an image-level label
+    bbox: tuple[float, float, float, float] | None | msgspec.UnsetType = msgspec.UNSET
     area: float | None = None
     iscrowd: Annotated[int, msgspec.Meta(ge=0, le=1)] = 0
     segmentation: msgspec.Raw = msgspec.Raw()  # kept undecoded: cheap, parsed on demand
@@ -111,7 +113,16 @@ def _gc_paused():
 
 
 # ----------------------------------------------------------------------------- one file
-def _tables_typed(doc: _Coco):
+def _tables_typed(doc: _Coco, path: Path, issues: IssueLog):
+    nulls = [i for i, a in enumerate(doc.annotations) if a.bbox is None]
+    if nulls:
+        for i in nulls[:MAX_NULL_BBOX_ISSUES]:
+            _null_bbox(path, i, doc.annotations[i].id, doc.annotations[i].image_id, issues)
+        if len(nulls) > MAX_NULL_BBOX_ISSUES:
+            issues.error("malformed_annotation", f"{path}: {len(nulls) - MAX_NULL_BBOX_ISSUES} "
+                         "more annotations with 'bbox': null were quarantined.")
+        drop = set(nulls)
+        doc.annotations = [a for i, a in enumerate(doc.annotations) if i not in drop]
     imgs = doc.images
     images = pd.DataFrame({
         IMAGE_ID: np.fromiter((i.id for i in imgs), dtype=np.int64, count=len(imgs)),
@@ -122,7 +133,7 @@ def _tables_typed(doc: _Coco):
     })
     anns = doc.annotations
     n = len(anns)
-    boxes = np.array([a.bbox if a.bbox is not None else _NAN4 for a in anns],
+    boxes = np.array([a.bbox if a.bbox is not msgspec.UNSET else _NAN4 for a in anns],
                      dtype=np.float64).reshape(n, 4)
     ids = [a.id for a in anns]
     annotations = pd.DataFrame({
@@ -143,6 +154,18 @@ def _tables_typed(doc: _Coco):
         SUPERCATEGORY: [c.supercategory for c in doc.categories],
     })
     return images, annotations, cats
+
+
+# Cap on the per-annotation 'bbox: null' issues of one file (the rest are counted in one row).
+MAX_NULL_BBOX_ISSUES = 20
+
+
+def _null_bbox(path: Path, i: int, ann_id, image_id, issues: IssueLog) -> None:
+    issues.error("malformed_annotation",
+                 f"{path}: annotations[{i}] (id {ann_id!r}) has \"bbox\": null; the annotation is "
+                 "quarantined. Give [x, y, w, h], or leave the key out for an image-level label.",
+                 image_id=image_id if isinstance(image_id, int) else None,
+                 ann_id=ann_id if isinstance(ann_id, int) else None)
 
 
 def _size(v: float | None) -> int | None:
@@ -218,6 +241,9 @@ def _tables_lenient(path: Path, doc, issues: IssueLog):
             bad.append("an integer 'image_id'")
         if cid is None:
             bad.append("an integer 'category_id'")
+        if "bbox" in a and bbox is None:
+            _null_bbox(path, i, a.get("id"), iid, issues)
+            continue
         if bbox is not None:
             vals = [_num(v) for v in bbox] if isinstance(bbox, list) else None
             if vals is None or len(vals) != 4 or any(v is None for v in vals):
@@ -249,7 +275,7 @@ def read_coco_file(path: Path, issues: IssueLog):
     data = read_bytes(path)
     try:
         with _gc_paused():
-            return _tables_typed(parse_json(path, data, decoder=_DECODER))
+            return _tables_typed(parse_json(path, data, decoder=_DECODER), path, issues)
     except msgspec.ValidationError as exc:
         log.info("%s: typed COCO parse failed (%s); re-reading leniently", path, exc)
     return _tables_lenient(path, parse_json(path, data), issues)

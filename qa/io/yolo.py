@@ -72,6 +72,8 @@ YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 # Ultralytics writes `class cx cy w h`; `... conf` when saving predictions with save_conf.
 BOX_FIELDS = 5
 PRED_FIELDS = 6
+# Normalised coordinates may overshoot [0, 1] by rounding; beyond this a "polygon" is not one.
+NORM_TOLERANCE = 0.01
 # Cap on per-line issues per file so one broken file does not flood the report.
 MAX_ISSUES_PER_FILE = 20
 
@@ -277,6 +279,13 @@ def _parse_label_file(lp: Path, img_size, image_id: int, issues: IssueLog, names
                 "the yaml's names", check="unknown_category")
             continue
         seg = None
+        if polygon and not all(-NORM_TOLERANCE <= v <= 1 + NORM_TOLERANCE for v in vals[1:]):
+            what = ("7 fields read as a 3-point polygon 'class x1 y1 x2 y2 x3 y3'"
+                    if len(fields) == 7 else f"a polygon of {len(fields) // 2} points")
+            bad(f"{what}, but its values are not normalised to [0, 1]: "
+                f"{ln.strip()[:80]!r}. A box is 'class cx cy w h' (5 fields); extra columns "
+                "(a confidence, a track id) belong in a predictions file")
+            continue
         if polygon:
             pts = np.asarray(vals[1:], dtype=np.float64).reshape(-1, 2) * (iw, ih)
             x0, y0 = pts.min(axis=0)
