@@ -444,9 +444,9 @@ def test_csv_encodings_nul_bytes_quotes_and_sizes(tmp_path):
     ds = qa.load(p, probe=False)
     assert ds.categories.name.tolist() == ["dog"]
     assert _issues(ds, "malformed_row").message.str.contains("control character").any()
-    p.write_text('image,label\n"a.jpg,cat\nb.jpg,dog\n')
+    p.write_text('image,label\nb.jpg,dog\n"a.jpg,cat\nc.jpg,cat\n')
     msg = " ".join(_issues(qa.load(p, probe=False), "malformed_row").message)
-    assert "quote" in msg and "empty label" not in msg
+    assert "labels.csv:3: a quote" in msg and "empty label" not in msg
 
 
 def test_bom_is_accepted_and_utf16_named(tmp_path):
@@ -484,3 +484,98 @@ def test_labelstudio_annotations_object_and_empty_annotator_name_the_file(tmp_pa
     assert rep.message.str.contains("'annotations' is an object").any()
     empty = rep[rep.check == "empty_annotator"].message.tolist()
     assert len(empty) == 1 and "ls.json" in empty[0] and "[8]" in empty[0]
+
+
+# ----------------------------------------------------------------------------- section 5
+def test_cvat_yolo_darknet_export_loads(tmp_path):
+    d = tmp_path / "images" / "export"  # an 'images' folder above must not confuse labels
+    write_jpeg(d / "obj_train_data" / "a.jpg", size=(64, 48))
+    write_jpeg(d / "obj_train_data" / "b.jpg", size=(64, 48), seed=1)
+    (d / "obj_train_data" / "a.txt").write_text("1 0.5 0.5 0.25 0.5\n")
+    (d / "obj_train_data" / "b.txt").write_text("")
+    (d / "obj.data").write_text("classes = 2\ntrain = data/train.txt\nnames = data/obj.names\n"
+                                "backup = backup/\n")
+    (d / "obj.names").write_text("cat\ndog\n")
+    (d / "train.txt").write_text("data/obj_train_data/a.jpg\ndata/obj_train_data/b.jpg\n")
+    ds = qa.load(d)
+    assert ds.format == "yolo" and ds.images.file_name.tolist() == [
+        "obj_train_data/a.jpg", "obj_train_data/b.jpg"]
+    assert ds.images.split.astype(str).tolist() == ["train", "train"]
+    assert ds.categories.name.tolist() == ["cat", "dog"]
+    a = ds.annotations.iloc[0]
+    assert (a.category_id, a.x, a.y, a.w, a.h) == (1, 24.0, 12.0, 16.0, 24.0)
+    assert qa.validate(ds).n_errors == 0
+
+
+def test_roboflow_darknet_export_loads(tmp_path):
+    for split, seed in (("train", 0), ("valid", 1)):
+        write_jpeg(tmp_path / split / f"{split}1.jpg", size=(64, 48), seed=seed)
+        (tmp_path / split / f"{split}1.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+        (tmp_path / split / "_darknet.labels").write_text("ring\n")
+    ds = qa.load(tmp_path)
+    assert ds.format == "yolo" and len(ds.images) == 2 and len(ds.annotations) == 2
+    assert ds.categories.name.tolist() == ["ring"]
+    assert sorted(ds.images.split.astype(str)) == ["train", "val"]
+
+
+def test_darknet_export_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "obj_train_data").mkdir()
+    (tmp_path / "obj_train_data" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (tmp_path / "obj.names").write_text("cat\n")
+    with pytest.raises(DatasetError, match="read as yolo but found 0 images"):
+        qa.load(tmp_path)
+
+
+def _voc_xml(fname: str, box=(11, 21, 30, 40), datumaro=False) -> str:
+    src = ("<source><database>Unknown</database><annotation>Unknown</annotation>"
+           "<image>Unknown</image></source>" if datumaro
+           else "<source><database>Unknown</database></source>")
+    x0, y0, x1, y1 = box
+    return (f"<annotation><folder></folder><filename>{fname}</filename>{src}<size><width>64"
+            "</width><height>48</height><depth>3</depth></size><object><name>cat</name>"
+            f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
+            "</bndbox></object></annotation>")
+
+
+def test_flat_voc_folder_labelimg_style_with_png_images(tmp_path):
+    write_jpeg(tmp_path / "a.jpg", size=(64, 48))
+    write_jpeg(tmp_path / "b.png", size=(64, 48), seed=1)
+    (tmp_path / "a.xml").write_text(_voc_xml("a.jpg"))
+    (tmp_path / "b.xml").write_text(_voc_xml("b.jpg"))  # says .jpg, the file is a PNG
+    ds = qa.load(tmp_path)
+    assert ds.format == "voc" and ds.images.file_name.tolist() == ["a.jpg", "b.png"]
+    assert qa.validate(ds).n_errors == 0 and len(ds.annotations) == 2
+
+
+def test_voc_coordinates_one_based_default_zero_based_for_cvat(tmp_path):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "a.xml").write_text(_voc_xml("a.jpg"))
+    (tmp_path / "Annotations" / "b.xml").write_text(_voc_xml("b.jpg", datumaro=True))
+    ds = qa.load(tmp_path, probe=False)
+    boxes = ds.annotations[["x", "y", "w", "h"]].values.tolist()
+    assert boxes == [[10, 20, 20, 20], [11, 21, 19, 19]]  # devkit; CVAT's (as its COCO says)
+    assert (ds.load_issues.check == "voc_coordinates").sum() == 1
+    for mode, want in (("one_based", [10, 20, 20, 20]), ("zero_based", [11, 21, 19, 19])):
+        ds = qa.load(tmp_path, probe=False, voc_coordinates=mode)
+        assert ds.annotations[["x", "y", "w", "h"]].values.tolist() == [want, want]
+    with pytest.raises(ValueError, match="voc_coordinates must be one of"):
+        qa.load(tmp_path, probe=False, voc_coordinates="1")
+
+
+def test_voc_with_only_trainval_list(tmp_path):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "a.xml").write_text(_voc_xml("a.jpg"))
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "trainval.txt").write_text("a\n")
+    assert qa.load(tmp_path, probe=False).images.split.astype(str).tolist() == ["trainval"]
+
+
+@pytest.mark.parametrize("fmt,content", [
+    ("coco", {"images": [], "annotations": [], "categories": []}),
+    ("labelstudio", [{"id": 1, "data": {"text": "no image"}}]),
+])
+def test_recognised_format_with_zero_images_is_an_error(tmp_path, fmt, content):
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps(content))
+    with pytest.raises(DatasetError, match=f"read as {fmt} but found 0 images; expected"):
+        qa.load(p, format=fmt)

@@ -164,6 +164,9 @@ def probe_images(
         images[HEADER_WIDTH] = pd.array([pd.NA] * n, dtype="Int64")
         images[HEADER_HEIGHT] = pd.array([pd.NA] * n, dtype="Int64")
         images[FILE_ERROR] = None
+        for col in (WIDTH, HEIGHT):
+            if col not in images:
+                images[col] = pd.array([pd.NA] * n, dtype="Int64")
         return images
     from qa.images import LINK_OUTSIDE, NOT_FOUND, OUTSIDE_ROOT
 

@@ -8,6 +8,12 @@ Layouts
 * A folder with ``images/`` and ``labels/`` and no yaml: classes come from ``classes.txt``
   (in the folder or in ``labels/``) if present, else ``class_0``, ``class_1`` ...; a
   ``images/<split>/`` level gives the splits.
+* The darknet layout (CVAT's "YOLO 1.1" export, Roboflow's "YOLO Darknet"): ``obj.data``
+  (``train = data/train.txt``, ``valid = ...``, ``names = data/obj.names``), ``obj.names``
+  (one class per line), ``train.txt`` listing ``data/obj_train_data/a.jpg`` and the label
+  ``a.txt`` beside each image. Darknet runs from its own folder, so a ``data/`` prefix in
+  these paths is the export folder itself. Without list files, ``obj_<split>_data/`` folders
+  or Roboflow's split folders holding ``_darknet.labels`` (the class names) are read.
 
 The label of ``.../images/<sub>/a.jpg`` is ``.../labels/<sub>/a.txt`` (the last ``images``
 path component replaced, as Ultralytics does): one object per line, ``class cx cy w h``
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +85,14 @@ NORM_TOLERANCE = 0.01
 MAX_ISSUES_PER_FILE = 20
 
 
-def label_path(image: Path) -> Path:
-    """The label file of an image: the last ``images`` path component becomes ``labels``."""
+def label_path(image: Path, root: Path | None = None) -> Path:
+    """The label file of an image: the last ``images`` path component (below ``root``, when
+    given) becomes ``labels``; without one, the ``.txt`` beside the image (darknet)."""
     parts = list(image.parts)
-    for i in range(len(parts) - 2, -1, -1):
+    first = 0
+    if root is not None and image.is_relative_to(root):
+        first = len(Path(root).parts)
+    for i in range(len(parts) - 2, first - 1, -1):
         if parts[i] == "images":
             parts[i] = "labels"
             return Path(*parts).with_suffix(".txt")
@@ -206,6 +217,90 @@ def _layout_from_yaml(yaml_path: Path, issues: IssueLog):
     return root, names, split_images, folders
 
 
+DARKNET_MARKERS = ("obj.data", "obj.names")
+ROBOFLOW_LABELS = "_darknet.labels"
+_DARKNET_SPLITS = (("train", "train"), ("valid", "val"), ("val", "val"), ("test", "test"))
+
+
+def is_darknet(folder: Path) -> bool:
+    """True for a darknet-layout folder (``obj.data`` / ``obj.names``, or Roboflow's
+    ``_darknet.labels`` in it or in a split folder)."""
+    folder = Path(folder)
+    if any(is_file(folder / m) for m in (*DARKNET_MARKERS, ROBOFLOW_LABELS)):
+        return True
+    try:
+        subs = [d for d in folder.iterdir() if d.is_dir()]
+    except OSError:
+        return False
+    return any(is_file(d / ROBOFLOW_LABELS) for d in subs)
+
+
+def _darknet_config(path: Path) -> dict[str, str]:
+    """``key = value`` lines of an ``obj.data`` file."""
+    out = {}
+    for ln in read_bytes(path).decode("utf-8", errors="replace").splitlines():
+        if "=" in ln and not ln.lstrip().startswith("#"):
+            k, v = ln.split("=", 1)
+            out[k.strip().lower()] = v.strip()
+    return out
+
+
+def _darknet_path(folder: Path, ref: str) -> Path:
+    """A path written in ``obj.data`` or a list file: as given (relative to the export
+    folder), else without darknet's leading ``data/`` (the export folder itself)."""
+    ref = ref.strip().replace("\\", "/")
+    cands = [Path(ref) if os.path.isabs(ref) else folder / ref]
+    if ref.startswith("data/"):
+        cands.append(folder / ref[len("data/"):])
+    return next((c for c in cands if is_file(c) or is_dir(c)), cands[-1])
+
+
+def _names_file(p: Path) -> dict[int, str] | None:
+    if not is_file(p):
+        return None
+    lines = read_bytes(p).decode("utf-8-sig", errors="replace").splitlines()
+    return {i: ln.strip() for i, ln in enumerate(lines) if ln.strip()}
+
+
+def _layout_from_darknet(folder: Path, issues: IssueLog):
+    cfg = _darknet_config(folder / "obj.data") if is_file(folder / "obj.data") else {}
+    names_p = _darknet_path(folder, cfg["names"]) if cfg.get("names") else folder / "obj.names"
+    names = _names_file(names_p) if is_within(folder, names_p) else None
+    split_images: list = []
+    folders: list = []
+    listed = False
+    for key, split in _DARKNET_SPLITS:
+        if not cfg.get(key):
+            continue
+        lf = _darknet_path(folder, cfg[key])
+        if not is_file(lf) or not is_within(folder, lf):
+            issues.warning("missing_split",
+                           f"{folder / 'obj.data'}: '{key} = {cfg[key]}' names no list file "
+                           f"inside the export; the {split} split is read from its "
+                           "obj_<split>_data/ folder if there is one.")
+            continue
+        listed = True
+        for ln in read_bytes(lf).decode("utf-8", errors="replace").splitlines():
+            if ln.strip() and not ln.lstrip().startswith("#"):
+                split_images.append((_darknet_path(folder, ln), split))
+    if not listed:
+        subs = sorted(d for d in folder.iterdir() if is_dir(d) and not d.name.startswith("."))
+        for d in subs:
+            m = re.fullmatch(r"obj_(\w+?)_data", d.name)
+            if m is None and not is_file(d / ROBOFLOW_LABELS):
+                continue
+            split = split_from_name(m.group(1) if m else d.name)
+            split_images += [(p, split) for p in list_images(d, root=folder, issues=issues)]
+            folders.append(d)
+            if names is None and is_file(d / ROBOFLOW_LABELS):
+                names = _names_file(d / ROBOFLOW_LABELS)
+        if not folders and is_file(folder / ROBOFLOW_LABELS):  # one split, flat
+            split_images = [(p, None) for p in list_images(folder, root=folder, issues=issues)]
+    if names is None:
+        names = _names_file(folder / ROBOFLOW_LABELS) or _names_from_classes_txt(folder)
+    return folder, names, split_images, folders
+
+
 def _layout_from_folder(folder: Path, issues: IssueLog):
     images_dir = folder / "images"
     if not images_dir.is_dir() or not (folder / "labels").is_dir():
@@ -316,6 +411,8 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         raise DatasetError(f"{path}: no such file or directory. Check the path.")
     if yaml_path is not None:
         root, names, split_images, folders = _layout_from_yaml(yaml_path, issues)
+    elif is_darknet(path):
+        root, names, split_images, folders = _layout_from_darknet(path, issues)
     else:
         root, names, split_images, folders = _layout_from_folder(path, issues)
     # one row per image file (first split wins when an image is listed twice)
@@ -348,7 +445,7 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     rows = []
     expected_labels = set()
     for fn, p, size in zip(file_names, paths, sizes):
-        lp = label_path(p)
+        lp = label_path(p, label_root)
         expected_labels.add(os.path.normcase(os.path.abspath(lp)))
         # the path rule: an image listed from outside the root is refused, and so is its label
         if is_within(label_root, lp) and is_file(lp):
@@ -358,10 +455,12 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     # label files whose image is missing
     for folder in folders:
         ld = _labels_dir(folder)
-        if ld == folder or not is_dir(ld) or not is_within(label_root, ld):
+        if not is_dir(ld) or not is_within(label_root, ld):
             continue
-        for lp in sorted(ld.rglob("*.txt")):
-            if lp.name == "classes.txt":
+        # darknet keeps each label beside its image: look in that folder only
+        found = sorted(ld.glob("*.txt")) if ld == folder else sorted(ld.rglob("*.txt"))
+        for lp in found:
+            if lp.name in ("classes.txt", "obj.names", ROBOFLOW_LABELS):
                 continue
             if os.path.normcase(os.path.abspath(lp)) not in expected_labels:
                 issues.error("label_without_image",
