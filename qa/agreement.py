@@ -544,6 +544,9 @@ def compute_agreement(dataset: Dataset, *, iou_threshold: float = DEFAULT_IOU_TH
     if iou_type == "segm" and SEGMENTATION not in dataset.annotations.columns:
         raise ValueError("iou_type='segm' needs a 'segmentation' column of polygons or RLE; this "
                          "dataset has none, so use iou_type='bbox'.")
+    if dataset.annotations.empty:  # nothing to match (issue 14: IndexError further down)
+        raise ValueError("agreement needs annotations, and this dataset has none (or all were "
+                         "quarantined: see qa.validate(dataset) / 'dataset-qa info').")
     progress = progress or (lambda frac, msg: None)
     annotators = tuple(dataset.annotators)
     if len(annotators) < 2:

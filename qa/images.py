@@ -48,6 +48,7 @@ T = TypeVar("T")
 NOT_FOUND = "file not found"
 OUTSIDE_ROOT = "outside the dataset root"
 NO_ROOT = "the dataset has no image folder"
+LINK_OUTSIDE = "symbolic link pointing outside the dataset root"
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,7 @@ class ImageRead:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OutsideRootError):
-        return OUTSIDE_ROOT if "symbolic link" not in str(exc) else \
-            "symbolic link pointing outside the dataset root"
+        return OUTSIDE_ROOT if "symbolic link" not in str(exc) else LINK_OUTSIDE
     if isinstance(exc, FileNotFoundError):
         return NOT_FOUND
     if isinstance(exc, IsADirectoryError):
@@ -203,11 +203,48 @@ def read_header(root: Path | str | None, file_name: str, *, verify: bool = True,
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(f) as im:
                     w, h = im.size
+                    fmt = im.format
                     if verify:
                         im.verify()
+            if verify and not _complete(f, fmt):
+                return True, False, int(w), int(h), TRUNCATED
             return True, True, int(w), int(h), None
         except Exception as exc:  # PIL raises odd types on fuzzed files; never crash a load
             return True, False, None, None, _reason(exc)
+
+
+# The end markers of the two commonest formats: a JPEG ends with EOI (FF D9), a PNG with its
+# IEND chunk. A file cut short, the commonest real corruption, lacks them. PIL's verify()
+# reads only the headers, so this is the check that finds it.
+_TAIL_BYTES = 1024
+_JPEG_EOI = b"\xff\xd9"
+_PNG_IEND = b"IEND"
+TRUNCATED = "not a readable image (the file is cut short)"
+
+
+def _complete(f, fmt: str | None) -> bool:
+    """Whether a JPEG or PNG file is whole: its end marker is in the last bytes (padding
+    allowed). Without one (a cut file, or data appended after the image), decide by decoding
+    the whole file once; other formats are taken as whole."""
+    if fmt not in ("JPEG", "PNG"):
+        return True
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - _TAIL_BYTES))
+    tail = f.read()
+    if fmt == "JPEG" and tail.rstrip(b"\x00\r\n\t ").endswith(_JPEG_EOI):
+        return True
+    if fmt == "PNG" and _PNG_IEND in tail:
+        return True
+    f.seek(0)
+    try:
+        from PIL import ImageFile
+
+        if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone relaxed PIL globally: check the marker
+            return False
+        decode(f.read())
+    except Exception:  # the decoder says how it is damaged; all of it means "not whole"
+        return False
+    return True
 
 
 def iter_images(items: Iterable[T], fn: Callable[[T], object], *,

@@ -9,12 +9,23 @@ Three rules, shared by every reader, the image reader and the app:
 * :func:`open_inside`: opens the file and then checks the path the kernel actually opened
   (``/proc/self/fd``), so no symlink swapped in between the check and the open can escape.
 
+The one rule every reader follows (folders, files and listings alike): **a path whose real
+location (symlinks followed) lies outside the dataset root is never opened or listed.** An image
+named by the labels that breaks it is reported as ``unsafe_path``; a labels-side file or folder
+that breaks it is skipped with a load issue. :func:`is_within` is that test.
+
+For an upload, the whole load is also confined to the extraction folder (:func:`confined_to`):
+the dataset root, a YOLO ``path:``, split entries and any root guess must stay inside it
+(:func:`boundary` tells the readers which folder that is).
+
 This module imports nothing from the rest of qa, so :mod:`qa.dataset` and :mod:`qa.io` can both
 use it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from pathlib import Path
 
@@ -32,6 +43,41 @@ def _real_root(root: Path | str) -> Path:
 def is_inside(root: Path, path: Path) -> bool:
     """True when ``path`` is ``root`` or below it (both already normalised/resolved)."""
     return path == root or root in path.parents
+
+
+def is_within(root: Path | str, path: Path | str) -> bool:
+    """True when ``path``'s real location (symlinks and linked folders followed) is ``root``'s
+    real location or below it. A path that cannot be resolved (too long, a loop) is not."""
+    try:
+        return is_inside(_real_root(root), Path(os.path.realpath(path)))
+    except (OSError, ValueError):
+        return False
+
+
+_BOUNDARY: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "dataset_qa_boundary", default=None)
+
+
+@contextlib.contextmanager
+def confined_to(folder: Path | str | None):
+    """Within this block, every dataset root a reader picks must lie inside ``folder`` (an
+    upload's extraction folder); ``None`` sets no boundary (a local dataset)."""
+    token = _BOUNDARY.set(None if folder is None else _real_root(folder))
+    try:
+        yield
+    finally:
+        _BOUNDARY.reset(token)
+
+
+def boundary() -> Path | None:
+    """The folder the current load is confined to (see :func:`confined_to`), or None."""
+    return _BOUNDARY.get()
+
+
+def within_boundary(path: Path | str) -> bool:
+    """True when there is no boundary or ``path`` lies inside it (symlinks followed)."""
+    b = _BOUNDARY.get()
+    return b is None or is_within(b, path)
 
 
 def lexically_inside(root: Path | str, file_name: str) -> Path | None:

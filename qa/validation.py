@@ -25,8 +25,10 @@ from qa.dataset import (
     HEIGHT,
     IMAGE_ID,
     ISSUES_SCHEMA,
+    MODEL,
     PRED_ID,
     READABLE,
+    SCORE,
     UNSAFE_PATH,
     WIDTH,
     Dataset,
@@ -36,6 +38,7 @@ from qa.dataset import (
     Y,
     empty_frame,
 )
+from qa.images import LINK_OUTSIDE
 
 # Boxes may overshoot the image by this much before being flagged: exporters round
 # coordinates, and CVAT/LabelImg clamp to the last pixel centre (1 px is what CVAT tolerates).
@@ -47,6 +50,10 @@ SEVERITIES = ("error", "warning", "info")
 COUNT = "count"
 # Checks about the image files themselves (the report's "no corrupt or missing files" rule).
 FILE_CHECKS = ("missing_file", "unreadable_file", "unsafe_path")
+# A model whose boxes fall outside their image this often (of at least this many predictions)
+# is probably attached to the wrong images or read in the wrong column order, not just sloppy.
+PRED_OUTSIDE_SHARE = 0.2
+MIN_PREDICTIONS_FOR_SUMMARY = 10
 _SEVERITY_SCORE = {"error": 1.0, "warning": 0.5, "info": 0.1}
 
 
@@ -236,8 +243,10 @@ def check_files(ds: Dataset) -> list[dict]:
     out = []
     unsafe = im[im[UNSAFE_PATH]] if UNSAFE_PATH in im else im.iloc[:0]
     out += _rows("error", "unsafe_path", unsafe,
-                 lambda d: f"image {d[IMAGE_ID]}: file name '{d[FILE_NAME]}' resolves outside the "
-                 f"dataset root {ds.root}; it was not read. Use a path relative to the root.")
+                 lambda d: f"image {d[IMAGE_ID]}: file name '{d[FILE_NAME]}' "
+                 + ("is a symbolic link that leads" if d.get(FILE_ERROR) == LINK_OUTSIDE
+                    else "resolves") + f" outside the dataset root {ds.root}; it was not "
+                 "read. Use a path relative to the root (copy linked files in).")
     missing = im[~im[EXISTS] & ~im.get(UNSAFE_PATH, False)]
     out += _rows("error", "missing_file", missing,
                  lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is listed but not found "
@@ -257,12 +266,79 @@ def check_files(ds: Dataset) -> list[dict]:
     return out
 
 
+def check_predictions(ds: Dataset) -> list[dict]:
+    """A model's predictions: scores outside [0, 1], boxes of non-positive or non-finite
+    size, boxes outside their image, and per model a summary when many predictions name
+    images the dataset does not have, or lie outside their image (predictions attached to
+    the wrong images, or a file read in the wrong column order)."""
+    p = ds.predictions
+    if p.empty:
+        return []
+    out = []
+    score = p[SCORE].to_numpy(dtype=float, na_value=np.nan)
+    bad_score = ~np.isfinite(score) | (score < 0) | (score > 1)
+    out += _rows("error", "bad_score", p[bad_score],
+                 lambda d: f"prediction {d[PRED_ID]} ({d[MODEL]}) on image {d[IMAGE_ID]}: score "
+                 f"{d[SCORE]} is not a probability in [0, 1]; check the model's output (a "
+                 "logit, a percentage, or the columns read in the wrong order).")
+    box = p[[X, Y, W, H]].to_numpy(dtype=float, na_value=np.nan)
+    has_box = ~np.isnan(box).all(axis=1)
+    bad_box = has_box & (~np.isfinite(box).all(axis=1) | (box[:, 2] <= 0) | (box[:, 3] <= 0))
+    out += _rows("error", "bad_box_size", p[bad_box],
+                 lambda d: f"prediction {d[PRED_ID]} ({d[MODEL]}) on image {d[IMAGE_ID]}: box "
+                 f"[x={d[X]}, y={d[Y]}, w={d[W]}, h={d[H]}] has a non-positive or non-finite "
+                 "size; check the box format (x, y, w, h in pixels).")
+    sizes = ds.images.set_index(IMAGE_ID)[[WIDTH, HEIGHT]]
+    sizes = sizes[~sizes.index.duplicated()]
+    wh = sizes.reindex(p[IMAGE_ID]).to_numpy(dtype=float, na_value=np.nan)
+    t = BOX_TOLERANCE_PX
+    with np.errstate(invalid="ignore"):
+        outside = ((box[:, 0] < -t) | (box[:, 1] < -t) | (box[:, 0] + box[:, 2] > wh[:, 0] + t)
+                   | (box[:, 1] + box[:, 3] > wh[:, 1] + t))
+    outside &= np.isfinite(wh).all(axis=1) & has_box & ~bad_box
+    out += _rows("warning", "box_outside_image", p[outside].assign(img_w=wh[outside, 0],
+                                                                    img_h=wh[outside, 1]),
+                 lambda d: f"prediction {d[PRED_ID]} ({d[MODEL]}) on image {d[IMAGE_ID]}: box "
+                 f"x {d[X]:.1f}..{d[X] + d[W]:.1f}, y {d[Y]:.1f}..{d[Y] + d[H]:.1f} lies outside "
+                 f"the {d['img_w']:.0f}x{d['img_h']:.0f} image.")
+    known = p[IMAGE_ID].isin(set(ds.images[IMAGE_ID].tolist())).to_numpy()
+    for model, idx in p.groupby(MODEL, observed=True).indices.items():
+        n = len(idx)
+        n_unknown = int((~known[idx]).sum())
+        n_out = int(outside[idx].sum())
+        if n_unknown:
+            eg = sorted(set(p[IMAGE_ID].to_numpy()[idx][~known[idx]].tolist()))[:5]
+            out.append(_summary("error", "prediction_image_mismatch",
+                                f"model '{model}': {n_unknown} of {n} predictions name image ids "
+                                f"that are not in this dataset (e.g. {eg}). Image ids differ "
+                                "between exports of the same data, so the others may sit on the "
+                                "wrong images too. Add 'file_name' to each result (matched by "
+                                "name), or export the predictions against this labels file."))
+        elif n >= MIN_PREDICTIONS_FOR_SUMMARY and n_out / n > PRED_OUTSIDE_SHARE:
+            out.append(_summary("warning", "prediction_image_mismatch",
+                                f"model '{model}': {n_out} of {n} prediction boxes lie outside "
+                                "their image; the predictions may be attached to the wrong "
+                                "images (ids from another export) or read in the wrong column "
+                                "order. Check the predictions file."))
+    return out
+
+
+def _summary(severity: str, check: str, message: str) -> dict:
+    return {"severity": severity, "check": check, IMAGE_ID: None, ANN_ID: None,
+            "message": message}
+
+
 def check_empty_annotators(ds: Dataset) -> list[dict]:
+    """Annotators the labels name who left no annotation (unless the loader already said so
+    with the file and tasks)."""
     counts = ds.annotations[ANNOTATOR].astype(str).value_counts()
+    li = ds.load_issues
+    said = " ".join(li.loc[li["check"] == "empty_annotator", "message"].astype(str))
+    src = f"the {ds.format} labels of '{ds.name}'" + (f" (root {ds.root})" if ds.root else "")
     return [{"severity": "warning", "check": "empty_annotator", IMAGE_ID: None, ANN_ID: None,
-             "message": f"annotator '{a}' has no annotations; check that their export is "
-                        "complete."}
-            for a in ds.annotators if counts.get(a, 0) == 0]
+             "message": f"annotator '{a}' has no annotations in {src}; check that their "
+                        "export (for a folder of files, the file named after them) is complete."}
+            for a in ds.annotators if counts.get(a, 0) == 0 and f"'{a}'" not in said]
 
 
 CHECKS = {
@@ -272,6 +348,7 @@ CHECKS = {
     "bad_box_size": check_box_size,
     "box_outside_image": check_box_outside,
     "files": check_files,
+    "predictions": check_predictions,
     "empty_annotator": check_empty_annotators,
 }
 

@@ -115,8 +115,10 @@ def test_path_outside_root_is_never_read(tmp_path):
     ds = qa.load(root / "c.json", image_root=root)
     rep = qa.validate(ds)
     unsafe = _only(rep, "unsafe_path")
-    assert sorted(unsafe.image_id.tolist()) == [1, 2]
+    # one rule for names and links: both are unsafe paths, neither is opened
+    assert sorted(unsafe.image_id.tolist()) == [1, 2, 3]
     assert "resolves outside the dataset root" in unsafe.message.iloc[0]
+    assert "symbolic link that leads outside" in unsafe.message.iloc[2]
     assert not ds.images.set_index("image_id").loc[3, "readable"]  # link out of root not opened
     assert ds.image_path(1) is None
 

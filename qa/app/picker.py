@@ -1,11 +1,17 @@
 """The sidebar dataset picker: the bundled sample (default), a folder or file on the server,
-or an uploaded .zip (extracted safely to a temporary folder)."""
+or an uploaded .zip (extracted safely to a temporary folder).
+
+An upload is loaded confined to its extraction folder (``qa.load(confine_to=...)``): nothing
+outside it is read. Each session keeps one extraction: it is removed when another upload
+replaces it or the session ends, and folders left by a previous server are removed when the
+app starts (:func:`qa.io.archive.remove_stale_extractions`)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import streamlit as st
@@ -29,26 +35,61 @@ def _signature(path: Path) -> str:
         return ""
 
 
+KEY_UPLOAD = "_picker_upload_extraction"
+
+
 @st.cache_resource(show_spinner="Loading dataset ...", max_entries=4)
-def _load(path: str, signature: str, predictions: tuple[str, ...]) -> tuple[Dataset, list[str]]:
+def _load(path: str, signature: str, predictions: tuple[str, ...], confine_to: str | None = None
+          ) -> tuple[Dataset, list[str]]:
     """The dataset and the messages of prediction files that could not be read (a broken
-    predictions file must not hide the labels)."""
+    predictions file must not hide the labels). ``confine_to``: an upload's folder."""
     import qa
     from qa.io import attach_predictions
 
-    return attach_predictions(qa.load(path), list(predictions), errors="collect")
+    return attach_predictions(qa.load(path, confine_to=confine_to), list(predictions),
+                              errors="collect")
 
 
-@st.cache_resource(show_spinner="Extracting upload ...", max_entries=2)
-def _extract(digest: str, _data: bytes) -> str:
-    import io
+@st.cache_resource
+def _cleanup_at_startup() -> int:
+    """Once per server process: remove extractions left by servers that are gone."""
+    from qa.io.archive import remove_stale_extractions
 
-    from qa.io.archive import extract_zip
-
-    return str(extract_zip(io.BytesIO(_data)))
+    return len(remove_stale_extractions())
 
 
-def _try_load(path: Path, with_predictions: bool, label: str) -> None:
+class _Extraction:
+    """One session's extracted upload; its folder is removed when the object goes (the
+    session ends, or another upload replaces it) or when the server exits."""
+
+    def __init__(self, digest: str, data: bytes) -> None:
+        import io
+
+        from qa.io.archive import extract_zip, remove_extraction
+
+        self.digest = digest
+        self.folder = extract_zip(io.BytesIO(data))
+        self._finalizer = weakref.finalize(self, remove_extraction, self.folder)
+
+    def remove(self) -> None:
+        self._finalizer()
+
+
+def _extract(digest: str, data: bytes) -> Path:
+    """The session's extraction of this upload (a new upload replaces the previous one)."""
+    cur = st.session_state.get(KEY_UPLOAD)
+    if cur is not None and cur.digest == digest and cur.folder.is_dir():
+        return cur.folder
+    if cur is not None:
+        cur.remove()
+        st.session_state[KEY_UPLOAD] = None
+    with st.spinner("Extracting upload ..."):
+        st.session_state[KEY_UPLOAD] = _Extraction(digest, data)
+    return st.session_state[KEY_UPLOAD].folder
+
+
+def _try_load(path: Path, with_predictions: bool, label: str,
+              confine_to: Path | None = None) -> None:
     from qa.io.predictions import find_predictions
 
     preds = tuple(str(p) for p in find_predictions(path)) if with_predictions and path.is_dir() \
@@ -58,7 +99,8 @@ def _try_load(path: Path, with_predictions: bool, label: str) -> None:
     if key == state.dataset_key():
         return
     try:
-        ds, problems = _load(str(path), sig, preds)
+        ds, problems = _load(str(path), sig, preds,
+                             str(confine_to) if confine_to is not None else None)
     except DatasetError as exc:
         st.session_state[state.KEY_LOAD_ERROR] = f"Could not load {label}: {exc}"
         return
@@ -89,6 +131,7 @@ def default_dataset() -> str | None:
 def dataset_picker(default_path: str | None = None) -> None:
     """Draw the picker in the sidebar and load the chosen dataset into session state."""
     default_path = default_path or default_dataset()
+    _cleanup_at_startup()
     sb = st.sidebar
     sb.header("Dataset")
     source = sb.radio("Source", SOURCES, key="picker_source")
@@ -111,8 +154,15 @@ def dataset_picker(default_path: str | None = None) -> None:
                 folder = _extract(digest, data)
             except DatasetError as exc:
                 st.session_state[state.KEY_LOAD_ERROR] = f"Could not load {up.name}: {exc}"
+            except Exception as exc:  # a bug or an unexpected archive: say so, keep the app
+                log.exception("extracting %s failed", up.name)
+                st.session_state[state.KEY_LOAD_ERROR] = (
+                    f"Could not load {up.name}: unexpected {type(exc).__name__}: {exc}.")
             else:
-                _try_load(Path(folder), with_preds, up.name)
+                from qa.io.archive import extraction_folder
+
+                _try_load(folder, with_preds, up.name,
+                          confine_to=extraction_folder(folder) or folder)
     ds = state.current_dataset()
     if ds is not None:
         s = ds.summary()

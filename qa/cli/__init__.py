@@ -104,11 +104,44 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:  # -v also shows the traceback of an error (logged at debug level)
+        log.setLevel(logging.DEBUG)
     try:
         return args.func(args)
-    except DatasetError as exc:
-        sys.stderr.write(f"dataset-qa: error: {exc}\n")
-        return EXIT_UNUSABLE
+    except BrokenPipeError:  # `dataset-qa info ... | head` closed the pipe: not an error
+        _silence_stdout()
+        return EXIT_OK
     except KeyboardInterrupt:
         return 130
+    except (DatasetError, ValueError, TypeError) as exc:  # bad input or option, said in words
+        log.debug("unusable input", exc_info=True)
+        return _fail(str(exc))
+    except MemoryError:
+        return _fail("ran out of memory reading this input; it is far larger than a dataset's "
+                     "labels should be. Check the file.")
+    except Exception as exc:  # anything else: still one line, the traceback only with -v
+        log.debug("unexpected error", exc_info=True)
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with -v for details)")
+
+
+def _fail(message: str) -> int:
+    """Print one line (newlines folded) to stderr and return the 'unusable input' status."""
+    one_line = " ".join(str(message).split())
+    try:
+        sys.stderr.write(f"dataset-qa: error: {one_line}\n")
+    except (BrokenPipeError, ValueError):
+        pass
+    return EXIT_UNUSABLE
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush does
+    not print a second error (Python's documented recipe)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 

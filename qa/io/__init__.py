@@ -16,6 +16,8 @@ from typing import Callable
 import pandas as pd
 
 from qa.dataset import EXISTS, PRED_ID, Dataset, DatasetError
+from qa.io._common import check_root
+from qa.paths import confined_to
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +116,16 @@ def sniff_format(path: Path | str) -> str:
             return fmt
     xmls = sorted(ann_dir.glob("*.xml")) if ann_dir.is_dir() else []
     xmls += sorted(p.glob("*.xml"))
-    for c in xmls:
-        fmt = _sniff_xml(c)
-        if fmt == "cvat":
-            return "cvat"
+    kinds = [_sniff_xml(c) for c in xmls[:20]]
+    if "cvat" in kinds:
+        return "cvat"
+    if "voc" in kinds:  # a flat folder of VOC files (LabelImg's default output)
+        return "voc"
     if (p / "labels").is_dir() and (p / "images").is_dir():
+        return "yolo"
+    from qa.io.yolo import is_darknet
+
+    if is_darknet(p):  # CVAT "YOLO 1.1" / Roboflow "YOLO Darknet"
         return "yolo"
     if list(p.glob("*.csv")):
         return "csv"
@@ -132,15 +139,59 @@ def sniff_format(path: Path | str) -> str:
     )
 
 
-def read_labels(path: Path | str, *, format: str = "auto", image_root=None) -> Dataset:
-    """Parse the labels at ``path`` without touching image files."""
+def read_labels(path: Path | str, *, format: str = "auto", image_root=None,
+                confine_to: Path | str | None = None, voc_coordinates: str = "auto") -> Dataset:
+    """Parse the labels at ``path`` without touching image files (YOLO reads headers).
+
+    ``confine_to``: a folder the whole load must stay inside (an upload's extraction folder,
+    see :func:`qa.paths.confined_to`): the root, YOLO ``path:`` and split entries, and any
+    guess of the image folder outside it raise DatasetError."""
     p = Path(path)
-    fmt = sniff_format(p) if format == "auto" else format
-    if fmt not in FORMATS:
-        raise DatasetError(f"Unknown format {fmt!r}; choose one of {sorted(FORMATS)} or 'auto'.")
-    mod = importlib.import_module(FORMATS[fmt])
-    reader = getattr(mod, _READ_FN.get(fmt, "read"))
-    return reader(p, image_root=image_root)
+    with confined_to(confine_to):
+        check_root(p, p, "the dataset path")
+        fmt = sniff_format(p) if format == "auto" else format
+        if fmt not in FORMATS:
+            raise DatasetError(
+                f"Unknown format {fmt!r}; choose one of {sorted(FORMATS)} or 'auto'.")
+        mod = importlib.import_module(FORMATS[fmt])
+        reader = getattr(mod, _READ_FN.get(fmt, "read"))
+        opts = {"voc_coordinates": voc_coordinates} if fmt == "voc" else {}
+        try:
+            ds = reader(p, image_root=image_root, **opts)
+        except RecursionError:
+            raise DatasetError(
+                f"{p}: the labels are nested too deeply to read (thousands of levels of "
+                "lists or objects); no labelling tool writes that. Re-export the file.") from None
+        if ds.root is not None:
+            check_root(Path(ds.root), p, "the image folder")
+    _check_not_empty(ds, p, fmt)
+    return ds
+
+
+# What each format needs, for the message when a recognised format yields nothing.
+_EXPECTED = {
+    "coco": "an 'images' list in the JSON",
+    "yolo": "image files under the split folders or lists of data.yaml (or obj.data)",
+    "voc": "one <annotation> XML file per image",
+    "labelstudio": "tasks whose 'data' names an image",
+    "cvat": "<image> elements in the XML",
+    "imagefolder": "class sub-folders holding image files (root/class/img.jpg)",
+    "csv": "rows 'image,label' under the header",
+}
+
+
+def _check_not_empty(ds: Dataset, path: Path, fmt: str) -> None:
+    """A recognised format that yields 0 images, or images with neither labels nor classes,
+    is an error that says what was expected: it never loads as an empty dataset quietly."""
+    why = " ".join(ds.load_issues["message"].astype(str).head(2))
+    why = f" The reader said: {why}" if why else ""
+    if len(ds.images) == 0:
+        raise DatasetError(f"{path}: read as {fmt} but found 0 images; expected "
+                           f"{_EXPECTED.get(fmt, 'images')}.{why}")
+    if len(ds.annotations) == 0 and len(ds.categories) == 0 and len(ds.predictions) == 0:
+        raise DatasetError(f"{path}: read as {fmt}: {len(ds.images)} images but no labels and "
+                           f"no classes; expected {_EXPECTED.get(fmt, 'labels')}. Check that "
+                           f"this is the labels export (not only the images).{why}")
 
 
 def load(
@@ -152,6 +203,8 @@ def load(
     probe: bool = True,
     strict: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    confine_to: Path | str | None = None,
+    voc_coordinates: str = "auto",
 ) -> Dataset:
     """Load a dataset from ``path`` and return a :class:`Dataset`.
 
@@ -165,6 +218,13 @@ def load(
     image_root : where image files live, if not where the format says.
     probe : read image headers (size, readable) in parallel; False skips all image I/O.
     strict : raise DatasetError if validation finds any error instead of quarantining.
+    confine_to : for an upload, its extraction folder: the dataset root, a YOLO ``path:``,
+        split entries and the guess of the image folder must lie inside it (DatasetError
+        otherwise). Local datasets need none: their root is whatever the labels say, and
+        nothing outside the root is ever read (see :mod:`qa.paths`).
+    voc_coordinates : Pascal VOC only: "one_based" (the devkit's), "zero_based" (CVAT's), or
+        "auto" (zero-based for files that say they are CVAT/Datumaro exports); see
+        :mod:`qa.io.voc`.
 
     Malformed files raise :class:`DatasetError` naming the file and position. Bad rows in a
     well-formed file are quarantined into ``Dataset.load_issues`` (see :func:`qa.validate`).
@@ -172,7 +232,8 @@ def load(
     """
     from qa.io._common import probe_images
 
-    ds = read_labels(path, format=format, image_root=image_root)
+    ds = read_labels(path, format=format, image_root=image_root, confine_to=confine_to,
+                     voc_coordinates=voc_coordinates)
     if probe and EXISTS not in ds.images.columns:  # YOLO probes while reading (needs sizes)
         ds = dataclasses.replace(ds, images=probe_images(ds.images, ds.root, progress=progress))
     if predictions is not None:

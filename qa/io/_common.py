@@ -30,7 +30,7 @@ from qa.dataset import (
     DatasetError,
     empty_frame,
 )
-from qa.paths import lexically_inside
+from qa.paths import is_within, lexically_inside, within_boundary
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +70,68 @@ class IssueLog:
 
 
 # ----------------------------------------------------------------------------- paths
-def list_images(folder: Path) -> list[Path]:
-    """Image files below ``folder``, sorted, hidden files skipped."""
+def list_images(folder: Path, *, root: Path | None = None,
+                issues: IssueLog | None = None) -> list[Path]:
+    """Image files below ``folder``, sorted, hidden files skipped.
+
+    With ``root``, the path rule of :mod:`qa.paths` holds: a ``folder`` (or a sub-folder)
+    whose real location is outside ``root`` is not listed, and says so in ``issues``. Files
+    are listed as they are; a linked file that leads out is refused when it is opened
+    (``unsafe_path``)."""
+    if root is not None and not is_within(root, folder):
+        refuse_outside(issues, folder, root)
+        return []
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            sub = Path(dirpath) / d
+            if root is not None and sub.is_symlink() and not is_within(root, sub):
+                refuse_outside(issues, sub, root)
+                continue
+            keep.append(d)
+        dirnames[:] = keep
         for f in sorted(filenames):
             if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
                 out.append(Path(dirpath) / f)
     return out
+
+
+def refuse_outside(issues: IssueLog | None, path: Path, root: Path) -> None:
+    msg = (f"{path}: this folder leads outside the dataset root {root} (a symbolic link or "
+           "'..'); it is not read. Copy the files into the dataset folder.")
+    if issues is not None:
+        issues.error("unsafe_path", msg)
+    else:
+        log.warning("%s", msg)
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()`` that says False instead of raising (a name longer than the file
+    system allows, a symlink loop, no permission)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()`` that says False instead of raising (see :func:`is_file`)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def check_root(root: Path, source: Path, what: str = "the dataset root") -> Path:
+    """``root``, or DatasetError when a load confined to an upload's folder
+    (:func:`qa.paths.confined_to`) would read from outside it."""
+    if not within_boundary(root):
+        raise DatasetError(
+            f"{source}: {what} ({root}) lies outside the uploaded dataset's folder; an upload "
+            "can only read its own files. Use relative paths inside the zip (e.g. 'path: .' "
+            "in data.yaml) and keep the images in it.")
+    return root
 
 
 # ----------------------------------------------------------------------------- images
@@ -111,8 +164,11 @@ def probe_images(
         images[HEADER_WIDTH] = pd.array([pd.NA] * n, dtype="Int64")
         images[HEADER_HEIGHT] = pd.array([pd.NA] * n, dtype="Int64")
         images[FILE_ERROR] = None
+        for col in (WIDTH, HEIGHT):
+            if col not in images:
+                images[col] = pd.array([pd.NA] * n, dtype="Int64")
         return images
-    from qa.images import NOT_FOUND, OUTSIDE_ROOT
+    from qa.images import LINK_OUTSIDE, NOT_FOUND, OUTSIDE_ROOT
 
     rootp = Path(root).resolve()
     paths = [lexically_inside(rootp, str(f)) for f in images[FILE_NAME]]
@@ -132,7 +188,8 @@ def probe_images(
     images[HEADER_WIDTH] = pd.array(list(hw), dtype="Int64")
     images[HEADER_HEIGHT] = pd.array(list(hh), dtype="Int64")
     images[FILE_ERROR] = list(err)
-    images[UNSAFE_PATH] = np.array([p is None for p in paths], dtype=bool)
+    images[UNSAFE_PATH] = np.array([p is None or e == LINK_OUTSIDE
+                                    for p, e in zip(paths, err)], dtype=bool)
     for col, hcol in ((WIDTH, HEADER_WIDTH), (HEIGHT, HEADER_HEIGHT)):
         cur = images[col] if col in images else pd.Series([pd.NA] * n, dtype="Int64")
         images[col] = pd.array(cur, dtype="Int64").fillna(images[hcol]) if n else cur
@@ -177,6 +234,10 @@ def read_bytes(path: Path) -> bytes:
         raise DatasetError(f"{path}: cannot be read ({exc}).") from None
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def parse_json(path: Path, data: bytes | None = None, *, decoder=None):
     """Parse JSON (into Python objects, or typed with a msgspec ``decoder``). Syntax and
     encoding errors raise DatasetError with line:col; a typed decoder's schema mismatch
@@ -184,8 +245,16 @@ def parse_json(path: Path, data: bytes | None = None, *, decoder=None):
     import msgspec
 
     data = read_bytes(path) if data is None else data
+    if data.startswith(_UTF8_BOM):  # Windows tools write one; JSON parsers refuse it
+        data = data[len(_UTF8_BOM):]
+    elif data.startswith(_UTF16_BOMS):
+        raise DatasetError(f"{path}: the file is UTF-16 text; JSON must be UTF-8. Save it as "
+                           "UTF-8 (e.g. in your editor's 'Save with encoding').")
     try:
         return decoder.decode(data) if decoder is not None else msgspec.json.decode(data)
+    except RecursionError:
+        raise DatasetError(f"{path}: the JSON is nested too deeply to read (thousands of "
+                           "levels); no labelling tool writes that. Re-export the file.") from None
     except msgspec.ValidationError as exc:
         if decoder is not None:
             raise
@@ -238,16 +307,100 @@ def parse_xml(path: Path):
         ) from None
 
 
-def parse_yaml(path: Path):
+# YAML limits. A data.yaml or a report config is a few KB with tens of nodes; these caps are
+# orders of magnitude above that, and stop an alias bomb ("billion laughs": nine levels of
+# ten references expand 1 KB to 10^9 nodes) before anything is expanded.
+MAX_YAML_BYTES = 4 * 1024**2
+MAX_YAML_NODES = 1_000_000
+
+
+def load_yaml_safe(path: Path | str, text: str | bytes | None = None, *,
+                   max_nodes: int = MAX_YAML_NODES):
+    """Parse a YAML file with PyYAML's safe loader, refusing what could exhaust the machine:
+    a file over ``MAX_YAML_BYTES``, a document whose aliases would expand to more than
+    ``max_nodes`` nodes (counted on the composed graph, before anything is built), an alias
+    that contains itself, and nesting deeper than Python's recursion limit. Every refusal and
+    every syntax error is a :class:`DatasetError` naming the file. Every YAML this project
+    reads goes through here (data.yaml, the report's config file)."""
     import yaml
 
+    path = Path(path)
+    data = read_bytes(path) if text is None else text
+    if len(data) > MAX_YAML_BYTES:
+        raise DatasetError(f"{path}: {len(data) / 1024**2:.1f} MiB is too large for a YAML "
+                           f"config (limit {MAX_YAML_BYTES / 1024**2:.0f} MiB).")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); save the YAML as "
+                               "UTF-8.") from None
+    loader = yaml.SafeLoader(data)
     try:
-        text = read_bytes(path).decode("utf-8", errors="replace")
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        n = _yaml_size(node, max_nodes)
+        if n > max_nodes:
+            raise DatasetError(
+                f"{path}: the YAML's aliases (*name references) expand to more than "
+                f"{max_nodes:,} values; refusing a possible alias bomb. Write the values out "
+                "or use fewer nested references.")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DatasetError(f"{path}: malformed YAML{where}: {exc}. Fix the file.") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DatasetError(f"{path}: malformed YAML{where}: {problem}. Fix the file.") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: the YAML is nested too deeply to read; no config needs "
+                           "that. Fix the file.") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_size(root, limit: int) -> int:
+    """Number of nodes ``root`` expands to with every alias followed (shared nodes counted
+    each time they are referenced), up to just past ``limit``. Iterative; a node that
+    contains itself is a DatasetError-worthy loop, reported as over the limit."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    stack: list[tuple[object, bool]] = [(root, False)]
+    open_: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_.discard(key)
+            kids = _yaml_children(node, yaml)
+            sizes[key] = min(limit + 1, 1 + sum(sizes[id(k)] for k in kids))
+            continue
+        if key in sizes:
+            continue
+        if key in open_:  # an alias to an enclosing node: infinite when expanded
+            return limit + 1
+        open_.add(key)
+        stack.append((node, True))
+        for k in _yaml_children(node, yaml):
+            if id(k) in open_:
+                return limit + 1
+            if id(k) not in sizes:
+                stack.append((k, False))
+    return sizes[id(root)]
+
+
+def _yaml_children(node, yaml) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [x for kv in node.value for x in kv]
+    return []
+
+
+def parse_yaml(path: Path):
+    """A YAML file's content (see :func:`load_yaml_safe`)."""
+    return load_yaml_safe(path)
 
 
 def expect(cond: bool, path: Path, what: str) -> None:

@@ -28,10 +28,12 @@ from qa.dataset import (
     CATEGORY_ID,
     DEFAULT_ANNOTATOR,
     FILE_NAME,
+    HEIGHT,
     IMAGE_ID,
     NAME,
     SPLIT,
     SUPERCATEGORY,
+    WIDTH,
     Dataset,
     DatasetError,
     H,
@@ -46,8 +48,10 @@ from qa.io._common import (
     ids_by_file_name,
     list_images,
     read_bytes,
+    refuse_outside,
 )
 from qa.io.coco import split_from_name
+from qa.paths import is_within
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +62,10 @@ MAX_ISSUES = 100
 
 
 def _dataset(rows: list[tuple], class_names, *, root: Path, fmt: str, name: str,
-             splits: dict[str, str | None], issues: IssueLog, annotators=()) -> Dataset:
-    """Build the Dataset from (file_name, label, annotator) rows."""
+             splits: dict[str, str | None], issues: IssueLog, annotators=(),
+             sizes: dict[str, tuple] | None = None) -> Dataset:
+    """Build the Dataset from (file_name, label, annotator) rows; ``sizes``: file name ->
+    (width, height) where the source gives them."""
     file_names = sorted(set(splits) | {r[0] for r in rows})
     ids = ids_by_file_name(file_names)
     names = sorted(set(class_names) | {r[1] for r in rows})
@@ -68,6 +74,10 @@ def _dataset(rows: list[tuple], class_names, *, root: Path, fmt: str, name: str,
     nan = np.full(n, np.nan)
     images = pd.DataFrame({IMAGE_ID: [ids[f] for f in file_names], FILE_NAME: file_names,
                            SPLIT: [splits.get(f) for f in file_names]})
+    if sizes:
+        for k, col in enumerate((WIDTH, HEIGHT)):
+            images[col] = pd.array([sizes.get(f, (None, None))[k] for f in file_names],
+                                   dtype="Int64")
     anns = pd.DataFrame({
         ANN_ID: np.arange(1, n + 1, dtype=np.int64),
         IMAGE_ID: np.array([ids[r[0]] for r in rows], dtype=np.int64),
@@ -93,6 +103,9 @@ def read_imagefolder(path: Path | str, *, image_root=None) -> Dataset:
     groups = [(split_from_name(d.name), d) for d in top] if split_level else [(None, root)]
     rows, classes, splits = [], set(), {}
     for split, base in groups:
+        if not is_within(root, base):  # the path rule (qa.paths): a linked split folder
+            refuse_outside(issues, base, root)
+            continue
         for f in sorted(base.iterdir()):
             if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
                 issues.warning("unlabelled_image",
@@ -100,8 +113,11 @@ def read_imagefolder(path: Path | str, *, image_root=None) -> Dataset:
                                "label. Move it into a class folder.")
                 splits[f.relative_to(root).as_posix()] = split
         for cdir in sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")):
+            if not is_within(root, cdir):
+                refuse_outside(issues, cdir, root)
+                continue
             classes.add(cdir.name)
-            for img in list_images(cdir):
+            for img in list_images(cdir, root=root, issues=issues):
                 fn = img.relative_to(root).as_posix()
                 splits[fn] = split
                 rows.append((fn, cdir.name, DEFAULT_ANNOTATOR))
@@ -122,8 +138,10 @@ def read_csv(path: Path | str, *, image_root=None) -> Dataset:
     """Read a classification CSV (image, label[, annotator][, split]) into a Dataset."""
     path = Path(path)
     issues = IssueLog()
-    text = read_bytes(path).decode("utf-8-sig", errors="replace")
-    delim = "\t" if path.suffix.lower() == ".tsv" else ","
+    raw = read_bytes(path)
+    text, delim = _decode_csv(path, raw, issues)
+    if delim == "," and path.suffix.lower() == ".tsv":
+        delim = "\t"
     if delim == "," and text[:4096].count(";") > text[:4096].count(","):
         delim = ";"
     reader = csv.reader(io.StringIO(text), delimiter=delim)
@@ -134,6 +152,12 @@ def read_csv(path: Path | str, *, image_root=None) -> Dataset:
             from None
     except csv.Error as exc:
         raise DatasetError(f"{path}:1: malformed CSV ({exc}). Fix the file.") from None
+    low = {h.strip().lower() for h in header}
+    if {"imageid", "labelname"} <= low:
+        raise DatasetError(
+            f"{path}: this is an Open Images CSV (ImageID, LabelName ...), which dataset-qa does "
+            "not read: its labels are machine ids (/m/...) and its boxes are normalised. "
+            "Convert it to COCO (e.g. with FiftyOne) and load that.")
     ci, cl = _pick(header, IMAGE_COLUMNS), _pick(header, LABEL_COLUMNS)
     if ci is None or cl is None:
         raise DatasetError(
@@ -141,10 +165,19 @@ def read_csv(path: Path | str, *, image_root=None) -> Dataset:
             f"{list(IMAGE_COLUMNS)}) and a label column (one of {list(LABEL_COLUMNS)}). "
             "Rename the columns, e.g. 'image,label,annotator,split'.")
     ca, cs = _pick(header, ("annotator", "user", "labeler", "rater")), _pick(header, ("split",))
-    rows, splits = [], {}
+    cw, chh = _pick(header, WIDTH_COLUMNS), _pick(header, HEIGHT_COLUMNS)
+    rows, splits, sizes = [], {}, {}
     n_bad = 0
     line = 1
+
+    def bad(msg: str) -> None:
+        nonlocal n_bad
+        n_bad += 1
+        if n_bad <= MAX_ISSUES:
+            issues.error("malformed_row", f"{path}:{line}: {msg}; the row is quarantined.")
+
     while True:
+        start = reader.line_num + 1
         try:
             rec = next(reader)
         except StopIteration:
@@ -155,25 +188,73 @@ def read_csv(path: Path | str, *, image_root=None) -> Dataset:
         line = reader.line_num
         if not rec or not any(c.strip() for c in rec):
             continue
+        if any("\n" in c or "\r" in c for c in rec):
+            line = start
+            bad(f"a quote (\") opened on this line is not closed, so lines {start}..{reader.line_num} "
+                "were read as one value. Close or remove the quote")
+            continue
         get = lambda i: rec[i].strip() if i is not None and i < len(rec) else ""  # noqa: E731
         fn, lab = get(ci).replace("\\", "/"), get(cl)
         if not fn or not lab:
-            n_bad += 1
-            if n_bad <= MAX_ISSUES:
-                missing = "image" if not fn else "label"
-                issues.error("malformed_row",
-                             f"{path}:{line}: row {rec[:5]} has an empty {missing}; the row is "
-                             f"quarantined. Fill in the {missing}.")
+            missing = "image" if not fn else "label"
+            bad(f"row {rec[:5]} has an empty {missing}. Fill in the {missing}")
+            continue
+        ctrl = next((c for c in fn + lab if ord(c) < 32 or ord(c) == 127), None)
+        if ctrl is not None:
+            bad(f"row {rec[:5]} holds a control character ({ctrl!r}, e.g. a NUL byte) in its "
+                "image or label. Remove it")
             continue
         who = get(ca) or DEFAULT_ANNOTATOR
         sp = get(cs)
         split = split_from_name(sp) if sp else None
         if fn not in splits or splits[fn] is None:
             splits[fn] = split
+        if cw is not None or chh is not None:
+            wh = (_int_cell(get(cw)), _int_cell(get(chh)))
+            if fn not in sizes or sizes[fn] == (None, None):
+                sizes[fn] = wh
         rows.append((fn, lab, who))
     if n_bad > MAX_ISSUES:
-        issues.error("malformed_row", f"{path}: {n_bad - MAX_ISSUES} more rows with an empty "
-                                      "image or label.")
+        issues.error("malformed_row", f"{path}: {n_bad - MAX_ISSUES} more malformed rows.")
     root = Path(image_root) if image_root is not None else path.parent
     return _dataset(rows, (), root=root, fmt="csv", name=path.stem, splits=splits,
-                    issues=issues)
+                    issues=issues, sizes=sizes)
+
+
+WIDTH_COLUMNS = ("width", "image_width", "img_width", "w")
+HEIGHT_COLUMNS = ("height", "image_height", "img_height", "h")
+
+
+def _int_cell(v: str) -> int | None:
+    try:
+        f = float(v)
+    except ValueError:
+        return None
+    return int(f) if 0 < f < 2**31 and f == int(f) else None
+
+
+def _decode_csv(path: Path, raw: bytes, issues: IssueLog) -> tuple[str, str]:
+    """(text, delimiter) of a CSV's bytes: UTF-8 (BOM allowed), UTF-16 with a BOM (Excel's
+    'Unicode text', tab-separated), else Windows-1252 (Excel's plain 'CSV' on Windows) with
+    a warning; anything else is a DatasetError naming the first bad byte."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16"), "\t"
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path}: damaged UTF-16 text at byte {exc.start}. Save the "
+                               "file as 'CSV UTF-8'.") from None
+    try:
+        return raw.decode("utf-8-sig"), ","
+    except UnicodeDecodeError as exc:
+        first = exc.start
+    line = raw.count(b"\n", 0, first) + 1
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}:{line}: byte {first} is not UTF-8 (nor Windows-1252) "
+                           "text. Save the file as 'CSV UTF-8'.") from None
+    issues.warning("encoding",
+                   f"{path}:{line}: the file is not UTF-8; it was read as Windows-1252 (what "
+                   "Excel writes for 'CSV'), so e.g. 'caf\\xe9' reads as 'café'. Check the "
+                   "names, and save as 'CSV UTF-8' to be sure.")
+    return text, ","

@@ -41,7 +41,8 @@ from qa.dataset import (
     X,
     Y,
 )
-from qa.io._common import IssueLog, expect, parse_json, read_bytes
+from qa.io._common import IssueLog, check_root, expect, is_file, parse_json, read_bytes
+from qa.paths import lexically_inside, within_boundary
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ class _Ann(msgspec.Struct, kw_only=True, gc=False):
     id: Int64 | None = None
     image_id: Int64
     category_id: Int64
-    bbox: tuple[float, float, float, float] | None = None
+    # UNSET when the key is absent (an image-level label); None for an explicit null, which
+    # is quarantined: a box that lost its coordinates is not an image-level label
+    bbox: tuple[float, float, float, float] | None | msgspec.UnsetType = msgspec.UNSET
     area: float | None = None
     iscrowd: Annotated[int, msgspec.Meta(ge=0, le=1)] = 0
     segmentation: msgspec.Raw = msgspec.Raw()  # kept undecoded: cheap, parsed on demand
@@ -110,7 +113,16 @@ def _gc_paused():
 
 
 # ----------------------------------------------------------------------------- one file
-def _tables_typed(doc: _Coco):
+def _tables_typed(doc: _Coco, path: Path, issues: IssueLog):
+    nulls = [i for i, a in enumerate(doc.annotations) if a.bbox is None]
+    if nulls:
+        for i in nulls[:MAX_NULL_BBOX_ISSUES]:
+            _null_bbox(path, i, doc.annotations[i].id, doc.annotations[i].image_id, issues)
+        if len(nulls) > MAX_NULL_BBOX_ISSUES:
+            issues.error("malformed_annotation", f"{path}: {len(nulls) - MAX_NULL_BBOX_ISSUES} "
+                         "more annotations with 'bbox': null were quarantined.")
+        drop = set(nulls)
+        doc.annotations = [a for i, a in enumerate(doc.annotations) if i not in drop]
     imgs = doc.images
     images = pd.DataFrame({
         IMAGE_ID: np.fromiter((i.id for i in imgs), dtype=np.int64, count=len(imgs)),
@@ -121,7 +133,7 @@ def _tables_typed(doc: _Coco):
     })
     anns = doc.annotations
     n = len(anns)
-    boxes = np.array([a.bbox if a.bbox is not None else _NAN4 for a in anns],
+    boxes = np.array([a.bbox if a.bbox is not msgspec.UNSET else _NAN4 for a in anns],
                      dtype=np.float64).reshape(n, 4)
     ids = [a.id for a in anns]
     annotations = pd.DataFrame({
@@ -142,6 +154,18 @@ def _tables_typed(doc: _Coco):
         SUPERCATEGORY: [c.supercategory for c in doc.categories],
     })
     return images, annotations, cats
+
+
+# Cap on the per-annotation 'bbox: null' issues of one file (the rest are counted in one row).
+MAX_NULL_BBOX_ISSUES = 20
+
+
+def _null_bbox(path: Path, i: int, ann_id, image_id, issues: IssueLog) -> None:
+    issues.error("malformed_annotation",
+                 f"{path}: annotations[{i}] (id {ann_id!r}) has \"bbox\": null; the annotation is "
+                 "quarantined. Give [x, y, w, h], or leave the key out for an image-level label.",
+                 image_id=image_id if isinstance(image_id, int) else None,
+                 ann_id=ann_id if isinstance(ann_id, int) else None)
 
 
 def _size(v: float | None) -> int | None:
@@ -217,6 +241,9 @@ def _tables_lenient(path: Path, doc, issues: IssueLog):
             bad.append("an integer 'image_id'")
         if cid is None:
             bad.append("an integer 'category_id'")
+        if "bbox" in a and bbox is None:
+            _null_bbox(path, i, a.get("id"), iid, issues)
+            continue
         if bbox is not None:
             vals = [_num(v) for v in bbox] if isinstance(bbox, list) else None
             if vals is None or len(vals) != 4 or any(v is None for v in vals):
@@ -248,7 +275,7 @@ def read_coco_file(path: Path, issues: IssueLog):
     data = read_bytes(path)
     try:
         with _gc_paused():
-            return _tables_typed(parse_json(path, data, decoder=_DECODER))
+            return _tables_typed(parse_json(path, data, decoder=_DECODER), path, issues)
     except msgspec.ValidationError as exc:
         log.info("%s: typed COCO parse failed (%s); re-reading leniently", path, exc)
     return _tables_lenient(path, parse_json(path, data), issues)
@@ -256,17 +283,28 @@ def read_coco_file(path: Path, issues: IssueLog):
 
 # ----------------------------------------------------------------------------- dataset
 def _guess_root(json_path: Path, file_names: list[str], image_root) -> Path:
+    """Where the images of a labels file are: ``image_root`` if given, else the first of the
+    labels file's folder, its ``images/``, the parent folder and its ``images/`` that holds
+    most of the first 50 listed files. In a load confined to an upload
+    (:func:`qa.paths.confined_to`) only folders inside it are considered."""
     if image_root is not None:
-        return Path(image_root)
+        return check_root(Path(image_root), json_path, "image_root")
     base = json_path.parent
-    cands = [base, base / "images", base.parent, base.parent / "images"]
-    sample = [f for f in file_names[:50]]
-    if not sample:
-        return cands[0] if json_path.parent.name != "annotations" else base.parent
-    best = max(cands, key=lambda c: sum((c / f).is_file() for f in sample))
-    if not any((best / f).is_file() for f in sample):
-        return base.parent if base.name == "annotations" else base
-    return best
+    fallback = base.parent if base.name == "annotations" else base
+    cands = [c for c in (base, base / "images", base.parent, base.parent / "images")
+             if within_boundary(c)]
+    if not within_boundary(fallback):
+        fallback = base
+    sample = [f for f in file_names[:50] if isinstance(f, str) and f]
+    if not sample or not cands:
+        return fallback
+
+    def hits(c: Path) -> int:
+        return sum(1 for f in sample if (p := lexically_inside(c, f)) is not None and is_file(p))
+
+    scores = [hits(c) for c in cands]
+    best = max(range(len(cands)), key=lambda i: scores[i])
+    return cands[best] if scores[best] else fallback
 
 
 def _dedupe_ids(df: pd.DataFrame, col: str, what: str, path: Path, issues: IssueLog,

@@ -15,6 +15,7 @@ stem names the annotator. A single file is attributed to the task owner's userna
 
 from __future__ import annotations
 
+import difflib
 import logging
 from pathlib import Path
 
@@ -92,6 +93,7 @@ def _read_file(path: Path, annotator: str | None, issues: IssueLog):
            f"expected a CVAT <annotations> root element, got <{doc.tag}>. Export the task as "
            "'CVAT for images 1.1'.")
     labels, owner, subset = _meta(doc)
+    known = set(labels)  # empty when the file has no <meta>: then every label is accepted
     who = annotator or owner or DEFAULT_ANNOTATOR
     image_els = doc.findall("image")
     if not image_els and doc.find("track") is not None:
@@ -124,6 +126,14 @@ def _read_file(path: Path, annotator: str | None, issues: IssueLog):
             if not label:
                 issues.error("malformed_annotation",
                              f"{item} has no label; quarantined. Give it a label.")
+                continue
+            if known and label not in known:
+                close = difflib.get_close_matches(label, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                issues.error("unknown_category",
+                             f"{item}: label {label!r} is not among the file's <labels> "
+                             f"({', '.join(sorted(known)[:10])}); quarantined. {hint}Fix the "
+                             "label, or add it to the task's labels and export again.")
                 continue
             seg = None
             if tag == "tag":

@@ -137,6 +137,7 @@ class _Export:
         self.anns: list[dict] = []  # file_name, annotator, label, x, y, w, h, seg
         self.preds: list[dict] = []  # file_name, model, label, score, x, y, w, h
         self.users: set[str] = set()
+        self.tasks_of: dict[str, list] = {}  # annotator -> tasks they submitted
 
 
 def _results(task_no, where, path: Path, res_list, size: dict, issues: IssueLog, warned: set,
@@ -249,13 +250,29 @@ def parse_export(path: Path, issues: IssueLog) -> _Export:
         sp = data.get("split")
         if isinstance(sp, str) and img["split"] is None:
             img["split"] = split_from_name(sp)
-        anns = _list(task.get("annotations")) or _list(task.get("completions"))
+        anns = task.get("annotations")
+        if anns is None or anns == []:  # Label Studio < 1.0 called them completions
+            anns = task.get("completions", anns)
+        if isinstance(anns, dict):
+            issues.warning("malformed_task",
+                           f"{path}: task {task_no!r}: 'annotations' is an object, expected a "
+                           "list of annotations; read as a list of one. Re-export from Label "
+                           "Studio to be sure nothing was lost.")
+            anns = [anns]
+        elif anns is not None and not isinstance(anns, list):
+            issues.error("malformed_task",
+                         f"{path}: task {task_no!r}: 'annotations' is a "
+                         f"{type(anns).__name__}, expected a list; the task's annotations are "
+                         "skipped. Re-export from Label Studio.")
+            anns = []
+        anns = anns or []
         for k, a in enumerate(anns):
             if not isinstance(a, dict) or a.get("was_cancelled") is True:
                 continue
             who = annotator_name(a.get("completed_by"))
             if who:
                 ex.users.add(who)
+                ex.tasks_of.setdefault(who, []).append(task_no)
             for lb, box, seg, _ in _results(task_no, f"annotation {a.get('id', k)!r}", path,
                                             a.get("result"), img, issues, warned):
                 ex.anns.append({FILE_NAME: fn, ANNOTATOR: who, NAME: lb, X: box[0], Y: box[1],
@@ -271,6 +288,13 @@ def parse_export(path: Path, issues: IssueLog) -> _Export:
                 ex.preds.append({FILE_NAME: fn, MODEL: model, NAME: lb,
                                  SCORE: score if score is not None else pscore,
                                  X: box[0], Y: box[1], W: box[2], H: box[3]})
+    labelled = {a[ANNOTATOR] for a in ex.anns}
+    for who in sorted(ex.users - labelled):
+        tasks = ex.tasks_of.get(who, [])
+        issues.warning("empty_annotator",
+                       f"{path}: annotator {who!r} submitted {len(tasks)} annotation(s) (tasks "
+                       f"{tasks[:5]}{' ...' if len(tasks) > 5 else ''}) with no usable result; "
+                       "check their export (empty or skipped annotations).")
     return ex
 
 

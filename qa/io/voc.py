@@ -1,13 +1,24 @@
 """Pascal VOC: ``Annotations/*.xml`` (one file per image), ``JPEGImages/``, and the splits in
-``ImageSets/Main/{train,val,test}.txt`` (one image id, the file stem, per line).
+``ImageSets/Main/{train,val,test,trainval}.txt`` (one image id, the file stem, per line).
+A flat folder of VOC XML files (LabelImg's default: no ``Annotations/``, images beside the
+XML files, in ``images/`` or ``JPEGImages/``, or under ``image_root``) is read too. An image
+named ``a.jpg`` that exists only as ``a.png`` (or another image type) is found.
 
-Coordinate convention
----------------------
-VOC boxes are 1-based and inclusive: a box covering pixel columns 0..9 (0-based) is written
-``xmin=1, xmax=10``. In the Dataset (COCO xywh, 0-based, exclusive right edge) that box is
-``x = xmin - 1``, ``w = xmax - xmin + 1`` (likewise y / h). The writer in
-``tests/io/writers.py`` inverts it (``xmin = x + 1``, ``xmax = x + w``) so boxes round-trip
-exactly.
+Coordinate convention (``voc_coordinates``)
+-------------------------------------------
+``"one_based"`` (the VOC devkit's, and Detectron2's): boxes are 1-based and inclusive, so a box
+covering pixel columns 0..9 (0-based) is written ``xmin=1, xmax=10``. In the Dataset (COCO
+xywh, 0-based, exclusive right edge) that box is ``x = xmin - 1``, ``w = xmax - xmin + 1``
+(likewise y / h). The writer in ``tests/io/writers.py`` inverts it (``xmin = x + 1``,
+``xmax = x + w``) so boxes round-trip exactly.
+
+``"zero_based"`` (CVAT / Datumaro exports): ``xmin`` is already the 0-based left edge and
+``xmax`` the exclusive right edge, so ``x = xmin``, ``w = xmax - xmin``.
+
+``"auto"`` (default): zero-based for a file that says it is a Datumaro/CVAT export (its
+``<source>`` holds ``<annotation>Unknown</annotation><image>Unknown</image>``, which only
+Datumaro writes), one-based (the devkit convention) otherwise. A load issue (info) says when
+a file was read zero-based.
 
 ``difficult`` and ``truncated`` are kept as int annotation columns (0 when absent); the image
 size comes from ``<size>`` (missing or 0 means unknown: probing fills it from the header).
@@ -15,8 +26,8 @@ size comes from ``<size>`` (missing or 0 means unknown: probing fills it from th
 
 from __future__ import annotations
 
-import glob
 import logging
+import posixpath
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +53,27 @@ from qa.dataset import (
     X,
     Y,
 )
-from qa.io._common import IssueLog, expect, ids_by_file_name, parse_xml, read_bytes
+from qa.io._common import (
+    IssueLog,
+    expect,
+    ids_by_file_name,
+    is_dir,
+    is_file,
+    parse_xml,
+    read_bytes,
+)
+from qa.paths import is_within, lexically_inside
 
 log = logging.getLogger(__name__)
 
 DIFFICULT = "difficult"
 TRUNCATED = "truncated"
 IMAGE_DIR = "JPEGImages"
+VOC_COORDINATES = ("auto", "one_based", "zero_based")
+# Where a flat folder's images may be, relative to it ("" = beside the XML files).
+FLAT_IMAGE_DIRS = ("", "images", "JPEGImages")
+# Image types tried when the named file is missing (a VOC set with PNG images says .jpg).
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _text(el, tag: str) -> str | None:
@@ -71,12 +96,15 @@ def _int_or(v: str | None, default):
 
 
 def _splits(root: Path, issues: IssueLog) -> dict[str, str]:
-    """image stem -> split, from ImageSets/Main/{train,val,test}.txt (first listed wins)."""
+    """image stem -> split, from ImageSets/Main/{train,val,test}.txt (first listed wins); a
+    set with only ``trainval.txt`` (no train.txt / val.txt) gets split 'trainval'."""
     out: dict[str, str] = {}
     main = root / "ImageSets" / "Main"
-    for split in SPLITS:
-        f = main / f"{split}.txt"
-        if not f.is_file():
+    lists = [(s, main / f"{s}.txt") for s in SPLITS]
+    if not any(is_file(f) for s, f in lists if s in ("train", "val")):
+        lists.append(("trainval", main / "trainval.txt"))
+    for split, f in lists:
+        if not is_file(f) or not is_within(root, f):
             continue
         for ln in read_bytes(f).decode("utf-8", errors="replace").splitlines():
             parts = ln.split()
@@ -92,21 +120,51 @@ def _splits(root: Path, issues: IssueLog) -> dict[str, str]:
     return out
 
 
-def _read_one(xml: Path, root: Path, issues: IssueLog, rows: list, has_image_dir: bool):
+def _is_datumaro(doc) -> bool:
+    """Datumaro (CVAT's exporter) writes <source> with annotation and image 'Unknown'."""
+    src = doc.find("source")
+    return src is not None and _text(src, "annotation") == "Unknown" \
+        and _text(src, "image") == "Unknown"
+
+
+def _image_name(fname: str, root: Path, dirs: tuple[str, ...]) -> str:
+    """The file name (relative to ``root``) of the image ``fname`` names: the first of
+    ``dirs`` that holds it, or the same stem with another image suffix; else ``dirs[0]/fname``
+    (reported missing by validation). A name that leaves the folder is never looked up (the
+    path rule of :mod:`qa.paths`; the probe reports it as unsafe_path)."""
+    def rel(d: str, name: str) -> str:
+        return f"{d}/{name}" if d else name
+
+    stem, suffix = posixpath.splitext(fname)
+    for d in dirs:
+        base = root / d if d else root
+        if lexically_inside(base, fname) is None or not is_within(root, base):
+            return rel(dirs[0], fname)
+        if suffix and is_file(base / fname):
+            return rel(d, fname)
+    for d in dirs:
+        base = root / d if d else root
+        for suf in _IMAGE_SUFFIXES:
+            for cand in (stem + suf, stem + suf.upper()):
+                if cand != fname and is_file(base / cand):
+                    return rel(d, cand)
+    return rel(dirs[0], fname if suffix else f"{fname}.jpg")
+
+
+def _read_one(xml: Path, root: Path, issues: IssueLog, rows: list, dirs: tuple[str, ...],
+              coordinates: str):
     """The image record of one annotation file; appends its objects to ``rows``."""
     doc = parse_xml(xml)
     expect(doc.tag == "annotation", xml,
            f"expected a VOC <annotation> root element, got <{doc.tag}>. Is this a VOC file?")
-    fname = _text(doc, "filename") or f"{xml.stem}.jpg"
-    fname = fname.replace("\\", "/")
-    if not Path(fname).suffix and has_image_dir:  # some tools write the id without extension
-        found = sorted((root / IMAGE_DIR).glob(f"{glob.escape(fname)}.*"))
-        fname = found[0].name if found else f"{fname}.jpg"
-    file_name = f"{IMAGE_DIR}/{fname}" if has_image_dir else fname
+    zero_based = coordinates == "zero_based" or (coordinates == "auto" and _is_datumaro(doc))
+    fname = (_text(doc, "filename") or f"{xml.stem}.jpg").replace("\\", "/")
+    file_name = _image_name(fname, root, dirs)
     size = doc.find("size")
     w = _int_or(_text(size, "width"), None)
     h = _int_or(_text(size, "height"), None)
-    image = {FILE_NAME: file_name, WIDTH: w or None, HEIGHT: h or None, "_stem": xml.stem}
+    image = {FILE_NAME: file_name, WIDTH: w or None, HEIGHT: h or None, "_stem": xml.stem,
+             "_zero_based": zero_based}
     for k, obj in enumerate(doc.findall("object")):
         name = _text(obj, "name")
         bb = obj.find("bndbox")
@@ -135,37 +193,56 @@ def _read_one(xml: Path, root: Path, issues: IssueLog, rows: list, has_image_dir
                          + "; quarantined. Fix those values.")
             continue
         xmin, ymin, xmax, ymax = vals
+        # see the module doc: devkit 1-based inclusive, or CVAT's 0-based exclusive
+        shift = 0.0 if zero_based else 1.0
         rows.append({
             FILE_NAME: file_name, NAME: name,
-            # 1-based inclusive -> 0-based xywh (see the module doc)
-            X: xmin - 1.0, Y: ymin - 1.0, W: xmax - xmin + 1.0, H: ymax - ymin + 1.0,
+            X: xmin - shift, Y: ymin - shift, W: xmax - xmin + shift, H: ymax - ymin + shift,
             DIFFICULT: _int_or(_text(obj, "difficult"), 0),
             TRUNCATED: _int_or(_text(obj, "truncated"), 0),
         })
     return image
 
 
-def read(path: Path | str, *, image_root=None) -> Dataset:
-    """Read a Pascal VOC folder (or one annotation .xml) into a Dataset."""
+def read(path: Path | str, *, image_root=None, voc_coordinates: str = "auto") -> Dataset:
+    """Read a Pascal VOC folder (``Annotations/``, or a flat folder of XML files) or one
+    annotation .xml into a Dataset. ``voc_coordinates``: see the module doc."""
+    if voc_coordinates not in VOC_COORDINATES:
+        raise ValueError(f"voc_coordinates must be one of {VOC_COORDINATES}, got "
+                         f"{voc_coordinates!r}.")
     path = Path(path)
     issues = IssueLog()
     if path.is_file():
         xmls = [path]
         root = path.parent.parent if path.parent.name == "Annotations" else path.parent
+        flat = path.parent.name != "Annotations"
     elif path.is_dir():
         ann_dir = path / "Annotations"
-        expect(ann_dir.is_dir(), path, "no Annotations/ folder: not a Pascal VOC dataset.")
-        xmls = sorted(ann_dir.glob("*.xml"))
-        expect(bool(xmls), ann_dir, "no *.xml annotation files found.")
+        flat = not is_dir(ann_dir)
+        if flat:
+            xmls = [x for x in sorted(path.glob("*.xml")) if is_within(path, x)]
+            expect(bool(xmls), path, "no Annotations/ folder and no *.xml files: not a Pascal "
+                                     "VOC dataset.")
+        else:
+            xmls = [x for x in sorted(ann_dir.glob("*.xml")) if is_within(path, x)]
+            expect(bool(xmls), ann_dir, "no *.xml annotation files found.")
         root = path
     else:
         raise DatasetError(f"{path}: no such file or directory. Check the path.")
-    has_image_dir = (root / IMAGE_DIR).is_dir()
+    dirs = (IMAGE_DIR,) if is_dir(root / IMAGE_DIR) and not flat else (
+        FLAT_IMAGE_DIRS if flat else ("",))
     splits = _splits(root, issues)
     rows: list[dict] = []
     images = []
     for x in xmls:
-        images.append(_read_one(x, root, issues, rows, has_image_dir))
+        images.append(_read_one(x, root, issues, rows, dirs, voc_coordinates))
+    n_zero = sum(im["_zero_based"] for im in images)
+    if n_zero and voc_coordinates == "auto":
+        issues.add("info", "voc_coordinates",
+                   f"{root}: {n_zero} of {len(images)} annotation files are CVAT/Datumaro "
+                   "exports and were read with 0-based coordinates (x = xmin); the others with "
+                   "the VOC devkit's 1-based ones (x = xmin - 1). Pass "
+                   "voc_coordinates='one_based' or 'zero_based' to choose.")
     imgs = pd.DataFrame(images, columns=[FILE_NAME, WIDTH, HEIGHT, "_stem"])
     dup = imgs[FILE_NAME].duplicated(keep="first")
     for fn in imgs.loc[dup, FILE_NAME].head(20):

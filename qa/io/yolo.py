@@ -8,6 +8,12 @@ Layouts
 * A folder with ``images/`` and ``labels/`` and no yaml: classes come from ``classes.txt``
   (in the folder or in ``labels/``) if present, else ``class_0``, ``class_1`` ...; a
   ``images/<split>/`` level gives the splits.
+* The darknet layout (CVAT's "YOLO 1.1" export, Roboflow's "YOLO Darknet"): ``obj.data``
+  (``train = data/train.txt``, ``valid = ...``, ``names = data/obj.names``), ``obj.names``
+  (one class per line), ``train.txt`` listing ``data/obj_train_data/a.jpg`` and the label
+  ``a.txt`` beside each image. Darknet runs from its own folder, so a ``data/`` prefix in
+  these paths is the export folder itself. Without list files, ``obj_<split>_data/`` folders
+  or Roboflow's split folders holding ``_darknet.labels`` (the class names) are read.
 
 The label of ``.../images/<sub>/a.jpg`` is ``.../labels/<sub>/a.txt`` (the last ``images``
 path component replaced, as Ultralytics does): one object per line, ``class cx cy w h``
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,13 +61,17 @@ from qa.dataset import (
 from qa.io._common import (
     IMAGE_EXTENSIONS,
     IssueLog,
+    check_root,
     expect,
-    probe_images,
+    is_dir,
+    is_file,
     list_images,
     parse_yaml,
+    probe_images,
     read_bytes,
 )
 from qa.io.coco import split_from_name
+from qa.paths import is_within
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +79,20 @@ YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 # Ultralytics writes `class cx cy w h`; `... conf` when saving predictions with save_conf.
 BOX_FIELDS = 5
 PRED_FIELDS = 6
+# Normalised coordinates may overshoot [0, 1] by rounding; beyond this a "polygon" is not one.
+NORM_TOLERANCE = 0.01
 # Cap on per-line issues per file so one broken file does not flood the report.
 MAX_ISSUES_PER_FILE = 20
 
 
-def label_path(image: Path) -> Path:
-    """The label file of an image: the last ``images`` path component becomes ``labels``."""
+def label_path(image: Path, root: Path | None = None) -> Path:
+    """The label file of an image: the last ``images`` path component (below ``root``, when
+    given) becomes ``labels``; without one, the ``.txt`` beside the image (darknet)."""
     parts = list(image.parts)
-    for i in range(len(parts) - 2, -1, -1):
+    first = 0
+    if root is not None and image.is_relative_to(root):
+        first = len(Path(root).parts)
+    for i in range(len(parts) - 2, first - 1, -1):
         if parts[i] == "images":
             parts[i] = "labels"
             return Path(*parts).with_suffix(".txt")
@@ -137,10 +154,15 @@ def _images_of_entry(entry, root: Path, yaml_path: Path, issues: IssueLog) -> tu
                          "folder of images or a .txt list of image paths.")
             continue
         p = Path(e) if os.path.isabs(e) else root / e
-        if p.is_dir():
-            paths += list_images(p)
+        if (is_dir(p) or is_file(p)) and not is_within(root, p):
+            issues.error("unsafe_path",
+                         f"{yaml_path}: split entry {e!r} ({p}) leads outside the dataset root "
+                         f"{root}; it is not read. Keep the splits inside the dataset folder.")
+            continue
+        if is_dir(p):
+            paths += list_images(p, root=root, issues=issues)
             folders.append(p)
-        elif p.is_file() and p.suffix.lower() == ".txt":
+        elif is_file(p) and p.suffix.lower() == ".txt":
             for ln in read_bytes(p).decode("utf-8", errors="replace").splitlines():
                 ln = ln.strip()
                 if not ln or ln.startswith("#"):
@@ -149,7 +171,7 @@ def _images_of_entry(entry, root: Path, yaml_path: Path, issues: IssueLog) -> tu
                 q = p.parent / ln[2:] if ln.startswith("./") else (
                     Path(ln) if os.path.isabs(ln) else root / ln)
                 paths.append(q)
-        elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+        elif is_file(p) and p.suffix.lower() in IMAGE_EXTENSIONS:
             paths.append(p)
         else:
             issues.error("missing_split",
@@ -170,7 +192,8 @@ def _layout_from_yaml(yaml_path: Path, issues: IssueLog):
     else:
         expect(isinstance(rp, str), yaml_path, f"'path' must be a string, got {rp!r}.")
         root = Path(rp) if os.path.isabs(rp) else base / rp
-        if not root.is_dir():
+        check_root(root, yaml_path, f"'path: {rp}'")
+        if not is_dir(root):
             # Ultralytics falls back to paths relative to the yaml's folder
             issues.warning("missing_root",
                            f"{yaml_path}: 'path' {rp!r} is not a folder; using the yaml's "
@@ -194,14 +217,98 @@ def _layout_from_yaml(yaml_path: Path, issues: IssueLog):
     return root, names, split_images, folders
 
 
-def _layout_from_folder(folder: Path):
+DARKNET_MARKERS = ("obj.data", "obj.names")
+ROBOFLOW_LABELS = "_darknet.labels"
+_DARKNET_SPLITS = (("train", "train"), ("valid", "val"), ("val", "val"), ("test", "test"))
+
+
+def is_darknet(folder: Path) -> bool:
+    """True for a darknet-layout folder (``obj.data`` / ``obj.names``, or Roboflow's
+    ``_darknet.labels`` in it or in a split folder)."""
+    folder = Path(folder)
+    if any(is_file(folder / m) for m in (*DARKNET_MARKERS, ROBOFLOW_LABELS)):
+        return True
+    try:
+        subs = [d for d in folder.iterdir() if d.is_dir()]
+    except OSError:
+        return False
+    return any(is_file(d / ROBOFLOW_LABELS) for d in subs)
+
+
+def _darknet_config(path: Path) -> dict[str, str]:
+    """``key = value`` lines of an ``obj.data`` file."""
+    out = {}
+    for ln in read_bytes(path).decode("utf-8", errors="replace").splitlines():
+        if "=" in ln and not ln.lstrip().startswith("#"):
+            k, v = ln.split("=", 1)
+            out[k.strip().lower()] = v.strip()
+    return out
+
+
+def _darknet_path(folder: Path, ref: str) -> Path:
+    """A path written in ``obj.data`` or a list file: as given (relative to the export
+    folder), else without darknet's leading ``data/`` (the export folder itself)."""
+    ref = ref.strip().replace("\\", "/")
+    cands = [Path(ref) if os.path.isabs(ref) else folder / ref]
+    if ref.startswith("data/"):
+        cands.append(folder / ref[len("data/"):])
+    return next((c for c in cands if is_file(c) or is_dir(c)), cands[-1])
+
+
+def _names_file(p: Path) -> dict[int, str] | None:
+    if not is_file(p):
+        return None
+    lines = read_bytes(p).decode("utf-8-sig", errors="replace").splitlines()
+    return {i: ln.strip() for i, ln in enumerate(lines) if ln.strip()}
+
+
+def _layout_from_darknet(folder: Path, issues: IssueLog):
+    cfg = _darknet_config(folder / "obj.data") if is_file(folder / "obj.data") else {}
+    names_p = _darknet_path(folder, cfg["names"]) if cfg.get("names") else folder / "obj.names"
+    names = _names_file(names_p) if is_within(folder, names_p) else None
+    split_images: list = []
+    folders: list = []
+    listed = False
+    for key, split in _DARKNET_SPLITS:
+        if not cfg.get(key):
+            continue
+        lf = _darknet_path(folder, cfg[key])
+        if not is_file(lf) or not is_within(folder, lf):
+            issues.warning("missing_split",
+                           f"{folder / 'obj.data'}: '{key} = {cfg[key]}' names no list file "
+                           f"inside the export; the {split} split is read from its "
+                           "obj_<split>_data/ folder if there is one.")
+            continue
+        listed = True
+        for ln in read_bytes(lf).decode("utf-8", errors="replace").splitlines():
+            if ln.strip() and not ln.lstrip().startswith("#"):
+                split_images.append((_darknet_path(folder, ln), split))
+    if not listed:
+        subs = sorted(d for d in folder.iterdir() if is_dir(d) and not d.name.startswith("."))
+        for d in subs:
+            m = re.fullmatch(r"obj_(\w+?)_data", d.name)
+            if m is None and not is_file(d / ROBOFLOW_LABELS):
+                continue
+            split = split_from_name(m.group(1) if m else d.name)
+            split_images += [(p, split) for p in list_images(d, root=folder, issues=issues)]
+            folders.append(d)
+            if names is None and is_file(d / ROBOFLOW_LABELS):
+                names = _names_file(d / ROBOFLOW_LABELS)
+        if not folders and is_file(folder / ROBOFLOW_LABELS):  # one split, flat
+            split_images = [(p, None) for p in list_images(folder, root=folder, issues=issues)]
+    if names is None:
+        names = _names_file(folder / ROBOFLOW_LABELS) or _names_from_classes_txt(folder)
+    return folder, names, split_images, folders
+
+
+def _layout_from_folder(folder: Path, issues: IssueLog):
     images_dir = folder / "images"
     if not images_dir.is_dir() or not (folder / "labels").is_dir():
         raise DatasetError(
             f"{folder}: not a YOLO dataset: expected data.yaml, or images/ and labels/ folders.")
     names = _names_from_classes_txt(folder)
     split_images = []
-    for p in list_images(images_dir):
+    for p in list_images(images_dir, root=folder, issues=issues):
         rel = p.relative_to(images_dir).parts
         split = split_from_name(rel[0]) if len(rel) > 1 else None
         split_images.append((p, split if split in SPLITS else None))
@@ -267,6 +374,13 @@ def _parse_label_file(lp: Path, img_size, image_id: int, issues: IssueLog, names
                 "the yaml's names", check="unknown_category")
             continue
         seg = None
+        if polygon and not all(-NORM_TOLERANCE <= v <= 1 + NORM_TOLERANCE for v in vals[1:]):
+            what = ("7 fields read as a 3-point polygon 'class x1 y1 x2 y2 x3 y3'"
+                    if len(fields) == 7 else f"a polygon of {len(fields) // 2} points")
+            bad(f"{what}, but its values are not normalised to [0, 1]: "
+                f"{ln.strip()[:80]!r}. A box is 'class cx cy w h' (5 fields); extra columns "
+                "(a confidence, a track id) belong in a predictions file")
+            continue
         if polygon:
             pts = np.asarray(vals[1:], dtype=np.float64).reshape(-1, 2) * (iw, ih)
             x0, y0 = pts.min(axis=0)
@@ -297,8 +411,10 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         raise DatasetError(f"{path}: no such file or directory. Check the path.")
     if yaml_path is not None:
         root, names, split_images, folders = _layout_from_yaml(yaml_path, issues)
+    elif is_darknet(path):
+        root, names, split_images, folders = _layout_from_darknet(path, issues)
     else:
-        root, names, split_images, folders = _layout_from_folder(path)
+        root, names, split_images, folders = _layout_from_folder(path, issues)
     # one row per image file (first split wins when an image is listed twice)
     seen: dict[str, tuple[Path, str | None]] = {}
     for p, split in split_images:
@@ -313,8 +429,9 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     file_names = sorted(seen)
     ids = {fn: i + 1 for i, fn in enumerate(file_names)}
     paths = [seen[fn][0] for fn in file_names]
+    label_root = root  # label files are read from the dataset root, images from image_root
     if image_root is not None:  # file names stay relative to the dataset root
-        root = Path(image_root)
+        root = check_root(Path(image_root), path, "image_root")
     # the headers are read once, here: load() sees the probe columns and does not probe again;
     # a listed image outside the root is not opened (and its labels cannot be converted)
     images = probe_images(pd.DataFrame({
@@ -328,19 +445,22 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     rows = []
     expected_labels = set()
     for fn, p, size in zip(file_names, paths, sizes):
-        lp = label_path(p)
+        lp = label_path(p, label_root)
         expected_labels.add(os.path.normcase(os.path.abspath(lp)))
-        if lp.is_file():
+        # the path rule: an image listed from outside the root is refused, and so is its label
+        if is_within(label_root, lp) and is_file(lp):
             for r in _parse_label_file(lp, size, ids[fn], issues, names):
                 rows.append((ids[fn], *r))
 
     # label files whose image is missing
     for folder in folders:
         ld = _labels_dir(folder)
-        if ld == folder or not ld.is_dir():
+        if not is_dir(ld) or not is_within(label_root, ld):
             continue
-        for lp in sorted(ld.rglob("*.txt")):
-            if lp.name == "classes.txt":
+        # darknet keeps each label beside its image: look in that folder only
+        found = sorted(ld.glob("*.txt")) if ld == folder else sorted(ld.rglob("*.txt"))
+        for lp in found:
+            if lp.name in ("classes.txt", "obj.names", ROBOFLOW_LABELS):
                 continue
             if os.path.normcase(os.path.abspath(lp)) not in expected_labels:
                 issues.error("label_without_image",

@@ -120,7 +120,8 @@ def test_predictions_file_given_as_dataset_is_explained(tmp_path):
 def test_out_of_range_number_is_a_dataset_error(tmp_path):
     p = tmp_path / "big.json"
     p.write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 1' + "0" * 40 + '},'
-                 '{"id": 2' + "0" * 40 + ', "file_name": "b.jpg"}]}')
+                 '{"id": 2' + "0" * 40 + ', "file_name": "b.jpg"}], '
+                 '"categories": [{"id": 1, "name": "x"}]}')
     ds = qa.load(p, probe=False)  # a size out of range is unknown; an id out of range quarantined
     assert ds.images["width"].isna().all() and ds.images["image_id"].tolist() == [1]
     assert "images[1] needs an integer 'id'" in qa.validate(ds).issues["message"].iloc[0]
