@@ -851,7 +851,7 @@ def _label_confusion(fit: DawidSkene | None, annotators, names, cl, code, cat,
     rows = []
     for j, name in enumerate(annotators):
         conf = fit.confusion[j]
-        drew = 1.0 - (conf[:, no[0]] if len(no) else 0.0)
+        drew = 1.0 - conf[:, no[0]] if len(no) else np.ones(n_lab)
         for t in range(n_lab):
             for g in range(n_lab):
                 rows.append((name, lab[t], all_names.get(lab[t], str(lab[t])), lab[g],
@@ -872,13 +872,15 @@ def _add_label_habits(scorecard: pd.DataFrame, lc: pd.DataFrame) -> pd.DataFrame
     err = real[wrong].groupby(ANNOTATOR, sort=False)["n"].sum()
     habits = real[wrong & (real["rate_given_box"] >= CONFUSION_MIN_RATE)
                   & (real["n"] >= CONFUSION_MIN_COUNT)].sort_values("n", ascending=False)
-    text = habits.groupby(ANNOTATOR, sort=False).apply(
-        lambda d: "; ".join(f"labels {t} as {g} {r:.0%} of the time" for t, g, r in zip(
-            d["true_name"], d["given_name"], d["rate_given_box"])), include_groups=False)
+    text = {}
+    for name, t, g, r in zip(habits[ANNOTATOR], habits["true_name"], habits["given_name"],
+                             habits["rate_given_box"]):
+        text.setdefault(name, []).append(f"labels {t} as {g} {r:.0%} of the time")
+    text = {name: "; ".join(parts) for name, parts in text.items()}
     sc = scorecard.copy()
     sc["label_error_rate"] = (sc["annotator"].map(err).fillna(0.0)
                               / sc["annotator"].map(tot)).astype(float)
-    sc["top_confusions"] = sc["annotator"].map(text).fillna("")
+    sc["top_confusions"] = [text.get(a, "") for a in sc["annotator"]]
     return sc
 
 

@@ -18,11 +18,18 @@ parameters stop changing:
 
 1. consensus of every object = precision-weighted Huber mean (Huber 1964; weights
    1 / var_j(size), bias removed) of its members' sides: a careful annotator dominates a loose
-   one, and one wild side is down-weighted;
-2. every annotator's bias and variance from their deviations to the consensus built *without*
-   their own box (leave-one-out: the deviation's expected square is var_j plus the variance of
-   that consensus, which is subtracted; a weighted method of moments, so the estimate is not
-   flattered by the annotator's own weight in the consensus).
+   one, and one wild side is down-weighted; a side more than ``OUTLIER_Z`` sd from it is
+   flagged as wild;
+2. every annotator's bias and variance from the differences of all pairs of boxes of one
+   object (Grubbs 1948, "On estimating precision of measuring instruments and product
+   variability", JASA 43: the difference of two annotators' sides has the sum of their
+   variances whatever the truth, so the estimate is not flattered, or collapsed to zero, by
+   an annotator's own weight in the consensus), by least squares weighted by the current
+   variances, pairs with a wild side left out, ``a_j^2 >= 1/12 px^2`` and ``r_j^2 >= 0``.
+
+Residuals to a consensus that includes (or is dominated by) the annotator's own box, as a
+plain EM would use, let the most careful annotator's variance collapse towards zero (a
+Heywood case); the pairwise moments do not, and converge in a handful of iterations.
 
 Two annotators leave the split of their disagreement between them undefined (only the sum of
 their variances is identifiable), so the estimate needs at least :data:`MIN_RATERS` annotators.
@@ -55,6 +62,7 @@ MIN_RATERS = 3  # with two annotators only the sum of their noise is identifiabl
 # annotator is estimated as more precise than that (it also keeps every weight finite).
 MIN_PIXEL_VAR = 1.0 / 12.0
 HUBER_C = 1.345  # Huber's constant: 95 % efficiency under Gaussian noise
+OUTLIER_Z = 4.0  # a side this many sd from the consensus is wild (Gaussian: 1 in 16,000)
 EM_MAX_ITER = 100
 START_SHARE = 0.05  # EM start: every annotator 1 px + 5 % of the box (the unweighted mean)
 # Stop when no side noise or bias (as a share of the median box) moves by more than this: a
@@ -153,10 +161,13 @@ def estimate_box_noise(cluster: np.ndarray, code: np.ndarray, xyxy: np.ndarray,
 
 
 def _compute_box_noise(cluster, code, xyxy, k, max_iter, tol) -> BoxNoise:
+    from qa.geometry import cross_pairs
+
     _, cluster = np.unique(cluster, return_inverse=True)
     n_cl = int(cluster.max()) + 1 if len(cluster) else 0
     shared = np.bincount(cluster, minlength=n_cl)[cluster] >= 2
-    cluster, code, xyxy = cluster[shared], code[shared], xyxy[shared]
+    order = np.argsort(cluster[shared], kind="stable")
+    cluster, code, xyxy = cluster[shared][order], code[shared][order], xyxy[shared][order]
     _, cluster = np.unique(cluster, return_inverse=True)
     n_cl = int(cluster.max()) + 1 if len(cluster) else 0
     n_obj = np.bincount(code, minlength=k)
@@ -165,43 +176,30 @@ def _compute_box_noise(cluster, code, xyxy, k, max_iter, tol) -> BoxNoise:
     if n_cl == 0:
         return noise
     size = _sizes(_group_mean(cluster, xyxy, np.ones_like(xyxy), n_cl)[cluster])
-    s2 = size ** 2
     med = float(np.median(size))
+    # every pair of boxes of one object (Grubbs 1948: the difference of two annotators' sides
+    # has the sum of their variances, whatever the truth, so no weight feeds on itself)
+    pa, pb = cross_pairs(cluster, cluster)
+    keep = code[pa] < code[pb]
+    pa, pb = pa[keep], pb[keep]
+    cj, cl_ = code[pa], code[pb]
+    d = xyxy[pa] - xyxy[pb]
+    s = size[pa]
     converged, it = False, 0
     for it in range(1, max_iter + 1):
-        # consensus of the others for every box (leave-one-out), Huber-weighted
-        corr = xyxy - OUTWARD * noise.bias[code][:, None] * size
-        var = noise.var(code[:, None], size)
+        # consensus with the current noise: a pair with a wild side (beyond OUTLIER_Z of its
+        # own sd from the consensus: a box around a different object part) does not count.
+        # Huber weights would also shrink ordinary large deviations and bias the variance low.
         _, _, hub = weighted_centre(cluster, code, xyxy, noise, n_cl, size)
-        w = hub / var
-        tot_w = _group_sum(cluster, w, n_cl)[cluster]
-        tot_wx = _group_sum(cluster, w * corr, n_cl)[cluster]
-        tot_p = _group_sum(cluster, 1.0 / var, n_cl)[cluster]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            loo = (tot_wx - w * corr) / (tot_w - w)
-            loo_var = 1.0 / (tot_p - 1.0 / var)
-        ok = np.isfinite(loo) & np.isfinite(loo_var) & (loo_var > 0)
-        e = np.where(ok, xyxy - loo, 0.0)  # raw deviation: the annotator's own bias included
-        v = np.where(ok, loo_var, 0.0)
-        tot_var = var + v
-        # bias: precision-weighted mean outward deviation as a share of the size ...
-        wb = np.where(ok, s2 / tot_var, 0.0)
-        bias = _per_annotator(code, wb * OUTWARD * e / size, k) / np.maximum(
-            _per_annotator(code, wb, k), 1e-300)
-        # ... anchored: only differences of biases are identifiable (shift them all and the
-        # consensus moves along), so the annotators' precision-weighted mean bias is zero,
-        # i.e. the consensus is as unbiased as its most reliable annotators
-        prec = n_obj / (noise.pixel_var + noise.relative_var * med ** 2)
-        bias = bias - float((prec * bias).sum() / max(prec.sum(), 1e-300))
-        # variance: E[(e - bias)^2] = var_j + v, so fit (e - bias)^2 - v to a^2 + r^2 size^2
-        # by least squares weighted by 1 / (var_j + v)^2 (the variance of a squared deviation)
-        y = (e - OUTWARD * bias[code][:, None] * size) ** 2 - v
-        pix, rel = _fit_variance(code, y, s2, np.where(ok, 1.0 / tot_var ** 2, 0.0), k)
-        # damped (half a step): the weights move with the estimate, and the undamped
-        # fixed-point iteration can swing between two states
-        pix = 0.5 * (pix + noise.pixel_var)
-        rel = 0.5 * (rel + noise.relative_var)
-        bias = 0.5 * (bias + noise.bias)
+        tame = hub > HUBER_C / OUTLIER_Z
+        hw = (tame[pa] & tame[pb]).astype(np.float64)
+        var_pair = noise.var(cj[:, None], s) + noise.var(cl_[:, None], s)
+        # bias: OUTWARD * d / size = bias_j - bias_l, weighted least squares ...
+        bias = _fit_bias(cj, cl_, OUTWARD * d / s, hw * s ** 2 / var_pair, k,
+                         n_obj / (noise.pixel_var + noise.relative_var * med ** 2))
+        # ... then variance: (d - bias difference)^2 = a_j^2 + a_l^2 + (r_j^2 + r_l^2) size^2
+        y = (d - OUTWARD * (bias[cj] - bias[cl_])[:, None] * s) ** 2
+        pix, rel = _fit_pair_variance(cj, cl_, y, s ** 2, hw / var_pair ** 2, k)
         new = BoxNoise(pix, rel, bias, n_obj, it, False)
         change = float(np.max(np.abs(np.r_[new.sd_share(med) - noise.sd_share(med),
                                            bias - noise.bias])))
@@ -215,31 +213,60 @@ def _compute_box_noise(cluster, code, xyxy, k, max_iter, tol) -> BoxNoise:
                     np.where(idle, 0.0, noise.bias), n_obj, it, converged)
 
 
-def _per_annotator(code, values, k):
-    return np.bincount(np.repeat(code, values.shape[1]), values.ravel(), minlength=k)
+def _combo_sums(cj, cl, values, weights, k) -> np.ndarray:
+    """Sum of weights * values per annotator pair (k*k, flattened j*k + l), over all sides."""
+    combo = np.repeat(cj * k + cl, values.shape[1])
+    return np.bincount(combo, (weights * values).ravel(), minlength=k * k)
 
 
-def _fit_variance(code, y, s2, w, k):
-    """Per annotator, non-negative (a^2, r^2) minimising sum w (y - a^2 - r^2 s2)^2, with
-    a^2 >= MIN_PIXEL_VAR."""
-    sw = _per_annotator(code, w, k)
-    sws = _per_annotator(code, w * s2, k)
-    sws2 = _per_annotator(code, w * s2 ** 2, k)
-    swy = _per_annotator(code, w * y, k)
-    swsy = _per_annotator(code, w * s2 * y, k)
-    det = sw * sws2 - sws ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a2 = np.where(det > 0, (sws2 * swy - sws * swsy) / det, np.nan)
-        r2 = np.where(det > 0, (sw * swsy - sws * swy) / det, np.nan)
-        bad_a = ~(a2 >= MIN_PIXEL_VAR)  # includes NaN
-        a2 = np.where(bad_a, MIN_PIXEL_VAR, a2)
-        r2 = np.where(bad_a, (swsy - a2 * sws) / sws2, r2)
-        bad_r = ~(r2 >= 0)
-        r2 = np.where(bad_r, 0.0, r2)
-        a2 = np.where(bad_r, np.maximum((swy - 0) / sw, MIN_PIXEL_VAR), a2)
-    a2 = np.where(np.isfinite(a2), a2, 1.0)
-    r2 = np.where(np.isfinite(r2), r2, START_SHARE ** 2)
-    return a2, r2
+def _fit_bias(cj, cl, y, w, k, prec) -> np.ndarray:
+    """Least squares of y ~ bias_j - bias_l, anchored so that the precision-weighted mean
+    bias is zero: only differences of biases are identifiable (shift them all and the
+    consensus moves along), so the consensus is as unbiased as its most reliable members."""
+    sw = _combo_sums(cj, cl, np.ones_like(y), w, k)
+    swy = _combo_sums(cj, cl, y, w, k)
+    m, v = np.zeros((k, k)), np.zeros(k)
+    for j in range(k):
+        for l in range(j + 1, k):
+            e = np.zeros(k)
+            e[j], e[l] = 1.0, -1.0
+            m += sw[j * k + l] * np.outer(e, e)
+            v += swy[j * k + l] * e
+    p = prec / max(prec.sum(), 1e-300)
+    lam = max(float(np.trace(m)), 1.0)
+    m += lam * np.outer(p, p) + 1e-9 * lam * np.eye(k)
+    return np.linalg.solve(m, v)
+
+
+def _fit_pair_variance(cj, cl, y, s2, w, k):
+    """Non-negative (a^2 >= MIN_PIXEL_VAR, r^2 >= 0) per annotator minimising
+    sum w (y - a_j^2 - a_l^2 - (r_j^2 + r_l^2) s2)^2 over the pairs."""
+    from scipy.optimize import lsq_linear
+
+    ones = np.ones_like(y)
+    sums = {name: _combo_sums(cj, cl, val, w, k) for name, val in
+            (("w", ones), ("ws", s2), ("ws2", s2 ** 2), ("wy", y), ("wsy", s2 * y))}
+    m, v = np.zeros((2 * k, 2 * k)), np.zeros(2 * k)
+    for j in range(k):
+        for l in range(j + 1, k):
+            c = j * k + l
+            e = np.zeros(k)
+            e[j] = e[l] = 1.0
+            ee = np.outer(e, e)
+            m[:k, :k] += sums["w"][c] * ee
+            m[:k, k:] += sums["ws"][c] * ee
+            m[k:, :k] += sums["ws"][c] * ee
+            m[k:, k:] += sums["ws2"][c] * ee
+            v[:k] += sums["wy"][c] * e
+            v[k:] += sums["wsy"][c] * e
+    # scale the two blocks alike, and a tiny ridge for annotators who share nothing
+    scale = np.sqrt(np.maximum(np.diag(m), 1e-300))
+    ms = m / np.outer(scale, scale) + 1e-9 * np.eye(2 * k)
+    chol = np.linalg.cholesky(ms)
+    lb = np.r_[np.full(k, MIN_PIXEL_VAR), np.zeros(k)] * scale
+    sol = lsq_linear(chol.T, np.linalg.solve(chol, v / scale), bounds=(lb, np.inf))
+    theta = sol.x / scale
+    return np.maximum(theta[:k], MIN_PIXEL_VAR), np.maximum(theta[k:], 0.0)
 
 
 def expected_iou(box: np.ndarray, ref: np.ndarray, ref_var: np.ndarray, box_var: np.ndarray,
