@@ -61,6 +61,15 @@ from qa.geometry import (
     match_grouped,
     xywh_to_xyxy,
 )
+from qa.consensus import (
+    MIN_RATERS,
+    BoxNoise,
+    DawidSkene,
+    dawid_skene,
+    estimate_box_noise,
+    expected_iou,
+    weighted_centre,
+)
 from qa.results import frame_records
 
 log = logging.getLogger(__name__)
@@ -79,6 +88,10 @@ DISPUTED_SCORE = 0.25  # images where a quarter or more of the soft F1 is lost g
 # below it, only the images they annotated (a subset design: absent = not assigned).
 FULL_COVERAGE_SHARE = 0.8
 COVERAGES = ("auto", "all", "annotated")
+# An annotator's class confusion is named on the scorecard (and becomes a finding) when it is
+# at least this frequent among the boxes they drew of the class, and seen this many times:
+CONFUSION_MIN_RATE = 0.05  # the label-error rate a QA lead stops tolerating (as the colours)
+CONFUSION_MIN_COUNT = 5  # fewer is chance, not a habit
 NO_OBJECT = -1  # rating of an annotator who labelled the image but drew nothing for an object
 NO_OBJECT_NAME = "(no object)"
 IOU_TYPES = ("bbox", "segm")
@@ -117,7 +130,17 @@ class AgreementResult:
     per_image    one row per image labelled by 2+ annotators: counts of missed / extra / label /
                  loose-box disagreements, ``disagreement_score`` (1 - soft F1, 0 best) and the
                  dominant ``disagreement`` kind; ``is_disputed``.
-    scorecard    one row per annotator, leave-one-out against the consensus of the others.
+    scorecard    one row per annotator, leave-one-out against the reliability-weighted
+                 consensus of the others (3+ annotators): recall, precision, ``mean_iou`` =
+                 estimated IoU with the true box (``mean_iou_vs_consensus``: the plain IoU with
+                 that consensus), ``box_noise`` (sd of a box side as a share of the median
+                 object), ``box_noise_px``, ``box_bias`` (outward shift share),
+                 ``consensus_weight``, ``label_error_rate`` and ``top_confusions`` from the
+                 Dawid-Skene confusion matrix. With two annotators: each against the other.
+    label_confusion  per annotator x true class x given class (Dawid-Skene, 3+ annotators):
+                 expected count ``n``, ``rate`` (of all objects of the class, "(no object)"
+                 = missed), ``rate_given_box`` (of the boxes the annotator drew on it), and the
+                 ``ann_ids`` of those boxes.
     kappa_matrix annotators x annotators Cohen's kappa (diagonal 1).
     matched_ious one row per matched pair (annotator_a, annotator_b, category_id, iou).
     clusters     consensus objects (boxes) or images (classification) with their support.
@@ -143,6 +166,13 @@ class AgreementResult:
     members: pd.DataFrame
     ratings: pd.DataFrame
     category_names: dict = field(default_factory=dict)
+    label_confusion: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def consensus_defined(self) -> bool:
+        """Whether the reliability-weighted consensus (and so a per-annotator verdict) exists:
+        with fewer than three annotators nobody can tell which one of two is right."""
+        return self.n_annotators >= MIN_RATERS
 
     @property
     def n_annotators(self) -> int:
@@ -169,6 +199,28 @@ class AgreementResult:
         lb = pd.Categorical([names.get(v, str(v)) for v in rb], categories=cats)
         tab = pd.crosstab(la, lb, dropna=False)
         tab.index.name, tab.columns.name = annotator_a, annotator_b
+        return tab
+
+    def annotator_confusion(self, annotator: str, *, given_box: bool = True) -> pd.DataFrame:
+        """Dawid-Skene confusion matrix of ``annotator``: true class (rows) x the class they
+        gave (columns), as shares. ``given_box=True``: among the boxes they drew on objects
+        of the row's class (so misses do not dilute confusions: "labels ring as circle 40 %
+        of the time"); False: of all objects of the class, with a ``(no object)`` column for
+        the ones they missed. Empty with fewer than three annotators (undefined)."""
+        if annotator not in self.annotators:
+            raise ValueError(f"Unknown annotator {annotator!r}; choose one of "
+                             f"{list(self.annotators)}.")
+        lc = self.label_confusion
+        if lc.empty:
+            return pd.DataFrame()
+        lc = lc[lc[ANNOTATOR] == annotator]
+        col = "rate_given_box" if given_box else "rate"
+        if given_box:
+            lc = lc[(lc["given_category_id"] != NO_OBJECT) & (lc["true_category_id"] != NO_OBJECT)]
+        tab = lc.pivot(index="true_name", columns="given_name", values=col)
+        order = list(dict.fromkeys(lc["true_name"]))
+        tab = tab.reindex(index=order, columns=list(dict.fromkeys(lc["given_name"])))
+        tab.index.name, tab.columns.name = "true class", f"{annotator} gave"
         return tab
 
     def most_disputed(self, n: int = 24) -> pd.DataFrame:
@@ -209,11 +261,61 @@ class AgreementResult:
                                         if "label_mismatch_rate" in sc and len(sc) else None),
             "n_disputed_images": int(pi["is_disputed"].sum()) if len(pi) else 0,
             "disputed_image_share": (float(pi["is_disputed"].mean()) if len(pi) else None),
+            "max_annotator_box_noise": (None if self.is_classification else
+                                        (num(sc["box_noise"].max()) if "box_noise" in sc and
+                                         sc["box_noise"].notna().any() else None)),
+            "max_annotator_confusion_rate": self._max_confusion_rate(),
         }
+
+    def _confusion_habits(self) -> pd.DataFrame:
+        """Off-diagonal class confusions frequent and common enough to name."""
+        lc = self.label_confusion
+        if lc.empty:
+            return lc
+        return lc[(lc["true_category_id"] != lc["given_category_id"])
+                  & (lc["true_category_id"] != NO_OBJECT) & (lc["given_category_id"] != NO_OBJECT)
+                  & (lc["rate_given_box"] >= CONFUSION_MIN_RATE)
+                  & (lc["n"] >= CONFUSION_MIN_COUNT)]
+
+    def _max_confusion_rate(self) -> float | None:
+        if not self.consensus_defined or self.label_confusion.empty:
+            return None
+        habits = self._confusion_habits()
+        return float(habits["rate_given_box"].max()) if len(habits) else 0.0
 
     def findings(self) -> pd.DataFrame:
         """Disputed images (``kind="disputed_image"``, score = disagreement score, the boxes of
-        the disputed consensus objects as evidence) in the shared findings shape."""
+        the disputed consensus objects as evidence) and annotators' class-confusion habits
+        (``kind="annotator_confusion"``, dataset-level, score = how often, the confused boxes
+        as evidence) in the shared findings shape."""
+        from qa.results import findings_frame
+
+        frames = [self._disputed_findings(), self._confusion_findings()]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return findings_frame(analysis=self.ANALYSIS, page="agreement")
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def _confusion_findings(self) -> pd.DataFrame:
+        from qa.results import findings_frame
+
+        habits = self._confusion_habits()
+        if habits.empty:
+            return findings_frame(analysis=self.ANALYSIS, page="agreement")
+        return findings_frame(pd.DataFrame({
+            "kind": "annotator_confusion", "severity": "warning",
+            "score": habits["rate_given_box"].clip(0, 1).to_numpy(),
+            "image_id": pd.NA, "ann_ids": habits["ann_ids"].tolist(),
+            "category_id": habits["true_category_id"].to_numpy(),
+            "annotator": habits[ANNOTATOR].astype(str).to_numpy(),
+            "message": [f"{a} labels {t} as {g} {r:.0%} of the time ({n:.0f} boxes): review "
+                        f"the {t}/{g} guideline with {a} and re-check these boxes"
+                        for a, t, g, r, n in zip(habits[ANNOTATOR], habits["true_name"],
+                                                 habits["given_name"], habits["rate_given_box"],
+                                                 habits["n"])]}),
+            analysis=self.ANALYSIS, page="agreement")
+
+    def _disputed_findings(self) -> pd.DataFrame:
         from qa.results import findings_frame
 
         pi = self.per_image
@@ -244,6 +346,9 @@ class AgreementResult:
             "per_image": frame_records(self.per_image), "scorecard": frame_records(self.scorecard),
             "kappa_matrix": frame_records(self.kappa_matrix.reset_index(names="annotator")),
             "fleiss_per_category": frame_records(self.fleiss_per_category),
+            "consensus_defined": self.consensus_defined,
+            "label_confusion": frame_records(self.label_confusion.drop(
+                columns=["ann_ids"], errors="ignore")),
         }
 
 
@@ -660,7 +765,12 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
     same_cl = cl[li] == cl[lj]
     cl_iou_sum = np.bincount(cl[li][same_cl], lw[same_cl], minlength=n_cl)
     cl_iou_n = np.bincount(cl[li][same_cl], minlength=n_cl)
-    med = _group_median_xyxy(cl, xyxy, n_cl)
+    # reliability-weighted consensus (3+ annotators, boxes): noise model by EM, then the
+    # precision-weighted robust centre; otherwise (two annotators, masks) the median box
+    noise = (estimate_box_noise(cl, code, xyxy, k)
+             if k >= MIN_RATERS and iou_type == "bbox" and n_nodes else None)
+    med = (weighted_centre(cl, code, xyxy, noise, n_cl)[0] if noise is not None
+           else _group_median_xyxy(cl, xyxy, n_cl))
     with np.errstate(divide="ignore", invalid="ignore"):
         cl_mean_iou = np.where(cl_iou_n > 0, cl_iou_sum / np.maximum(cl_iou_n, 1), np.nan)
     loose_link = same_cl & (lw < LOOSE_BOX_IOU)
@@ -693,6 +803,11 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
     ratings_df = pd.DataFrame(ratings, columns=list(annotators))
     ratings_df.insert(0, IMAGE_ID, img_ids[cl_img])
     coeffs = _coefficients(ratings, annotators, names)
+    ds_fit = dawid_skene(ratings) if k >= MIN_RATERS and n_cl else None
+    label_confusion = _label_confusion(ds_fit, annotators, names, cl, code, cat, ann_id)
+    if ds_fit is not None:
+        clusters["ds_category_id"] = ds_fit.label.astype(np.int64)
+        clusters["p_ds"] = ds_fit.posterior.max(axis=1)
 
     # ---- tables
     pairwise = pd.DataFrame(pair_rows, columns=_PAIR_COLUMNS)
@@ -707,7 +822,9 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
         IMAGE_ID: img_ids[img[li]], CATEGORY_ID: cat[li], "iou": lw, "label_mismatch": lx})
     progress(0.6, "Scorecards (leave-one-out)")
     scorecard = _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, geom,
-                                 li, lj, lw, n_nodes, thr, names, iou_type, coeffs)
+                                 li, lj, lw, n_nodes, thr, names, iou_type, coeffs, noise)
+    if ds_fit is not None:
+        scorecard = _add_label_habits(scorecard, label_confusion)
     progress(1.0, "Done")
     return AgreementResult(
         annotators=annotators, iou_threshold=thr, iou_type=iou_type, is_classification=False,
@@ -715,7 +832,59 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
         kappa_matrix=coeffs["kappa_matrix"], fleiss=coeffs["fleiss"],
         fleiss_per_category=coeffs["fleiss_per_category"], n_fleiss_units=coeffs["n_fleiss"],
         alpha=coeffs["alpha"], matched_ious=matched_ious, clusters=clusters, members=members,
-        ratings=ratings_df, category_names=names)
+        ratings=ratings_df, category_names=names, label_confusion=label_confusion)
+
+
+_CONFUSION_COLUMNS = [ANNOTATOR, "true_category_id", "true_name", "given_category_id",
+                      "given_name", "n", "rate", "rate_given_box", "ann_ids"]
+
+
+def _label_confusion(fit: DawidSkene | None, annotators, names, cl, code, cat,
+                     ann_id) -> pd.DataFrame:
+    """Long table of every annotator's Dawid-Skene confusion matrix (see AgreementResult),
+    with the ann_ids of the boxes behind each off-diagonal cell (most probable true class)."""
+    if fit is None:
+        return pd.DataFrame(columns=_CONFUSION_COLUMNS)
+    lab = fit.labels.astype(np.int64)
+    n_lab = len(lab)
+    no = np.flatnonzero(lab == NO_OBJECT)
+    true_of_box = fit.label.astype(np.int64)[cl]
+    box_key = pd.Series(ann_id).groupby([code, true_of_box, cat]).agg(tuple)
+    all_names = {**names, NO_OBJECT: NO_OBJECT_NAME}
+    rows = []
+    for j, name in enumerate(annotators):
+        conf = fit.confusion[j]
+        drew = 1.0 - conf[:, no[0]] if len(no) else np.ones(n_lab)
+        for t in range(n_lab):
+            for g in range(n_lab):
+                rows.append((name, lab[t], all_names.get(lab[t], str(lab[t])), lab[g],
+                             all_names.get(lab[g], str(lab[g])), fit.counts[j, t, g], conf[t, g],
+                             conf[t, g] / drew[t] if lab[g] != NO_OBJECT and drew[t] > 0
+                             else np.nan,
+                             box_key.get((j, lab[t], lab[g]), ()) if t != g else ()))
+    return pd.DataFrame(rows, columns=_CONFUSION_COLUMNS)
+
+
+def _add_label_habits(scorecard: pd.DataFrame, lc: pd.DataFrame) -> pd.DataFrame:
+    """Scorecard label columns from the Dawid-Skene matrices: ``label_error_rate`` (expected
+    share of an annotator's boxes on real objects that carry a wrong class) and
+    ``top_confusions`` ("labels ring as circle 40% of the time")."""
+    real = lc[(lc["true_category_id"] != NO_OBJECT) & (lc["given_category_id"] != NO_OBJECT)]
+    wrong = real["true_category_id"] != real["given_category_id"]
+    tot = real.groupby(ANNOTATOR, sort=False)["n"].sum()
+    err = real[wrong].groupby(ANNOTATOR, sort=False)["n"].sum()
+    habits = real[wrong & (real["rate_given_box"] >= CONFUSION_MIN_RATE)
+                  & (real["n"] >= CONFUSION_MIN_COUNT)].sort_values("n", ascending=False)
+    text = {}
+    for name, t, g, r in zip(habits[ANNOTATOR], habits["true_name"], habits["given_name"],
+                             habits["rate_given_box"]):
+        text.setdefault(name, []).append(f"labels {t} as {g} {r:.0%} of the time")
+    text = {name: "; ".join(parts) for name, parts in text.items()}
+    sc = scorecard.copy()
+    sc["label_error_rate"] = (sc["annotator"].map(err).fillna(0.0)
+                              / sc["annotator"].map(tot)).astype(float)
+    sc["top_confusions"] = [text.get(a, "") for a in sc["annotator"]]
+    return sc
 
 
 def _names(codes: np.ndarray, annotators) -> pd.Categorical:
@@ -834,19 +1003,34 @@ def _kind_detail(kinds: np.ndarray) -> list[str]:
 
 
 _SCORE_COLUMNS = ["annotator", "n_images", "n_boxes", "n_consensus_objects", "n_found", "recall",
-                  "n_extra", "precision", "mean_iou", "n_loose", "n_label_mismatch",
-                  "label_mismatch_rate", "top_confusions", "mean_kappa"]
+                  "n_extra", "precision", "mean_iou", "mean_iou_vs_consensus", "box_noise",
+                  "box_noise_px", "box_bias", "consensus_weight", "n_loose", "n_label_mismatch",
+                  "label_mismatch_rate", "label_error_rate", "top_confusions", "mean_kappa"]
+
+
+def _noise_summary(noise: BoxNoise | None, xyxy: np.ndarray, k: int) -> dict:
+    """Scorecard noise columns at the median object size (NaN without a noise model)."""
+    if noise is None or not len(xyxy):
+        return {c: np.full(k, np.nan) for c in ("box_noise", "box_noise_px", "box_bias",
+                                                "consensus_weight")}
+    size = float(np.median(np.r_[xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]]))
+    size = max(size, 1.0)
+    share = noise.sd_share(size)
+    prec = 1.0 / (share * size) ** 2
+    return {"box_noise": share, "box_noise_px": share * size, "box_bias": noise.bias,
+            "consensus_weight": prec / prec.sum()}
 
 
 def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, geom, li, lj, lw,
-                     n_nodes, thr, names, iou_type, coeffs) -> pd.DataFrame:
+                     n_nodes, thr, names, iou_type, coeffs, noise=None) -> pd.DataFrame:
     k = len(annotators)
     rows = []
     n_cat = len(cat_ids)
+    summary = _noise_summary(noise, xyxy, k)
     for a in range(k):
         mine = np.flatnonzero(code == a)
         row = {"annotator": annotators[a], "n_images": int(cov[:, a].sum()),
-               "n_boxes": len(mine)}
+               "n_boxes": len(mine), **{c: float(v[a]) for c, v in summary.items()}}
         km = coeffs["kappa_matrix"].to_numpy()
         row["mean_kappa"] = float(np.nanmean(np.delete(km[a], a))) if k >= 2 and np.isfinite(
             np.delete(km[a], a)).any() else math.nan
@@ -876,6 +1060,9 @@ def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, ge
             loc = np.searchsorted(onodes, np.concatenate([li[kk], lj[kk]]))
             med = _medoid(ocl_idx, loc[:kk.sum()], loc[kk.sum():], lw[kk], n_cl)
             cgeom = geom.take(onodes[med])
+        elif noise is not None:  # the others' consensus, with the others' weights
+            cxyxy, cvar, _ = weighted_centre(ocl_idx, code[onodes], xyxy[onodes], noise, n_cl)
+            cgeom = Geometry(cxyxy)
         else:
             cgeom = Geometry(_group_median_xyxy(ocl_idx, xyxy[onodes], n_cl))
         cons = np.flatnonzero(is_cons)
@@ -891,14 +1078,22 @@ def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, ge
             cat_ids[maj[cons]], thr, tied_majority)
         found = len(ma) + len(xa)
         all_iou = np.concatenate([miou, xiou])
+        est_iou = all_iou
+        if noise is not None and found:  # IoU with the truth, the consensus' own noise removed
+            pa, pb = mine[np.concatenate([ma, xa])], cons[np.concatenate([mb, xb])]
+            ref = cxyxy[pb]
+            sizes = np.maximum(np.c_[ref[:, 2] - ref[:, 0], ref[:, 3] - ref[:, 1]], 1.0)
+            own = noise.var(np.full((found, 1), a), np.c_[sizes, sizes])
+            est_iou = expected_iou(xyxy[pa], ref, cvar[pb], own, np.full(found, noise.bias[a]))
         conf = pd.DataFrame({"a": cat[mine][xa], "b": cat_ids[maj[cons]][xb]})
         row.update({
             "n_consensus_objects": len(cons), "n_found": found,
             "recall": found / len(cons) if len(cons) else math.nan,
             "n_extra": len(mine) - found,
             "precision": found / len(mine) if len(mine) else math.nan,
-            "mean_iou": float(all_iou.mean()) if found else math.nan,
-            "n_loose": int((all_iou < LOOSE_BOX_IOU).sum()),
+            "mean_iou": float(est_iou.mean()) if found else math.nan,
+            "mean_iou_vs_consensus": float(all_iou.mean()) if found else math.nan,
+            "n_loose": int((est_iou < LOOSE_BOX_IOU).sum()),
             "n_label_mismatch": len(xa),
             "label_mismatch_rate": len(xa) / found if found else math.nan,
             "top_confusions": _top_confusions(conf, names),

@@ -386,7 +386,32 @@ def test_sample_data_planted_annotators():
     assert sc["mean_iou"].idxmin() == "bob"  # loose, jittered boxes
     assert sc["label_mismatch_rate"].idxmax() == "carol"  # confuses ring and circle
     assert sc["recall"].idxmin() == "carol"  # misses small objects
-    assert sc.loc["carol", "top_confusions"].startswith("ring as circle (")
+    assert sc.loc["carol", "top_confusions"].startswith("labels ring as circle ")
+    # truthful scorecards (issue 13): each annotator's estimated IoU with the truth and recall
+    # match what the generator measured against the true boxes
+    planted = json.loads((SAMPLE / "PLANTED.json").read_text())["annotators"]
+    for name, prof in planted.items():
+        true = prof["measured"]
+        assert sc.loc[name, "mean_iou"] == pytest.approx(true["mean_iou_vs_truth"], abs=0.05), name
+        assert sc.loc[name, "recall"] == pytest.approx(true["recall_vs_truth"], abs=0.03), name
+    # the careful annotators are not sent back to training: on target (IoU >= 0.85)
+    assert sc.loc["alice", "mean_iou"] >= IOU_TARGET and sc.loc["carol", "mean_iou"] >= IOU_TARGET
+    # carol's Dawid-Skene confusion: ring labelled circle 40 % +- 10 % of her ring boxes
+    conf = res.annotator_confusion("carol")
+    src, dst, rate = (planted["carol"]["class_confusion"][k] for k in ("true", "labelled", "rate"))
+    assert conf.loc[src, dst] == pytest.approx(rate, abs=0.10)
+    assert conf.loc["circle", "ring"] < 0.02  # and not the other way round
+    assert res.annotator_confusion("alice").loc[src, dst] < 0.02
+    # the confused boxes are the evidence of an annotator_confusion finding
+    f = res.findings()
+    habit = f[f["kind"] == "annotator_confusion"]
+    assert habit["annotator"].tolist() == ["carol"]
+    confused = set(planted["carol"]["confused_ann_ids"])
+    flagged = set(habit["ann_ids"].iloc[0])
+    assert len(flagged & confused) >= 0.9 * len(confused) and len(flagged - confused) <= 3
+    # noise: bob is the loose one and draws outward
+    assert sc["box_noise"].idxmax() == "bob" and sc.loc["bob", "box_bias"] > 0.04
+    assert sc.loc["bob", "consensus_weight"] < 0.05
 
 
 # --------------------------------------------------------------------------- figures
