@@ -25,9 +25,9 @@ import math
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -148,15 +148,16 @@ class ModelSpec:
     reason: str = ""
 
 
-def _clip_weights_cached(repo: str = DEFAULT_CLIP_HF_REPO) -> bool:
-    """Whether the default CLIP weights are in the local Hugging Face cache (files only)."""
+def _clip_weights_cached(repo: str = DEFAULT_CLIP_HF_REPO, cache_dir: str | None = None) -> bool:
+    """Whether the default CLIP weights are in the local Hugging Face cache (``cache_dir``,
+    default ``$HF_HUB_CACHE``); looks at files only, never the network."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return False
     for name in _HF_WEIGHT_FILES:
         try:
-            hit = try_to_load_from_cache(repo, name)
+            hit = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
         except Exception:  # a damaged cache folder: treat as absent
             hit = None
         if isinstance(hit, str) and os.path.exists(hit):
@@ -396,11 +397,12 @@ def _load_open_clip(spec: ModelSpec, device: str) -> LoadedModel:
     except ImportError as exc:
         raise ModelError(f"CLIP models need open_clip: pip install open_clip_torch ({exc}); or "
                          f"use model='{FALLBACK}'") from None
-    torch.manual_seed(RANDOM_SEED)  # "random" weights (and any unset layer) are reproducible
     tag = None if spec.pretrained in (None, RANDOM) else spec.pretrained
     try:
-        net, _, preprocess = open_clip.create_model_and_transforms(spec.arch, pretrained=tag,
-                                                                   device="cpu")
+        with torch.random.fork_rng(devices=[]):  # the caller's random state is left alone
+            torch.manual_seed(RANDOM_SEED)  # "random" weights are reproducible
+            net, _, preprocess = open_clip.create_model_and_transforms(
+                spec.arch, pretrained=tag, device="cpu")
     except Exception as exc:
         raise ModelError(f"could not load the {spec.arch} weights {tag!r} ({type(exc).__name__}: "
                          f"{str(exc)[:200]}). This machine may have no internet: give a local "
@@ -421,14 +423,28 @@ def _load_checkpoint(net, spec: ModelSpec) -> None:
 
     import open_clip
 
+    import torch
+
     path = spec.checkpoint
+    fix = "give a file saved with torch.save(model.state_dict()) or an open_clip checkpoint"
+    try:  # torch raises many types for a file that is not a checkpoint: all mean the same
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0][:160]
+        raise ModelError(f"{path} is not a model checkpoint ({type(exc).__name__}: {first}); "
+                         f"{fix}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(hasattr(v, "shape") for v in obj.values()):
+        raise ModelError(f"{path} is not a model checkpoint (it holds a "
+                         f"{type(obj).__name__}, not a dict of tensors); {fix}")
+    del obj
     try:
         open_clip.load_checkpoint(net, str(path), strict=True, weights_only=True)
-    except (pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
+    except (pickle.UnpicklingError, EOFError, OSError) as exc:
         raise ModelError(f"{path} is not a model checkpoint ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:160]}); give a file saved with "
-                         "torch.save(model.state_dict())") from None
-    except (RuntimeError, KeyError) as exc:
+                         f"{str(exc).splitlines()[0][:160]}); {fix}") from None
+    except (RuntimeError, KeyError, ValueError) as exc:
         first = str(exc).splitlines()
         detail = next((line.strip() for line in first if "size mismatch" in line or
                        "Missing key" in line or "Unexpected key" in line), first[0] if first

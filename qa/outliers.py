@@ -29,7 +29,15 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from qa.dataset import ANN_ID, ANNOTATOR, CATEGORY_ID, FILE_NAME, IMAGE_ID, SPLIT, Dataset
+from qa.dataset import (
+    ANN_ID,
+    ANNOTATOR,
+    CATEGORY_ID,
+    FILE_NAME,
+    IMAGE_ID,
+    SPLIT,
+    Dataset,
+)
 from qa.embeddings import Embeddings, model_label
 from qa.results import findings_frame, frame_records, to_jsonable
 
@@ -282,7 +290,7 @@ class OutliersResult:
         n_out = int(self.per_image["is_outlier"].sum()) if n else 0
         return {
             "n_images_embedded": n,
-            "n_failed": int(len(self.failed)),
+            "n_failed": len(self.failed),
             "n_outliers": n_out,
             "outlier_share": (n_out / n) if n else None,
             "n_class_outliers": (int(self.class_outliers["is_class_outlier"].sum())
