@@ -100,7 +100,8 @@ def _knn(v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if n <= EXACT_MAX_ROWS:
         index = faiss.IndexFlatL2(d)
     else:
-        nlist = int(4 * np.sqrt(n))
+        # ~4 sqrt(n) lists, each trained on >= 39 points (faiss's minimum for k-means)
+        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
         quant = faiss.IndexFlatL2(d)
         index = faiss.IndexIVFFlat(quant, d, nlist)
         rng = np.random.default_rng(SEED)
