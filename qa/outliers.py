@@ -526,3 +526,26 @@ def run_analysis(dataset: Dataset, ctx) -> OutliersResult:
             objects = None
     return compute_outliers(dataset, emb, method=ctx.option("outliers", "method", "knn"),
                             k=ctx.option("outliers", "k", DEFAULT_K), objects=objects)
+
+
+def image_attributes(dataset: Dataset, image_ids) -> pd.DataFrame:
+    """What the map can be coloured by, per image (aligned with ``image_ids``): ``split``,
+    ``class`` (the most frequent class among the labels of the annotator with most labels;
+    "(no labels)" for none) and ``annotator`` (who labelled the image, "+"-joined)."""
+    from qa.balance import default_annotator
+
+    ids = np.asarray(image_ids, dtype=np.int64)
+    info = dataset.images.set_index(IMAGE_ID)
+    split = info[SPLIT].astype(object).reindex(ids).fillna("(none)").to_numpy()
+    anns = dataset.annotations
+    who = default_annotator(dataset)
+    mine = anns[anns[ANNOTATOR] == who] if who is not None else anns[:0]
+    names = dataset.category_names
+    top = (mine.groupby(IMAGE_ID)[CATEGORY_ID].agg(lambda s: s.value_counts().index[0])
+           if len(mine) else pd.Series(dtype="int64"))
+    cls = [names.get(int(c), str(c)) if pd.notna(c) else "(no labels)"
+           for c in top.reindex(ids).to_numpy()]
+    by = (anns.groupby(IMAGE_ID)[ANNOTATOR].agg(lambda s: "+".join(sorted(set(map(str, s)))))
+          if len(anns) else pd.Series(dtype=object))
+    ann = by.reindex(ids).fillna("(none)").to_numpy()
+    return pd.DataFrame({IMAGE_ID: ids, "split": split, "class": cls, "annotator": ann})
