@@ -67,3 +67,55 @@ def annotator_summary(key: str, _ds: Dataset):
     from qa.agreement import annotator_summary as _summary
 
     return _summary(_ds)
+
+
+# ------------------------------------------------------------------ outliers (embeddings)
+@st.cache_data(show_spinner=False, max_entries=16)
+def model_spec(model: str, checkpoint: str | None):
+    """:func:`qa.embeddings.resolve_model` (local files only: fast)."""
+    from qa.embeddings import resolve_model
+
+    return resolve_model(model, checkpoint=checkpoint or None)
+
+
+@st.cache_data(show_spinner="Reading stored embeddings ...", max_entries=8)
+def stored_embeddings(key: str, _ds: Dataset, model_id: str, model: str,
+                      checkpoint: str | None, objects: bool = False):
+    """The vectors already in the store for this dataset (computes nothing); clear this
+    cache after embedding."""
+    from qa.embeddings import embed_images, embed_objects
+
+    embed = embed_objects if objects else embed_images
+    return embed(_ds, model=model, checkpoint=checkpoint or None, cached_only=True)
+
+
+@st.cache_data(show_spinner="Scoring outliers ...", max_entries=16)
+def outliers(key: str, _ds: Dataset, _emb, _objects, model_id: str, n: int, n_objects: int,
+             method: str, k: int):
+    """:func:`qa.outliers.compute_outliers` (keyed by model, row counts, method and k)."""
+    from qa.outliers import compute_outliers
+
+    return compute_outliers(_ds, _emb, method=method, k=k, objects=_objects)
+
+
+@st.cache_data(show_spinner="Drawing the map ...", max_entries=16)
+def embedding_map(key: str, model_id: str, n: int, method: str, _vectors):
+    """:func:`qa.outliers.embedding_map` (the 2-D map is cached per model and method)."""
+    from qa.outliers import embedding_map as _map
+
+    return _map(_vectors, method=method)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def image_attributes(key: str, _ds: Dataset, ids: tuple):
+    from qa.outliers import image_attributes as _attrs
+
+    return _attrs(_ds, list(ids))
+
+
+@st.cache_data(show_spinner="Searching ...", max_entries=32)
+def text_search(key: str, model_id: str, n: int, query: str, checkpoint: str | None, _emb):
+    """:func:`qa.embeddings.text_search` (CLIP only)."""
+    from qa.embeddings import text_search as _search
+
+    return _search(_emb, query, checkpoint=checkpoint or None)

@@ -1,0 +1,122 @@
+"""Outliers: images unlike the rest of the dataset, and labels far from their own class."""
+
+import streamlit as st
+
+from qa.app import cached
+from qa.app.state import clear_focus, dataset_key, focus, require_dataset
+from qa.app.widgets import image_gallery
+from qa.embeddings import FALLBACK, ModelError, embed_images, embed_objects
+from qa.outliers import DEFAULT_K, MAP_METHODS, METHODS
+from qa.viz import outliers as vo
+
+ds = require_dataset()
+st.title("Outliers")
+key = dataset_key()
+
+with st.expander("Model", expanded=False):
+    m1, m2 = st.columns([1, 2])
+    model = m1.selectbox("Embedding model", ["auto", FALLBACK], key="out_model")
+    ckpt = m2.text_input("Local CLIP checkpoint (optional, for air-gapped machines)",
+                         key="out_ckpt").strip() or None
+try:
+    spec = cached.model_spec(model, ckpt)
+except ModelError as e:
+    st.error(str(e))
+    st.stop()
+emb = cached.stored_embeddings(key, ds, spec.model_id, model, ckpt)
+st.markdown(f"**Model:** `{emb.model_label}`")
+st.caption(spec.reason)
+
+missing = ds.n_images - len(emb) - len(emb.failed)
+if missing > 0 and st.button(f"Embed {missing:,} images", key="out_embed", type="primary"):
+    bar = st.progress(0.0, text="Starting ...")
+    try:
+        done = embed_images(ds, model=model, checkpoint=ckpt, progress=bar.progress)
+    except ModelError as e:
+        st.error(str(e))
+        st.stop()
+    cached.stored_embeddings.clear()
+    st.toast(f"{done.n_computed} computed, {done.n_cached} from the cache")
+    st.rerun()
+if len(emb) < 3:
+    st.info(f"{missing:,} images are not embedded yet: press the button to embed them (the "
+            "vectors are kept, so this happens once per image and model).")
+    st.stop()
+if missing > 0:
+    st.warning(f"{missing:,} images are not embedded yet; the results below leave them out.")
+
+objects = (cached.stored_embeddings(key, ds, spec.model_id, model, ckpt, objects=True)
+           if ds.has_boxes else None)
+c1, c2, c3, c4 = st.columns(4)
+method = c1.selectbox("Method", METHODS, key="out_method")
+k = c2.slider("Neighbours k", 2, 50, DEFAULT_K, key="out_k")
+color_by = c3.selectbox("Colour the map by", vo.COLOR_BY, key="out_color")
+map_method = c4.selectbox("Map", MAP_METHODS, key="out_map")
+res = cached.outliers(key, ds, emb, objects if objects is not None and len(objects) else None,
+                      emb.model_id, len(emb), len(objects) if objects is not None else 0,
+                      method, k)
+m = res.metrics()
+cols = st.columns(5)
+cols[0].metric("Embedded", f"{m['n_images_embedded']:,}")
+cols[1].metric("Could not embed", m["n_failed"])
+cols[2].metric("Outliers", m["n_outliers"], help="score above Q3 + 1.5 IQR (Tukey's fence)")
+cols[3].metric("Flag threshold", f"{res.fence:.3g}")
+cols[4].metric("Class outliers", "—" if m["n_class_outliers"] is None else m["n_class_outliers"])
+for note in res.notes[1:]:
+    st.caption(note)
+
+ids, kind = focus()
+SECTIONS = ["Ranked outliers", "Map", "Per-class outliers", "Text search", "Not embedded"]
+section = st.radio("Section", SECTIONS, horizontal=True, key="out_section")
+if section == "Ranked outliers":
+    flagged = res.flagged
+    if ids:
+        st.info(f"Showing only the {len(ids)} images of the link.")
+        st.button("Show the whole dataset", on_click=clear_focus, key="out_clear_focus")
+        flagged = res.per_image[res.per_image["image_id"].isin(ids)].sort_values("rank")
+    st.download_button("Download the flagged list (CSV)", res.export_frame().to_csv(index=False),
+                       file_name="outliers.csv", mime="text/csv", key="out_csv")
+    image_gallery(ds, flagged["image_id"], key="out_gallery", captions={
+        r.image_id: f"rank {r.rank}, score {r.score:.3g}" for r in flagged.itertuples()})
+    if len(flagged):
+        pick = st.selectbox("Nearest ordinary images of", flagged["image_id"], key="out_pick")
+        image_gallery(ds, flagged.set_index("image_id").loc[pick, "neighbors"],
+                      key="out_neighbours", max_images=5, columns=5)
+    st.plotly_chart(vo.score_histogram(res), key="out_hist")
+elif section == "Map":
+    mp, note = cached.embedding_map(key, emb.model_id, len(emb), map_method, emb.vectors)
+    attrs = cached.image_attributes(key, ds, tuple(res.per_image["image_id"]))
+    ev = st.plotly_chart(vo.outlier_map(mp, res, attrs, color_by=color_by, note=note),
+                         key="out_scatter", on_select="rerun", selection_mode="points")
+    points = (ev.selection.points if ev and ev.selection else []) or []
+    chosen = [int(p["customdata"][0]) for p in points if p.get("customdata")]
+    st.caption("Click a point (or box-select) to see the images.")
+    if chosen:
+        image_gallery(ds, chosen, key="out_map_gallery", max_images=8)
+elif section == "Per-class outliers":
+    if ds.has_boxes and (objects is None or len(objects) == 0):
+        st.info("Per-class outliers compare each box with the other boxes of its class.")
+        if st.button("Embed the labelled boxes", key="out_embed_objects"):
+            bar = st.progress(0.0, text="Starting ...")
+            embed_objects(ds, model=model, checkpoint=ckpt, progress=bar.progress)
+            cached.stored_embeddings.clear()
+            st.rerun()
+    fc = res.flagged_class
+    st.dataframe(fc, hide_index=True, key="out_class_table")
+    if len(fc):
+        image_gallery(ds, list(dict.fromkeys(fc["image_id"])), key="out_class_gallery",
+                      highlight_ann_ids=fc["ann_id"].dropna().astype(int).tolist() or None)
+elif section == "Text search":
+    if not emb.is_clip:
+        st.info(f"Text search needs a CLIP model; these vectors come from {emb.model_label}. "
+                "Put the CLIP weights in the local cache or give a checkpoint (Model, above).")
+    else:
+        query = st.text_input("Describe what to find", key="out_query",
+                              placeholder="a blurry photo at night")
+        if query.strip():
+            hits = cached.text_search(key, emb.model_id, len(emb), query, ckpt, emb)
+            top = hits.head(24)
+            image_gallery(ds, top["image_id"], key="out_search_gallery", captions={
+                r.image_id: f"similarity {r.similarity:.3f}" for r in top.itertuples()})
+else:
+    st.dataframe(res.failed, hide_index=True, key="out_failed")
