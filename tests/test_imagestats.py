@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
-from qa.dataset import CATEGORY_ID, FILE_NAME, HEIGHT, IMAGE_ID, NAME, SPLIT, WIDTH, Dataset
+from qa.dataset import (
+    CATEGORY_ID,
+    FILE_NAME,
+    HEIGHT,
+    IMAGE_ID,
+    NAME,
+    SPLIT,
+    WIDTH,
+    Dataset,
+)
 from qa.imagestats import COLUMNS, _laplacian_var, compute_image_stats, hash_bits
 from qa.store import Store
 
@@ -81,8 +90,8 @@ def test_hashes_match_imagehash_and_find_copies(tmp_path):
     assert a.pixel_hash != jpg.pixel_hash and a.sha256 != jpg.sha256  # lossy: other pixels
     # pHash within a couple of bits of imagehash's own on the full picture
     ref = int(str(imagehash.phash(Image.fromarray(pic))), 16)
-    assert bin(int(a.phash) ^ ref).count("1") <= 4
-    ham = lambda x, y: bin(int(x) ^ int(y)).count("1")  # noqa: E731
+    assert (int(a.phash) ^ ref).bit_count() <= 4
+    ham = lambda x, y: (int(x) ^ int(y)).bit_count()
     assert ham(a.phash, jpg.phash) <= 4 and ham(a.dhash, jpg.dhash) <= 4
     assert ham(a.phash_flip, flip.phash) <= 2 and ham(a.dhash_flip, flip.dhash) <= 2
     assert ham(a.phash, b.phash) > 12
