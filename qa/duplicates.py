@@ -298,6 +298,27 @@ class DuplicatesResult:
         """The pairs that cross splits, exact copies first."""
         return self.pairs[self.pairs["cross_split"]]
 
+    def leakage_table(self) -> pd.DataFrame:
+        """The cross-split pairs oriented as (copy to drop, the copy kept): copy_id,
+        copy_split, kept_id, kept_split, method, similarity, flipped, cluster_id; exact
+        copies first, then by similarity."""
+        leak = self.leakage
+        drop = dict(zip(self.removal["image_id"], self.removal["keep_instead"]))
+        a_is_copy = [drop.get(a) == b or (b not in drop and a in drop)
+                     for a, b in zip(leak["image_id_a"], leak["image_id_b"])]
+        a_is_copy = np.asarray(a_is_copy, bool)
+        out = pd.DataFrame({
+            "copy_id": np.where(a_is_copy, leak["image_id_a"], leak["image_id_b"]),
+            "copy_split": np.where(a_is_copy, leak["split_a"], leak["split_b"]),
+            "kept_id": np.where(a_is_copy, leak["image_id_b"], leak["image_id_a"]),
+            "kept_split": np.where(a_is_copy, leak["split_b"], leak["split_a"]),
+            "method": leak["method"].to_numpy(), "similarity": leak["similarity"].to_numpy(),
+            "flipped": leak["flipped"].to_numpy(), "cluster_id": leak["cluster_id"].to_numpy()})
+        exact = out["method"].isin(EXACT_METHODS)
+        return out.assign(_e=~exact).sort_values(["_e", "similarity", "copy_id"],
+                                                 ascending=[True, False, True],
+                                                 ignore_index=True).drop(columns="_e")
+
     def metrics(self) -> dict[str, float | int | None]:
         leaking = self.removal[self.removal["reason"].str.contains("leaks", na=False)]
         return {

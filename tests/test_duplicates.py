@@ -284,3 +284,33 @@ def test_every_pair_combination_is_in_one_cluster(sample):
         assert (grp["action"] == "keep").sum() == 1
         for a, b in combinations(grp["image_id"], 2):
             assert res.clusters.set_index("image_id").loc[[a, b], "cluster_id"].nunique() == 1
+
+
+def test_leakage_table_orients_copy_and_kept(sample):
+    ds, stats, planted = sample
+    leak = compute_duplicates(ds, stats=stats).leakage_table()
+    want = {(p["b"], p["a"]) for p in planted["near_duplicates"] + planted["exact_duplicates"]
+            if p["cross_split"]}
+    assert set(zip(leak["copy_id"], leak["kept_id"])) == want
+    assert set(leak["kept_split"]) == {"train"} and leak["method"].iloc[0] == "sha256"
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_cli_duplicates_and_quality(tmp_path, capsys):
+    from qa.cli import main
+
+    out_csv = tmp_path / "out" / "removal.csv"
+    assert main(["duplicates", str(SAMPLE), "--csv", str(out_csv)]) == 0
+    text = capsys.readouterr().out
+    assert "3 exact pairs, 10 near pairs" in text and "6 pairs across splits" in text
+    removal = pd.read_csv(out_csv)
+    assert len(removal) == 13 and {"image_id", "keep_instead", "reason"} <= set(removal.columns)
+    assert main(["duplicates", str(SAMPLE), "--fail-on-leakage", "--method", "exact",
+                 "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["metrics"]["n_exact_pairs"] == 3 and doc["metrics"]["n_near_pairs"] == 0
+    assert main(["quality", str(SAMPLE), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["metrics"]["n_dark"] >= 1 and doc["analysis"] == "quality"
+    assert main(["quality", str(SAMPLE)]) == 0
+    assert "low_information" in capsys.readouterr().out
