@@ -319,6 +319,25 @@ class DuplicatesResult:
                                                  ascending=[True, False, True],
                                                  ignore_index=True).drop(columns="_e")
 
+    def involving(self, image_ids) -> pd.DataFrame:
+        """The pairs that involve any of ``image_ids`` (all pairs when None)."""
+        if image_ids is None:
+            return self.pairs
+        ids = [int(i) for i in image_ids]
+        return self.pairs[self.pairs["image_id_a"].isin(ids) | self.pairs["image_id_b"].isin(ids)]
+
+    def removal_export(self, fmt: str = "csv") -> str:
+        """The suggested removal list as CSV or JSON text (for a download; nothing is
+        deleted)."""
+        if fmt == "csv":
+            return self.removal.to_csv(index=False)
+        if fmt == "json":
+            import json
+
+            return json.dumps({"method": self.method, "threshold": self.threshold,
+                               "remove": frame_records(self.removal)}, indent=2)
+        raise ValueError(f"fmt must be 'csv' or 'json', got {fmt!r}")
+
     def metrics(self) -> dict[str, float | int | None]:
         leaking = self.removal[self.removal["reason"].str.contains("leaks", na=False)]
         return {

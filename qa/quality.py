@@ -73,6 +73,16 @@ MESSAGES = {
     "odd_aspect": "has an unusual aspect ratio ({v:.2f})",
     "tiny": "is tiny ({v:.0f} px on its short side)",
 }
+RULES = {
+    "dark": "brightness < clamp(median - 3.5 s, floor 40, cap 90)",
+    "overexposed": "brightness > clamp(median + 3.5 s, floor 215, cap 170)",
+    "blurry": "log10(blur + 1) < clamp(median - 3.5 s, floor log10(7), cap log10(61)); "
+              "not when already low-information",
+    "low_information": "entropy < clamp(median - 3.5 s, floor 2 bits, cap 4 bits)",
+    "grayscale": "grey while fewer than half the images are",
+    "odd_aspect": "|ln aspect - median| > max(3 IQR, ln 2), or long side >= 4 x short side",
+    "tiny": "short side < 32 px, or sqrt(area) < 1/4 of the median image's",
+}
 METRIC_OF = {"dark": "brightness", "overexposed": "brightness", "blurry": "blur",
              "low_information": "entropy", "grayscale": "colorfulness", "odd_aspect": "aspect",
              "tiny": "min_side"}
@@ -101,15 +111,24 @@ class QualityResult:
     counts: pd.DataFrame
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def flagged(self, check: str | None = None) -> pd.DataFrame:
-        """The flagged images (of one ``check``), worst first."""
+    def flagged(self, check: str | None = None, *, image_ids=None) -> pd.DataFrame:
+        """The flagged images (of one ``check``; among ``image_ids`` when given), worst
+        first."""
+        df = self.per_image
+        if image_ids is not None:
+            df = df[df[IMAGE_ID].isin([int(i) for i in image_ids])]
         if check is None:
-            return self.per_image[self.per_image["n_flags"] > 0].sort_values(
-                "n_flags", ascending=False)
+            return df[df["n_flags"] > 0].sort_values("n_flags", ascending=False)
         if check not in CHECKS:
             raise ValueError(f"unknown check {check!r}; checks: {CHECKS}")
-        df = self.per_image[self.per_image[f"is_{check}"]]
-        return df.sort_values(f"score_{check}", ascending=False)
+        return df[df[f"is_{check}"]].sort_values(f"score_{check}", ascending=False)
+
+    def flagged_table(self, check: str, *, image_ids=None) -> pd.DataFrame:
+        """The images ``check`` flags, worst first, with their statistics and that check's
+        score only (for a table on a page or an export)."""
+        df = self.flagged(check, image_ids=image_ids)
+        drop = [c for c in df.columns if c.startswith(("is_", "score_")) and c != f"score_{check}"]
+        return df.drop(columns=drop)
 
     def metrics(self) -> dict[str, float | int | None]:
         n = len(self.per_image)
@@ -137,6 +156,13 @@ class QualityResult:
         return {"analysis": self.ANALYSIS, "n_images": self.n_images, "metrics": self.metrics(),
                 "thresholds": self.thresholds, "counts": frame_records(self.counts),
                 "flagged": frame_records(self.flagged()), "notes": list(self.notes)}
+
+
+def rules_table() -> pd.DataFrame:
+    """The rule and the score of every check, for a page or a report."""
+    return pd.DataFrame({"check": list(CHECKS), "statistic": [METRIC_OF[c] for c in CHECKS],
+                         "flagged when": [RULES[c] for c in CHECKS],
+                         "score (higher = worse)": [SCORES[c] for c in CHECKS]})
 
 
 def compute_quality(dataset: Dataset, stats=None) -> QualityResult:
