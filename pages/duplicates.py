@@ -55,12 +55,14 @@ per_page = 6
 pages = max(1, -(-len(pairs) // per_page))
 page = st.number_input(f"Page (of {pages}, {len(pairs)} pairs)", 1, pages, 1,
                        key="dup_pairs_page") if pages > 1 else 1
-for p in pairs.iloc[(page - 1) * per_page: page * per_page].itertuples(index=False):
-    st.markdown(f"**#{p.image_id_a} / #{p.image_id_b}** · {p.method} · similarity "
-                f"{p.similarity:.3f}{' · flipped' if p.flipped else ''} · "
-                f"{vd.split_badge(p.split_a)} {vd.split_badge(p.split_b)}"
-                f"{' :red-badge[leakage]' if p.cross_split else ''}")
-    left, right = st.columns(2)
+grid = st.columns(2)
+for k, p in enumerate(pairs.iloc[(page - 1) * per_page: page * per_page].itertuples(index=False)):
+    box = grid[k % 2].container(border=True)
+    box.markdown(f"**#{p.image_id_a} / #{p.image_id_b}** · {p.method} · similarity "
+                 f"{p.similarity:.3f}{' · flipped' if p.flipped else ''} · "
+                 f"{vd.split_badge(p.split_a)} {vd.split_badge(p.split_b)}"
+                 f"{' :red-badge[leakage]' if p.cross_split else ''}")
+    left, right = box.columns(2)
     for col, iid, name in ((left, p.image_id_a, p.file_a), (right, p.image_id_b, p.file_b)):
         img, err = cached.thumbnail(dataset_key(), ds, iid)
         col.image(img, caption=f"#{iid} {name}" + (f" ({err})" if err else ""), width="stretch")

@@ -264,7 +264,7 @@ class DuplicatesResult:
       ``cross_split`` (both splits known and different: leakage), the files and the cluster.
     * ``clusters``: one row per image in a cluster (:data:`CLUSTER_COLUMNS`): the
       representative to keep and, for the others, ``action`` "remove" with the ``reason``;
-      ``labels``: the classes of each copy ("1,3").
+      ``labels``: the class names on each copy, any annotator ("circle, ring").
     * ``removal``: the suggested removal list (image_id, file_name, split, cluster_id,
       keep_instead, reason). Nothing is deleted or moved.
     * ``inconsistent``: clusters whose copies carry different classes (cluster_id, image_ids,
@@ -589,7 +589,9 @@ def _labels_by_image(ds: Dataset) -> dict[int, str]:
     anns = ds.annotations
     if anns.empty:
         return {}
-    g = anns.groupby(IMAGE_ID)[CATEGORY_ID].agg(lambda s: ",".join(map(str, sorted(set(s)))))
+    names = ds.category_names
+    g = anns.groupby(IMAGE_ID)[CATEGORY_ID].agg(
+        lambda s: ", ".join(names.get(int(c), str(c)) for c in sorted(set(s))))
     return g.to_dict()
 
 
