@@ -10,6 +10,8 @@ nav = st.navigation([
     st.Page("pages/balance.py", title="Class balance", icon=":material/bar_chart:"),
     st.Page("pages/agreement.py", title="Annotator agreement", icon=":material/groups:"),
     st.Page("pages/outliers.py", title="Outliers", icon=":material/scatter_plot:"),
+    st.Page("pages/duplicates.py", title="Duplicates & leakage", icon=":material/content_copy:"),
+    st.Page("pages/quality.py", title="Image quality", icon=":material/image_search:"),
 ])
 dataset_picker()
 nav.run()

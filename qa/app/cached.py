@@ -119,3 +119,40 @@ def text_search(key: str, model_id: str, n: int, query: str, checkpoint: str | N
     from qa.embeddings import text_search as _search
 
     return _search(_emb, query, checkpoint=checkpoint or None)
+@st.cache_data(show_spinner="Reading pixels (hashes and quality statistics) ...", max_entries=4)
+def image_stats(key: str, _ds: Dataset):
+    """:func:`qa.imagestats.compute_image_stats` (the one pixel pass, cached in the store)."""
+    from qa.imagestats import compute_image_stats
+
+    return compute_image_stats(_ds)
+
+
+@st.cache_data(show_spinner="Finding duplicates ...", max_entries=16)
+def duplicates(key: str, _ds: Dataset, method: str, threshold: float | None):
+    """:func:`qa.duplicates.compute_duplicates` on the cached pixel pass (and, for
+    method="embedding", the dataset's image embeddings)."""
+    from qa.duplicates import compute_duplicates
+
+    emb = None
+    if method == "embedding":
+        from qa.embeddings import embed_images  # built by the embeddings issue
+
+        emb = embed_images(_ds)
+    return compute_duplicates(_ds, stats=image_stats(key, _ds), embeddings=emb, method=method,
+                              threshold=threshold)
+
+
+@st.cache_data(show_spinner="Checking image quality ...", max_entries=8)
+def quality(key: str, _ds: Dataset):
+    """:func:`qa.quality.compute_quality` on the cached pixel pass."""
+    from qa.quality import compute_quality
+
+    return compute_quality(_ds, image_stats(key, _ds))
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def thumbnail(key: str, _ds: Dataset, image_id: int):
+    """(thumbnail with every annotator's boxes, error or None) of one image."""
+    from qa.viz.boxes import render_image
+
+    return render_image(_ds, int(image_id))

@@ -38,6 +38,8 @@ PAGES = [
     ("agreement", "Annotator agreement", ".js-plotly-plot"),
     ("", "Overview", '[data-testid="stMetric"]'),
     ("balance", "Class balance", ".js-plotly-plot"),
+    ("duplicates", "Duplicates & leakage", ".js-plotly-plot"),
+    ("quality", "Image quality", ".js-plotly-plot"),
 ]
 STARTUP_S = 90
 RENDER_S = 120

@@ -1,0 +1,130 @@
+"""`dataset-qa duplicates` and `dataset-qa quality`: duplicates, split leakage, image quality."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from qa.cli import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    dataset_args,
+    load_dataset,
+    print_json,
+    progress_bar,
+    table,
+)
+
+
+def _stats(ds, args):
+    from qa.imagestats import compute_image_stats
+
+    bar = None if args.json else progress_bar("reading pixels")
+    return compute_image_stats(ds, progress=None if bar is None else
+                               (lambda frac, msg: bar(int(frac * 1000), 1000)))
+
+
+def write_csv(df, path: str) -> None:
+    """Write ``df`` to ``path`` atomically (a temp file in the same folder, then rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            df.to_csv(f, index=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_duplicates(args) -> int:
+    from qa.duplicates import compute_duplicates
+
+    ds = load_dataset(args)
+    emb = None
+    if args.method == "embedding":
+        from qa import embeddings
+
+        embed = getattr(embeddings, "embed_images", None)
+        if embed is None:
+            sys.stderr.write("dataset-qa: error: this build has no image embedder; use "
+                             "--method phash\n")
+            return EXIT_UNUSABLE
+        emb = embed(ds, progress=None if args.json else progress_bar("embedding"))
+    res = compute_duplicates(ds, stats=_stats(ds, args), embeddings=emb, method=args.method,
+                             threshold=args.threshold)
+    if args.csv:
+        write_csv(res.removal, args.csv)
+    if args.json:
+        print_json(res.to_dict())
+    else:
+        w = sys.stdout.write
+        m = res.metrics()
+        w(f"{res.n_checked} of {res.n_images} images compared ({', '.join(res.methods_used)}"
+          f"{'' if res.hash_radius is None else f', Hamming radius {res.hash_radius}'})\n")
+        w(f"{m['n_exact_pairs']} exact pairs, {m['n_near_pairs']} near pairs, "
+          f"{m['n_clusters']} clusters, {m['n_suggested_removals']} suggested removals\n")
+        w(f"leakage: {m['n_cross_split_pairs']} pairs across splits, {m['n_leaking_images']} "
+          f"leaking images; {m['n_inconsistent_label_clusters']} clusters with inconsistent "
+          f"labels; {m['n_listed_twice']} files listed twice\n\n")
+        if len(res.leakage):
+            w("Leakage (copies across splits)\n" + table(res.leakage_table(), [
+                "copy_id", "copy_split", "kept_id", "kept_split", "method", "similarity"])
+              + "\n\n")
+        if len(res.removal):
+            w("Suggested removals (nothing was deleted)\n"
+              + table(res.removal, ["image_id", "file_name", "keep_instead", "reason"]) + "\n")
+        for note in res.notes:
+            w(f"  note: {note}\n")
+        if args.csv:
+            w(f"removal list written to {args.csv}\n")
+    leaking = res.metrics()["n_cross_split_pairs"] > 0
+    return EXIT_INVALID if (args.fail_on_leakage and leaking) else EXIT_OK
+
+
+def cmd_quality(args) -> int:
+    from qa.quality import compute_quality
+
+    ds = load_dataset(args)
+    res = compute_quality(ds, _stats(ds, args))
+    if args.csv:
+        write_csv(res.flagged(), args.csv)
+    if args.json:
+        print_json(res.to_dict())
+    else:
+        w = sys.stdout.write
+        w(table(res.counts, ["check", "flagged", "share"]) + "\n\n")
+        flagged = res.flagged()
+        if len(flagged):
+            w("Flagged images\n" + table(flagged.head(args.top),
+                                         ["image_id", "file_name", "worst", "n_flags",
+                                          "brightness", "blur", "entropy"]) + "\n")
+        for note in res.notes:
+            w(f"  note: {note}\n")
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    from qa.duplicates import METHODS
+
+    d = sub.add_parser("duplicates", help="exact and near-duplicates, split leakage")
+    dataset_args(d)
+    d.add_argument("--method", choices=METHODS[1:], default="phash",
+                   help="exact: same bytes or pixels; phash: + perceptual near-duplicates "
+                        "(default); embedding: + image embeddings")
+    d.add_argument("--threshold", type=float, default=None,
+                   help="similarity a near pair needs (phash: 1 - Hamming/128, default 0.906; "
+                        "embedding: cosine, default 0.95)")
+    d.add_argument("--csv", default=None, help="write the suggested removal list to this CSV")
+    d.add_argument("--fail-on-leakage", action="store_true",
+                   help="exit 1 when copies cross splits (a CI gate)")
+    d.set_defaults(func=cmd_duplicates)
+    q = sub.add_parser("quality", help="dark, blurry, blank, grey, tiny, odd-aspect images")
+    dataset_args(q)
+    q.add_argument("--csv", default=None, help="write the flagged images to this CSV")
+    q.add_argument("--top", type=int, default=30, help="flagged images to list")
+    q.set_defaults(func=cmd_quality)

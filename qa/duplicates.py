@@ -1,0 +1,722 @@
+"""Exact, perceptual and semantic near-duplicates, split leakage and inconsistent labels.
+
+Three ways to find pairs, all fed by the one pixel pass (:mod:`qa.imagestats`) or by image
+embeddings (:mod:`qa.embeddings`), never by reading files here:
+
+``exact``      the same file bytes (SHA-256), or the same decoded pixels under another
+               encoding or other metadata (pixel hash). Similarity 1.
+``phash``      perceptual near-duplicates: the Hamming distance between the 128-bit codes
+               pHash ‖ dHash (imagehash, 64 bits each) within a radius, searched by multi-index
+               hashing (:func:`find_hash_pairs`; never an O(n²) loop). The mirrored picture's
+               code is searched too, so a left-right flipped copy is found. Similarity
+               ``1 - hamming / 128``. Works without torch.
+``embedding``  semantic near-duplicates: cosine similarity of image embeddings above a
+               threshold (:func:`find_near_duplicates`: exact faiss search up to
+               :data:`EXACT_SEARCH_MAX` vectors, an IVF index above).
+
+Pairs are joined into clusters (connected components of the pair graph, i.e. union-find);
+each cluster gets a representative to keep and a keep/remove suggestion with its reason.
+Pairs whose images sit in different splits are *leakage*; one file listed under two image ids
+is *listed twice*; copies in one cluster whose classes differ have *inconsistent labels*.
+Nothing is ever deleted or moved: the removal list is a suggestion to export.
+
+Default thresholds (chosen on ``sample_data``, see :data:`DEFAULT_THRESHOLDS`): the 13 planted
+pairs lie at pHash+dHash Hamming distance 0-9 (flip-aware), the closest unrelated pair at 17.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from itertools import combinations, pairwise
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from qa.dataset import ANNOTATOR, CATEGORY_ID, FILE_NAME, IMAGE_ID, SPLIT, Dataset
+from qa.results import findings_frame, frame_records
+
+log = logging.getLogger(__name__)
+
+METHODS = ("auto", "exact", "phash", "embedding")
+# Bits of the perceptual code: pHash (64) followed by dHash (64).
+HASH_BITS = 128
+# Default similarity thresholds per method. phash: 1 - 12/128 = 0.906 -> Hamming radius 12 on
+# the 128-bit code. On sample_data the 13 planted pairs are at distance <= 9 (a copy
+# re-compressed at JPEG quality 22 is the farthest, pHash 8 + dHash 1) and the nearest
+# unrelated pair at 17, so 12 sits in the gap with room either side. embedding: cosine 0.95,
+# the value FiftyOne and cleanvision-style tools use for "near-duplicate" on CNN/CLIP features.
+DEFAULT_THRESHOLDS = {"phash": 1 - 12 / HASH_BITS, "embedding": 0.95}
+# Exact (brute force, BLAS) vector search up to this many vectors: 20k x 20k x 512 is ~2e11
+# multiply-adds, a few seconds on 2 cores. Above it an IVF index answers in O(n * n/nlist).
+EXACT_SEARCH_MAX = 20_000
+# IVF: lists = IVF_LISTS_PER_SQRT * sqrt(n), probing IVF_NPROBE of them per query; measured in
+# benchmarks/bench_duplicates.py (recall >= 0.98 on 100k random 512-d vectors with planted
+# pairs at cosine >= 0.95).
+IVF_LISTS_PER_SQRT = 1.0
+IVF_NPROBE = 8
+# Members of one identical-code group beyond this get star edges (to the group's first
+# member) instead of all pairs, so 10,000 blank frames do not make 50 million pairs.
+MAX_GROUP_PAIRS = 64
+# Relative cost of sorting one key against checking one candidate, for choosing the segments
+# of multi-index hashing.
+_SORT_COST = 5.0
+# Severity of each finding kind.
+SEVERITY = {"exact_duplicate": "warning", "near_duplicate": "info", "leakage": "error",
+            "listed_twice": "error", "inconsistent_labels": "warning"}
+PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "similarity", "hamming", "flipped",
+                "split_a", "split_b", "cross_split", "file_a", "file_b", "cluster_id")
+CLUSTER_COLUMNS = ("cluster_id", "image_id", "file_name", "split", "is_representative",
+                   "action", "reason", "labels")
+
+
+# ============================================================================ vector search
+def find_near_duplicates(vectors, *, threshold: float = DEFAULT_THRESHOLDS["embedding"],
+                         exact_max: int = EXACT_SEARCH_MAX, nprobe: int = IVF_NPROBE,
+                         nlist: int | None = None) -> pd.DataFrame:
+    """Every pair of rows of ``vectors`` (n x d) whose cosine similarity is at least
+    ``threshold``: a DataFrame (i, j, similarity) with i < j, most similar first.
+
+    Rows are L2-normalised here (zero rows never match). Up to ``exact_max`` rows the search
+    is exact (faiss IndexFlatIP, range search); above it an IVF index with ``nlist`` lists
+    (default sqrt(n)) probing ``nprobe`` of them, whose recall against exact search is
+    measured in ``benchmarks/bench_duplicates.py``."""
+    x = np.asarray(vectors)
+    if x.ndim != 2:
+        raise ValueError(f"vectors must be a 2-D array (n x d), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise TypeError(f"vectors must be numbers, got dtype {x.dtype}")
+    if not -1.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("vectors contain NaN or infinite values; drop or recompute those rows")
+    return _compute_vector_pairs(x, float(threshold), exact_max, nprobe, nlist)
+
+
+def _compute_vector_pairs(x: np.ndarray, threshold: float, exact_max: int, nprobe: int,
+                          nlist: int | None) -> pd.DataFrame:
+    n = len(x)
+    empty = pd.DataFrame({"i": np.zeros(0, np.int64), "j": np.zeros(0, np.int64),
+                          "similarity": np.zeros(0, np.float32)})
+    if n < 2:
+        return empty
+    import faiss
+
+    norms = np.linalg.norm(x, axis=1)
+    rows = np.flatnonzero(norms > 0)  # a zero vector has no direction: it matches nothing
+    if len(rows) < 2:
+        return empty
+    x = x[rows] / norms[rows, None]
+    n, d = x.shape
+    if n <= exact_max:
+        index = faiss.IndexFlatIP(d)
+    else:
+        lists = nlist or max(1, int(IVF_LISTS_PER_SQRT * math.sqrt(n)))
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        train = x if n <= lists * 64 else x[rng.choice(n, lists * 64, replace=False)]
+        index.cp.max_points_per_centroid = 64
+        index.train(train)
+        index.nprobe = min(nprobe, lists)
+    index.add(x)
+    radius = threshold - 1e-6  # faiss keeps similarities strictly above the radius
+    qs, js, ss = [], [], []
+    block = 4096  # queries per call: bounds the result buffers
+    for start in range(0, n, block):
+        lims, sims, ids = index.range_search(x[start:start + block], radius)
+        q = start + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
+        ids = ids.astype(np.int64)
+        keep = (q < ids) & (sims >= threshold - 1e-6)
+        qs.append(q[keep])
+        js.append(ids[keep])
+        ss.append(sims[keep])
+    out = pd.DataFrame({"i": rows[np.concatenate(qs)], "j": rows[np.concatenate(js)],
+                        "similarity": np.minimum(np.concatenate(ss), 1.0)})
+    if n > exact_max:  # an IVF query finds (i, j) from either side: keep one copy
+        out = out.drop_duplicates(["i", "j"])
+    return out.sort_values(["similarity", "i", "j"], ascending=[False, True, True],
+                           ignore_index=True)
+
+
+# ============================================================================ Hamming search
+def find_hash_pairs(codes, *, radius: int, queries=None) -> pd.DataFrame:
+    """Pairs of binary codes within Hamming distance ``radius``: a DataFrame (i, j, distance).
+
+    ``codes``: uint64 array (n,) of 64-bit hashes, or (n, w) uint64 words for 64*w bits.
+    Without ``queries``: pairs of codes, i < j. With ``queries`` (same shape as ``codes``):
+    pairs (i, j) with ``distance(queries[i], codes[j]) <= radius`` and i != j (used for
+    mirrored hashes).
+
+    Multi-index hashing: the bits are cut into m segments; two codes within ``radius`` agree
+    exactly on at least m - radius segments (pigeonhole), so sorting the codes by every
+    combination of m - radius segments and checking only codes with equal keys finds every
+    pair, with about n candidates per combination on random codes instead of n². m is chosen
+    to minimise the expected work for this n."""
+    c = _as_words(codes, "codes")
+    q = c if queries is None else _as_words(queries, "queries")
+    if q.shape != c.shape:
+        raise ValueError(f"queries must have the shape of codes {c.shape}, got {q.shape}")
+    if int(radius) != radius or radius < 0:
+        raise ValueError(f"radius must be a whole number of bits >= 0, got {radius!r}")
+    return _compute_hash_pairs(c, q, int(radius), self_search=queries is None)
+
+
+def _as_words(codes, what: str) -> np.ndarray:
+    a = np.asarray(codes)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{what} must be uint64 hashes (n,) or words (n, w), got {a.dtype} "
+                        f"{a.shape}")
+    return np.ascontiguousarray(a.astype(np.uint64))
+
+
+def _segments(n_bits: int, radius: int, n: int) -> tuple[list[tuple[int, int]], int]:
+    """(bit ranges of the m segments, k = segments that must match), chosen by cost."""
+    best = None
+    for m in range(radius + 1, min(n_bits, radius + 40) + 1):
+        k = m - radius
+        width = n_bits // m
+        n_combos = math.comb(m, k)
+        cost = n_combos * (_SORT_COST + n / 2.0 ** min(k * width, 64))
+        if best is None or cost < best[0]:
+            best = (cost, m, k)
+    _, m, k = best
+    edges = np.linspace(0, n_bits, m + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in pairwise(edges)], k
+
+
+def _segment_values(words: np.ndarray, segs) -> list[np.ndarray]:
+    bits = np.unpackbits(words.astype(">u8").view(np.uint8), axis=1)  # (n, 64 w), MSB first
+    vals = []
+    for lo, hi in segs:
+        weights = (np.uint64(1) << np.arange(hi - lo, dtype=np.uint64))
+        vals.append((bits[:, lo:hi].astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64))
+    return vals
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio): mixes segment keys
+
+
+def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(a ^ b).sum(axis=1, dtype=np.int64)
+
+
+def _compute_hash_pairs(c: np.ndarray, q: np.ndarray, radius: int, *, self_search: bool
+                        ) -> pd.DataFrame:
+    n = len(c)
+    empty = pd.DataFrame({"i": np.zeros(0, np.int64), "j": np.zeros(0, np.int64),
+                          "distance": np.zeros(0, np.int64)})
+    if n < 2:
+        return empty
+    segs, k = _segments(64 * c.shape[1], radius, n)
+    cv = _segment_values(c, segs)
+    qv = cv if self_search else _segment_values(q, segs)
+    found: list[np.ndarray] = []
+    dists: list[np.ndarray] = []
+    for combo in combinations(range(len(segs)), k):
+        # the key of the chosen segments, mixed into 64 bits (a collision only adds a
+        # candidate, which the distance check then drops: nothing is missed)
+        kc = np.zeros(n, np.uint64)
+        kq = np.zeros(n, np.uint64)
+        for s in combo:
+            kc = kc * _MIX + cv[s]
+            kq = kq * _MIX + qv[s]
+        order = np.argsort(kc, kind="stable")
+        sorted_keys = kc[order]
+        lo = np.searchsorted(sorted_keys, kq, "left")
+        hi = np.searchsorted(sorted_keys, kq, "right")
+        counts = hi - lo
+        total = int(counts.sum())
+        if total == 0:
+            continue
+        qi = np.repeat(np.arange(n, dtype=np.int64), counts)
+        offsets = np.cumsum(counts) - counts
+        cj = order[lo[qi] + (np.arange(total, dtype=np.int64) - offsets[qi])].astype(np.int64)
+        keep = qi < cj if self_search else qi != cj
+        qi, cj = qi[keep], cj[keep]
+        dist = _hamming(q[qi], c[cj])
+        near = dist <= radius
+        found.append(qi[near] * n + cj[near])
+        dists.append(dist[near])
+    if not found:
+        return empty
+    keys = np.concatenate(found)
+    dist = np.concatenate(dists)
+    keys, first = np.unique(keys, return_index=True)
+    return pd.DataFrame({"i": keys // n, "j": keys % n, "distance": dist[first]})
+
+
+# ============================================================================ the analysis
+@dataclass(frozen=True, eq=False)
+class DuplicatesResult:
+    """Duplicates, clusters and leakage of one dataset.
+
+    * ``pairs``: one row per pair (:data:`PAIR_COLUMNS`): image_id_a < image_id_b, ``method``
+      ("same file", "sha256", "pixels", "phash", "embedding": the strongest evidence),
+      ``similarity`` (1 for exact; higher = more alike), ``hamming`` (pHash+dHash distance,
+      NaN for other methods), ``flipped`` (found through the mirrored picture), the splits,
+      ``cross_split`` (both splits known and different: leakage), the files and the cluster.
+    * ``clusters``: one row per image in a cluster (:data:`CLUSTER_COLUMNS`): the
+      representative to keep and, for the others, ``action`` "remove" with the ``reason``;
+      ``labels``: the class names on each copy, any annotator ("circle, ring").
+    * ``removal``: the suggested removal list (image_id, file_name, split, cluster_id,
+      keep_instead, reason). Nothing is deleted or moved.
+    * ``inconsistent``: clusters whose copies carry different classes (cluster_id, image_ids,
+      annotator, labels).
+    """
+
+    ANALYSIS: ClassVar[str] = "duplicates"
+
+    method: str
+    threshold: float | None
+    hash_radius: int | None
+    n_images: int
+    n_checked: int
+    pairs: pd.DataFrame
+    clusters: pd.DataFrame
+    removal: pd.DataFrame
+    inconsistent: pd.DataFrame
+    methods_used: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def exact_pairs(self) -> pd.DataFrame:
+        return self.pairs[self.pairs["method"].isin(EXACT_METHODS)]
+
+    @property
+    def near_pairs(self) -> pd.DataFrame:
+        return self.pairs[~self.pairs["method"].isin(EXACT_METHODS)]
+
+    @property
+    def leakage(self) -> pd.DataFrame:
+        """The pairs that cross splits, exact copies first."""
+        return self.pairs[self.pairs["cross_split"]]
+
+    def leakage_table(self) -> pd.DataFrame:
+        """The cross-split pairs oriented as (copy to drop, the copy kept): copy_id,
+        copy_split, kept_id, kept_split, method, similarity, flipped, cluster_id; exact
+        copies first, then by similarity."""
+        leak = self.leakage
+        drop = dict(zip(self.removal["image_id"], self.removal["keep_instead"]))
+        a_is_copy = [drop.get(a) == b or (b not in drop and a in drop)
+                     for a, b in zip(leak["image_id_a"], leak["image_id_b"])]
+        a_is_copy = np.asarray(a_is_copy, bool)
+        out = pd.DataFrame({
+            "copy_id": np.where(a_is_copy, leak["image_id_a"], leak["image_id_b"]),
+            "copy_split": np.where(a_is_copy, leak["split_a"], leak["split_b"]),
+            "kept_id": np.where(a_is_copy, leak["image_id_b"], leak["image_id_a"]),
+            "kept_split": np.where(a_is_copy, leak["split_b"], leak["split_a"]),
+            "method": leak["method"].to_numpy(), "similarity": leak["similarity"].to_numpy(),
+            "flipped": leak["flipped"].to_numpy(), "cluster_id": leak["cluster_id"].to_numpy()})
+        exact = out["method"].isin(EXACT_METHODS)
+        return out.assign(_e=~exact).sort_values(["_e", "similarity", "copy_id"],
+                                                 ascending=[True, False, True],
+                                                 ignore_index=True).drop(columns="_e")
+
+    def involving(self, image_ids) -> pd.DataFrame:
+        """The pairs that involve any of ``image_ids`` (all pairs when None)."""
+        if image_ids is None:
+            return self.pairs
+        ids = [int(i) for i in image_ids]
+        return self.pairs[self.pairs["image_id_a"].isin(ids) | self.pairs["image_id_b"].isin(ids)]
+
+    def removal_export(self, fmt: str = "csv") -> str:
+        """The suggested removal list as CSV or JSON text (for a download; nothing is
+        deleted)."""
+        if fmt == "csv":
+            return self.removal.to_csv(index=False)
+        if fmt == "json":
+            import json
+
+            return json.dumps({"method": self.method, "threshold": self.threshold,
+                               "remove": frame_records(self.removal)}, indent=2)
+        raise ValueError(f"fmt must be 'csv' or 'json', got {fmt!r}")
+
+    def metrics(self) -> dict[str, float | int | None]:
+        leaking = self.removal[self.removal["reason"].str.contains("leaks", na=False)]
+        return {
+            "n_exact_pairs": len(self.exact_pairs),
+            "n_near_pairs": len(self.near_pairs),
+            "n_clusters": int(self.clusters["cluster_id"].nunique()) if len(self.clusters) else 0,
+            "n_cross_split_pairs": len(self.leakage),
+            "n_leaking_images": int(leaking["image_id"].nunique()),
+            "n_inconsistent_label_clusters": int(self.inconsistent["cluster_id"].nunique())
+            if len(self.inconsistent) else 0,
+            "n_listed_twice": int((self.pairs["method"] == LISTED_TWICE).sum()),
+            "n_suggested_removals": len(self.removal),
+        }
+
+    def findings(self) -> pd.DataFrame:
+        rows = []
+        remove = dict(zip(self.removal["image_id"], self.removal["keep_instead"]))
+        for p in self.pairs.itertuples(index=False):
+            a, b = int(p.image_id_a), int(p.image_id_b)
+            copy, orig = (a, b) if a in remove and remove[a] == b else (b, a)
+            if p.method == LISTED_TWICE:
+                rows.append(_finding("listed_twice", copy, orig, 1.0,
+                                     f"Image #{copy} and #{orig} are the same file "
+                                     f"({p.file_a}) listed twice; drop one entry."))
+                continue
+            exact = p.method in EXACT_METHODS
+            kind = "exact_duplicate" if exact else "near_duplicate"
+            how = ("an exact copy" if exact else
+                   f"a near-duplicate ({p.method}, similarity {p.similarity:.3f}"
+                   f"{', flipped' if p.flipped else ''})")
+            rows.append(_finding(kind, copy, orig, float(p.similarity),
+                                 f"Image #{copy} is {how} of #{orig}; keep one of them."))
+            if p.cross_split:
+                sp = {a: p.split_a, b: p.split_b}
+                rows.append(_finding("leakage", copy, orig, float(p.similarity),
+                                     f"Image #{copy} ({sp[copy]}) is {how} of #{orig} "
+                                     f"({sp[orig]}): the splits leak; drop #{copy} from "
+                                     f"{sp[copy]}."))
+        for r in self.inconsistent.itertuples(index=False):
+            ids = list(r.image_ids)
+            rows.append(_finding("inconsistent_labels", ids[0], ids[1:], 1.0,
+                                 f"Copies {', '.join('#' + str(i) for i in ids)} carry different "
+                                 f"classes ({r.labels}, annotator {r.annotator}): one of them is "
+                                 f"wrong.", annotator=r.annotator))
+        return findings_frame(rows, analysis=self.ANALYSIS, page="duplicates")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"analysis": self.ANALYSIS, "method": self.method, "threshold": self.threshold,
+                "hash_radius": self.hash_radius, "n_images": self.n_images,
+                "n_checked": self.n_checked, "methods_used": list(self.methods_used),
+                "metrics": self.metrics(), "pairs": frame_records(self.pairs),
+                "clusters": frame_records(self.clusters),
+                "removal": frame_records(self.removal),
+                "inconsistent": frame_records(self.inconsistent), "notes": list(self.notes)}
+
+
+EXACT_METHODS = ("same file", "sha256", "pixels")
+LISTED_TWICE = "same file"
+
+
+def _finding(kind, image_id, related, score, message, **extra) -> dict:
+    return {"kind": kind, "severity": SEVERITY[kind], "score": min(max(score, 0.0), 1.0),
+            "image_id": image_id, "related_image_ids": related, "message": message, **extra}
+
+
+def compute_duplicates(dataset: Dataset, *, stats=None, embeddings=None, method: str = "auto",
+                       threshold: float | None = None) -> DuplicatesResult:
+    """Exact, perceptual and (with ``embeddings``) semantic duplicates of ``dataset``'s images,
+    their clusters, the suggested removals, split leakage and inconsistent labels.
+
+    ``method``: "exact" (same bytes or pixels only), "phash" (exact + perceptual), "embedding"
+    (exact + embeddings; needs ``embeddings``), "auto" (exact + perceptual + embeddings when
+    given). ``threshold``: the similarity a pair needs, for the near-duplicate method(s) in
+    play (default :data:`DEFAULT_THRESHOLDS`; for phash it sets the Hamming radius
+    ``floor((1 - threshold) * 128)``). ``stats``: :class:`qa.imagestats.ImageStats` (computed
+    here when None). Returns a :class:`DuplicatesResult`."""
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"compute_duplicates() needs a qa.Dataset, got {type(dataset).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "embedding" and embeddings is None:
+        raise ValueError("method='embedding' needs embeddings (qa.embeddings.embed_images); "
+                         "use method='phash' to work from the pixels alone")
+    if threshold is not None and not 0.0 < float(threshold) <= 1.0:
+        raise ValueError(f"threshold is a similarity in (0, 1], got {threshold}")
+    if stats is None:
+        from qa.imagestats import compute_image_stats
+
+        stats = compute_image_stats(dataset)
+    return _compute_duplicates(dataset, stats.table, embeddings, method, threshold)
+
+
+def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: str,
+                        threshold: float | None) -> DuplicatesResult:
+    notes: list[str] = []
+    t = table.set_index(IMAGE_ID).reindex(ds.images[IMAGE_ID].to_numpy())
+    ids = t.index.to_numpy(dtype=np.int64)
+    ok = t["error"].isna().to_numpy()
+    n_bad = int((~ok).sum())
+    if n_bad:
+        notes.append(f"{n_bad} image(s) could not be read and were not compared (see "
+                     f"validation).")
+    parts: list[pd.DataFrame] = [_listed_twice(ds), _exact_pairs(ids[ok], t[ok])]
+    used = ["exact"]
+    radius = None
+    use_phash = method in ("auto", "phash")
+    use_emb = method == "embedding" or (method == "auto" and embeddings is not None)
+    if use_phash:
+        thr = DEFAULT_THRESHOLDS["phash"] if threshold is None else float(threshold)
+        radius = math.floor((1.0 - thr) * HASH_BITS + 1e-9)
+        parts.append(_phash_pairs(ids[ok], t[ok], radius))
+        used.append("phash")
+    if use_emb:
+        thr = DEFAULT_THRESHOLDS["embedding"] if threshold is None else float(threshold)
+        parts.append(_embedding_pairs(embeddings, thr, ids[ok], notes))
+        used.append("embedding")
+    elif method == "auto":
+        notes.append("No embeddings: near-duplicates are perceptual (pHash/dHash) only.")
+    pairs = _merge_pairs(parts)
+    pairs = _describe_pairs(pairs, ds)
+    clusters, removal, pairs = _clusters(ds, pairs, t)
+    inconsistent = _inconsistent_labels(ds, clusters)
+    thr_out = threshold if threshold is not None else (
+        DEFAULT_THRESHOLDS["embedding"] if use_emb and not use_phash else
+        DEFAULT_THRESHOLDS["phash"] if use_phash else None)
+    return DuplicatesResult(method=method, threshold=thr_out, hash_radius=radius,
+                            n_images=len(ds.images), n_checked=int(ok.sum()), pairs=pairs,
+                            clusters=clusters, removal=removal, inconsistent=inconsistent,
+                            methods_used=tuple(used), notes=tuple(notes))
+
+
+def _pair_frame(a, b, method, similarity, hamming=None, flipped=None) -> pd.DataFrame:
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    n = len(a)
+    return pd.DataFrame({"image_id_a": lo, "image_id_b": hi, "method": [method] * n,
+                         "similarity": np.broadcast_to(np.asarray(similarity, float), n),
+                         "hamming": np.broadcast_to(np.asarray(
+                             np.nan if hamming is None else hamming, float), n),
+                         "flipped": np.broadcast_to(np.asarray(bool(flipped) if flipped is None
+                                                               or np.isscalar(flipped)
+                                                               else flipped, bool), n)})
+
+
+def _group_pairs(ids: np.ndarray, keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of ids sharing a key: every pair in small groups, star edges in big ones."""
+    a, b = [], []
+    df = pd.DataFrame({"id": ids, "key": keys.to_numpy()}).dropna()
+    for _, grp in df.groupby("key", sort=False)["id"]:
+        members = grp.to_numpy()
+        if len(members) < 2:
+            continue
+        if len(members) <= MAX_GROUP_PAIRS:
+            for x, y in combinations(members, 2):
+                a.append(x)
+                b.append(y)
+        else:
+            a.extend([members[0]] * (len(members) - 1))
+            b.extend(members[1:])
+    return np.asarray(a, np.int64), np.asarray(b, np.int64)
+
+
+def _exact_pairs(ids: np.ndarray, t: pd.DataFrame) -> pd.DataFrame:
+    a1, b1 = _group_pairs(ids, t["sha256"])
+    a2, b2 = _group_pairs(ids, t["pixel_hash"])
+    return pd.concat([_pair_frame(a1, b1, "sha256", 1.0, 0.0),
+                      _pair_frame(a2, b2, "pixels", 1.0, 0.0)], ignore_index=True)
+
+
+def _listed_twice(ds: Dataset) -> pd.DataFrame:
+    import posixpath
+
+    names = ds.images[FILE_NAME].astype(str).map(lambda s: posixpath.normpath(s.replace("\\", "/")))
+    a, b = _group_pairs(ds.images[IMAGE_ID].to_numpy(dtype=np.int64), names)
+    return _pair_frame(a, b, LISTED_TWICE, 1.0)
+
+
+def _phash_pairs(ids: np.ndarray, t: pd.DataFrame, radius: int) -> pd.DataFrame:
+    if len(ids) < 2:
+        return _pair_frame([], [], "phash", [])
+    codes = np.stack([t["phash"].to_numpy(np.uint64), t["dhash"].to_numpy(np.uint64)], axis=1)
+    flips = np.stack([t["phash_flip"].to_numpy(np.uint64),
+                      t["dhash_flip"].to_numpy(np.uint64)], axis=1)
+    same = find_hash_pairs(codes, radius=radius)
+    mirrored = find_hash_pairs(codes, radius=radius, queries=flips)
+    frames = [_pair_frame(ids[same["i"]], ids[same["j"]], "phash",
+                          1 - same["distance"].to_numpy() / HASH_BITS, same["distance"], False),
+              _pair_frame(ids[mirrored["i"]], ids[mirrored["j"]], "phash",
+                          1 - mirrored["distance"].to_numpy() / HASH_BITS,
+                          mirrored["distance"], True)]
+    out = pd.concat(frames, ignore_index=True)
+    # the closest reading of each pair (plain or mirrored) wins
+    return out.sort_values("hamming", kind="stable").drop_duplicates(["image_id_a", "image_id_b"])
+
+
+def _embedding_pairs(emb, threshold: float, ok_ids: np.ndarray, notes: list) -> pd.DataFrame:
+    vectors = getattr(emb, "vectors", None)
+    emb_ids = getattr(emb, "image_ids", None)
+    if vectors is None or emb_ids is None:
+        raise TypeError(f"embeddings must be a qa.embeddings.Embeddings, got "
+                        f"{type(emb).__name__}")
+    if getattr(emb, "ann_ids", None) is not None:
+        raise ValueError("these are object embeddings (ann_ids set); near-duplicates compare "
+                         "whole images: pass image embeddings")
+    emb_ids = np.asarray(emb_ids, np.int64)
+    keep = np.isin(emb_ids, ok_ids)
+    missing = len(ok_ids) - int(np.isin(ok_ids, emb_ids).sum())
+    if missing:
+        notes.append(f"{missing} readable image(s) have no embedding and were compared by "
+                     f"their pixels only.")
+    pairs = find_near_duplicates(np.asarray(vectors)[keep], threshold=threshold)
+    sub = emb_ids[keep]
+    return _pair_frame(sub[pairs["i"]], sub[pairs["j"]], "embedding",
+                       pairs["similarity"].to_numpy(), None, False)
+
+
+_PRIORITY = {LISTED_TWICE: 0, "sha256": 1, "pixels": 2, "phash": 3, "embedding": 4}
+
+
+def _merge_pairs(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per pair, the strongest evidence first (same file > bytes > pixels > ...)."""
+    pairs = pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
+    pairs = pairs[pairs["image_id_a"] != pairs["image_id_b"]]
+    pairs = pairs.assign(_p=pairs["method"].map(_PRIORITY))
+    pairs = pairs.sort_values(["_p", "similarity"], ascending=[True, False], kind="stable")
+    pairs = pairs.drop_duplicates(["image_id_a", "image_id_b"]).drop(columns="_p")
+    return pairs.sort_values(["image_id_a", "image_id_b"], ignore_index=True)
+
+
+def _describe_pairs(pairs: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
+    im = ds.images.set_index(IMAGE_ID)
+    split = im[SPLIT].astype(object).where(im[SPLIT].notna(), None) if SPLIT in im else None
+    out = pairs.copy()
+    for side in ("a", "b"):
+        col = out[f"image_id_{side}"]
+        out[f"split_{side}"] = col.map(split) if split is not None else None
+        out[f"file_{side}"] = col.map(im[FILE_NAME].astype(str))
+    sa, sb = out["split_a"], out["split_b"]
+    out["cross_split"] = (sa.notna() & sb.notna() & (sa.astype(str) != sb.astype(str))
+                          & (out["method"] != LISTED_TWICE)).astype(bool)
+    out["hamming"] = out["hamming"].astype(float)
+    out["flipped"] = out["flipped"].astype(bool)
+    out["cluster_id"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    return out[list(PAIR_COLUMNS)]
+
+
+def _labels_by_image(ds: Dataset) -> dict[int, str]:
+    anns = ds.annotations
+    if anns.empty:
+        return {}
+    names = ds.category_names
+    g = anns.groupby(IMAGE_ID)[CATEGORY_ID].agg(
+        lambda s: ", ".join(names.get(int(c), str(c)) for c in sorted(set(s))))
+    return g.to_dict()
+
+
+_SPLIT_RANK = {"train": 0, "val": 1, "test": 2}
+
+
+def _clusters(ds: Dataset, pairs: pd.DataFrame, t: pd.DataFrame):
+    """Connected components of the pair graph; a representative and keep/remove per image."""
+    empty_c = pd.DataFrame({c: pd.Series(dtype=object) for c in CLUSTER_COLUMNS})
+    empty_r = pd.DataFrame({c: pd.Series(dtype=object) for c in
+                            ("image_id", "file_name", "split", "cluster_id", "keep_instead",
+                             "reason")})
+    if pairs.empty:
+        return empty_c.astype({"cluster_id": "int64", "image_id": "int64"}), \
+            empty_r.astype({"image_id": "int64"}), pairs
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nodes, inv = np.unique(np.r_[pairs["image_id_a"], pairs["image_id_b"]], return_inverse=True)
+    m = len(pairs)
+    graph = coo_matrix((np.ones(m), (inv[:m], inv[m:])), shape=(len(nodes), len(nodes)))
+    _, comp = connected_components(graph, directed=False)
+    labels = _labels_by_image(ds)
+    im = ds.images.set_index(IMAGE_ID)
+    area = (t["width"].astype("Float64") * t["height"].astype("Float64")).fillna(0)
+    exact_ids = set(pairs.loc[pairs["method"].isin(EXACT_METHODS), "image_id_a"]) | \
+        set(pairs.loc[pairs["method"].isin(EXACT_METHODS), "image_id_b"])
+    # cluster ids numbered by their smallest image id, so they are stable run to run
+    order = pd.Series(nodes).groupby(comp).min().sort_values()
+    renumber = {c: k + 1 for k, c in enumerate(order.index)}
+    rows, removal = [], []
+    for c, members in pd.Series(nodes).groupby(comp):
+        cid = renumber[c]
+        ms = [int(x) for x in members]
+        splits = {i: (None if pd.isna(im.at[i, SPLIT]) else str(im.at[i, SPLIT]))
+                  if SPLIT in im else None for i in ms}
+        known = {s for s in splits.values() if s}
+        rep = min(ms, key=lambda i: (_SPLIT_RANK.get(splits[i], 3) if len(known) > 1 else 0,
+                                     i not in labels, -float(area.get(i, 0)), i))
+        for i in ms:
+            if i == rep:
+                why = ("kept: the train copy (the others leak into "
+                       f"{'/'.join(sorted(known - {splits[i]}))})" if len(known) > 1 and
+                       splits[i] == "train" else
+                       "kept: " + ("the labelled, largest copy" if i in labels else
+                                   "the largest copy"))
+                action = "keep"
+            else:
+                action = "remove"
+                if splits[i] and splits[rep] and splits[i] != splits[rep]:
+                    why = f"leaks #{rep} ({splits[rep]}) into {splits[i]}"
+                elif i in exact_ids and rep in exact_ids:
+                    why = f"a copy of #{rep}"
+                elif rep in labels and i not in labels:
+                    why = f"an unlabelled copy of #{rep}"
+                else:
+                    why = f"a near-duplicate of #{rep}"
+                removal.append((i, im.at[i, FILE_NAME], splits[i], cid, rep, why))
+            rows.append((cid, i, im.at[i, FILE_NAME], splits[i], i == rep, action, why,
+                         labels.get(i, "")))
+    clusters = pd.DataFrame(rows, columns=list(CLUSTER_COLUMNS)).sort_values(
+        ["cluster_id", "is_representative", "image_id"], ascending=[True, False, True],
+        ignore_index=True)
+    removal_df = pd.DataFrame(removal, columns=list(empty_r.columns)).sort_values(
+        ["cluster_id", "image_id"], ignore_index=True)
+    cmap = dict(zip(clusters["image_id"], clusters["cluster_id"]))
+    pairs = pairs.assign(cluster_id=pd.array(pairs["image_id_a"].map(cmap), dtype="Int64"))
+    return clusters, removal_df, pairs
+
+
+def _inconsistent_labels(ds: Dataset, clusters: pd.DataFrame) -> pd.DataFrame:
+    """Clusters whose copies carry different class sets for the same annotator."""
+    cols = ["cluster_id", "image_ids", "annotator", "labels"]
+    anns = ds.annotations
+    if clusters.empty or anns.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    members = clusters.groupby("cluster_id")["image_id"].apply(list)
+    sub = anns[anns[IMAGE_ID].isin(clusters["image_id"])]
+    per = sub.groupby([sub[ANNOTATOR].astype(str), IMAGE_ID])[CATEGORY_ID].agg(
+        lambda s: tuple(sorted({int(x) for x in s})))
+    names = ds.category_names
+    rows = []
+    for annotator in sorted(sub[ANNOTATOR].astype(str).unique()):
+        mine = per.loc[annotator].to_dict() if annotator in per.index.get_level_values(0) else {}
+        labelled = set(mine)
+        for cid, ids in members.items():
+            if not labelled.intersection(ids):
+                continue  # this annotator labelled none of the copies
+            sets = {i: mine.get(i, ()) for i in ids}
+            if len(set(sets.values())) > 1:
+                text = "; ".join(f"#{i}: {', '.join(names.get(c, str(c)) for c in v) or 'none'}"
+                                 for i, v in sets.items())
+                rows.append((cid, tuple(ids), annotator, text))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def run_analysis(dataset: Dataset, ctx) -> DuplicatesResult:
+    """Runner for :mod:`qa.analyses`: exact + perceptual duplicates from the shared pixel pass,
+    plus semantic ones when embeddings are available (otherwise perceptual only, noted)."""
+    from qa.analyses import Skip
+
+    if dataset.root is None or dataset.images.empty:
+        raise Skip("no image files to compare")
+    stats = ctx.image_stats()
+    method = ctx.option("duplicates", "method", "auto")
+    emb = None
+    if method in ("auto", "embedding"):
+        try:
+            emb = ctx.embeddings()
+        except Skip as e:
+            if method == "embedding":
+                raise
+            log.info("duplicates without embeddings: %s", e)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return compute_duplicates(dataset, stats=stats, embeddings=emb, method=method,
+                                  threshold=ctx.option("duplicates", "threshold"))
+
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "EXACT_SEARCH_MAX",
+    "DuplicatesResult",
+    "compute_duplicates",
+    "find_hash_pairs",
+    "find_near_duplicates",
+    "run_analysis",
+]
