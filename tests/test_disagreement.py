@@ -279,3 +279,44 @@ def test_sample_queue_starts_with_planted_errors(sample):
     print(f"\nplanted label errors in the top 24 of the queue: {share:.2f} (their share of the "
           f"whole queue: {base:.2f}; the rest are objects the model misses)")
     assert share > base
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_disagreement_and_evaluate(tmp_path, capsys):
+    from qa.cli import main
+
+    assert main(["disagreement", str(SAMPLE), "--json", "--reference", "alice",
+                 "--export", str(tmp_path / "out")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["metrics"]["n_wrong_class"] == 6 and doc["reference"] == "alice"
+    assert doc["model"] == "detector"  # picked up from predictions/*.json
+    assert set(doc["exported"]) >= {"csv", "coco", "labelstudio"}
+    assert (tmp_path / "out" / "queue.csv").is_file()
+    assert main(["evaluate", str(SAMPLE), "--json", "--reference", "alice"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert 0.8 < ev["stats"]["AP50"] <= 1
+    assert main(["disagreement", str(SAMPLE), "--reference", "zed"]) == 2
+    assert "unknown reference 'zed'" in capsys.readouterr().err
+    assert main(["disagreement", str(SAMPLE), "--export", str(SAMPLE / "x")]) == 2
+    assert "inside the dataset" in capsys.readouterr().err
+
+
+def test_cli_classification_with_probabilities_csv(tmp_path, capsys):
+    from qa.cli import main
+
+    labels = tmp_path / "labels.csv"
+    probs = tmp_path / "clf.csv"
+    rows, prow = ["image,label"], ["image,cat,dog"]
+    for i in range(20):
+        y = "cat" if i % 2 else "dog"
+        rows.append(f"{i}.jpg,{y}")
+        p_cat = 0.9 if y == "cat" else 0.1
+        if i == 4:  # labelled dog, clearly a cat
+            p_cat = 0.95
+        prow.append(f"{i}.jpg,{p_cat},{1 - p_cat:.2f}")
+    labels.write_text("\n".join(rows) + "\n")
+    probs.write_text("\n".join(prow) + "\n")
+    assert main(["disagreement", str(labels), "--predictions", str(probs), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["is_classification"] and doc["metrics"]["n_label_issues"] == 1
+    assert doc["queue"][0]["n_label_issue"] == 1
