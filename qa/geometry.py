@@ -247,16 +247,29 @@ def mask_iou(segs_a: Sequence, segs_b: Sequence, *, height: int, width: int) -> 
 class Geometry:
     """Boxes (xyxy) and optionally masks of a set of objects, with a vectorised pairwise IoU."""
 
-    def __init__(self, xyxy: np.ndarray, rles: list | None = None):
+    def __init__(self, xyxy: np.ndarray, rles: list | None = None, area: np.ndarray | None = None):
         self.xyxy, self.rles = xyxy, rles
         self.cols = [np.ascontiguousarray(xyxy[:, c]) for c in range(4)]
-        self.area = (self.cols[2] - self.cols[0]) * (self.cols[3] - self.cols[1])
+        # ``area``: e.g. w * h from xywh, which is what pycocotools' bbox IoU divides by (the
+        # difference x2 - x1 can differ from w in the last bit)
+        self.area = ((self.cols[2] - self.cols[0]) * (self.cols[3] - self.cols[1])
+                     if area is None else np.asarray(area, dtype=np.float64))
+
+    @classmethod
+    def from_xywh(cls, xywh: np.ndarray) -> "Geometry":
+        """Boxes given as COCO xywh, with areas w * h exactly as pycocotools computes them."""
+        xywh = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
+        return cls(xywh_to_xyxy(xywh), area=xywh[:, 2] * xywh[:, 3])
 
     def take(self, idx: np.ndarray) -> "Geometry":
-        return Geometry(self.xyxy[idx], None if self.rles is None else [self.rles[k] for k in idx])
+        return Geometry(self.xyxy[idx], None if self.rles is None else [self.rles[k] for k in idx],
+                        self.area[idx])
 
-    def box_iou(self, other: "Geometry", ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-        """Box IoU of pairs (ia[k], ib[k]); pairs apart along x are skipped early (most are)."""
+    def box_iou(self, other: "Geometry", ia: np.ndarray, ib: np.ndarray,
+                crowd_b: np.ndarray | None = None) -> np.ndarray:
+        """Box IoU of pairs (ia[k], ib[k]); pairs apart along x are skipped early (most are).
+        Where ``crowd_b[ib[k]]`` is true the union is the area of ``a`` alone (COCO's crowd
+        regions: the share of the detection inside the crowd)."""
         (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = self.cols, other.cols
         iw = np.minimum(ax2[ia], bx2[ib])
         iw -= np.maximum(ax1[ia], bx1[ib])
@@ -268,6 +281,8 @@ class Geometry:
         np.clip(ih, 0, None, out=ih)
         inter = iw * ih
         union = self.area[ia] + other.area[ib] - inter
+        if crowd_b is not None:
+            union = np.where(crowd_b[ib], self.area[ia], union)
         with np.errstate(divide="ignore", invalid="ignore"):
             out[k] = np.where(union > 0, inter / union, 0.0)
         return out

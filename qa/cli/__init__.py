@@ -87,6 +87,7 @@ COMMAND_MODULES = (
     "qa.cli.stats",
     "qa.cli.agreement",
     "qa.cli.duplicates",
+    "qa.cli.disagreement",
 )
 
 
