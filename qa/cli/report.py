@@ -5,7 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from qa.cli import EXIT_INVALID, EXIT_OK, EXIT_UNUSABLE, dataset_args, load_dataset, print_json
+from qa.cli import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    dataset_args,
+    load_dataset,
+    print_json,
+)
 
 _MARK = {"pass": "pass", "warn": "WARN", "fail": "FAIL", "skipped": "skip"}
 

@@ -9,10 +9,11 @@ weight (``[areas] hygiene = 3``).
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 AREAS = ("hygiene", "balance", "agreement", "duplicates and leakage", "outliers and quality",
          "label quality")

@@ -81,7 +81,7 @@ class CheckResult:
         return {k: to_jsonable(v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CheckResult":
+    def from_dict(cls, d: dict) -> CheckResult:
         d = dict(d)
         for k in ("evidence_kinds", "evidence_image_ids", "evidence_ann_ids",
                   "evidence_messages"):
@@ -151,7 +151,7 @@ class HealthReport:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HealthReport":
+    def from_dict(cls, d: dict) -> HealthReport:
         """A report read back from :meth:`to_dict` output (for comparison and re-export)."""
         if not isinstance(d, dict) or "checks" not in d or "score" not in d:
             raise ValueError("not a health report JSON: it needs 'score' and 'checks' (write "
@@ -275,7 +275,7 @@ def _apply_review(ds: Dataset | None, findings: pd.DataFrame) -> tuple[pd.DataFr
         marked = marked.assign(decided_by=None)
     dismissed = marked[marked["status"] == "not_an_issue"]
     by = dismissed["decided_by"].fillna("unknown").astype(str).value_counts().to_dict()
-    return marked, {"available": True, "n_dismissed": int(len(dismissed)),
+    return marked, {"available": True, "n_dismissed": len(dismissed),
                     "by": {k: int(v) for k, v in by.items()}}
 
 
@@ -326,11 +326,11 @@ def _evaluate(spec: CheckSpec, run, metrics: dict, findings: pd.DataFrame,
     kinds = list(dict.fromkeys(ev["kind"]))
     link = page_link(page, image_ids, kind=kinds[0] if len(kinds) == 1 else None) \
         if page in PAGES else None
-    evidence = dict(n_evidence=int(len(ev)), evidence_image_ids=image_ids[:MAX_EVIDENCE_IDS],
+    evidence = dict(n_evidence=len(ev), evidence_image_ids=image_ids[:MAX_EVIDENCE_IDS],
                     evidence_ann_ids=ann_ids[:MAX_EVIDENCE_IDS],
                     evidence_messages=tuple(str(x) for x in ev["message"].dropna()
                                             .head(MAX_EVIDENCE_MESSAGES)),
-                    page=page, link=link, n_dismissed=int(len(dismissed)),
+                    page=page, link=link, n_dismissed=len(dismissed),
                     dismissed_by={k: int(v) for k, v in by.items()})
     if measured is None:
         return CheckResult(**base, **evidence, status="skipped", value=None, measured=None,

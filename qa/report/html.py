@@ -51,7 +51,7 @@ def _chip(status: str) -> str:
 
 
 def _fig(fig) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False,
+    return fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%",
                        config={"displaylogo": False, "responsive": True})
 
 

@@ -28,12 +28,15 @@ def score_gauge(report, *, height: int = 260) -> go.Figure:
     """The overall score as a gauge (0-100, bands red / amber / green)."""
     fig = go.Figure(go.Indicator(
         mode="gauge+number", value=report.score if report.score is not None else 0,
-        number={"suffix": " / 100", "valueformat": ".0f"},
+        number={"valueformat": ".0f"},
         gauge={"axis": {"range": [0, 100]}, "bar": {"color": "#333333", "thickness": 0.3},
                "steps": [{"range": [lo, hi], "color": STATUS_COLORS[s]}
                          for lo, hi, s in SCORE_BANDS]},
-        title={"text": "Health score" if report.score is not None else "No check could run"}))
-    return style(fig, height=height)
+        title={"text": "Health score (of 100)" if report.score is not None
+               else "No check could run"}))
+    fig = style(fig, height=height)
+    fig.update_layout(margin={"l": 30, "r": 30, "t": 50, "b": 10})
+    return fig
 
 
 def area_scores_bar(report, *, height: int = 300) -> go.Figure:

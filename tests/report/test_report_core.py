@@ -11,7 +11,14 @@ import pytest
 
 import qa
 from qa.analyses import RUNNERS, run_analyses
-from qa.report import AREAS, CheckSpec, HealthReport, ReportConfig, build_report, load_config
+from qa.report import (
+    AREAS,
+    CheckSpec,
+    HealthReport,
+    ReportConfig,
+    build_report,
+    load_config,
+)
 from qa.report.config import DEFAULT_CONFIG_PATH
 from qa.results import AnalysisResult
 from tests.conftest import SAMPLE
