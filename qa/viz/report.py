@@ -91,3 +91,52 @@ def trend_line(history: pd.DataFrame, *, height: int = 300) -> go.Figure:
                            xref="paper", yref="paper")
     fig.update_yaxes(range=[0, 105], title="score")
     return style(fig, title="Trend against earlier reports", height=height)
+
+
+def checks_table(report, *, statuses=None) -> pd.DataFrame:
+    """The traffic-light table: one row per check (worst first within the config order's
+    areas), with an app link (``./<page>?image_id=..``) to its evidence where it has one."""
+    rank = {"fail": 0, "warn": 1, "pass": 2, "skipped": 3}
+    rows = []
+    for i, c in enumerate(report.checks):
+        if statuses and c.status not in statuses:
+            continue
+        value = None if c.value is None else float(c.value)
+        rows.append({
+            "status": f"{STATUS_ICONS[c.status]} {c.status}", "area": c.area, "check": c.title,
+            "value": value, "threshold": c.threshold, "evidence": c.n_evidence,
+            "dismissed": c.n_dismissed, "points lost": round(c.points_lost, 1),
+            "action / reason": c.reason if c.status == "skipped" else c.action,
+            "link": f"./{c.link}" if c.link is not None and c.n_evidence else None,
+            "_order": (rank[c.status], i)})
+    df = pd.DataFrame(rows, columns=["status", "area", "check", "value", "threshold",
+                                     "evidence", "dismissed", "points lost",
+                                     "action / reason", "link", "_order"])
+    return df.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def score_metrics(report, history: pd.DataFrame | None = None) -> list[dict]:
+    """The score and each area's sub-score as st.metric arguments (label, value, delta
+    against the previous report in ``history``, help)."""
+    prev = history.iloc[-2] if history is not None and len(history) > 1 else None
+
+    def delta(v, col):
+        old = None if prev is None else prev.get(col)
+        return None if v is None or old is None or pd.isna(old) else round(v - float(old), 1)
+
+    fmt = lambda v: "—" if v is None else f"{v:.0f}"  # noqa: E731
+    out = [{"label": "Health score", "value": fmt(report.score),
+            "delta": delta(report.score, "score"),
+            "help": "0-100: areas weighted; each check earns pass 1, warn 0.5, fail 0"}]
+    for area, v in report.area_scores.items():
+        out.append({"label": area.capitalize(), "value": fmt(v), "delta": delta(v, area),
+                    "help": "no check of this area could run" if v is None else None})
+    return out
+
+
+def explanation_table(report) -> pd.DataFrame:
+    """How each check contributes to the score: title, status, points lost, explanation."""
+    return pd.DataFrame([{"check": c.title, "status": c.status,
+                          "points lost": round(c.points_lost, 2), "explanation": c.explanation}
+                         for c in report.checks],
+                        columns=["check", "status", "points lost", "explanation"])
