@@ -33,11 +33,13 @@ if rv.get("available"):
 
 shown = st.multiselect("Show checks", list(STATUSES), default=list(STATUSES),
                        key="rep_statuses")
-st.dataframe(vr.checks_table(report, statuses=shown), hide_index=True, key="rep_table",
+st.dataframe(vr.traffic_lights(vr.checks_table(report, statuses=shown)), hide_index=True,
+             key="rep_table",
              column_config={
                  "link": st.column_config.LinkColumn("evidence in the app",
                                                      display_text="open evidence"),
-                 "value": st.column_config.NumberColumn(format="%.3g")})
+                 "value": st.column_config.NumberColumn(format="%.3g"),
+                 "points lost": st.column_config.NumberColumn(format="%.1f")})
 
 g1, g2 = st.columns(2)
 g1.plotly_chart(vr.area_scores_bar(report), key="rep_areas")

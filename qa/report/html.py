@@ -20,7 +20,7 @@ font-weight:600;text-transform:uppercase}
 table{border-collapse:collapse;width:100%;font-size:14px;margin:8px 0}
 th,td{border-bottom:1px solid #eee;padding:6px 8px;text-align:left;vertical-align:top}
 th{background:#fafafa}.grid{display:flex;flex-wrap:wrap;gap:16px}
-.grid>div{flex:1 1 480px;min-width:320px}.thumbs img{height:110px;margin:4px;
+.grid>div{flex:1 1 480px;min-width:320px}.grid>div.gauge{flex:0 0 380px;min-width:0}.thumbs img{height:110px;margin:4px;
 border:1px solid #ccc}.thumbs figure{display:inline-block;margin:0 6px 6px 0;font-size:11px;
 text-align:center}details{margin:4px 0 12px 0}summary{cursor:pointer}
 """
@@ -51,7 +51,8 @@ def _chip(status: str) -> str:
 
 
 def _fig(fig) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%",
+    width = "100%" if fig.layout.width is None else f"{fig.layout.width}px"
+    return fig.to_html(full_html=False, include_plotlyjs=False, default_width=width,
                        config={"displaylogo": False, "responsive": True})
 
 
@@ -135,7 +136,8 @@ def render_html(report, *, history: pd.DataFrame | None = None, comparison=None)
         f" / 100 &nbsp; {counts['fail']} failed, {counts['warn']} warnings, "
         f"{counts['pass']} passed, {counts['skipped']} skipped</p>",
         f"<p class='muted'>{_e(review_line)}</p>",
-        "<div class='grid'><div>", _fig(vr.score_gauge(report)), "</div><div>",
+        "<div class='grid'><div class='gauge'>", _fig(vr.score_gauge(report, width=370)),
+        "</div><div>",
         _fig(vr.area_scores_bar(report)), "</div></div>",
         _fig(vr.points_lost_bar(report)),
     ]

@@ -10,7 +10,6 @@ from qa.viz.common import style
 
 # Traffic-light colours (colour-blind-safe Okabe-Ito green / orange / vermillion, grey).
 STATUS_COLORS = {"pass": "#009E73", "warn": "#E69F00", "fail": "#D55E00", "skipped": "#999999"}
-STATUS_ICONS = {"pass": "🟢", "warn": "🟠", "fail": "🔴", "skipped": "⚪"}
 # Score bands for the gauge and the sub-score bars: below 50 red, 50-80 amber, 80+ green.
 SCORE_BANDS = ((0, 50, "fail"), (50, 80, "warn"), (80, 100, "pass"))
 
@@ -24,18 +23,20 @@ def score_color(score: float | None) -> str:
     return STATUS_COLORS["skipped"]
 
 
-def score_gauge(report, *, height: int = 260) -> go.Figure:
+def score_gauge(report, *, height: int = 260, width: int | None = None) -> go.Figure:
     """The overall score as a gauge (0-100, bands red / amber / green)."""
+    # gauge only: the number is in the title (a gauge's own number is placed beside the dial
+    # in narrow containers and gets clipped)
+    title = ("No check could run" if report.score is None
+             else f"Health score {report.score:.0f} / 100")
     fig = go.Figure(go.Indicator(
-        mode="gauge+number", value=report.score if report.score is not None else 0,
-        number={"valueformat": ".0f"},
+        mode="gauge", value=report.score if report.score is not None else 0,
         gauge={"axis": {"range": [0, 100]}, "bar": {"color": "#333333", "thickness": 0.3},
                "steps": [{"range": [lo, hi], "color": STATUS_COLORS[s]}
                          for lo, hi, s in SCORE_BANDS]},
-        title={"text": "Health score (of 100)" if report.score is not None
-               else "No check could run"}))
+        title={"text": title}))
     fig = style(fig, height=height)
-    fig.update_layout(margin={"l": 30, "r": 30, "t": 50, "b": 10})
+    fig.update_layout(margin={"l": 30, "r": 30, "t": 50, "b": 10}, width=width)
     return fig
 
 
@@ -103,16 +104,22 @@ def checks_table(report, *, statuses=None) -> pd.DataFrame:
             continue
         value = None if c.value is None else float(c.value)
         rows.append({
-            "status": f"{STATUS_ICONS[c.status]} {c.status}", "area": c.area, "check": c.title,
+            "status": c.status, "area": c.area, "check": c.title,
             "value": value, "threshold": c.threshold, "evidence": c.n_evidence,
             "dismissed": c.n_dismissed, "points lost": round(c.points_lost, 1),
             "action / reason": c.reason if c.status == "skipped" else c.action,
             "link": f"./{c.link}" if c.link is not None and c.n_evidence else None,
             "_order": (rank[c.status], i)})
-    df = pd.DataFrame(rows, columns=["status", "area", "check", "value", "threshold",
-                                     "evidence", "dismissed", "points lost",
-                                     "action / reason", "link", "_order"])
+    df = pd.DataFrame(rows, columns=["status", "check", "link", "value", "threshold",
+                                     "evidence", "dismissed", "points lost", "area",
+                                     "action / reason", "_order"])
     return df.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def traffic_lights(table: pd.DataFrame):
+    """:func:`checks_table` output with its status cells coloured (a pandas Styler)."""
+    return table.style.map(lambda s: f"background-color: {STATUS_COLORS.get(s, '#999999')}; "
+                                     "color: white; font-weight: 600", subset=["status"])
 
 
 def score_metrics(report, history: pd.DataFrame | None = None) -> list[dict]:
