@@ -67,7 +67,12 @@ def cmd_report(args) -> int:
     comparison = None
     if args.compare:
         try:
-            comparison = compare(args.compare, report)
+            old = args.compare
+            if Path(old).is_dir():  # an earlier version of the dataset itself
+                import qa
+
+                old = qa.load(old, format=args.format, image_root=args.image_root)
+            comparison = compare(old, report, config=config, embeddings=args.embeddings)
         except (OSError, ValueError, TypeError) as e:
             return _fail(f"--compare: {e}")
     history = None
@@ -117,7 +122,8 @@ def register(sub) -> None:
     p.add_argument("--fail-on", choices=("warn", "fail"), default=None,
                    help="exit 1 when a check reaches this level (a CI release gate)")
     p.add_argument("--compare", default=None, metavar="OLD.json",
-                   help="an earlier report.json to compare with")
+                   help="an earlier report.json (or an earlier version's dataset folder) "
+                        "to compare with")
     p.add_argument("--formats", default="json,html,pdf",
                    help="comma-separated subset of json,html,pdf (default: all)")
     p.add_argument("--no-history", action="store_true",

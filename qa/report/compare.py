@@ -79,10 +79,19 @@ def _change(old, new) -> str:
     return "improved" if better else "regressed"
 
 
-def compare(old, new) -> Comparison:
-    """Compare two reports (HealthReport, their ``to_dict()``, or paths to report JSONs):
-    ``old`` is the earlier version."""
-    old, new = to_report(old), to_report(new)
+def compare(old, new, *, config=None, embeddings: str = "auto") -> Comparison:
+    """Compare two dataset versions: each of ``old`` (the earlier) and ``new`` is a
+    HealthReport, its ``to_dict()``, a path to a report JSON, or a :class:`qa.Dataset`
+    (reported here with ``config`` and ``embeddings``)."""
+    from qa.dataset import Dataset
+    from qa.report.core import build_report
+
+    def as_report(x):
+        if isinstance(x, Dataset):
+            return build_report(x, config, embeddings=embeddings, thumbnails=0)
+        return to_report(x)
+
+    old, new = as_report(old), as_report(new)
     if not isinstance(old, HealthReport) or not isinstance(new, HealthReport):
         raise TypeError("compare() needs two health reports")
     o = {c.id: c for c in old.checks}

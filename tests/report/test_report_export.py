@@ -111,6 +111,8 @@ def test_compare_reports_status_changes_and_deltas(tmp_path):
     assert compare(_small(4), _small(2)).checks.set_index("id").loc["x", "change"] == \
         "improved"
     json.dumps(c.to_dict())
+    with pytest.raises(TypeError, match="expected a HealthReport"):
+        compare(42, new)
     with pytest.raises(ValueError, match="not a health report"):
         compare({"a": 1}, new)
 
@@ -214,6 +216,16 @@ def test_cli_compare_and_unusable_input(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "health score" in text and "compared with" in text
     assert json.loads((out / "comparison.json").read_text())["score_delta"] == 0
+    # two dataset versions: the fixed one against the one with a missing file
+    fixed = _coco(tmp_path / "v2", missing=False)
+    assert main(["report", str(fixed), "--out", str(tmp_path / "o2"), "--embeddings", "skip",
+                 "--formats", "json", "--no-history", "--compare", str(ds)]) == 0
+    cmp_ = json.loads((tmp_path / "o2" / "comparison.json").read_text())
+    files = next(c for c in cmp_["checks"] if c["id"] == "missing_or_corrupt_files")
+    assert (files["old_status"], files["new_status"], files["change"]) == \
+        ("fail", "pass", "improved")
+    assert cmp_["score_delta"] > 0
+    capsys.readouterr()
     assert main(["report", str(ds), "--out", str(ds / "r"), "--embeddings", "skip"]) == 2
     assert "inside the dataset" in capsys.readouterr().err
     assert main([*args, "--config", str(tmp_path / "none.toml")]) == 2
