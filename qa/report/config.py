@@ -108,9 +108,10 @@ def _read_file(path: Path) -> dict:
         raise ValueError(f"report config {str(path)!r}: use a .toml, .yaml or .yml file")
     if data is None:
         return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"report config {str(path)!r} must be a mapping with 'checks' and "
-                         f"'areas', got {type(data).__name__}")
+    if not isinstance(data, dict):  # bad file content: a ValueError, like a syntax error
+        msg = (f"report config {str(path)!r} must be a mapping with 'checks' and 'areas', "
+               f"got {type(data).__name__}")
+        raise ValueError(msg)  # noqa: TRY004
     return data
 
 
@@ -168,8 +169,8 @@ def _merge(base: dict, override: dict, where: str) -> dict:
     for key in ("checks", "areas"):
         sect = override.get(key) or {}
         if not isinstance(sect, dict):
-            raise ValueError(f"{where}: '{key}' must be a table/mapping, got "
-                             f"{type(sect).__name__}")
+            msg = f"{where}: '{key}' must be a table/mapping, got {type(sect).__name__}"
+            raise ValueError(msg)  # noqa: TRY004
         merged = {k: (dict(v) if isinstance(v, dict) else v)
                   for k, v in (out.get(key) or {}).items()}
         for k, v in sect.items():

@@ -387,7 +387,7 @@ def _thumbnails(ds: Dataset, checks: list[CheckResult], per_check: int) -> dict[
     for iid in ids:
         try:
             img, err = render_image(ds, iid, max_side=THUMB_SIDE)
-        except Exception as e:  # a thumbnail must never break the report
+        except Exception as e:  # noqa: BLE001 (a thumbnail must never break the report)
             log.warning("no thumbnail for image %s: %s", iid, e)
             continue
         if img is None or err is not None:

@@ -128,13 +128,13 @@ def render_html(report, *, history: pd.DataFrame | None = None, comparison=None)
         f"<title>Health report: {_e(ds.get('name'))}</title><style>{_CSS}</style>",
         f"<script type='text/javascript'>{_plotly_js()}</script></head><body>",
         f"<h1>Dataset health report: {_e(ds.get('name'))}</h1>",
-        f"<div class='muted'>{_e(report.created)} · {ds.get('images', '?')} images · "
-        f"{ds.get('annotations', '?')} annotations · annotators: "
-        f"{_e(', '.join(ds.get('annotators') or []) or '—')} · config: "
-        f"{_e(report.config_source)}</div>",
-        f"<p><span class='score' style='color:{vr.score_color(report.score)}'>{score}</span>"
-        f" / 100 &nbsp; {counts['fail']} failed, {counts['warn']} warnings, "
-        f"{counts['pass']} passed, {counts['skipped']} skipped</p>",
+        (f"<div class='muted'>{_e(report.created)} · {ds.get('images', '?')} images · "
+         f"{ds.get('annotations', '?')} annotations · annotators: "
+         f"{_e(', '.join(ds.get('annotators') or []) or '—')} · config: "
+         f"{_e(report.config_source)}</div>"),
+        (f"<p><span class='score' style='color:{vr.score_color(report.score)}'>{score}"
+         f"</span> / 100 &nbsp; {counts['fail']} failed, {counts['warn']} warnings, "
+         f"{counts['pass']} passed, {counts['skipped']} skipped</p>"),
         f"<p class='muted'>{_e(review_line)}</p>",
         "<div class='grid'><div class='gauge'>", _fig(vr.score_gauge(report, width=370)),
         "</div><div>",

@@ -41,7 +41,8 @@ def _png(fig) -> io.BytesIO:
 
 
 def _hex(status: str) -> str:
-    return "#%02x%02x%02x" % _RGB[status]
+    r, g, b = _RGB[status]
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def _score_status(v: float | None) -> str:

@@ -131,7 +131,9 @@ def score_metrics(report, history: pd.DataFrame | None = None) -> list[dict]:
         old = None if prev is None else prev.get(col)
         return None if v is None or old is None or pd.isna(old) else round(v - float(old), 1)
 
-    fmt = lambda v: "—" if v is None else f"{v:.0f}"  # noqa: E731
+    def fmt(v):
+        return "—" if v is None else f"{v:.0f}"
+
     out = [{"label": "Health score", "value": fmt(report.score),
             "delta": delta(report.score, "score"),
             "help": "0-100: areas weighted; each check earns pass 1, warn 0.5, fail 0"}]
