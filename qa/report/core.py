@@ -337,7 +337,9 @@ def _evaluate(spec: CheckSpec, run, metrics: dict, findings: pd.DataFrame,
                            reason=why)
     value = measured
     if spec.counts_evidence and len(dismissed):
-        value = max(0.0, measured - len(dismissed))
+        # The metric may count pairs while findings are per image (or the reverse): scale by
+        # the share of evidence still open, which is measured - dismissed when units agree.
+        value = measured * len(ev) / (len(ev) + len(dismissed))
     return CheckResult(**base, **evidence, status=spec.status_of(value), value=value,
                        measured=measured)
 

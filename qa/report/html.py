@@ -20,7 +20,8 @@ font-weight:600;text-transform:uppercase}
 table{border-collapse:collapse;width:100%;font-size:14px;margin:8px 0}
 th,td{border-bottom:1px solid #eee;padding:6px 8px;text-align:left;vertical-align:top}
 th{background:#fafafa}.grid{display:flex;flex-wrap:wrap;gap:16px}
-.grid>div{flex:1 1 480px;min-width:320px}.grid>div.gauge{flex:0 0 380px;min-width:0}.thumbs img{height:110px;margin:4px;
+.grid>div{flex:1 1 480px;min-width:320px}
+.grid>div.gauge{flex:0 0 380px;min-width:0}.thumbs img{height:110px;margin:4px;
 border:1px solid #ccc}.thumbs figure{display:inline-block;margin:0 6px 6px 0;font-size:11px;
 text-align:center}details{margin:4px 0 12px 0}summary{cursor:pointer}
 """

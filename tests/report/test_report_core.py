@@ -217,6 +217,13 @@ def test_review_dismissals_drop_evidence_and_count_check_failures(monkeypatch):
                         types.SimpleNamespace(mark_findings=dismiss_all))
     c = build_report(make_run(res, dataset=ds), cfg, thumbnails=0).check("leak")
     assert c.status == "pass" and c.value == 0 and c.n_evidence == 0
+    # a pair count with one finding per image: dismissing both images of one of 2 pairs
+    pairs = {"duplicates": fake_result("duplicates", {"n_cross_split_pairs": 2}, [
+        {**rows[0], "image_id": i} for i in (1, 2, 3, 4)])}
+    monkeypatch.setitem(sys.modules, "qa.review",
+                        types.SimpleNamespace(mark_findings=mark_findings))
+    c = build_report(make_run(pairs, dataset=ds), cfg, thumbnails=0).check("leak")
+    assert c.measured == 2 and c.value == 1 and c.n_dismissed == 2
 
 
 def test_without_review_module_nothing_is_dismissed(monkeypatch):
