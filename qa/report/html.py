@@ -24,6 +24,7 @@ th{background:#fafafa}.grid{display:flex;flex-wrap:wrap;gap:16px}
 .grid>div.gauge{flex:0 0 380px;min-width:0}.thumbs img{height:110px;margin:4px;
 border:1px solid #ccc}.thumbs figure{display:inline-block;margin:0 6px 6px 0;font-size:11px;
 text-align:center}details{margin:4px 0 12px 0}summary{cursor:pointer}
+code{word-break:break-all}
 """
 
 

@@ -73,3 +73,8 @@ def make_run(results: dict, *, skipped: dict | None = None, errors: dict | None 
     if dataset is not None:
         run.context = RunContext(dataset)
     return run
+
+
+def run_fake_duplicates(dataset, ctx):
+    """A ``run_analysis`` as qa.duplicates will have it (registered in RUNNERS by a test)."""
+    return planted_like_results()["duplicates"]

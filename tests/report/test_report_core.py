@@ -165,6 +165,21 @@ def test_unlanded_analyses_are_skipped_then_picked_up_with_no_code_change():
     assert before.area_scores["duplicates and leakage"] is None
 
 
+def test_an_analysis_landing_in_runners_is_reported_through_run_analyses(monkeypatch):
+    from qa import analyses
+
+    monkeypatch.setitem(analyses.RUNNERS, "duplicates",
+                        "tests.report.fakes:run_fake_duplicates")
+    ds = qa.load(SAMPLE)
+    r = build_report(ds, embeddings="skip", thumbnails=0)
+    assert r.analyses["duplicates"]["status"] == "ran"
+    assert r.analyses["duplicates"]["metrics"]["n_cross_split_pairs"] == 4
+    assert r.check("cross_split_leakage").status == "fail"
+    assert r.check("exact_duplicates").evidence_image_ids == (136,)
+    # leakage fail (weight 3), exact/near warn (1 each), inconsistent labels warn (2)
+    assert r.area_scores["duplicates and leakage"] == pytest.approx(100 * 2 / 7, abs=0.01)
+
+
 def test_metric_none_or_unknown_is_skipped_with_reason():
     res = {"a": fake_result("a", {"m": None})}
     r = build_report(make_run(res, errors={"b": "RuntimeError: kaput"}),
