@@ -5,8 +5,11 @@ HTML / PDF / JSON exports, comparison of two reports, and the report history.
     report = build_report(ds)                 # or build_report(run_analyses(ds), config)
     report.score, report.area_scores, report.checks
     report.to_dict()                          # JSON, validated by report.schema.json
+    write_report(report, "out/")              # report.json, report.html, report.pdf
+    compare("old/report.json", report)        # score delta, checks improved / regressed
 """
 
+from qa.report.compare import Comparison, compare
 from qa.report.config import AREAS, CheckSpec, ReportConfig, load_config
 from qa.report.core import (
     GATE_LEVELS,
@@ -17,6 +20,8 @@ from qa.report.core import (
     dataset_key,
     to_report,
 )
+from qa.report.export import write_report
 
-__all__ = ["AREAS", "GATE_LEVELS", "STATUSES", "CheckResult", "CheckSpec", "HealthReport",
-           "ReportConfig", "build_report", "dataset_key", "load_config", "to_report"]
+__all__ = ["AREAS", "GATE_LEVELS", "STATUSES", "CheckResult", "CheckSpec", "Comparison",
+           "HealthReport", "ReportConfig", "build_report", "compare", "dataset_key",
+           "load_config", "to_report", "write_report"]
