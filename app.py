@@ -7,6 +7,7 @@ from qa.app.picker import dataset_picker
 st.set_page_config(page_title="dataset-qa", page_icon=":material/fact_check:", layout="wide")
 nav = st.navigation([
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/report.py", title="Health report", icon=":material/health_and_safety:"),
     st.Page("pages/balance.py", title="Class balance", icon=":material/bar_chart:"),
     st.Page("pages/agreement.py", title="Annotator agreement", icon=":material/groups:"),
     st.Page("pages/outliers.py", title="Outliers", icon=":material/scatter_plot:"),

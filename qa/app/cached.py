@@ -156,3 +156,45 @@ def thumbnail(key: str, _ds: Dataset, image_id: int):
     from qa.viz.boxes import render_image
 
     return render_image(_ds, int(image_id))
+@st.cache_data(show_spinner="Building the health report ...", max_entries=4)
+def health_report(key: str, _ds: Dataset, embeddings: str = "cached",
+                  config_path: str | None = None):
+    """:func:`qa.report.build_report` with every analysis (``embeddings``: "cached" uses only
+    vectors already in the store, so the page never starts a long embedding run)."""
+    import warnings
+
+    from qa.report import build_report, load_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_report(_ds, load_config(config_path), embeddings=embeddings)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def report_history(key: str, _report, created: str):
+    """Add the report to its dataset's history (once per report: ``created`` keys the
+    cache) and return the history (:func:`qa.report.history.load_history`)."""
+    from qa.report.history import load_history, save_report
+
+    if not (_report.dataset or {}).get("key"):
+        return None
+    save_report(_report)
+    return load_history(_report.dataset["key"])
+
+
+@st.cache_data(show_spinner="Writing the report ...", max_entries=12)
+def report_file(key: str, _report, created: str, fmt: str, _history=None) -> bytes:
+    """The report as ``fmt`` ("html", "pdf" or "json") bytes."""
+    if fmt == "json":
+        from qa.report.export import report_json
+
+        return report_json(_report)
+    if fmt == "html":
+        from qa.report.html import render_html
+
+        return render_html(_report, history=_history).encode("utf-8")
+    if fmt == "pdf":
+        from qa.report.pdf import render_pdf
+
+        return render_pdf(_report, history=_history)
+    raise ValueError(f"unknown report format {fmt!r}; use html, pdf or json")

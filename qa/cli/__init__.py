@@ -88,6 +88,7 @@ COMMAND_MODULES = (
     "qa.cli.agreement",
     "qa.cli.duplicates",
     "qa.cli.disagreement",
+    "qa.cli.report",
 )
 
 

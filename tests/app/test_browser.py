@@ -40,6 +40,7 @@ PAGES = [
     ("balance", "Class balance", ".js-plotly-plot"),
     ("duplicates", "Duplicates & leakage", ".js-plotly-plot"),
     ("quality", "Image quality", ".js-plotly-plot"),
+    ("report", "Health report", ".js-plotly-plot"),
 ]
 STARTUP_S = 90
 RENDER_S = 120
@@ -310,3 +311,27 @@ def test_classification_folder_through_picker_renders_every_page(server, browser
         _shot(browser, f"classification_{name}")
     text = browser.find_element(By.CSS_SELECTOR, "[data-testid='stMain']").text
     assert "Agreement needs at least 2 annotators" in text
+
+
+def test_exported_html_report_draws_its_charts_offline(browser, tmp_path):
+    """The HTML export opens from a file (no server, no network) with every chart drawn."""
+    from selenium.webdriver.common.by import By
+
+    import qa
+    from qa.report import build_report
+    from qa.report.export import write_report
+
+    ds = qa.load(ROOT / "sample_data")
+    files = write_report(build_report(ds, embeddings="skip"), tmp_path / "out",
+                         formats=("html",))
+    browser.get(files["html"].as_uri())
+    _wait(browser, ".js-plotly-plot .main-svg", 60)
+    time.sleep(1.0)
+    plots = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+    assert len(plots) >= 3
+    bars = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot g.point")
+    assert len(bars) >= 5, "the bar charts have no bars"
+    thumbs = browser.find_elements(By.CSS_SELECTOR, ".thumbs img")
+    assert thumbs and all(b.get_property("naturalWidth") > 0 for b in thumbs)
+    shot = _shot(browser, "report_html_export")
+    assert shot.stat().st_size > 20_000
