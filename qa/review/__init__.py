@@ -8,10 +8,22 @@ a real database (SQLite by default, PostgreSQL via ``$DATASET_QA_DB``), with the
 """
 
 from qa.review.keys import image_hashes, item_keys
-from qa.review.queue import (build_queue, collect_findings, filter_queue, mark_findings,
-                             queue_progress, record_decision, reviewer_counts)
-from qa.review.store import (DECISIONS, STATUSES, ReviewStore, default_review_store,
-                             default_url)
+from qa.review.queue import (
+                             build_queue,
+                             collect_findings,
+                             filter_queue,
+                             mark_findings,
+                             queue_progress,
+                             record_decision,
+                             reviewer_counts,
+)
+from qa.review.store import (
+                             DECISIONS,
+                             STATUSES,
+                             ReviewStore,
+                             default_review_store,
+                             default_url,
+)
 
 __all__ = ["DECISIONS", "STATUSES", "ReviewStore", "build_queue", "collect_findings",
            "default_review_store", "default_url", "filter_queue", "image_hashes", "item_keys",

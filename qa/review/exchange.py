@@ -15,8 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from qa.dataset import ANN_ID, ANNOTATOR, CATEGORY_ID, FILE_NAME, HEIGHT, IMAGE_ID, WIDTH, \
-    Dataset, DatasetError, H, W, X, Y
+from qa.dataset import (
+    ANN_ID,
+    ANNOTATOR,
+    CATEGORY_ID,
+    FILE_NAME,
+    HEIGHT,
+    IMAGE_ID,
+    WIDTH,
+    Dataset,
+    DatasetError,
+    H,
+    W,
+    X,
+    Y,
+)
 from qa.results import frame_records
 from qa.review.keys import image_hashes
 from qa.review.store import COLUMNS, ReviewStore, default_review_store

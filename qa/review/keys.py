@@ -24,12 +24,24 @@ issue on the same content is one decision.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
-from qa.dataset import ANN_ID, ANNOTATOR, CATEGORY_ID, FILE_NAME, IMAGE_ID, MODEL, PRED_ID, \
-    Dataset, H, W, X, Y
+from qa.dataset import (
+    ANN_ID,
+    ANNOTATOR,
+    CATEGORY_ID,
+    FILE_NAME,
+    IMAGE_ID,
+    MODEL,
+    PRED_ID,
+    Dataset,
+    H,
+    W,
+    X,
+    Y,
+)
 
 # Box coordinates enter the key rounded to whole pixels: re-exporting labels through another
 # tool (float noise, percent <-> pixel round trips) must not lose the decision.
@@ -47,7 +59,7 @@ def _box_token(who: str, x, y, w, h, *, fine: bool) -> str:
         return f"{who}:label"
     if fine:
         return f"{who}:" + ",".join(f"{float(v):.{FINGERPRINT_DECIMALS}f}" for v in (x, y, w, h))
-    return f"{who}:" + ",".join(str(int(round(float(v) / KEY_ROUND_PX))) for v in (x, y, w, h))
+    return f"{who}:" + ",".join(str(round(float(v) / KEY_ROUND_PX)) for v in (x, y, w, h))
 
 
 def image_hashes(dataset: Dataset, *, store=None) -> dict[int, str]:
@@ -127,5 +139,6 @@ def _compute_keys(ds: Dataset, findings: pd.DataFrame, hashes: dict[int, str]) -
             evidence.append(f"labels:{n_labels.get(iid, 0)}")
         prints.append(_digest(evidence))
         shas.append(sha)
-    return pd.DataFrame({"item_key": keys, "fingerprint": prints, "image_sha": shas},
-                        index=findings.index)
+    return pd.DataFrame({"item_key": pd.Series(keys, dtype=object),
+                         "fingerprint": pd.Series(prints, dtype=object),
+                         "image_sha": pd.Series(shas, dtype=object)}).set_index(findings.index)

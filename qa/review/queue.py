@@ -145,7 +145,7 @@ def queue_progress(queue: pd.DataFrame) -> dict:
     items = queue.drop_duplicates("item_key")
     counts = items["status"].value_counts()
     by_status = {s: int(counts.get(s, 0)) for s in STATUSES}
-    return {"total": int(len(items)), "reviewed": int(len(items) - by_status["open"]),
+    return {"total": len(items), "reviewed": int(len(items) - by_status["open"]),
             "open": by_status["open"], "by_status": by_status}
 
 

@@ -20,12 +20,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -55,9 +56,9 @@ COLUMNS = ["decision_uid", "item_key", "status", "reviewer", "note", "decided_at
 V1_SCHEMA = (
     "CREATE TABLE review_schema (version INTEGER NOT NULL)",
     "INSERT INTO review_schema (version) VALUES (1)",
-    "CREATE TABLE review_decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "item_key TEXT NOT NULL, status TEXT NOT NULL, reviewer TEXT NOT NULL, note TEXT, "
-    "decided_at REAL NOT NULL)",
+    ("CREATE TABLE review_decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+     "item_key TEXT NOT NULL, status TEXT NOT NULL, reviewer TEXT NOT NULL, note TEXT, "
+     "decided_at REAL NOT NULL)"),
     "CREATE INDEX ix_review_decisions_item ON review_decisions (item_key)",
 )
 
@@ -162,7 +163,7 @@ class ReviewStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "ReviewStore":
+    def __enter__(self):  # -> ReviewStore
         return self
 
     def __exit__(self, *exc) -> None:
@@ -341,7 +342,7 @@ def _sqlite_hooks(engine) -> None:
 
 
 def _text(v, what: str, limit: int, required: bool) -> str | None:
-    if v is None or (isinstance(v, float) and v != v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         if required:
             raise ValueError(f"{what} is required")
         return None

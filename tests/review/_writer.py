@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from qa.review.store import ReviewStore  # noqa: E402
+from qa.review.store import ReviewStore
 
 BATCH_ROWS = 200
 

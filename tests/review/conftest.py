@@ -64,7 +64,7 @@ def pg_server():
             "-c max_connections=50")
     start = subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts,
                                          "-l", str(base / "server.log"), "-w", "-t", "60",
-                                         "start"]), capture_output=True, text=True)
+                                         "start"]), capture_output=True, text=True, check=False)
     if start.returncode != 0:
         log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
         pytest.fail(f"PostgreSQL did not start: {start.stderr}\n{log[-2000:]}")
@@ -72,7 +72,7 @@ def pg_server():
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "-w", "stop"]), capture_output=True)
+                                     "-w", "stop"]), capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
 
 

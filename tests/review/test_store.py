@@ -49,9 +49,9 @@ def test_same_timestamp_latest_insert_wins(review_store):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(status="maybe", reviewer="ann"), "status must be one of"),
-    (dict(status="confirmed", reviewer="  "), "reviewer .* is required"),
-    (dict(status="confirmed", reviewer="x" * 201), "at most 200"),
+    ({"status": "maybe", "reviewer": "ann"}, "status must be one of"),
+    ({"status": "confirmed", "reviewer": "  "}, "reviewer .* is required"),
+    ({"status": "confirmed", "reviewer": "x" * 201}, "at most 200"),
 ])
 def test_bad_decisions_are_refused(review_store, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -183,7 +183,7 @@ def test_two_writers_lose_no_decision(review_url):
 def test_two_processes_creating_the_database_at_once(review_url):
     procs = [_spawn(review_url, name, 5) for name in ("a", "b")]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
     st = ReviewStore(review_url)
     assert st.count() == 10 and st.schema_version() == SCHEMA_VERSION
