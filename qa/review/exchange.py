@@ -140,7 +140,8 @@ def relabel_items(queue: pd.DataFrame) -> pd.DataFrame:
     """The confirmed label errors of a queue: confirmed items on an image whose evidence is
     annotations or predictions (ann_ids or pred_ids not empty)."""
     m = (queue["status"] == "confirmed") & queue["image_id"].notna()
-    m &= [bool(a) or bool(p) for a, p in zip(queue["ann_ids"], queue["pred_ids"])]
+    m &= pd.Series([bool(a) or bool(p) for a, p in zip(queue["ann_ids"], queue["pred_ids"])],
+                   index=queue.index, dtype=bool)
     return queue[m]
 
 
