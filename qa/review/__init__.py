@@ -9,22 +9,27 @@ a real database (SQLite by default, PostgreSQL via ``$DATASET_QA_DB``), with the
 
 from qa.review.keys import image_hashes, item_keys
 from qa.review.queue import (
-                             build_queue,
-                             collect_findings,
-                             filter_queue,
-                             mark_findings,
-                             queue_progress,
-                             record_decision,
-                             reviewer_counts,
+    DECISION_BUTTONS,
+    QUEUE_TABLE,
+    build_queue,
+    collect_findings,
+    evidence_link,
+    filter_queue,
+    history_table,
+    mark_findings,
+    queue_progress,
+    record_decision,
+    reviewer_counts,
 )
 from qa.review.store import (
-                             DECISIONS,
-                             STATUSES,
-                             ReviewStore,
-                             default_review_store,
-                             default_url,
+    DECISIONS,
+    STATUSES,
+    ReviewStore,
+    default_review_store,
+    default_url,
 )
 
-__all__ = ["DECISIONS", "STATUSES", "ReviewStore", "build_queue", "collect_findings",
-           "default_review_store", "default_url", "filter_queue", "image_hashes", "item_keys",
+__all__ = ["DECISIONS", "DECISION_BUTTONS", "QUEUE_TABLE", "STATUSES", "ReviewStore",
+           "build_queue", "collect_findings", "default_review_store", "default_url",
+           "evidence_link", "filter_queue", "history_table", "image_hashes", "item_keys",
            "mark_findings", "queue_progress", "record_decision", "reviewer_counts"]

@@ -192,9 +192,14 @@ def relabel_tasks(dataset: Dataset, queue: pd.DataFrame) -> list[dict]:
     return tasks
 
 
+def relabel_text(dataset: Dataset, queue: pd.DataFrame) -> str:
+    """:func:`relabel_tasks` as the JSON text of a Label Studio import file."""
+    return json.dumps(relabel_tasks(dataset, queue), indent=1)
+
+
 def write_relabel_tasks(path: Path | str, dataset: Dataset, queue: pd.DataFrame) -> int:
     """Write :func:`relabel_tasks` as a Label Studio import file (JSON list), atomically;
     returns the number of tasks."""
-    tasks = relabel_tasks(dataset, queue)
-    _atomic_write(Path(path), json.dumps(tasks, indent=1))
-    return len(tasks)
+    text = relabel_text(dataset, queue)
+    _atomic_write(Path(path), text)
+    return len(json.loads(text))

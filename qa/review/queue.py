@@ -19,6 +19,13 @@ MARK_COLUMNS = ("item_key", "status", "decided_by", "decided_at", "note", "reope
                 "fingerprint", "image_sha")
 #: Columns :func:`build_queue` adds on top (for the page's filters and captions).
 QUEUE_COLUMNS = ("split", "file_name", "class_name")
+#: The queue's columns a person reads in a table.
+QUEUE_TABLE = ("status", "kind", "severity", "score", "image_id", "file_name", "split",
+               "class_name", "annotator", "decided_by", "note", "message")
+#: The page's decision buttons: (status recorded, label, keyboard shortcut). Streamlit
+#: reserves "c" and "r", so digits.
+DECISION_BUTTONS = (("confirmed", "Confirm", "1"), ("not_an_issue", "Not an issue", "2"),
+                    ("fixed", "Fixed", "3"), ("open", "Re-open", "0"))
 
 
 def mark_findings(dataset: Dataset, findings: pd.DataFrame, *,
@@ -86,20 +93,30 @@ def collect_findings(dataset: Dataset, *, embeddings: str = "cached",
 
 
 def build_queue(dataset: Dataset, findings: pd.DataFrame | None = None, *,
-                store: ReviewStore | None = None) -> pd.DataFrame:
+                store: ReviewStore | None = None, keys: pd.DataFrame | None = None,
+                open_first: bool = True) -> pd.DataFrame:
     """The review queue: every finding (of ``findings``, default: all analyses via
     :func:`collect_findings`) marked by :func:`mark_findings`, with the image's ``split``,
-    ``file_name`` and the ``class_name``; open items first, then by severity and score
-    (worst first). Index 0..n-1."""
+    ``file_name`` and the ``class_name``; open items first (unless ``open_first=False``: an
+    order that does not move as items are decided), then by severity and score (worst
+    first). Index 0..n-1. ``keys``: :func:`qa.review.item_keys` of ``findings``, when the
+    caller already has them (the page caches them; only the decisions are read again)."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"build_queue() needs a qa.Dataset, got {type(dataset).__name__}")
     if findings is None:
         findings = collect_findings(dataset)
-    marked = mark_findings(dataset, findings, store=store)
-    return _compute_queue(dataset, marked)
+    if keys is None:
+        marked = mark_findings(dataset, findings, store=store)
+    else:
+        if len(keys) != len(findings) or not keys.index.equals(findings.index):
+            raise ValueError(f"keys ({len(keys)} rows) do not belong to findings "
+                             f"({len(findings)} rows): pass item_keys(dataset, findings)")
+        st = store or default_review_store()
+        marked = _compute_marks(findings, keys, st.current(keys["item_key"].tolist()))
+    return _compute_queue(dataset, marked, open_first=open_first)
 
 
-def _compute_queue(ds: Dataset, marked: pd.DataFrame) -> pd.DataFrame:
+def _compute_queue(ds: Dataset, marked: pd.DataFrame, *, open_first: bool) -> pd.DataFrame:
     img = ds.images.set_index(IMAGE_ID)
     ids = marked["image_id"]
     known = ids.notna() & ids.isin(img.index)
@@ -117,7 +134,7 @@ def _compute_queue(ds: Dataset, marked: pd.DataFrame) -> pd.DataFrame:
                     for c in marked["category_id"]])
     sev = {s: i for i, s in enumerate(SEVERITIES)}
     order = pd.DataFrame({
-        "open": (q["status"] != "open").astype(int).to_numpy(),
+        "open": (q["status"] != "open").astype(int).to_numpy() if open_first else 0,
         "sev": q["severity"].map(sev).fillna(len(SEVERITIES)).to_numpy(),
         "score": -q["score"].fillna(-1.0).to_numpy(),
     })
@@ -176,5 +193,40 @@ def record_decision(item: pd.Series | dict, status: str, *, reviewer: str,
                      fingerprint=get("fingerprint"), context=ctx)
 
 
-__all__ = ["build_queue", "collect_findings", "filter_queue", "image_hashes", "mark_findings",
-           "queue_progress", "record_decision", "reviewer_counts"]
+def evidence_link(item: pd.Series | dict) -> str:
+    """The app path of the page that shows a queue row's evidence, filtered to its images
+    (:func:`qa.results.page_link`); "" when the row names no known page."""
+    from qa.results import PAGES, page_link
+
+    page = item.get("page")
+    if page not in PAGES:
+        return ""
+    iid = item.get("image_id")
+    ids = ([] if iid is None or pd.isna(iid) else [int(iid)]) + \
+        [int(j) for j in (item.get("related_image_ids") or ())]
+    return page_link(page, ids, kind=item.get("kind"))
+
+
+def history_table(store: ReviewStore, item_key: str) -> pd.DataFrame:
+    """One item's decisions for a person, newest first: decided_at (UTC), reviewer, status,
+    note."""
+    h = store.history(item_key)
+    out = pd.DataFrame({"decided_at": pd.to_datetime(h["decided_at"], unit="s", utc=True),
+                        "reviewer": h["reviewer"], "status": h["status"], "note": h["note"]})
+    return out.iloc[::-1].reset_index(drop=True)
+
+
+__all__ = [
+    "DECISION_BUTTONS",
+    "QUEUE_TABLE",
+    "build_queue",
+    "collect_findings",
+    "evidence_link",
+    "filter_queue",
+    "history_table",
+    "image_hashes",
+    "mark_findings",
+    "queue_progress",
+    "record_decision",
+    "reviewer_counts",
+]
