@@ -87,8 +87,9 @@ with right:
     st.text_input("Note (optional)", key="rv_note")
     if not reviewer.strip():
         st.warning("Enter your name in the sidebar to record decisions.")
-    b = st.columns(4)
-    for col, (status, label, key) in zip(b, review.DECISION_BUTTONS):
+    b = st.columns(2)
+    for i, (status, label, key) in enumerate(review.DECISION_BUTTONS):
+        col = b[i % 2]
         col.button(label, key=f"rv_do_{status}", on_click=_decide, args=(status,),
                    shortcut=key, disabled=not reviewer.strip(), width="stretch")
     with st.expander("History of this item"):
@@ -100,7 +101,7 @@ st.progress(prog["reviewed"] / max(prog["total"], 1),
             text=f"{prog['reviewed']} of {prog['total']} items reviewed")
 c1, c2 = st.columns([3, 2])
 c1.plotly_chart(vr.progress_by_kind(queue), key="rv_progress")
-c2.dataframe(review.reviewer_counts(queue), hide_index=True, key="rv_reviewers")
+c2.container(key="rv_reviewers").table(review.reviewer_counts(queue), hide_index=True)
 with st.expander("Exports"):
     decisions = dataset_decisions(ds, store=store)
     e = st.columns(3)

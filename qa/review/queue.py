@@ -52,9 +52,8 @@ def mark_findings(dataset: Dataset, findings: pd.DataFrame, *,
 def _compute_marks(findings: pd.DataFrame, keys: pd.DataFrame, current: pd.DataFrame
                    ) -> pd.DataFrame:
     out = findings.copy()
-    out["item_key"] = keys["item_key"].to_numpy()
-    out["fingerprint"] = keys["fingerprint"].to_numpy()
-    out["image_sha"] = keys["image_sha"].to_numpy()
+    for col in ("item_key", "fingerprint", "image_sha"):
+        out[col] = pd.Series(keys[col].to_numpy(), index=out.index, dtype=object)
     cur = current.set_index("item_key") if len(current) else None
     n = len(out)
     status = np.array(["open"] * n, dtype=object)
@@ -72,10 +71,11 @@ def _compute_marks(findings: pd.DataFrame, keys: pd.DataFrame, current: pd.DataF
                 continue
             status[i] = d["status"]
             by[i], at[i], note[i] = d["reviewer"], d["decided_at"], d["note"]
-    out["status"] = status
-    out["decided_by"] = by
+    # object dtype: pandas would infer its string dtype and turn None into NaN
+    out["status"] = pd.Series(status, index=out.index, dtype=object)
+    out["decided_by"] = pd.Series(by, index=out.index, dtype=object)
     out["decided_at"] = pd.to_datetime(at, unit="s", utc=True)
-    out["note"] = note
+    out["note"] = pd.Series(note, index=out.index, dtype=object)
     out["reopened"] = reopened
     return out
 
@@ -129,9 +129,9 @@ def _compute_queue(ds: Dataset, marked: pd.DataFrame, *, open_first: bool) -> pd
         fname[known] = img.loc[sel, FILE_NAME].astype(str).to_numpy()
     names = ds.category_names
     q = marked.assign(
-        split=split.to_numpy(), file_name=fname.to_numpy(),
-        class_name=[None if pd.isna(c) else names.get(int(c), str(c))
-                    for c in marked["category_id"]])
+        split=split, file_name=fname,
+        class_name=pd.Series([None if pd.isna(c) else names.get(int(c), str(c))
+                              for c in marked["category_id"]], index=marked.index, dtype=object))
     sev = {s: i for i, s in enumerate(SEVERITIES)}
     order = pd.DataFrame({
         "open": (q["status"] != "open").astype(int).to_numpy() if open_first else 0,

@@ -76,8 +76,8 @@ def progress_by_kind(queue: pd.DataFrame) -> go.Figure:
                     orientation="h", marker_color=STATUS_COLORS[status],
                     hovertemplate="%{y}: %{x} " + status.replace("_", " ") + "<extra></extra>")
     fig.update_layout(barmode="stack", xaxis_title="items", legend_orientation="h",
-                      legend_y=1.12)
-    return style(fig, height=max(220, 40 + 28 * len(t)))
+                      legend_y=-0.25, legend_x=0)
+    return style(fig, height=max(240, 90 + 28 * len(t)))
 
 
 __all__ = ["item_image", "progress_by_kind", "related_images"]

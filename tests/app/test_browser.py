@@ -38,6 +38,7 @@ PAGES = [
     ("agreement", "Annotator agreement", ".js-plotly-plot"),
     ("", "Overview", '[data-testid="stMetric"]'),
     ("balance", "Class balance", ".js-plotly-plot"),
+    ("review", "Review", '[data-testid="stImage"]'),
 ]
 STARTUP_S = 90
 RENDER_S = 120

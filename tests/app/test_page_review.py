@@ -57,7 +57,7 @@ def test_review_page_records_decisions(sample, db):
     _button(at, "rv_next").click().run()
     _button(at, "rv_prev").click().run()
     assert at.session_state["rv_pos"] == 1
-    reviewers = next(d.value for d in at.dataframe if "total" in d.value.columns)
+    reviewers = at.table[0].value
     assert reviewers.to_dict("records") == [
         {"reviewer": "tester", "confirmed": 1, "not_an_issue": 1, "fixed": 0, "total": 2}]
 
