@@ -94,43 +94,40 @@ def item_keys(dataset: Dataset, findings: pd.DataFrame, *,
     return _compute_keys(dataset, findings, image_hashes(dataset) if hashes is None else hashes)
 
 
+def _rows(df: pd.DataFrame, id_col: str, who_col: str, prefix: str) -> dict[int, tuple]:
+    """{id: (who, x, y, w, h, category_id)} built column-wise (no per-row pandas lookups)."""
+    cols = [df[c].tolist() for c in (id_col, who_col, X, Y, W, H, CATEGORY_ID)]
+    return {int(i): (f"{prefix}:{who}", x, y, w, h, c) for i, who, x, y, w, h, c in zip(*cols)}
+
+
 def _compute_keys(ds: Dataset, findings: pd.DataFrame, hashes: dict[int, str]) -> pd.DataFrame:
-    anns = ds.annotations.set_index(ANN_ID, drop=False)
-    preds = ds.predictions.set_index(PRED_ID, drop=False)
+    anns = _rows(ds.annotations, ANN_ID, ANNOTATOR, "a")
+    preds = _rows(ds.predictions, PRED_ID, MODEL, "p")
     names = ds.category_names
     n_labels = ds.annotations.groupby(IMAGE_ID).size().to_dict()
     keys, prints, shas = [], [], []
-    for r in findings.itertuples(index=False):
-        iid = None if pd.isna(r.image_id) else int(r.image_id)
+    cols = ["image_id", "ann_ids", "pred_ids", "related_image_ids", "category_id", "analysis",
+            "kind", "annotator"]
+    for iid, ann_ids, pred_ids, rel, cat, analysis, kind, annotator in zip(
+            *(findings[c].tolist() for c in cols)):
+        iid = None if pd.isna(iid) else int(iid)
         sha = hashes.get(iid, f"unknown-image:{iid}") if iid is not None else None
         coarse, fine = [], []
-        for aid in r.ann_ids or ():
-            if aid in anns.index:
-                a = anns.loc[aid]
-                who = f"a:{a[ANNOTATOR]}"
-                coarse.append(_box_token(who, a[X], a[Y], a[W], a[H], fine=False))
-                fine.append(_box_token(who, a[X], a[Y], a[W], a[H], fine=True)
-                            + f":{names.get(int(a[CATEGORY_ID]), a[CATEGORY_ID])}")
-            else:
-                coarse.append("a:gone")
-                fine.append("a:gone")
-        for pid in r.pred_ids or ():
-            if pid in preds.index:
-                p = preds.loc[pid]
-                who = f"p:{p[MODEL]}"
-                coarse.append(_box_token(who, p[X], p[Y], p[W], p[H], fine=False))
-                fine.append(_box_token(who, p[X], p[Y], p[W], p[H], fine=True)
-                            + f":{names.get(int(p[CATEGORY_ID]), p[CATEGORY_ID])}")
-            else:
-                coarse.append("p:gone")
-                fine.append("p:gone")
-        related = sorted(hashes.get(int(j), f"unknown-image:{j}")
-                         for j in (r.related_image_ids or ()))
-        cls = None if pd.isna(r.category_id) else names.get(int(r.category_id),
-                                                          str(r.category_id))
+        for table, ids, gone in ((anns, ann_ids, "a:gone"), (preds, pred_ids, "p:gone")):
+            for i in ids or ():
+                r = table.get(int(i))
+                if r is None:
+                    coarse.append(gone)
+                    fine.append(gone)
+                    continue
+                who, x, y, w, h, c = r
+                coarse.append(_box_token(who, x, y, w, h, fine=False))
+                fine.append(_box_token(who, x, y, w, h, fine=True) + f":{names.get(int(c), c)}")
+        related = sorted(hashes.get(int(j), f"unknown-image:{j}") for j in (rel or ()))
+        cls = None if pd.isna(cat) else names.get(int(cat), str(cat))
         scope = sha if sha is not None else f"dataset:{ds.name}"
-        base = [scope, str(r.analysis), str(r.kind), *sorted(coarse), "|", *related, "|",
-                f"annotator:{r.annotator or ''}"]
+        base = [scope, str(analysis), str(kind), *sorted(coarse), "|", *related, "|",
+                f"annotator:{'' if annotator is None or pd.isna(annotator) else annotator}"]
         if not coarse:
             base.append(f"class:{cls or ''}")
         keys.append(_digest(base))

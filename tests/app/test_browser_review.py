@@ -12,8 +12,17 @@ import urllib.request
 
 import pytest
 
-from tests.app.test_browser import (HAVE_BROWSER, ROOT, STARTUP_S, _errors, _free_port,
-                                    _settle, _shot, _wait, browser)
+from tests.app.test_browser import (
+    HAVE_BROWSER,
+    ROOT,
+    STARTUP_S,
+    _errors,
+    _free_port,
+    _settle,
+    _shot,
+    _wait,
+    browser,
+)
 
 __all__ = ["browser"]  # the fixture, shared with test_browser.py
 
@@ -24,7 +33,7 @@ NAME_BOX = 'input[aria-label="Your name (recorded with each decision)"]'
 
 def _start(env: dict) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    log = open(ROOT / "artifacts" / f"streamlit-review-{port}.log", "w")
+    log = open(ROOT / "artifacts" / f"streamlit-review-{port}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
          "true", "--server.address", "127.0.0.1", "--server.port", str(port),
