@@ -13,6 +13,7 @@ nav = st.navigation([
     st.Page("pages/outliers.py", title="Outliers", icon=":material/scatter_plot:"),
     st.Page("pages/duplicates.py", title="Duplicates & leakage", icon=":material/content_copy:"),
     st.Page("pages/quality.py", title="Image quality", icon=":material/image_search:"),
+    st.Page("pages/review.py", title="Review", icon=":material/rule:"),
 ])
 dataset_picker()
 nav.run()

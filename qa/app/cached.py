@@ -198,3 +198,24 @@ def report_file(key: str, _report, created: str, fmt: str, _history=None) -> byt
 
         return render_pdf(_report, history=_history)
     raise ValueError(f"unknown report format {fmt!r}; use html, pdf or json")
+@st.cache_data(show_spinner="Collecting every analysis' findings ...", max_entries=4)
+def review_items(key: str, _ds: Dataset):
+    """(every analysis' findings, their item keys) for the review queue: the slow part, done
+    once per dataset. Embeddings only from the store (opening the queue never embeds); the
+    decisions are read fresh on every rerun by :func:`qa.review.build_queue`."""
+    import warnings
+
+    from qa.review import collect_findings, item_keys
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        findings = collect_findings(_ds, embeddings="cached")
+    return findings, item_keys(_ds, findings)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def review_image(key: str, _ds: Dataset, item_key: str, _item: dict):
+    """The review item's image with its evidence drawn (:func:`qa.viz.review.item_image`)."""
+    from qa.viz.review import item_image
+
+    return item_image(_ds, _item)

@@ -89,6 +89,7 @@ COMMAND_MODULES = (
     "qa.cli.duplicates",
     "qa.cli.disagreement",
     "qa.cli.report",
+    "qa.cli.review",
 )
 
 

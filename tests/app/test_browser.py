@@ -41,6 +41,7 @@ PAGES = [
     ("duplicates", "Duplicates & leakage", ".js-plotly-plot"),
     ("quality", "Image quality", ".js-plotly-plot"),
     ("report", "Health report", ".js-plotly-plot"),
+    ("review", "Review", '[data-testid="stImage"]'),
 ]
 STARTUP_S = 90
 RENDER_S = 120

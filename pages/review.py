@@ -1,0 +1,114 @@
+"""Review: one queue over every analysis' findings; decide, with your name, and it is kept."""
+
+import streamlit as st
+
+from qa import review
+from qa.app import cached
+from qa.app.state import clear_focus, dataset_key, focus, require_dataset
+from qa.review.exchange import dataset_decisions, decisions_text, relabel_text
+from qa.viz import review as vr
+
+ds = require_dataset()
+st.title("Review")
+findings, keys = cached.review_items(dataset_key(), ds)
+store = review.default_review_store()
+queue = review.build_queue(ds, findings, keys=keys, store=store, open_first=False)
+
+ids, kind = focus()
+if ids:
+    queue = review.filter_queue(queue, image_ids=ids)
+    st.info(f"Showing the items of {len(ids)} linked image(s) only.")
+    st.button("Show the whole queue", on_click=clear_focus, key="rv_clear_focus")
+reviewer = st.sidebar.text_input("Your name (recorded with each decision)", key="qa_reviewer")
+
+f = st.columns(5)
+opts = {c: sorted(queue[c].dropna().astype(str).unique()) for c in
+        ("kind", "class_name", "split", "annotator", "status")}
+if kind and st.session_state.get("rv_focus_kind") != kind and kind in opts["kind"]:
+    st.session_state["rv_kinds"] = [kind]  # once per deep link: the reviewer may widen it
+    st.session_state["rv_focus_kind"] = kind
+sel = {c: f[i].multiselect(c.replace("_name", "").capitalize(), opts[c], key=f"rv_{c}s")
+       for i, c in enumerate(opts)}
+shown = review.filter_queue(queue, kinds=sel["kind"], classes=sel["class_name"],
+                            splits=sel["split"], annotators=sel["annotator"],
+                            statuses=sel["status"]).reset_index(drop=True)
+n = len(shown)
+if not n:
+    st.info("No items match: every analysis that ran found nothing here, or the filters "
+            "exclude everything." if len(queue) else "No findings to review in this dataset.")
+    st.stop()
+pos = min(int(st.session_state.get("rv_pos", 0)), n - 1)
+st.session_state["rv_pos"] = pos
+item = shown.iloc[pos].to_dict()
+
+
+def _move(step: int) -> None:
+    st.session_state["rv_pos"] = max(0, min(n - 1, st.session_state["rv_pos"] + step))
+
+
+def _decide(status: str) -> None:
+    review.record_decision(item, status, reviewer=st.session_state.get("qa_reviewer", ""),
+                           note=st.session_state.get("rv_note") or None, dataset_name=ds.name,
+                           store=store)
+    st.session_state["rv_note"] = ""
+    if status != "open":
+        _move(1)
+
+
+nav = st.columns([1, 1, 6])
+nav[0].button("Previous", key="rv_prev", on_click=_move, args=(-1,), shortcut="Left",
+              disabled=pos == 0, icon=":material/arrow_back:")
+nav[1].button("Next", key="rv_next", on_click=_move, args=(1,), shortcut="Right",
+              disabled=pos >= n - 1, icon=":material/arrow_forward:")
+nav[2].markdown(f"Item **{pos + 1}** of **{n}** · keys: ← → move, 1 confirm, "
+                "2 not an issue, 3 fixed, 0 re-open")
+
+left, right = st.columns([3, 2])
+with left:
+    img, err = cached.review_image(dataset_key(), ds, item["item_key"], item)
+    if img is None:
+        st.info("A dataset-level finding: no single image shows it.")
+    else:
+        st.image(img, caption=f"#{item['image_id']} {item['file_name'] or ''}"
+                 + (f" ({err})" if err else ""), width="stretch")
+    related = vr.related_images(ds, item)
+    for col, (j, thumb, _) in zip(st.columns(4) if related else [], related):
+        col.image(thumb, caption=f"related #{j}", width="stretch")
+with right:
+    st.markdown(f"**{item['kind']}** · {item['analysis']} · {item['severity']}"
+                f" · score {item['score']:.2f}")
+    st.write(item["message"] or "")
+    st.markdown(f"Status: **{item['status'].replace('_', ' ')}**"
+                + (f" by {item['decided_by']}" if item["decided_by"] else "")
+                + (" · *re-opened: the evidence changed*" if item["reopened"] else ""))
+    if item["page"]:
+        st.markdown(f"[Open the evidence on the {item['page']} page]"
+                    f"(/{review.evidence_link(item)})")
+    st.text_input("Note (optional)", key="rv_note")
+    if not reviewer.strip():
+        st.warning("Enter your name in the sidebar to record decisions.")
+    b = st.columns(2)
+    for i, (status, label, key) in enumerate(review.DECISION_BUTTONS):
+        col = b[i % 2]
+        col.button(label, key=f"rv_do_{status}", on_click=_decide, args=(status,),
+                   shortcut=key, disabled=not reviewer.strip(), width="stretch")
+    with st.expander("History of this item"):
+        st.dataframe(review.history_table(store, item["item_key"]), hide_index=True,
+                     key="rv_history")
+
+prog = review.queue_progress(queue)
+st.progress(prog["reviewed"] / max(prog["total"], 1),
+            text=f"{prog['reviewed']} of {prog['total']} items reviewed")
+c1, c2 = st.columns([3, 2])
+c1.plotly_chart(vr.progress_by_kind(queue), key="rv_progress")
+c2.container(key="rv_reviewers").table(review.reviewer_counts(queue), hide_index=True)
+with st.expander("Exports"):
+    decisions = dataset_decisions(ds, store=store)
+    e = st.columns(3)
+    e[0].download_button("Decisions (CSV)", decisions_text(decisions, "csv"), "decisions.csv",
+                         key="rv_dl_csv")
+    e[1].download_button("Decisions (JSON)", decisions_text(decisions, "json"),
+                         "decisions.json", key="rv_dl_json")
+    e[2].download_button("Relabel tasks (Label Studio)", relabel_text(ds, queue),
+                         "relabel_tasks.json", key="rv_dl_relabel")
+st.dataframe(shown[list(review.QUEUE_TABLE)], hide_index=True, key="rv_table")

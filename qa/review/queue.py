@@ -1,0 +1,232 @@
+"""One review queue over every analysis' findings, marked with reviewers' decisions."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from qa.dataset import FILE_NAME, IMAGE_ID, SPLIT, Dataset
+from qa.results import SEVERITIES
+from qa.review.keys import image_hashes, item_keys
+from qa.review.store import STATUSES, ReviewStore, default_review_store
+
+log = logging.getLogger(__name__)
+
+#: Columns :func:`mark_findings` adds to a findings table.
+MARK_COLUMNS = ("item_key", "status", "decided_by", "decided_at", "note", "reopened",
+                "fingerprint", "image_sha")
+#: Columns :func:`build_queue` adds on top (for the page's filters and captions).
+QUEUE_COLUMNS = ("split", "file_name", "class_name")
+#: The queue's columns a person reads in a table.
+QUEUE_TABLE = ("status", "kind", "severity", "score", "image_id", "file_name", "split",
+               "class_name", "annotator", "decided_by", "note", "message")
+#: The page's decision buttons: (status recorded, label, keyboard shortcut). Streamlit
+#: reserves "c" and "r", so digits.
+DECISION_BUTTONS = (("confirmed", "Confirm", "1"), ("not_an_issue", "Not an issue", "2"),
+                    ("fixed", "Fixed", "3"), ("open", "Re-open", "0"))
+
+
+def mark_findings(dataset: Dataset, findings: pd.DataFrame, *,
+                  store: ReviewStore | None = None) -> pd.DataFrame:
+    """``findings`` (FINDINGS_SCHEMA, any analyses) with :data:`MARK_COLUMNS` added:
+
+    * ``item_key``: the stable key (:mod:`qa.review.keys`);
+    * ``status``: "open" | "confirmed" | "not_an_issue" | "fixed", the latest decision, or
+      "open" when there is none or its evidence has changed since (``reopened`` True then);
+    * ``decided_by``, ``decided_at`` (UTC Timestamp), ``note``: of that decision (None/NaT
+      when open without a decision).
+
+    The index and rows of ``findings`` are kept. ``store`` defaults to
+    :func:`qa.review.store.default_review_store` ($DATASET_QA_DB or the workspace's SQLite).
+    """
+    if not isinstance(findings, pd.DataFrame):
+        raise TypeError(f"findings must be a DataFrame (run_analyses(ds).findings()), got "
+                        f"{type(findings).__name__}")
+    keys = item_keys(dataset, findings)
+    st = store or default_review_store()
+    return _compute_marks(findings, keys, st.current(keys["item_key"].tolist()))
+
+
+def _compute_marks(findings: pd.DataFrame, keys: pd.DataFrame, current: pd.DataFrame
+                   ) -> pd.DataFrame:
+    out = findings.copy()
+    for col in ("item_key", "fingerprint", "image_sha"):
+        out[col] = pd.Series(keys[col].to_numpy(), index=out.index, dtype=object)
+    cur = current.set_index("item_key") if len(current) else None
+    n = len(out)
+    status = np.array(["open"] * n, dtype=object)
+    by = np.array([None] * n, dtype=object)
+    at = np.full(n, np.nan)
+    note = np.array([None] * n, dtype=object)
+    reopened = np.zeros(n, dtype=bool)
+    if cur is not None:
+        for i, (k, fp) in enumerate(zip(out["item_key"], out["fingerprint"])):
+            if k not in cur.index:
+                continue
+            d = cur.loc[k]
+            if d["fingerprint"] is not None and d["fingerprint"] != fp:
+                reopened[i] = d["status"] != "open"
+                continue
+            status[i] = d["status"]
+            by[i], at[i], note[i] = d["reviewer"], d["decided_at"], d["note"]
+    # object dtype: pandas would infer its string dtype and turn None into NaN
+    out["status"] = pd.Series(status, index=out.index, dtype=object)
+    out["decided_by"] = pd.Series(by, index=out.index, dtype=object)
+    out["decided_at"] = pd.to_datetime(at, unit="s", utc=True)
+    out["note"] = pd.Series(note, index=out.index, dtype=object)
+    out["reopened"] = reopened
+    return out
+
+
+def collect_findings(dataset: Dataset, *, embeddings: str = "cached",
+                     progress=None) -> pd.DataFrame:
+    """Every analysis' findings (:func:`qa.analyses.run_analyses`); embeddings default to
+    "cached" so opening the queue never starts a long embedding run."""
+    from qa.analyses import run_analyses
+
+    run = run_analyses(dataset, embeddings=embeddings, progress=progress)
+    for name, reason in {**run.skipped, **run.errors}.items():
+        log.info("review queue: %s not included (%s)", name, reason)
+    return run.findings()
+
+
+def build_queue(dataset: Dataset, findings: pd.DataFrame | None = None, *,
+                store: ReviewStore | None = None, keys: pd.DataFrame | None = None,
+                open_first: bool = True) -> pd.DataFrame:
+    """The review queue: every finding (of ``findings``, default: all analyses via
+    :func:`collect_findings`) marked by :func:`mark_findings`, with the image's ``split``,
+    ``file_name`` and the ``class_name``; open items first (unless ``open_first=False``: an
+    order that does not move as items are decided), then by severity and score (worst
+    first). Index 0..n-1. ``keys``: :func:`qa.review.item_keys` of ``findings``, when the
+    caller already has them (the page caches them; only the decisions are read again)."""
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"build_queue() needs a qa.Dataset, got {type(dataset).__name__}")
+    if findings is None:
+        findings = collect_findings(dataset)
+    if keys is None:
+        marked = mark_findings(dataset, findings, store=store)
+    else:
+        if len(keys) != len(findings) or not keys.index.equals(findings.index):
+            raise ValueError(f"keys ({len(keys)} rows) do not belong to findings "
+                             f"({len(findings)} rows): pass item_keys(dataset, findings)")
+        st = store or default_review_store()
+        marked = _compute_marks(findings, keys, st.current(keys["item_key"].tolist()))
+    return _compute_queue(dataset, marked, open_first=open_first)
+
+
+def _compute_queue(ds: Dataset, marked: pd.DataFrame, *, open_first: bool) -> pd.DataFrame:
+    img = ds.images.set_index(IMAGE_ID)
+    ids = marked["image_id"]
+    known = ids.notna() & ids.isin(img.index)
+    split = pd.Series([None] * len(marked), index=marked.index, dtype=object)
+    fname = split.copy()
+    if known.any():
+        sel = ids[known].astype("int64")
+        split[known] = img.loc[sel, SPLIT].astype(object).where(
+            img.loc[sel, SPLIT].notna(), None).to_numpy()
+        fname[known] = img.loc[sel, FILE_NAME].astype(str).to_numpy()
+    names = ds.category_names
+    q = marked.assign(
+        split=split, file_name=fname,
+        class_name=pd.Series([None if pd.isna(c) else names.get(int(c), str(c))
+                              for c in marked["category_id"]], index=marked.index, dtype=object))
+    sev = {s: i for i, s in enumerate(SEVERITIES)}
+    order = pd.DataFrame({
+        "open": (q["status"] != "open").astype(int).to_numpy() if open_first else 0,
+        "sev": q["severity"].map(sev).fillna(len(SEVERITIES)).to_numpy(),
+        "score": -q["score"].fillna(-1.0).to_numpy(),
+    })
+    idx = order.sort_values(["open", "sev", "score"], kind="stable").index
+    return q.iloc[idx].reset_index(drop=True)
+
+
+def filter_queue(queue: pd.DataFrame, *, kinds=None, classes=None, splits=None,
+                 annotators=None, statuses=None, image_ids=None) -> pd.DataFrame:
+    """The rows of ``queue`` matching every given filter (None or empty = no filter). A
+    finding with no annotator/class/split passes a filter on that column only when it is
+    empty."""
+    m = pd.Series(True, index=queue.index)
+    for col, values in (("kind", kinds), ("class_name", classes), ("split", splits),
+                        ("annotator", annotators), ("status", statuses),
+                        ("image_id", image_ids)):
+        if values:
+            m &= queue[col].isin(list(values))
+    return queue[m]
+
+
+def queue_progress(queue: pd.DataFrame) -> dict:
+    """``{"total", "reviewed", "open", "by_status": {status: n}}`` over the queue's items
+    (an item_key counts once)."""
+    items = queue.drop_duplicates("item_key")
+    counts = items["status"].value_counts()
+    by_status = {s: int(counts.get(s, 0)) for s in STATUSES}
+    return {"total": len(items), "reviewed": int(len(items) - by_status["open"]),
+            "open": by_status["open"], "by_status": by_status}
+
+
+def reviewer_counts(queue: pd.DataFrame) -> pd.DataFrame:
+    """Decisions in force per reviewer: reviewer, confirmed, not_an_issue, fixed, total
+    (sorted by total, most first)."""
+    items = queue.drop_duplicates("item_key")
+    items = items[items["status"] != "open"]
+    cols = [s for s in STATUSES if s != "open"]
+    if not len(items):
+        return pd.DataFrame(columns=["reviewer", *cols, "total"])
+    t = pd.crosstab(items["decided_by"], items["status"]).reindex(columns=cols, fill_value=0)
+    t["total"] = t.sum(axis=1)
+    t = t.sort_values("total", ascending=False, kind="stable").reset_index()
+    return t.rename(columns={"decided_by": "reviewer"}).rename_axis(None, axis=1)
+
+
+def record_decision(item: pd.Series | dict, status: str, *, reviewer: str,
+                    note: str | None = None, dataset_name: str | None = None,
+                    store: ReviewStore | None = None) -> str:
+    """Record ``status`` for one queue row (``item``: a row of :func:`build_queue`), with the
+    evidence fingerprint it was made on; returns the decision's uid."""
+    st = store or default_review_store()
+    get = item.get
+    ctx = {"analysis": get("analysis"), "kind": get("kind"), "image_sha": get("image_sha"),
+           "message": get("message"), "dataset": dataset_name}
+    return st.decide(get("item_key"), status, reviewer=reviewer, note=note,
+                     fingerprint=get("fingerprint"), context=ctx)
+
+
+def evidence_link(item: pd.Series | dict) -> str:
+    """The app path of the page that shows a queue row's evidence, filtered to its images
+    (:func:`qa.results.page_link`); "" when the row names no known page."""
+    from qa.results import PAGES, page_link
+
+    page = item.get("page")
+    if page not in PAGES:
+        return ""
+    iid = item.get("image_id")
+    ids = ([] if iid is None or pd.isna(iid) else [int(iid)]) + \
+        [int(j) for j in (item.get("related_image_ids") or ())]
+    return page_link(page, ids, kind=item.get("kind"))
+
+
+def history_table(store: ReviewStore, item_key: str) -> pd.DataFrame:
+    """One item's decisions for a person, newest first: decided_at (UTC), reviewer, status,
+    note."""
+    h = store.history(item_key)
+    out = pd.DataFrame({"decided_at": pd.to_datetime(h["decided_at"], unit="s", utc=True),
+                        "reviewer": h["reviewer"], "status": h["status"], "note": h["note"]})
+    return out.iloc[::-1].reset_index(drop=True)
+
+
+__all__ = [
+    "DECISION_BUTTONS",
+    "QUEUE_TABLE",
+    "build_queue",
+    "collect_findings",
+    "evidence_link",
+    "filter_queue",
+    "history_table",
+    "image_hashes",
+    "mark_findings",
+    "queue_progress",
+    "record_decision",
+    "reviewer_counts",
+]
