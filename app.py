@@ -9,6 +9,7 @@ nav = st.navigation([
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/balance.py", title="Class balance", icon=":material/bar_chart:"),
     st.Page("pages/agreement.py", title="Annotator agreement", icon=":material/groups:"),
+    st.Page("pages/disagreement.py", title="Model disagreement", icon=":material/rule:"),
 ])
 dataset_picker()
 nav.run()

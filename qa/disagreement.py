@@ -166,6 +166,18 @@ class DisagreementResult:
         q = self.per_image[self.per_image["is_flagged"]]
         return q.sort_values(["label_quality", "image_id"], kind="stable", ignore_index=True)
 
+    def queue_captions(self, n: int | None = None) -> dict[int, str]:
+        """image_id -> "#rank, quality q: reasons" for the first ``n`` queue images."""
+        q = self.queue if n is None else self.queue.head(n)
+        return {int(i): f"#{r} quality {lq:.2f}: {why}" for r, (i, lq, why) in
+                enumerate(zip(q["image_id"], q["label_quality"], q["reasons"]), start=1)}
+
+    def flagged_ann_ids(self, image_ids) -> list[int]:
+        """ann_ids of the flagged boxes on ``image_ids`` (to highlight in a gallery)."""
+        f = self.flags
+        f = f[f["image_id"].isin(list(image_ids))]
+        return sorted({int(a) for ids in f["ann_ids"] for a in ids})
+
     def counts(self) -> dict[str, int]:
         """Flags per kind (every kind, 0 when none)."""
         vc = self.boxes["kind"].value_counts()

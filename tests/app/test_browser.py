@@ -38,6 +38,7 @@ PAGES = [
     ("agreement", "Annotator agreement", ".js-plotly-plot"),
     ("", "Overview", '[data-testid="stMetric"]'),
     ("balance", "Class balance", ".js-plotly-plot"),
+    ("disagreement", "Model disagreement", ".js-plotly-plot"),
 ]
 STARTUP_S = 90
 RENDER_S = 120
@@ -308,3 +309,28 @@ def test_classification_folder_through_picker_renders_every_page(server, browser
         _shot(browser, f"classification_{name}")
     text = browser.find_element(By.CSS_SELECTOR, "[data-testid='stMain']").text
     assert "Agreement needs at least 2 annotators" in text
+
+
+def test_disagreement_queue_gallery_metrics_and_confusion(server, browser):
+    """The review queue shows the planted label errors with both overlays and the reasons;
+    the metrics tab its PR curves, the confusion tab its matrix with background."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/disagreement")
+    _wait(browser, '[data-testid="stImage"] img')
+    _settle(browser)
+    assert _errors(browser) == []
+    captions = " ".join(c.text for c in browser.find_elements(
+        By.CSS_SELECTOR, '[data-testid="stImageCaption"]'))
+    assert "quality" in captions and any(k in captions for k in (
+        "spurious label", "wrong class", "missing label"))
+    assert "predictions" in browser.page_source  # the legend names the dashed model boxes
+    _shot(browser, "disagreement_queue")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Model metrics')]")
+    _settle(browser)
+    assert "AP50" in browser.find_element(By.TAG_NAME, "body").text
+    _shot(browser, "disagreement_metrics")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Confusion')]")
+    _settle(browser)
+    assert _errors(browser) == []
+    _shot(browser, "disagreement_confusion")
