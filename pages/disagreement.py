@@ -4,7 +4,13 @@ with the model's own detection metrics."""
 import streamlit as st
 
 from qa.app import cached
-from qa.app.state import clear_focus, dataset_key, focus, require_dataset, widget_default
+from qa.app.state import (
+    clear_focus,
+    dataset_key,
+    focus,
+    require_dataset,
+    widget_default,
+)
 from qa.app.widgets import image_gallery
 from qa.disagreement import CONSENSUS, DEFAULT_CONF_THRESHOLD, KIND_TITLES
 from qa.geometry import DEFAULT_IOU_THRESHOLD

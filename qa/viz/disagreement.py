@@ -31,7 +31,7 @@ def pr_curves(curves: pd.DataFrame) -> go.Figure:
     colors = class_colors(pd.unique(curves["name"])) if len(curves) else {}
     for name, c in curves.groupby("name", sort=False):
         fig.add_scatter(x=c["recall"], y=c["precision"], mode="lines", name=str(name),
-                        line=dict(color=colors.get(str(name)), shape="hv"),
+                        line={"color": colors.get(str(name)), "shape": "hv"},
                         customdata=c["score"],
                         hovertemplate=(f"{name}<br>recall %{{x:.2f}}<br>precision %{{y:.3f}}"
                                        "<br>score %{customdata:.2f}<extra></extra>"))
@@ -45,7 +45,7 @@ def confusion_heatmap(confusion: pd.DataFrame) -> go.Figure:
     z = confusion.to_numpy()
     fig = go.Figure(go.Heatmap(
         z=z, x=list(confusion.columns), y=list(confusion.index), text=z,
-        texttemplate="%{text}", colorscale="Blues", colorbar=dict(title="boxes"),
+        texttemplate="%{text}", colorscale="Blues", colorbar={"title": "boxes"},
         hovertemplate="label %{y}, predicted %{x}: %{z}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="label (reference)")
     fig.update_xaxes(title="prediction", side="bottom")
