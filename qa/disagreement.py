@@ -291,6 +291,12 @@ def reference_names(dataset: Dataset, reference: str | None) -> tuple[str, tuple
 def _reference_boxes(ds: Dataset, reference: str) -> pd.DataFrame:
     """image_id, category_id, x, y, w, h, ann_ids (tuple), annotator of the reference boxes."""
     anns = ds.annotations[ds.annotations[W].notna()]
+    if anns.empty:  # nothing labelled: every confident prediction is a missing label
+        out = pd.DataFrame({c: pd.Series(dtype="int64" if c in (IMAGE_ID, CATEGORY_ID)
+                                         else "float64") for c in [IMAGE_ID, CATEGORY_ID, *BOX]})
+        out["ann_ids"] = pd.Series(dtype=object)
+        out["annotator"] = pd.Series(dtype=object)
+        return out
     if reference != CONSENSUS:
         a = anns[anns[ANNOTATOR].astype(str) == reference]
         out = a[[IMAGE_ID, CATEGORY_ID, *BOX]].reset_index(drop=True)
@@ -446,13 +452,14 @@ def _compute_boxes(img_ids, ref, preds, anns, conf, thr, low, dup, *,
     used_c[pc] = True
     # 3. boxes still left: supported by any same-class prediction at IoU >= thr?
     sr = np.flatnonzero(~used_r)
-    support = np.zeros(len(sr))
+    support = np.full(len(sr), -1.0)  # -1: no same-class prediction there at all
     if len(sr) and len(p_img):
         i, j = cross_pairs(r_img[sr], p_img)
         iou = r_geo.take(sr).box_iou(p_geo, i, j)
         ok = (iou >= thr) & (r_cat[sr][i] == p_cat[j])
         np.maximum.at(support, i[ok], p_score[j[ok]])
-    spur = support < conf
+    spur = (support < 0) | (support < conf)
+    support = np.maximum(support, 0.0)
     kind[sr[spur]] = "spurious_label"
     quality[sr] = support
     # how often the model misses boxes of this size anyway: an unsupported box of a size the

@@ -264,9 +264,9 @@ def _greedy(d_group, rank, dense, gpos_of_slot, d_ngt, g_ig, g_crowd, thr):
     width = dense.shape[1]
     slots = np.arange(width)
     valid = slots[None, :] < d_ngt[:, None]  # [n_d, width]
-    gpos = np.where(valid, gpos_of_slot, 0)
-    ig = np.where(valid, g_ig[gpos], False)
-    crowd = np.where(valid, g_crowd[gpos], False)
+    gpos = np.where(valid, gpos_of_slot, len(g_ig))  # padding slots point past the end
+    ig = np.r_[g_ig, False][gpos] & valid
+    crowd = np.r_[g_crowd, False][gpos] & valid
     # COCOeval sorts a group's gts ignored-last (stable); ties go to the later one in that
     # order: rank each slot by (ignored, slot) and break ties on the larger rank
     order_key = ig * width + slots[None, :]
