@@ -64,10 +64,12 @@ import pandas as pd
 from qa.dataset import (
     ANN_ID,
     ANNOTATOR,
+    AREA,
     BOX,
     CATEGORY_ID,
     EXISTS,
     IMAGE_ID,
+    ISCROWD,
     MODEL,
     PRED_ID,
     READABLE,
@@ -288,18 +290,24 @@ def reference_names(dataset: Dataset, reference: str | None) -> tuple[str, tuple
     return reference, (reference,)
 
 
-def _reference_boxes(ds: Dataset, reference: str) -> pd.DataFrame:
-    """image_id, category_id, x, y, w, h, ann_ids (tuple), annotator of the reference boxes."""
+def reference_boxes(ds: Dataset, reference: str) -> pd.DataFrame:
+    """The reference boxes: image_id, category_id, x, y, w, h, area, iscrowd, ann_ids (tuple
+    of the annotations behind each box) and annotator. ``reference``: an annotator, or
+    ``"consensus"`` (agreement's consensus objects drawn by at least half of the annotators
+    who labelled the image; area = w * h, never crowd)."""
+    cols = [IMAGE_ID, CATEGORY_ID, *BOX, AREA, ISCROWD]
     anns = ds.annotations[ds.annotations[W].notna()]
+    if reference == CONSENSUS and anns[ANNOTATOR].astype(str).nunique() < 2:
+        reference = str(anns[ANNOTATOR].iloc[0]) if len(anns) else reference
     if anns.empty:  # nothing labelled: every confident prediction is a missing label
-        out = pd.DataFrame({c: pd.Series(dtype="int64" if c in (IMAGE_ID, CATEGORY_ID)
-                                         else "float64") for c in [IMAGE_ID, CATEGORY_ID, *BOX]})
+        out = pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+        out = out.astype({IMAGE_ID: "int64", CATEGORY_ID: "int64", ISCROWD: "int64"})
         out["ann_ids"] = pd.Series(dtype=object)
         out["annotator"] = pd.Series(dtype=object)
         return out
     if reference != CONSENSUS:
         a = anns[anns[ANNOTATOR].astype(str) == reference]
-        out = a[[IMAGE_ID, CATEGORY_ID, *BOX]].reset_index(drop=True)
+        out = a[cols].reset_index(drop=True).astype({ISCROWD: "int64"})
         out["ann_ids"] = [(int(i),) for i in a[ANN_ID]]
         out["annotator"] = reference
         return out
@@ -312,6 +320,8 @@ def _reference_boxes(ds: Dataset, reference: str) -> pd.DataFrame:
     keep = cl[(cl["n_raters"] > 0) & (2 * cl["n_boxes"] >= cl["n_raters"])]
     members = ag.members.groupby("cluster_id")[ANN_ID].agg(lambda s: tuple(sorted(map(int, s))))
     out = keep[[IMAGE_ID, CATEGORY_ID, *BOX]].reset_index(drop=True)
+    out[AREA] = out["w"] * out["h"]
+    out[ISCROWD] = 0
     out["ann_ids"] = members.reindex(keep["cluster_id"]).tolist()
     out["annotator"] = CONSENSUS
     return out
@@ -366,7 +376,8 @@ def compute_disagreement(dataset: Dataset, *, reference: str | None = None,
     if dataset.is_classification:
         return _compute_classification(dataset, preds, ref_annotators, notes, kw)
     progress(0.05, "Reference labels")
-    ref = _reference_boxes(dataset, ref_name)
+    ref = reference_boxes(dataset, ref_name)
+    ref = ref[ref[ISCROWD] == 0].reset_index(drop=True)  # crowd regions are not objects
     all_ids = dataset.images[IMAGE_ID].to_numpy(np.int64)
     unpredicted = np.setdiff1d(np.intersect1d(all_ids, ref[IMAGE_ID].to_numpy(np.int64)),
                                preds[IMAGE_ID].to_numpy(np.int64))

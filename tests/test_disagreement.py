@@ -343,3 +343,14 @@ def test_run_analyses_includes_disagreement():
                               "poor_localisation", "duplicate_annotation"}
     run = run_analyses(make_ds(ANNS, []), only=["disagreement"], embeddings="skip")
     assert run.skipped == {"disagreement": "no model predictions"}
+
+
+def test_crowd_regions_are_not_reference_objects():
+    ds = make_ds(ANNS, PREDS)
+    a = ds.annotations.copy()
+    a.loc[a["ann_id"] == 4, "iscrowd"] = 1  # the unsupported dog box becomes a crowd region
+    import dataclasses
+
+    r = compute_disagreement(dataclasses.replace(ds, annotations=a))
+    assert 4 not in {x for ids in r.boxes["ann_ids"] for x in ids}
+    assert r.metrics()["n_spurious_label"] == 1  # only ann 7 on image 3 is left
