@@ -326,6 +326,9 @@ def test_disagreement_queue_gallery_metrics_and_confusion(server, browser):
         "spurious label", "wrong class", "missing label"))
     assert "predictions" in browser.page_source  # the legend names the dashed model boxes
     _shot(browser, "disagreement_queue")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Flags by type')]")
+    _settle(browser)
+    _shot(browser, "disagreement_counts")
     _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Model metrics')]")
     _settle(browser)
     assert "AP50" in browser.find_element(By.TAG_NAME, "body").text
