@@ -64,10 +64,12 @@ import pandas as pd
 from qa.dataset import (
     ANN_ID,
     ANNOTATOR,
+    AREA,
     BOX,
     CATEGORY_ID,
     EXISTS,
     IMAGE_ID,
+    ISCROWD,
     MODEL,
     PRED_ID,
     READABLE,
@@ -165,6 +167,18 @@ class DisagreementResult:
         """Flagged images, most likely wrong first (increasing ``label_quality``)."""
         q = self.per_image[self.per_image["is_flagged"]]
         return q.sort_values(["label_quality", "image_id"], kind="stable", ignore_index=True)
+
+    def queue_captions(self, n: int | None = None) -> dict[int, str]:
+        """image_id -> "#rank, quality q: reasons" for the first ``n`` queue images."""
+        q = self.queue if n is None else self.queue.head(n)
+        return {int(i): f"#{r} quality {lq:.2f}: {why}" for r, (i, lq, why) in
+                enumerate(zip(q["image_id"], q["label_quality"], q["reasons"]), start=1)}
+
+    def flagged_ann_ids(self, image_ids) -> list[int]:
+        """ann_ids of the flagged boxes on ``image_ids`` (to highlight in a gallery)."""
+        f = self.flags
+        f = f[f["image_id"].isin(list(image_ids))]
+        return sorted({int(a) for ids in f["ann_ids"] for a in ids})
 
     def counts(self) -> dict[str, int]:
         """Flags per kind (every kind, 0 when none)."""
@@ -276,12 +290,24 @@ def reference_names(dataset: Dataset, reference: str | None) -> tuple[str, tuple
     return reference, (reference,)
 
 
-def _reference_boxes(ds: Dataset, reference: str) -> pd.DataFrame:
-    """image_id, category_id, x, y, w, h, ann_ids (tuple), annotator of the reference boxes."""
+def reference_boxes(ds: Dataset, reference: str) -> pd.DataFrame:
+    """The reference boxes: image_id, category_id, x, y, w, h, area, iscrowd, ann_ids (tuple
+    of the annotations behind each box) and annotator. ``reference``: an annotator, or
+    ``"consensus"`` (agreement's consensus objects drawn by at least half of the annotators
+    who labelled the image; area = w * h, never crowd)."""
+    cols = [IMAGE_ID, CATEGORY_ID, *BOX, AREA, ISCROWD]
     anns = ds.annotations[ds.annotations[W].notna()]
+    if reference == CONSENSUS and anns[ANNOTATOR].astype(str).nunique() < 2:
+        reference = str(anns[ANNOTATOR].iloc[0]) if len(anns) else reference
+    if anns.empty:  # nothing labelled: every confident prediction is a missing label
+        out = pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+        out = out.astype({IMAGE_ID: "int64", CATEGORY_ID: "int64", ISCROWD: "int64"})
+        out["ann_ids"] = pd.Series(dtype=object)
+        out["annotator"] = pd.Series(dtype=object)
+        return out
     if reference != CONSENSUS:
         a = anns[anns[ANNOTATOR].astype(str) == reference]
-        out = a[[IMAGE_ID, CATEGORY_ID, *BOX]].reset_index(drop=True)
+        out = a[cols].reset_index(drop=True).astype({ISCROWD: "int64"})
         out["ann_ids"] = [(int(i),) for i in a[ANN_ID]]
         out["annotator"] = reference
         return out
@@ -294,6 +320,8 @@ def _reference_boxes(ds: Dataset, reference: str) -> pd.DataFrame:
     keep = cl[(cl["n_raters"] > 0) & (2 * cl["n_boxes"] >= cl["n_raters"])]
     members = ag.members.groupby("cluster_id")[ANN_ID].agg(lambda s: tuple(sorted(map(int, s))))
     out = keep[[IMAGE_ID, CATEGORY_ID, *BOX]].reset_index(drop=True)
+    out[AREA] = out["w"] * out["h"]
+    out[ISCROWD] = 0
     out["ann_ids"] = members.reindex(keep["cluster_id"]).tolist()
     out["annotator"] = CONSENSUS
     return out
@@ -348,7 +376,8 @@ def compute_disagreement(dataset: Dataset, *, reference: str | None = None,
     if dataset.is_classification:
         return _compute_classification(dataset, preds, ref_annotators, notes, kw)
     progress(0.05, "Reference labels")
-    ref = _reference_boxes(dataset, ref_name)
+    ref = reference_boxes(dataset, ref_name)
+    ref = ref[ref[ISCROWD] == 0].reset_index(drop=True)  # crowd regions are not objects
     all_ids = dataset.images[IMAGE_ID].to_numpy(np.int64)
     unpredicted = np.setdiff1d(np.intersect1d(all_ids, ref[IMAGE_ID].to_numpy(np.int64)),
                                preds[IMAGE_ID].to_numpy(np.int64))
@@ -434,13 +463,14 @@ def _compute_boxes(img_ids, ref, preds, anns, conf, thr, low, dup, *,
     used_c[pc] = True
     # 3. boxes still left: supported by any same-class prediction at IoU >= thr?
     sr = np.flatnonzero(~used_r)
-    support = np.zeros(len(sr))
+    support = np.full(len(sr), -1.0)  # -1: no same-class prediction there at all
     if len(sr) and len(p_img):
         i, j = cross_pairs(r_img[sr], p_img)
         iou = r_geo.take(sr).box_iou(p_geo, i, j)
         ok = (iou >= thr) & (r_cat[sr][i] == p_cat[j])
         np.maximum.at(support, i[ok], p_score[j[ok]])
-    spur = support < conf
+    spur = (support < 0) | (support < conf)
+    support = np.maximum(support, 0.0)
     kind[sr[spur]] = "spurious_label"
     quality[sr] = support
     # how often the model misses boxes of this size anyway: an unsupported box of a size the

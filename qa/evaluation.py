@@ -35,7 +35,6 @@ from qa.dataset import (
     PRED_ID,
     SCORE,
     Dataset,
-    W,
 )
 from qa.geometry import DEFAULT_IOU_THRESHOLD, Geometry, cross_pairs, match_grouped
 from qa.results import frame_records
@@ -97,7 +96,7 @@ class DetectionEvaluation:
     def findings(self) -> pd.DataFrame:
         from qa.results import findings_frame
 
-        return findings_frame(analysis="disagreement", page="disagreement")
+        return findings_frame(analysis=self.ANALYSIS, page="disagreement")
 
     def to_dict(self) -> dict:
         return {"model": self.model, "reference": self.reference,
@@ -123,9 +122,9 @@ def evaluate_detections(dataset: Dataset, *, model: str | None = None,
     Returns a :class:`DetectionEvaluation`; AP equals pycocotools' COCOeval on the same data.
     """
     from qa.disagreement import (
-        _reference_boxes,
         choose_model,
         model_predictions,
+        reference_boxes,
         reference_names,
         split_unknown,
     )
@@ -145,17 +144,8 @@ def evaluate_detections(dataset: Dataset, *, model: str | None = None,
     if len(unknown):
         notes.append(f"{len(unknown)} predictions for images or classes the dataset lacks are "
                      "not scored (see unknown_predictions).")
-    ref = _reference_boxes(dataset, ref_name)
-    if ref_name != "consensus":
-        anns = dataset.annotations
-        a = anns[anns[W].notna() & (anns["annotator"].astype(str) == ref_name)]
-        ref[AREA] = a[AREA].to_numpy(np.float64)
-        ref[ISCROWD] = a[ISCROWD].to_numpy(np.int64)
-    else:
-        ref[AREA] = ref["w"] * ref["h"]
-        ref[ISCROWD] = 0
-    gt = pd.DataFrame({IMAGE_ID: ref[IMAGE_ID], CATEGORY_ID: ref[CATEGORY_ID],
-                       **{c: ref[c] for c in BOX}, AREA: ref[AREA], ISCROWD: ref[ISCROWD]})
+    ref = reference_boxes(dataset, ref_name)
+    gt = ref[[IMAGE_ID, CATEGORY_ID, *BOX, AREA, ISCROWD]]
     dt = preds[[PRED_ID, IMAGE_ID, CATEGORY_ID, SCORE, *BOX]].reset_index(drop=True)
     img_ids = np.sort(dataset.images[IMAGE_ID].to_numpy(np.int64))
     cat_ids = np.sort(dataset.categories[CATEGORY_ID].to_numpy(np.int64))
@@ -264,9 +254,9 @@ def _greedy(d_group, rank, dense, gpos_of_slot, d_ngt, g_ig, g_crowd, thr):
     width = dense.shape[1]
     slots = np.arange(width)
     valid = slots[None, :] < d_ngt[:, None]  # [n_d, width]
-    gpos = np.where(valid, gpos_of_slot, 0)
-    ig = np.where(valid, g_ig[gpos], False)
-    crowd = np.where(valid, g_crowd[gpos], False)
+    gpos = np.where(valid, gpos_of_slot, len(g_ig))  # padding slots point past the end
+    ig = np.r_[g_ig, False][gpos] & valid
+    crowd = np.r_[g_crowd, False][gpos] & valid
     # COCOeval sorts a group's gts ignored-last (stable); ties go to the later one in that
     # order: rank each slot by (ignored, slot) and break ties on the larger rank
     order_key = ig * width + slots[None, :]

@@ -24,6 +24,8 @@ import pandas as pd
 
 #: Probabilities may be rounded when written to a CSV; rows off by more than this do not sum to 1.
 PROB_SUM_TOLERANCE = 1e-3
+#: a probability equal to its class threshold (a mean of equal values, rounded) counts as above
+THRESHOLD_TOLERANCE = 1e-6
 
 
 def check_probabilities(pred_probs, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -89,7 +91,7 @@ def confident_joint(labels, pred_probs) -> np.ndarray:
 
 
 def _confident_class(y, p, t) -> tuple[np.ndarray, np.ndarray]:
-    above = p >= np.where(np.isnan(t), np.inf, t)[None, :]
+    above = p >= np.where(np.isnan(t), np.inf, t - THRESHOLD_TOLERANCE)[None, :]
     masked = np.where(above, p, -np.inf)
     j = masked.argmax(axis=1)
     j = np.where(above.any(axis=1), j, -1)

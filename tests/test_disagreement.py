@@ -100,6 +100,17 @@ def test_confidence_threshold_decides_what_counts_as_a_claim():
     assert 15 in set(r.boxes.loc[r.boxes["kind"] == "missing_label", "pred_id"].dropna())
     r = compute_disagreement(make_ds(ANNS, PREDS), conf_threshold=0.96)
     assert r.metrics()["n_missing_label"] == 0  # 0.95 is no claim any more
+    # at threshold 0 every prediction is a claim; a box with none is still unsupported
+    r = compute_disagreement(make_ds(ANNS, PREDS), conf_threshold=0.0)
+    assert r.metrics()["n_spurious_label"] == 2 and r.metrics()["n_missing_label"] == 2
+
+
+def test_no_labels_at_all_and_no_predictions_on_a_labelled_image():
+    r = compute_disagreement(make_ds([], PREDS))
+    assert r.metrics()["n_missing_label"] == 5 and r.metrics()["n_spurious_label"] == 0
+    from qa.evaluation import evaluate_detections
+
+    assert evaluate_detections(make_ds([], PREDS)).stats["AP"] == -1.0  # as COCOeval says
 
 
 def test_pool_softmin_formula_and_empty_images():
@@ -320,3 +331,26 @@ def test_cli_classification_with_probabilities_csv(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["is_classification"] and doc["metrics"]["n_label_issues"] == 1
     assert doc["queue"][0]["n_label_issue"] == 1
+
+
+def test_run_analyses_includes_disagreement():
+    from qa.analyses import run_analyses
+
+    run = run_analyses(make_ds(ANNS, PREDS), only=["disagreement"], embeddings="skip")
+    assert run.errors == {} and "disagreement" in run.results
+    f = run.findings()
+    assert set(f["kind"]) == {"missing_label", "spurious_label", "wrong_class",
+                              "poor_localisation", "duplicate_annotation"}
+    run = run_analyses(make_ds(ANNS, []), only=["disagreement"], embeddings="skip")
+    assert run.skipped == {"disagreement": "no model predictions"}
+
+
+def test_crowd_regions_are_not_reference_objects():
+    ds = make_ds(ANNS, PREDS)
+    a = ds.annotations.copy()
+    a.loc[a["ann_id"] == 4, "iscrowd"] = 1  # the unsupported dog box becomes a crowd region
+    import dataclasses
+
+    r = compute_disagreement(dataclasses.replace(ds, annotations=a))
+    assert 4 not in {x for ids in r.boxes["ann_ids"] for x in ids}
+    assert r.metrics()["n_spurious_label"] == 1  # only ann 7 on image 3 is left

@@ -109,6 +109,24 @@ def test_worked_example_by_hand():
     assert ev.stats[1] == pytest.approx(expected, abs=1e-12)
 
 
+def test_published_example_torchmetrics_docs():
+    """The example of torchmetrics' MeanAveragePrecision documentation (backend pycocotools;
+    lightning.ai/docs/torchmetrics/latest/detection/mean_average_precision.html): one
+    prediction [258, 41, 606, 285] (xyxy, score 0.536) against one target [214, 41, 562, 285];
+    published: map 0.6, map_50 1, map_75 1, map_large 0.6, mar_1/10/100 0.6, small/medium -1.
+    (IoU = 304/392 = 0.776: a hit at the 6 thresholds 0.50 ... 0.75 of 10.)"""
+    gt = pd.DataFrame({"image_id": [1], "category_id": [0], "x": [214.0], "y": [41.0],
+                       "w": [562.0 - 214], "h": [285.0 - 41], "iscrowd": [0]})
+    gt["area"] = gt["w"] * gt["h"]
+    dt = pd.DataFrame({"image_id": [1], "category_id": [0], "x": [258.0], "y": [41.0],
+                       "w": [606.0 - 258], "h": [285.0 - 41], "score": [0.536]})
+    stats = summarize(*coco_evaluate(gt, dt, [1], [0])[:2])
+    published = {"AP": 0.6, "AP50": 1.0, "AP75": 1.0, "AP_small": -1.0, "AP_medium": -1.0,
+                 "AP_large": 0.6, "AR1": 0.6, "AR10": 0.6, "AR100": 0.6, "AR_small": -1.0,
+                 "AR_medium": -1.0, "AR_large": 0.6}
+    assert stats == pytest.approx(published, abs=1e-6)
+
+
 def make_ds(anns, preds, cats=((1, "cat"), (2, "dog"))):
     a = pd.DataFrame(anns, columns=["ann_id", "image_id", "category_id", "x", "y", "w", "h"])
     a["annotator"] = "a"

@@ -219,3 +219,38 @@ def review_image(key: str, _ds: Dataset, item_key: str, _item: dict):
     from qa.viz.review import item_image
 
     return item_image(_ds, _item)
+# --------------------------------------------------------------------------- disagreement
+@st.cache_data(show_spinner="Comparing the model with the labels ...", max_entries=8)
+def disagreement(key: str, _ds: Dataset, reference: str | None, model: str | None,
+                 conf_threshold: float, iou_threshold: float):
+    """:func:`qa.disagreement.compute_disagreement` with the page's thresholds."""
+    from qa.disagreement import compute_disagreement
+
+    return compute_disagreement(_ds, reference=reference, model=model,
+                                conf_threshold=conf_threshold, iou_threshold=iou_threshold)
+
+
+@st.cache_data(show_spinner="Evaluating the model ...", max_entries=8)
+def detection_metrics(key: str, _ds: Dataset, reference: str | None, model: str | None,
+                      conf_threshold: float):
+    """:func:`qa.evaluation.evaluate_detections` (COCO metrics equal to pycocotools')."""
+    from qa.evaluation import evaluate_detections
+
+    return evaluate_detections(_ds, model=model, reference=reference,
+                               conf_threshold=conf_threshold)
+
+
+@st.cache_data(show_spinner="Preparing the export ...", max_entries=8)
+def disagreement_exports(key: str, _ds: Dataset, reference: str | None, model: str | None,
+                         conf_threshold: float, iou_threshold: float) -> dict[str, bytes]:
+    """The review queue as downloadable files: {"csv", "coco", "labelstudio"} -> bytes."""
+    import json
+
+    from qa.io.export import flagged_coco, labelstudio_tasks, queue_csv
+
+    res = disagreement(key, _ds, reference, model, conf_threshold, iou_threshold)
+    out = {"csv": queue_csv(_ds, res),
+           "coco": json.dumps(flagged_coco(_ds, res)).encode()}
+    if not res.is_classification:
+        out["labelstudio"] = json.dumps(labelstudio_tasks(_ds, res)[0], indent=1).encode()
+    return out

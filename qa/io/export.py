@@ -145,13 +145,13 @@ def labelstudio_tasks(dataset: Dataset, result, *, image_url_prefix: str = LS_LO
                       ) -> tuple[list[dict], list[int]]:
     """Label Studio tasks for the flagged images (queue order) and the image ids left out
     because their size is unknown (percent boxes need it)."""
-    from qa.disagreement import _reference_boxes
+    from qa.disagreement import reference_boxes
 
     names = dataset.category_names
     q = result.queue
     ids = q[IMAGE_ID].tolist()
     imgs = dataset.images.set_index(IMAGE_ID)
-    ref = _reference_boxes(dataset.subset(ids), result.reference) if ids else None
+    ref = reference_boxes(dataset.subset(ids), result.reference) if ids else None
     ref_by_img = {i: g for i, g in ref.groupby(IMAGE_ID)} if ref is not None else {}
     preds = dataset.predictions
     preds = preds[(preds[MODEL].astype(str) == str(result.model)) & preds[IMAGE_ID].isin(ids)

@@ -42,6 +42,7 @@ PAGES = [
     ("quality", "Image quality", ".js-plotly-plot"),
     ("report", "Health report", ".js-plotly-plot"),
     ("review", "Review", '[data-testid="stImage"]'),
+    ("disagreement", "Model disagreement", ".js-plotly-plot"),
 ]
 STARTUP_S = 90
 RENDER_S = 120
@@ -336,3 +337,29 @@ def test_exported_html_report_draws_its_charts_offline(browser, tmp_path):
     assert thumbs and all(b.get_property("naturalWidth") > 0 for b in thumbs)
     shot = _shot(browser, "report_html_export")
     assert shot.stat().st_size > 20_000
+def test_disagreement_queue_gallery_metrics_and_confusion(server, browser):
+    """The review queue shows the planted label errors with both overlays and the reasons;
+    the metrics tab its PR curves, the confusion tab its matrix with background."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/disagreement")
+    _wait(browser, '[data-testid="stImage"] img')
+    _settle(browser)
+    assert _errors(browser) == []
+    captions = " ".join(c.text for c in browser.find_elements(
+        By.CSS_SELECTOR, '[data-testid="stImageCaption"]'))
+    assert "quality" in captions and any(k in captions for k in (
+        "spurious label", "wrong class", "missing label"))
+    assert "predictions" in browser.page_source  # the legend names the dashed model boxes
+    _shot(browser, "disagreement_queue")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Flags by type')]")
+    _settle(browser)
+    _shot(browser, "disagreement_counts")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Model metrics')]")
+    _settle(browser)
+    assert "AP50" in browser.find_element(By.TAG_NAME, "body").text
+    _shot(browser, "disagreement_metrics")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Confusion')]")
+    _settle(browser)
+    assert _errors(browser) == []
+    _shot(browser, "disagreement_confusion")

@@ -1,0 +1,107 @@
+"""Model disagreement: where a model and the labels disagree, ranked for review and relabelling,
+with the model's own detection metrics."""
+
+import streamlit as st
+
+from qa.app import cached
+from qa.app.state import (
+    clear_focus,
+    dataset_key,
+    focus,
+    require_dataset,
+    widget_default,
+)
+from qa.app.widgets import image_gallery
+from qa.disagreement import CONSENSUS, DEFAULT_CONF_THRESHOLD, KIND_TITLES
+from qa.geometry import DEFAULT_IOU_THRESHOLD
+from qa.viz import disagreement as vd
+
+ds = require_dataset()
+st.title("Model disagreement")
+if not ds.models:
+    st.info("This dataset has no model predictions. Put a COCO results file in "
+            "`predictions/*.json` beside the dataset, or load one with the sidebar, to see "
+            "where the model and the labels disagree.")
+    st.stop()
+
+c = st.columns([2, 2, 3, 3])
+model = c[0].selectbox("Model", ds.models, key="dis_model")
+refs = list(ds.annotators) + ([CONSENSUS] if len(ds.annotators) > 1 else [])
+widget_default("dis_reference", refs[-1])
+reference = c[1].selectbox("Reference labels", refs, key="dis_reference",
+                           help="One annotator, or the consensus objects of all of them.")
+conf = c[2].slider("Confidence threshold", 0.05, 0.95, DEFAULT_CONF_THRESHOLD, 0.05,
+                   key="dis_conf", help="A prediction at least this confident is a claim.")
+iou = c[3].slider("IoU threshold for a match", 0.1, 0.95, DEFAULT_IOU_THRESHOLD, 0.05,
+                  key="dis_iou", disabled=ds.is_classification)
+try:
+    res = cached.disagreement(dataset_key(), ds, reference, model, conf, iou)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+
+m = res.metrics()
+cols = st.columns(6)
+cols[0].metric("Flagged images", f"{m['n_flagged_images']:,}",
+               help=f"{(m['flagged_image_share'] or 0):.1%} of the images judged")
+shown = ["label_issue"] if res.is_classification else list(KIND_TITLES)[:5]
+for col, k in zip(cols[1:], shown):
+    col.metric(KIND_TITLES[k].capitalize(), f"{res.counts()[k]:,}")
+for note in res.notes:
+    st.caption(note)
+
+ids, kind = focus()
+queue = res.queue
+if ids:
+    queue = queue[queue["image_id"].isin(ids)]
+    st.info(f"Showing the {len(queue)} of {len(ids)} linked images that are flagged"
+            + (f" ({kind})" if kind else "") + ".")
+    st.button("Show the whole queue", on_click=clear_focus, key="dis_clear_focus")
+
+tabs = st.tabs(["Review queue", "Flags by type and class", "Model metrics", "Confusion",
+                "Export"])
+with tabs[0]:
+    st.caption("Most likely wrong first: each image's box qualities pooled by a soft minimum "
+               "(ObjectLab). Labels in the annotators' colours, predictions dashed magenta; "
+               "flagged labels highlighted.")
+    n = int(st.number_input("Images to show", 4, 96, 12, 4, key="dis_n"))
+    top = queue.head(n)["image_id"].tolist()
+    caps = res.queue_captions()
+    image_gallery(ds, top, key="dis_gallery", captions={i: caps[i] for i in top},
+                  annotators=None if reference == CONSENSUS else [reference],
+                  highlight_ann_ids=res.flagged_ann_ids(top) or None, show_predictions=True,
+                  max_images=n)
+    flags = res.flags
+    st.dataframe(flags[flags["image_id"].isin(top)], hide_index=True, key="dis_flags")
+with tabs[1]:
+    st.plotly_chart(vd.flag_counts(res.per_class), key="dis_counts")
+    st.dataframe(res.per_class, hide_index=True, key="dis_per_class")
+if ds.is_classification:
+    for tab in tabs[2:4]:
+        tab.info("Detection metrics need boxes; this dataset has image labels only.")
+else:
+    ev = cached.detection_metrics(dataset_key(), ds, reference, model, conf)
+    with tabs[2]:
+        mc = st.columns(6)
+        for col, name in zip(mc, ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"]):
+            v = ev.stats[name]
+            col.metric(name.replace("AP", "mAP", 1) if name == "AP" else name,
+                       "n/a" if v < 0 else f"{v:.3f}")
+        st.caption(f"COCO bbox metrics, equal to pycocotools; precision and recall at IoU 0.5 "
+                   f"for predictions with confidence ≥ {conf:.2f}.")
+        st.dataframe(ev.per_class, hide_index=True, key="dis_metrics")
+        st.plotly_chart(vd.pr_curves(ev.pr_curves), key="dis_pr")
+    with tabs[3]:
+        st.plotly_chart(vd.confusion_heatmap(ev.confusion), key="dis_confusion")
+with tabs[4]:
+    st.caption("Send the queue back for relabelling. The dataset itself is never changed.")
+    files = cached.disagreement_exports(dataset_key(), ds, reference, model, conf, iou)
+    e = st.columns(3)
+    e[0].download_button("Queue (CSV)", files["csv"], "queue.csv", "text/csv", key="dis_csv")
+    e[1].download_button("Flagged images (COCO)", files["coco"], "flagged_coco.json",
+                         "application/json", key="dis_coco")
+    if "labelstudio" in files:
+        e[2].download_button("Label Studio tasks", files["labelstudio"],
+                             "labelstudio_tasks.json", "application/json", key="dis_ls",
+                             help="Import into Label Studio: labels as annotations, the "
+                                  "model's boxes as predictions.")

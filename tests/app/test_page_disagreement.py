@@ -1,0 +1,76 @@
+"""The Model disagreement page renders with streamlit's AppTest (no browser) on sample_data
+(detection, three annotators and a model), on a dataset without predictions, on a
+classification dataset, and honours a deep link to a few images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import qa
+from tests.app.pagetest import run_page as _run
+from tests.app.pagetest import texts
+from tests.test_disagreement import ANNS, PREDS, make_ds
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
+
+
+def run_page(ds, key: str, **params):
+    return _run("disagreement", ds, key)
+
+
+def test_renders_sample_data_with_every_section():
+    ds = qa.load(SAMPLE, predictions=SAMPLE / "predictions" / "detector.json")
+    at = run_page(ds, "dis-sample")
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Model disagreement"
+    vals = {m.label: m.value for m in at.metric}
+    assert vals["Wrong class"] == "6" and vals["Poor localisation"] == "4"
+    assert vals["mAP"] != "n/a"
+    assert at.selectbox(key="dis_reference").value == "consensus"
+    # the queue's flags table, the per-class counts and metrics tables
+    assert len(at.dataframe) == 3
+    at.slider(key="dis_conf").set_value(0.9).run()
+    assert not at.exception, at.exception
+    at.selectbox(key="dis_reference").set_value("carol").run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Wrong class"] != "6"  # carol's confusions
+
+
+def test_without_predictions_explains():
+    at = run_page(make_ds(ANNS, []), "dis-none")
+    assert not at.exception, at.exception
+    assert "no model predictions" in texts(at)
+
+
+def test_classification_dataset():
+    anns, preds, pid = [], [], 1
+    for i in range(1, 21):
+        y = 1 + i % 2
+        anns.append((i, i, y, "a", np.nan, np.nan, np.nan, np.nan))
+        p_y = 0.1 if i == 3 else 0.9
+        for c in (1, 2):
+            preds.append((pid, i, c, p_y if c == y else 1 - p_y, np.nan, np.nan, np.nan,
+                          np.nan))
+            pid += 1
+    at = run_page(make_ds(anns, preds, images=range(1, 21)), "dis-cls")
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Label issue"] == "1"
+    assert "image labels only" in texts(at)
+
+
+def test_deep_link_focuses_the_queue():
+    from streamlit.testing.v1 import AppTest
+
+    from qa.app.state import KEY_DATASET, KEY_DATASET_KEY
+    from tests.app.pagetest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "pages" / "disagreement.py"), default_timeout=60)
+    at.session_state[KEY_DATASET] = make_ds(ANNS, PREDS)
+    at.session_state[KEY_DATASET_KEY] = "dis-focus"
+    at.query_params["image_id"] = "1"
+    at.run()
+    assert not at.exception, at.exception
+    assert "Showing the 1 of 1 linked images" in texts(at)
+    assert at.button(key="dis_clear_focus") is not None
