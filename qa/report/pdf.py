@@ -205,6 +205,7 @@ def render_pdf(report, *, history: pd.DataFrame | None = None, comparison=None) 
         for c in checks:
             if c.status == "skipped":
                 text(f"Skipped — {c.title}: {c.reason}", 8.5, color=(120, 120, 120), h=4.3)
+        shown: dict[tuple, str] = {}  # evidence already printed in this area -> its check
         for c in checks:
             if c.status not in ("warn", "fail"):
                 continue
@@ -215,6 +216,11 @@ def render_pdf(report, *, history: pd.DataFrame | None = None, comparison=None) 
             if c.n_dismissed:
                 text(f"{c.n_dismissed} item(s) dismissed by reviewers: "
                      + ", ".join(f"{k}: {v}" for k, v in c.dismissed_by.items()), 8.5)
+            same = (c.evidence_kinds, c.evidence_image_ids, c.evidence_messages)
+            if c.n_evidence and same in shown:
+                text(f"Evidence: the same {c.n_evidence} item(s) as \"{shown[same]}\".", 8.5)
+                continue
+            shown[same] = c.title
             for m in c.evidence_messages[:PDF_MESSAGES]:
                 text(f"• {m}", 8.5, h=4.3)
             if c.evidence_image_ids:
