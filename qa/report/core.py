@@ -265,7 +265,12 @@ def _apply_review(ds: Dataset | None, findings: pd.DataFrame) -> tuple[pd.DataFr
         return findings.assign(status="open", decided_by=None), empty
     if ds is None or findings.empty:
         return findings.assign(status="open", decided_by=None), {**empty, "available": True}
-    marked = mark_findings(ds, findings)
+    try:
+        marked = mark_findings(ds, findings)
+    except Exception as e:  # noqa: BLE001 (an unreachable review database must not stop the report)
+        log.warning("review decisions not applied: %s", e)
+        return (findings.assign(status="open", decided_by=None),
+                {**empty, "error": f"review decisions could not be read: {e}"})
     if "status" not in marked.columns:
         raise TypeError("qa.review.mark_findings returned no 'status' column")
     bad = set(marked["status"].dropna()) - set(REVIEW_STATUSES)

@@ -247,6 +247,21 @@ def test_without_review_module_nothing_is_dismissed(monkeypatch):
     assert r.review == {"available": False, "n_dismissed": 0, "by": {}}
 
 
+def test_broken_review_store_does_not_stop_the_report(monkeypatch):
+    from qa.report.schema import validate_report_dict
+
+    def broken(dataset, findings):
+        raise OSError("database is locked")
+
+    monkeypatch.setitem(sys.modules, "qa.review", types.SimpleNamespace(mark_findings=broken))
+    rows = [{"kind": "k", "severity": "error", "image_id": 1, "message": "m"}]
+    r = build_report(make_run({"a": fake_result("a", {"m": 1}, rows)}, dataset=qa.load(SAMPLE)),
+                     _cfg(spec("x")), thumbnails=0)
+    assert r.check("x").status == "fail" and r.check("x").n_evidence == 1
+    assert "database is locked" in r.review["error"] and r.review["available"] is False
+    validate_report_dict(json.loads(json.dumps(r.to_dict())))
+
+
 def test_gate_levels_and_bad_inputs():
     res = {"a": fake_result("a", {"w": 1, "f": 9})}
     r = build_report(make_run(res), _cfg(spec("w", metric="w", warn=0, fail=5),
