@@ -131,7 +131,7 @@ def render_html(report, *, history: pd.DataFrame | None = None, comparison=None)
                                                review.get("by", {}).items()) + ")"
                               if review.get("by") else "") + "."
                    if review.get("available") else
-                   "Review decisions: not available in this installation.")
+                   review.get("error") or "Review decisions: not available in this installation.")
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Health report: {_e(ds.get('name'))}</title><style>{_CSS}</style>",

@@ -155,6 +155,8 @@ def render_pdf(report, *, history: pd.DataFrame | None = None, comparison=None) 
         by = ", ".join(f"{k}: {v}" for k, v in (rv.get("by") or {}).items())
         text(f"Reviewers dismissed {rv.get('n_dismissed', 0)} finding(s) as not an issue"
              + (f" ({by})" if by else "") + ".", 9, color=(100, 100, 100))
+    elif rv.get("error"):
+        text(rv["error"], 9, color=(100, 100, 100))
     pdf.ln(2)
     pdf.image(area_chart(report), w=TEXT_W * 0.9)
     worst = sorted([c for c in report.checks if c.status in ("fail", "warn")],
