@@ -319,5 +319,8 @@ def test_to_dict_round_trips(sample_report):
     assert back.score == sample_report.score
     assert [c.status for c in back.checks] == [c.status for c in sample_report.checks]
     assert back.to_dict() == d
+    frame = sample_report.checks_frame()
+    assert frame["id"].tolist() == [c.id for c in sample_report.checks]
+    assert frame.loc[frame["id"] == "missing_or_corrupt_files", "status"].item() == "fail"
     with pytest.raises(ValueError, match="not a health report"):
         HealthReport.from_dict({"x": 1})
