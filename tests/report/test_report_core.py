@@ -190,6 +190,28 @@ def test_metric_none_or_unknown_is_skipped_with_reason():
     assert r.score is None and r.analyses["b"]["status"] == "error"
 
 
+def test_a_result_that_cannot_be_read_is_contained():
+    class Broken:
+        ANALYSIS = "b"
+
+        def metrics(self):
+            raise KeyError("n_pairs")
+
+        def findings(self):
+            return None
+
+        def to_dict(self):
+            return {}
+
+    res = {"a": fake_result("a", {"m": 0, "s": "many"}), "b": Broken()}
+    r = build_report(make_run(res), _cfg(spec("x"), spec("y", analysis="b"),
+                                         spec("z", metric="s")))
+    assert r.check("x").status == "pass"
+    assert r.check("y").status == "skipped" and "could not be read" in r.check("y").reason
+    assert r.analyses["b"]["status"] == "error"
+    assert "not a number" in r.check("z").reason
+
+
 def test_only_for_detection_skips_on_classification(tmp_path):
     (tmp_path / "labels.csv").write_text("image,label\na.jpg,cat\nb.jpg,dog\n")
     ds = qa.load(tmp_path / "labels.csv", probe=False)
