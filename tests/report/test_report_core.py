@@ -160,7 +160,9 @@ def test_unlanded_analyses_are_skipped_then_picked_up_with_no_code_change():
     assert after.check("outlier_share").status == "warn"      # 3.3 % between 1 % and 5 %
     assert after.check("image_quality").status == "pass"      # 1 % <= 2 %
     assert after.check("model_flagged_share").status == "warn"   # 10 % = fail line: warn
-    assert after.check("label_issues").evidence_image_ids == (68,)
+    errors = after.check("box_label_errors")
+    assert errors.value == 24 and errors.status == "warn" and errors.evidence_image_ids == (68,)
+    assert "classification" in after.check("label_issues").reason   # sample is detection
     assert after.area_scores["duplicates and leakage"] is not None
     assert before.area_scores["duplicates and leakage"] is None
 
@@ -176,8 +178,9 @@ def test_an_analysis_landing_in_runners_is_reported_through_run_analyses(monkeyp
     assert r.analyses["duplicates"]["metrics"]["n_cross_split_pairs"] == 4
     assert r.check("cross_split_leakage").status == "fail"
     assert r.check("exact_duplicates").evidence_image_ids == (136,)
-    # leakage fail (weight 3), exact/near warn (1 each), inconsistent labels warn (2)
-    assert r.area_scores["duplicates and leakage"] == pytest.approx(100 * 2 / 7, abs=0.01)
+    # leakage fail (weight 3), exact/near warn (1 each), inconsistent labels warn (2),
+    # nothing listed twice (1)
+    assert r.area_scores["duplicates and leakage"] == pytest.approx(100 * 3 / 8, abs=0.01)
 
 
 def test_metric_none_or_unknown_is_skipped_with_reason():
