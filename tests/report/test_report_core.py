@@ -349,3 +349,27 @@ def test_to_dict_round_trips(sample_report):
     assert frame.loc[frame["id"] == "missing_or_corrupt_files", "status"].item() == "fail"
     with pytest.raises(ValueError, match="not a health report"):
         HealthReport.from_dict({"x": 1})
+
+
+def test_sample_report_names_planted_issues_of_analyses_as_they_land(sample_report):
+    """Until an analysis lands its checks are skipped; once it runs, its checks must carry the
+    planted ids as evidence (this test needs no change when they land)."""
+    planted = json.loads((SAMPLE / "PLANTED.json").read_text())
+    r = sample_report
+    ran = {n for n, a in r.analyses.items() if a["status"] == "ran"}
+    if "duplicates" in ran:
+        leak = r.check("cross_split_leakage")
+        assert leak.status == "fail"
+        for e in planted["near_duplicates"] + planted["exact_duplicates"]:
+            if e["cross_split"]:
+                assert {e["a"], e["b"]} & set(leak.evidence_image_ids), e
+        exact = set(r.check("exact_duplicates").evidence_image_ids)
+        assert all({e["a"], e["b"]} & exact for e in planted["exact_duplicates"])
+    if "outliers" in ran:
+        ood = {e["image_id"] for e in planted["ood_images"]}
+        assert ood <= set(r.check("outlier_share").evidence_image_ids)
+    if "disagreement" in ran:
+        errs = {e["image_id"] for e in planted["label_errors"]}
+        assert errs <= set(r.check("box_label_errors").evidence_image_ids)
+    for name in {"duplicates", "outliers", "quality", "disagreement"} - ran:
+        assert all(c.status == "skipped" and c.reason for c in r.checks if c.analysis == name)
