@@ -234,7 +234,7 @@ def _read_results(run):
     for name, r in run.results.items():
         try:
             m, f = dict(r.metrics()), r.findings()
-        except Exception as e:  # noqa: BLE001 (one broken analysis must not hide the others)
+        except Exception as e:  # one broken analysis must not hide the others
             log.exception("analysis %s: reading its result failed", name)
             errors[name] = f"its result could not be read: {type(e).__name__}: {e}"
             continue
