@@ -26,7 +26,9 @@ m = st.columns(1 + len(report.area_scores))
 for col, kw in zip(m, vr.score_metrics(report, history)):
     col.metric(**kw)
 rv = report.review
-if rv.get("available"):
+if rv.get("error"):
+    st.warning(rv["error"])
+elif rv.get("available"):
     who = ", ".join(f"{k}: {v}" for k, v in rv.get("by", {}).items())
     st.caption(f"Reviewers dismissed {rv['n_dismissed']} finding(s) as not an issue"
                + (f" ({who})" if who else "") + "; they are left out of the evidence.")

@@ -9,7 +9,7 @@ weight (``[areas] hygiene = 3``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +73,6 @@ class ReportConfig:
             if c.id == check_id:
                 return c
         raise KeyError(f"no check {check_id!r}; checks: {[c.id for c in self.checks]}")
-
-    def to_dict(self) -> dict:
-        return {"source": self.source, "area_weights": dict(self.area_weights),
-                "checks": [{f.name: (list(v) if isinstance(v := getattr(c, f.name), tuple)
-                                     else v) for f in fields(c)} for c in self.checks]}
 
 
 def _fmt(v: float) -> str:
@@ -204,8 +199,3 @@ def load_config(path: str | Path | None = None) -> ReportConfig:
     checks = tuple(c for c in checks if c.enabled)
     return ReportConfig(checks=checks, area_weights=weights, source=source)
 
-
-def with_thresholds(config: ReportConfig, check_id: str, **changes) -> ReportConfig:
-    """A copy of ``config`` with fields of one check replaced (for tests and the page)."""
-    checks = tuple(replace(c, **changes) if c.id == check_id else c for c in config.checks)
-    return replace(config, checks=checks)

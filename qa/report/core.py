@@ -199,10 +199,9 @@ def build_report(source, config: ReportConfig | None = None, *, embeddings: str 
 
 def _compute_report(run, ds: Dataset | None, config: ReportConfig, *,
                     thumbnails: int) -> HealthReport:
-    findings = concat_findings(r.findings() for r in run.results.values())
-    findings, review = _apply_review(ds, findings)
+    run, metrics, frames = _read_results(run)
+    findings, review = _apply_review(ds, concat_findings(frames))
     kind = None if ds is None else ("detection" if ds.has_boxes else "classification")
-    metrics = {name: r.metrics() for name, r in run.results.items()}
     checks = [_evaluate(spec, run, metrics, findings, kind) for spec in config.checks]
     checks, score, area_scores = _score(checks, config.area_weights)
     analyses = {}
@@ -224,6 +223,26 @@ def _compute_report(run, ds: Dataset | None, config: ReportConfig, *,
                         score=score, area_scores=area_scores,
                         area_weights=dict(config.area_weights), checks=tuple(checks),
                         analyses=analyses, review=review, thumbnails=thumbs)
+
+
+def _read_results(run):
+    """Each result's metrics() and findings(); a result whose methods raise is moved to the
+    run's errors (its checks are skipped with the message) instead of breaking the report."""
+    from qa.analyses import AnalysisRun
+
+    metrics, frames, results, errors = {}, [], {}, dict(run.errors)
+    for name, r in run.results.items():
+        try:
+            m, f = dict(r.metrics()), r.findings()
+        except Exception as e:  # one broken analysis must not hide the others
+            log.exception("analysis %s: reading its result failed", name)
+            errors[name] = f"its result could not be read: {type(e).__name__}: {e}"
+            continue
+        metrics[name], results[name] = m, r
+        frames.append(f)
+    run = AnalysisRun(results=results, skipped=dict(run.skipped), errors=errors,
+                      seconds=dict(run.seconds), context=run.context)
+    return run, metrics, frames
 
 
 def _analysis_names(run, config: ReportConfig) -> list[str]:
@@ -265,7 +284,12 @@ def _apply_review(ds: Dataset | None, findings: pd.DataFrame) -> tuple[pd.DataFr
         return findings.assign(status="open", decided_by=None), empty
     if ds is None or findings.empty:
         return findings.assign(status="open", decided_by=None), {**empty, "available": True}
-    marked = mark_findings(ds, findings)
+    try:
+        marked = mark_findings(ds, findings)
+    except Exception as e:  # noqa: BLE001 (an unreachable review database must not stop the report)
+        log.warning("review decisions not applied: %s", e)
+        return (findings.assign(status="open", decided_by=None),
+                {**empty, "error": f"review decisions could not be read: {e}"})
     if "status" not in marked.columns:
         raise TypeError("qa.review.mark_findings returned no 'status' column")
     bad = set(marked["status"].dropna()) - set(REVIEW_STATUSES)
@@ -289,7 +313,10 @@ def _metric_value(spec: CheckSpec, m: dict) -> tuple[float | None, str | None]:
             vals.append(float(spec.absent))
             continue
         v = m[name]
-        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        if v is not None and (isinstance(v, str) or not isinstance(v, (int, float))
+                              and not hasattr(v, "__float__")):
+            return None, f"{spec.analysis} reports {name} = {v!r}, not a number"
+        if v is None or not math.isfinite(float(v)):
             return None, f"{name} could not be measured on this dataset"
         vals.append(float(v))
     return float(sum(vals)), None

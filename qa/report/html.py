@@ -71,9 +71,16 @@ def _checks_table(checks) -> str:
             + "".join(rows) + "</table>")
 
 
-def _evidence(c, thumbnails: dict) -> str:
+def _evidence(c, thumbnails: dict, shown: dict) -> str:
+    """The evidence of a warning/failing check; ``shown`` (evidence -> check title) avoids
+    repeating the same evidence under several checks of an area."""
     if c.status not in ("warn", "fail") or not (c.n_evidence or c.n_dismissed):
         return ""
+    same = (c.evidence_kinds, c.evidence_image_ids, c.evidence_messages)
+    if c.n_evidence and same in shown:
+        return (f"<p><b>{_e(c.title)}</b>: the same {c.n_evidence} item(s) of evidence as "
+                f"<i>{_e(shown[same])}</i>.</p>")
+    shown[same] = c.title
     parts = [f"<details open><summary><b>{_e(c.title)}</b>: {c.n_evidence} item(s) of "
              "evidence" + (f", {c.n_dismissed} dismissed by reviewers "
                            f"({_e(', '.join(f'{k}: {v}' for k, v in c.dismissed_by.items()))})"
@@ -124,7 +131,7 @@ def render_html(report, *, history: pd.DataFrame | None = None, comparison=None)
                                                review.get("by", {}).items()) + ")"
                               if review.get("by") else "") + "."
                    if review.get("available") else
-                   "Review decisions: not available in this installation.")
+                   review.get("error") or "Review decisions: not available in this installation.")
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Health report: {_e(ds.get('name'))}</title><style>{_CSS}</style>",
@@ -154,7 +161,8 @@ def render_html(report, *, history: pd.DataFrame | None = None, comparison=None)
         parts.append(f"<h2>{_e(area.capitalize())}: "
                      f"{'not measured' if sub is None else f'{sub:.0f} / 100'}</h2>")
         parts.append(_checks_table(checks))
-        parts += [_evidence(c, report.thumbnails) for c in checks]
+        shown: dict = {}
+        parts += [_evidence(c, report.thumbnails, shown) for c in checks]
     parts.append("<h2>Analyses</h2><table><tr><th>analysis</th><th>status</th>"
                  "<th>seconds</th><th>reason</th></tr>")
     for name, a in report.analyses.items():

@@ -23,6 +23,8 @@ TEXT_W = 210 - 2 * MARGIN_MM
 CHART_DPI = 120  # sharp on paper at the printed width, and quick to draw
 # Evidence sentences printed per warning/failing check (the JSON and HTML hold more).
 PDF_MESSAGES = 3
+# Checks in the "points lost" chart: the costliest, so that it fits on the first page.
+PDF_CHART_CHECKS = 10
 _RGB = {"pass": (0, 158, 115), "warn": (230, 159, 0), "fail": (213, 94, 0),
         "skipped": (153, 153, 153)}
 
@@ -80,7 +82,7 @@ def points_chart(report, checks=None) -> io.BytesIO | None:
     from matplotlib.figure import Figure
 
     rows = sorted([c for c in (checks or report.checks) if c.points_lost > 0],
-                  key=lambda c: c.points_lost, reverse=True)
+                  key=lambda c: c.points_lost, reverse=True)[:PDF_CHART_CHECKS]
     if not rows:
         return None
     fig = Figure(figsize=(7, 0.6 + 0.32 * len(rows)))
@@ -128,8 +130,17 @@ def render_pdf(report, *, history: pd.DataFrame | None = None, comparison=None) 
         pdf.set_text_color(*color)
         pdf.multi_cell(TEXT_W, h, s, new_x="LMARGIN", new_y="NEXT")
 
-    def heading(s: str, size: float = 15):
-        if pdf.get_y() > 297 - MARGIN_MM - 50:
+    def chart(title: str, png: io.BytesIO):
+        """A heading and its chart, moved to a new page together when they do not fit."""
+        from PIL import Image
+
+        w, h = Image.open(png).size
+        png.seek(0)
+        heading(title, 13, need_mm=TEXT_W * 0.9 * h / w + 15)
+        pdf.image(png, w=TEXT_W * 0.9)
+
+    def heading(s: str, size: float = 15, *, need_mm: float = 50):
+        if pdf.get_y() > 297 - MARGIN_MM - need_mm:
             pdf.add_page()
         pdf.ln(3)
         text(s, size, bold=True, h=size * 0.5)
@@ -155,6 +166,8 @@ def render_pdf(report, *, history: pd.DataFrame | None = None, comparison=None) 
         by = ", ".join(f"{k}: {v}" for k, v in (rv.get("by") or {}).items())
         text(f"Reviewers dismissed {rv.get('n_dismissed', 0)} finding(s) as not an issue"
              + (f" ({by})" if by else "") + ".", 9, color=(100, 100, 100))
+    elif rv.get("error"):
+        text(rv["error"], 9, color=(100, 100, 100))
     pdf.ln(2)
     pdf.image(area_chart(report), w=TEXT_W * 0.9)
     worst = sorted([c for c in report.checks if c.status in ("fail", "warn")],
@@ -166,11 +179,9 @@ def render_pdf(report, *, history: pd.DataFrame | None = None, comparison=None) 
                  color=_RGB[c.status] if c.status == "fail" else (34, 34, 34))
     pts = points_chart(report)
     if pts is not None:
-        heading("Points lost per check", 13)
-        pdf.image(pts, w=TEXT_W * 0.9)
+        chart(f"Points lost per check (the {PDF_CHART_CHECKS} costliest)", pts)
     if history is not None and len(history) > 1:
-        heading("Trend against earlier reports", 13)
-        pdf.image(trend_chart(history), w=TEXT_W * 0.9)
+        chart("Trend against earlier reports", trend_chart(history))
     if comparison is not None:
         heading(f"Compared with the report of {comparison.old_created}", 13)
         text(comparison.summary(), 10)
@@ -205,6 +216,7 @@ def render_pdf(report, *, history: pd.DataFrame | None = None, comparison=None) 
         for c in checks:
             if c.status == "skipped":
                 text(f"Skipped — {c.title}: {c.reason}", 8.5, color=(120, 120, 120), h=4.3)
+        shown: dict[tuple, str] = {}  # evidence already printed in this area -> its check
         for c in checks:
             if c.status not in ("warn", "fail"):
                 continue
@@ -215,6 +227,11 @@ def render_pdf(report, *, history: pd.DataFrame | None = None, comparison=None) 
             if c.n_dismissed:
                 text(f"{c.n_dismissed} item(s) dismissed by reviewers: "
                      + ", ".join(f"{k}: {v}" for k, v in c.dismissed_by.items()), 8.5)
+            same = (c.evidence_kinds, c.evidence_image_ids, c.evidence_messages)
+            if c.n_evidence and same in shown:
+                text(f"Evidence: the same {c.n_evidence} item(s) as \"{shown[same]}\".", 8.5)
+                continue
+            shown[same] = c.title
             for m in c.evidence_messages[:PDF_MESSAGES]:
                 text(f"• {m}", 8.5, h=4.3)
             if c.evidence_image_ids:

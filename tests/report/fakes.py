@@ -39,12 +39,14 @@ def fake_result(analysis: str, metrics: dict, rows: list[dict] | None = None,
 OUTLIERS = dict(n_images_embedded=300, n_failed=2, n_outliers=10, outlier_share=10 / 300,
                 n_class_outliers=0, is_clip=0)
 DUPLICATES = dict(n_exact_pairs=3, n_near_pairs=10, n_clusters=12, n_cross_split_pairs=4,
-                  n_leaking_images=5, n_inconsistent_label_clusters=1)
+                  n_leaking_images=5, n_inconsistent_label_clusters=1, n_listed_twice=0,
+                  n_suggested_removals=8)
 QUALITY = dict(n_flagged=3, flagged_share=0.01, n_dark=1, n_overexposed=1, n_blurry=1,
                n_low_information=0, n_grayscale=0, n_odd_aspect=0, n_tiny_image=0)
 DISAGREEMENT = dict(n_flags=40, n_flagged_images=30, flagged_image_share=0.1, n_missing_label=8,
                     n_spurious_label=4, n_wrong_class=6, n_poor_localisation=6,
-                    n_duplicate_annotation=0, n_label_issues=24, label_issue_share=0.08)
+                    n_duplicate_annotation=0, n_label_issues=None, label_issue_share=None,
+                    n_unknown_predictions=0)  # detection: the image-label figures are None
 
 
 def planted_like_results() -> dict:

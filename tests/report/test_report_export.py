@@ -64,7 +64,7 @@ def test_json_follows_the_schema_and_the_schema_catches_breakage(report):
 
 def test_html_is_self_contained(report):
     page = render_html(report)
-    assert "<script src" not in page.replace("'", '"').replace('" ', '"')
+    assert not re.search(r"<script[^>]*\bsrc=", page)           # plotly.js is inlined
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=['\"]https?://", page)
     assert "Plotly.newPlot" in page and page.count("Plotly.newPlot") >= 3
     assert "data:image/png;base64," in page                      # thumbnails embedded
@@ -230,3 +230,19 @@ def test_cli_compare_and_unusable_input(tmp_path, capsys):
     assert "inside the dataset" in capsys.readouterr().err
     assert main([*args, "--config", str(tmp_path / "none.toml")]) == 2
     assert main([*args, "--compare", str(tmp_path / "none.json")]) == 2
+
+
+def test_classification_dataset_reports_and_exports(tmp_path):
+    """An ImageFolder tree (no boxes, one annotator): detection-only checks and agreement are
+    skipped with reasons, and every export still renders."""
+    from tests.conftest import write_jpeg
+
+    for k, cls in enumerate(["cat", "cat", "cat", "dog"]):
+        write_jpeg(tmp_path / "ds" / cls / f"{k}.jpg", size=(32, 24), seed=k)
+    ds = qa.load(tmp_path / "ds")
+    r = build_report(ds, embeddings="skip")
+    assert r.check("min_instances_per_class").reason.startswith("applies to detection")
+    assert "two annotators" in r.check("fleiss_kappa").reason
+    assert r.check("rare_classes").status == "pass"              # dog is 1/3 of cat
+    validate_report_dict(json.loads(report_json(r)))
+    assert render_pdf(r).startswith(b"%PDF-") and "Plotly.newPlot" in render_html(r)
