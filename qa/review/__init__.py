@@ -19,7 +19,9 @@ from qa.review.queue import (
     mark_findings,
     queue_progress,
     record_decision,
+    review_summary,
     reviewer_counts,
+    without_dismissed,
 )
 from qa.review.store import (
     DECISIONS,
@@ -32,4 +34,5 @@ from qa.review.store import (
 __all__ = ["DECISIONS", "DECISION_BUTTONS", "QUEUE_TABLE", "STATUSES", "ReviewStore",
            "build_queue", "collect_findings", "default_review_store", "default_url",
            "evidence_link", "filter_queue", "history_table", "image_hashes", "item_keys",
-           "mark_findings", "queue_progress", "record_decision", "reviewer_counts"]
+           "mark_findings", "queue_progress", "record_decision", "review_summary",
+           "reviewer_counts", "without_dismissed"]

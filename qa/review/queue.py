@@ -193,6 +193,32 @@ def record_decision(item: pd.Series | dict, status: str, *, reviewer: str,
                      fingerprint=get("fingerprint"), context=ctx)
 
 
+def review_summary(marked: pd.DataFrame) -> dict:
+    """What reviewers decided about a :func:`mark_findings` table, for the health report:
+    ``{"items", "open", "confirmed", "not_an_issue", "fixed", "reopened",
+    "dismissed_by": {reviewer: n}}`` (items counted once per item_key). The report drops the
+    ``not_an_issue`` rows (:func:`without_dismissed`) from its counts and fail status and
+    shows ``dismissed_by``."""
+    missing = {"item_key", "status", "decided_by", "reopened"} - set(marked.columns)
+    if missing:
+        raise ValueError(f"review_summary() needs mark_findings()'s columns; {sorted(missing)} "
+                         "are missing")
+    items = marked.drop_duplicates("item_key")
+    counts = items["status"].value_counts()
+    out = {"items": len(items), **{s: int(counts.get(s, 0)) for s in STATUSES},
+           "reopened": int(items["reopened"].sum())}
+    dismissed = items[items["status"] == "not_an_issue"]
+    out["dismissed_by"] = {str(k): int(v) for k, v in
+                           dismissed["decided_by"].value_counts().sort_index().items()}
+    return out
+
+
+def without_dismissed(marked: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`mark_findings` table that reviewers have not dismissed as "not an
+    issue" (what later counts and the report's fail status use)."""
+    return marked[marked["status"] != "not_an_issue"]
+
+
 def evidence_link(item: pd.Series | dict) -> str:
     """The app path of the page that shows a queue row's evidence, filtered to its images
     (:func:`qa.results.page_link`); "" when the row names no known page."""
