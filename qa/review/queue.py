@@ -54,23 +54,20 @@ def _compute_marks(findings: pd.DataFrame, keys: pd.DataFrame, current: pd.DataF
     out = findings.copy()
     for col in ("item_key", "fingerprint", "image_sha"):
         out[col] = pd.Series(keys[col].to_numpy(), index=out.index, dtype=object)
-    cur = current.set_index("item_key") if len(current) else None
-    n = len(out)
-    status = np.array(["open"] * n, dtype=object)
-    by = np.array([None] * n, dtype=object)
-    at = np.full(n, np.nan)
-    note = np.array([None] * n, dtype=object)
-    reopened = np.zeros(n, dtype=bool)
-    if cur is not None:
-        for i, (k, fp) in enumerate(zip(out["item_key"], out["fingerprint"])):
-            if k not in cur.index:
-                continue
-            d = cur.loc[k]
-            if d["fingerprint"] is not None and d["fingerprint"] != fp:
-                reopened[i] = d["status"] != "open"
-                continue
-            status[i] = d["status"]
-            by[i], at[i], note[i] = d["reviewer"], d["decided_at"], d["note"]
+    d = pd.DataFrame({"item_key": out["item_key"].to_numpy(),
+                      "fp": out["fingerprint"].to_numpy()}).merge(
+        current.drop_duplicates("item_key"), on="item_key", how="left")
+    has = d["status"].notna().to_numpy()
+    changed = has & d["fingerprint"].notna().to_numpy() & \
+        (d["fingerprint"].to_numpy() != d["fp"].to_numpy())
+    decided = has & ~changed
+    status = np.where(decided, d["status"].to_numpy(dtype=object), "open").astype(object)
+    by = np.where(decided, d["reviewer"].to_numpy(dtype=object), None)
+    at = np.where(decided, d["decided_at"].to_numpy(dtype=float), np.nan).astype(float)
+    note = np.where(decided, d["note"].to_numpy(dtype=object), None)
+    reopened = changed & (d["status"].to_numpy(dtype=object) != "open")
+    by = np.array([v if isinstance(v, str) else None for v in by], dtype=object)
+    note = np.array([v if isinstance(v, str) else None for v in note], dtype=object)
     # object dtype: pandas would infer its string dtype and turn None into NaN
     out["status"] = pd.Series(status, index=out.index, dtype=object)
     out["decided_by"] = pd.Series(by, index=out.index, dtype=object)

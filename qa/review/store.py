@@ -44,6 +44,9 @@ STATUSES = ("open", "confirmed", "not_an_issue", "fixed")
 BUSY_TIMEOUT_S = 60.0
 # IN (...) lists are cut to this many keys (SQLite's parameter limit, PostgreSQL plan size).
 _CHUNK = 500
+# Above this many keys, current() reads every item's latest decision in one query and
+# filters in memory (a queue of 200k items would otherwise take 400 queries).
+_READ_ALL_ABOVE = 5_000
 MAX_REVIEWER_LEN = 200
 MAX_NOTE_LEN = 10_000
 # PostgreSQL advisory lock id for schema changes (any constant; "rvw1" in ASCII).
@@ -262,8 +265,12 @@ class ReviewStore:
                                          order_by=(t.c.decided_at.desc(), t.c.id.desc()))
         cols = [t.c[c] for c in COLUMNS]
         frames = []
+        wanted = None if keys is None else list(dict.fromkeys(keys))
+        if wanted is not None and len(wanted) > _READ_ALL_ABOVE:
+            df = self.current()  # one scan beats hundreds of IN (...) queries
+            return df[df["item_key"].isin(wanted)].reset_index(drop=True)
         with self.engine.connect() as conn:
-            key_chunks = _chunks(list(dict.fromkeys(keys))) if keys is not None else [None]
+            key_chunks = _chunks(wanted) if wanted is not None else [None]
             for chunk in key_chunks:
                 inner = sa.select(*cols, rank.label("rk"))
                 if chunk is not None:

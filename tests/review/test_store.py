@@ -216,3 +216,16 @@ def test_killed_writer_leaves_database_consistent(review_url):
     assert (sizes == BATCH_ROWS).all() and len(sizes) >= len(batches)
     st.decide("after-kill", "fixed", reviewer="me")  # still writable
     assert st.current(["after-kill"])["status"].tolist() == ["fixed"]
+
+
+def test_current_of_many_keys_reads_once_and_filters(review_store, monkeypatch):
+    import qa.review.store as store_mod
+
+    for k in ("a", "b", "c"):
+        review_store.decide(k, "fixed", reviewer="x")
+    review_store.decide("b", "confirmed", reviewer="y")
+    few = review_store.current(["b", "c", "zz"]).sort_values("item_key")
+    monkeypatch.setattr(store_mod, "_READ_ALL_ABOVE", 1)
+    many = review_store.current(["b", "c", "zz"]).sort_values("item_key")
+    assert many["status"].tolist() == few["status"].tolist() == ["confirmed", "fixed"]
+    assert many["decision_uid"].tolist() == few["decision_uid"].tolist()
