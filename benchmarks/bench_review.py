@@ -30,8 +30,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qa.dataset import Dataset  # noqa: E402
-from qa.results import findings_frame  # noqa: E402
+from qa.dataset import Dataset
+from qa.results import findings_frame
 
 KEYS_TARGET_S = 10.0
 QUEUE_TARGET_S = 5.0

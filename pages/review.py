@@ -11,7 +11,11 @@ from qa.viz import review as vr
 ds = require_dataset()
 st.title("Review")
 findings, keys = cached.review_items(dataset_key(), ds)
-store = review.default_review_store()
+try:
+    store = review.default_review_store()
+except (review.ReviewDatabaseError, ValueError) as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
 queue = review.build_queue(ds, findings, keys=keys, store=store, open_first=False)
 
 ids, kind = focus()

@@ -66,6 +66,11 @@ V1_SCHEMA = (
 )
 
 
+class ReviewDatabaseError(RuntimeError):
+    """The decisions database cannot be opened (server down, bad credentials, unwritable
+    folder); the message names the database (password hidden) and what to check."""
+
+
 def _metadata():
     import sqlalchemy as sa
 
@@ -158,7 +163,15 @@ class ReviewStore:
             _sqlite_hooks(self.engine)
         else:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
-        self._migrate()
+        try:
+            self._migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise ReviewDatabaseError(
+                f"cannot open the decisions database {self!r}: {reason}. Check {DB_ENV} (a "
+                "reachable server, the user's rights) or unset it to use the local SQLite "
+                "file") from exc
 
     def __repr__(self) -> str:
         return f"ReviewStore({self.engine.url.render_as_string(hide_password=True)!r})"

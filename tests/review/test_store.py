@@ -140,6 +140,15 @@ def test_bad_urls_are_refused():
         ReviewStore("not a url")
 
 
+def test_unreachable_server_says_which_and_what_to_check():
+    from qa.review import ReviewDatabaseError
+
+    with pytest.raises(ReviewDatabaseError, match=r"cannot open the decisions database "
+                       r"ReviewStore\('postgresql\+psycopg://u:\*\*\*@127.0.0.1:9/db'\).*"
+                       "Check DATASET_QA_DB"):
+        ReviewStore("postgresql://u:secret@127.0.0.1:9/db")
+
+
 def test_default_store_follows_env(tmp_path, monkeypatch):
     from qa.review import default_review_store, default_url
 
