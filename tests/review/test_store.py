@@ -238,3 +238,18 @@ def test_current_of_many_keys_reads_once_and_filters(review_store, monkeypatch):
     many = review_store.current(["b", "c", "zz"]).sort_values("item_key")
     assert many["status"].tolist() == few["status"].tolist() == ["confirmed", "fixed"]
     assert many["decision_uid"].tolist() == few["decision_uid"].tolist()
+
+
+def test_app_sessions_as_threads_lose_nothing(review_store):
+    """Streamlit runs each browser session in a thread of one process, sharing the store."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(name):
+        return [review_store.decide(f"k{i % 50}", "confirmed", reviewer=name)
+                for i in range(150)]
+
+    with ThreadPoolExecutor(4) as pool:
+        uids = [u for batch in pool.map(work, ["s1", "s2", "s3", "s4"]) for u in batch]
+    hist = review_store.history()
+    assert len(hist) == 600 and set(hist["decision_uid"]) == set(uids)
+    assert len(review_store.current()) == 50
