@@ -164,17 +164,29 @@ def test_default_store_follows_env(tmp_path, monkeypatch):
 
 def _spawn(url: str, reviewer: str, n: int, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(WRITER), url, reviewer, str(n), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _go(*procs: subprocess.Popen) -> None:
+    """Wait until every writer has opened the store, then start them all at once."""
+    for p in procs:
+        line = p.stdout.readline().strip()
+        assert line == "ready", (line, p.stderr.read()[-2000:] if p.poll() is not None else "")
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
 
 
 def test_two_writers_lose_no_decision(review_url):
     ReviewStore(review_url).close()  # created before the race (the race on creation is below)
     procs = [_spawn(review_url, name, N_WRITES) for name in ("w1", "w2")]
+    _go(*procs)
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
-    uids = [line for out, _ in outs for line in out.split() if line != "ready"]
+    uids = [line for out, _ in outs for line in out.split()]
     assert len(uids) == 2 * N_WRITES
     st = ReviewStore(review_url)
     hist = st.history()
@@ -191,6 +203,7 @@ def test_two_writers_lose_no_decision(review_url):
 
 def test_two_processes_creating_the_database_at_once(review_url):
     procs = [_spawn(review_url, name, 5) for name in ("a", "b")]
+    _go(*procs)
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
@@ -201,13 +214,14 @@ def test_two_processes_creating_the_database_at_once(review_url):
 def test_killed_writer_leaves_database_consistent(review_url):
     ReviewStore(review_url).close()
     p = _spawn(review_url, "victim", 100_000, "batch")
+    _go(p)
     committed, batches = [], []
     deadline = time.time() + 120
     while time.time() < deadline:
         line = p.stdout.readline().strip()
         if line.startswith("batch "):
             batches.append(line.split()[1])
-        elif line and line != "ready":
+        elif line:
             committed.append(line)
         if len(committed) >= 150 and len(batches) >= 3:
             break
