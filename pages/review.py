@@ -27,7 +27,8 @@ reviewer = st.sidebar.text_input("Your name (recorded with each decision)", key=
 
 f = st.columns(5)
 opts = {c: sorted(queue[c].dropna().astype(str).unique()) for c in
-        ("kind", "class_name", "split", "annotator", "status")}
+        ("kind", "class_name", "split", "annotator")}
+opts["status"] = list(review.STATUSES)  # fixed: a status must stay choosable when emptied
 if kind and st.session_state.get("rv_focus_kind") != kind and kind in opts["kind"]:
     st.session_state["rv_kinds"] = [kind]  # once per deep link: the reviewer may widen it
     st.session_state["rv_focus_kind"] = kind
