@@ -80,8 +80,8 @@ with left:
     for col, (j, thumb, _) in zip(st.columns(4) if related else [], related):
         col.image(thumb, caption=f"related #{j}", width="stretch")
 with right:
-    st.markdown(f"**{item['kind']}** · {item['analysis']} · {item['severity']}"
-                f" · score {item['score']:.2f}")
+    score = "" if item["score"] != item["score"] else f" · score {item['score']:.2f}"  # NaN
+    st.markdown(f"**{item['kind']}** · {item['analysis']} · {item['severity']}{score}")
     st.write(item["message"] or "")
     st.markdown(f"Status: **{item['status'].replace('_', ' ')}**"
                 + (f" by {item['decided_by']}" if item["decided_by"] else "")
