@@ -11,7 +11,11 @@ from qa.viz import review as vr
 ds = require_dataset()
 st.title("Review")
 findings, keys = cached.review_items(dataset_key(), ds)
-store = review.default_review_store()
+try:
+    store = review.default_review_store()
+except (review.ReviewDatabaseError, ValueError) as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
 queue = review.build_queue(ds, findings, keys=keys, store=store, open_first=False)
 
 ids, kind = focus()
@@ -23,7 +27,8 @@ reviewer = st.sidebar.text_input("Your name (recorded with each decision)", key=
 
 f = st.columns(5)
 opts = {c: sorted(queue[c].dropna().astype(str).unique()) for c in
-        ("kind", "class_name", "split", "annotator", "status")}
+        ("kind", "class_name", "split", "annotator")}
+opts["status"] = list(review.STATUSES)  # fixed: a status must stay choosable when emptied
 if kind and st.session_state.get("rv_focus_kind") != kind and kind in opts["kind"]:
     st.session_state["rv_kinds"] = [kind]  # once per deep link: the reviewer may widen it
     st.session_state["rv_focus_kind"] = kind
@@ -75,8 +80,8 @@ with left:
     for col, (j, thumb, _) in zip(st.columns(4) if related else [], related):
         col.image(thumb, caption=f"related #{j}", width="stretch")
 with right:
-    st.markdown(f"**{item['kind']}** · {item['analysis']} · {item['severity']}"
-                f" · score {item['score']:.2f}")
+    score = "" if item["score"] != item["score"] else f" · score {item['score']:.2f}"  # NaN
+    st.markdown(f"**{item['kind']}** · {item['analysis']} · {item['severity']}{score}")
     st.write(item["message"] or "")
     st.markdown(f"Status: **{item['status'].replace('_', ' ')}**"
                 + (f" by {item['decided_by']}" if item["decided_by"] else "")

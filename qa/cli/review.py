@@ -12,9 +12,13 @@ from qa.cli import EXIT_OK, EXIT_UNUSABLE, dataset_args, load_dataset, print_jso
 
 
 def _store(args):
-    from qa.review import ReviewStore, default_review_store
+    from qa.dataset import DatasetError
+    from qa.review import ReviewDatabaseError, ReviewStore, default_review_store
 
-    return ReviewStore(args.db) if args.db else default_review_store()
+    try:
+        return ReviewStore(args.db) if args.db else default_review_store()
+    except (ReviewDatabaseError, ValueError) as exc:
+        raise DatasetError(str(exc)) from None  # main() turns it into exit status 2
 
 
 def cmd_export(args) -> int:

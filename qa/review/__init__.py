@@ -19,17 +19,21 @@ from qa.review.queue import (
     mark_findings,
     queue_progress,
     record_decision,
+    review_summary,
     reviewer_counts,
+    without_dismissed,
 )
 from qa.review.store import (
     DECISIONS,
     STATUSES,
+    ReviewDatabaseError,
     ReviewStore,
     default_review_store,
     default_url,
 )
 
-__all__ = ["DECISIONS", "DECISION_BUTTONS", "QUEUE_TABLE", "STATUSES", "ReviewStore",
+__all__ = ["DECISIONS", "DECISION_BUTTONS", "QUEUE_TABLE", "STATUSES", "ReviewDatabaseError", "ReviewStore",
            "build_queue", "collect_findings", "default_review_store", "default_url",
            "evidence_link", "filter_queue", "history_table", "image_hashes", "item_keys",
-           "mark_findings", "queue_progress", "record_decision", "reviewer_counts"]
+           "mark_findings", "queue_progress", "record_decision", "review_summary",
+           "reviewer_counts", "without_dismissed"]

@@ -54,23 +54,20 @@ def _compute_marks(findings: pd.DataFrame, keys: pd.DataFrame, current: pd.DataF
     out = findings.copy()
     for col in ("item_key", "fingerprint", "image_sha"):
         out[col] = pd.Series(keys[col].to_numpy(), index=out.index, dtype=object)
-    cur = current.set_index("item_key") if len(current) else None
-    n = len(out)
-    status = np.array(["open"] * n, dtype=object)
-    by = np.array([None] * n, dtype=object)
-    at = np.full(n, np.nan)
-    note = np.array([None] * n, dtype=object)
-    reopened = np.zeros(n, dtype=bool)
-    if cur is not None:
-        for i, (k, fp) in enumerate(zip(out["item_key"], out["fingerprint"])):
-            if k not in cur.index:
-                continue
-            d = cur.loc[k]
-            if d["fingerprint"] is not None and d["fingerprint"] != fp:
-                reopened[i] = d["status"] != "open"
-                continue
-            status[i] = d["status"]
-            by[i], at[i], note[i] = d["reviewer"], d["decided_at"], d["note"]
+    d = pd.DataFrame({"item_key": out["item_key"].to_numpy(),
+                      "fp": out["fingerprint"].to_numpy()}).merge(
+        current.drop_duplicates("item_key"), on="item_key", how="left")
+    has = d["status"].notna().to_numpy()
+    changed = has & d["fingerprint"].notna().to_numpy() & \
+        (d["fingerprint"].to_numpy() != d["fp"].to_numpy())
+    decided = has & ~changed
+    status = np.where(decided, d["status"].to_numpy(dtype=object), "open").astype(object)
+    by = np.where(decided, d["reviewer"].to_numpy(dtype=object), None)
+    at = np.where(decided, d["decided_at"].to_numpy(dtype=float), np.nan).astype(float)
+    note = np.where(decided, d["note"].to_numpy(dtype=object), None)
+    reopened = changed & (d["status"].to_numpy(dtype=object) != "open")
+    by = np.array([v if isinstance(v, str) else None for v in by], dtype=object)
+    note = np.array([v if isinstance(v, str) else None for v in note], dtype=object)
     # object dtype: pandas would infer its string dtype and turn None into NaN
     out["status"] = pd.Series(status, index=out.index, dtype=object)
     out["decided_by"] = pd.Series(by, index=out.index, dtype=object)
@@ -191,6 +188,32 @@ def record_decision(item: pd.Series | dict, status: str, *, reviewer: str,
            "message": get("message"), "dataset": dataset_name}
     return st.decide(get("item_key"), status, reviewer=reviewer, note=note,
                      fingerprint=get("fingerprint"), context=ctx)
+
+
+def review_summary(marked: pd.DataFrame) -> dict:
+    """What reviewers decided about a :func:`mark_findings` table, for the health report:
+    ``{"items", "open", "confirmed", "not_an_issue", "fixed", "reopened",
+    "dismissed_by": {reviewer: n}}`` (items counted once per item_key). The report drops the
+    ``not_an_issue`` rows (:func:`without_dismissed`) from its counts and fail status and
+    shows ``dismissed_by``."""
+    missing = {"item_key", "status", "decided_by", "reopened"} - set(marked.columns)
+    if missing:
+        raise ValueError(f"review_summary() needs mark_findings()'s columns; {sorted(missing)} "
+                         "are missing")
+    items = marked.drop_duplicates("item_key")
+    counts = items["status"].value_counts()
+    out = {"items": len(items), **{s: int(counts.get(s, 0)) for s in STATUSES},
+           "reopened": int(items["reopened"].sum())}
+    dismissed = items[items["status"] == "not_an_issue"]
+    out["dismissed_by"] = {str(k): int(v) for k, v in
+                           dismissed["decided_by"].value_counts().sort_index().items()}
+    return out
+
+
+def without_dismissed(marked: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`mark_findings` table that reviewers have not dismissed as "not an
+    issue" (what later counts and the report's fail status use)."""
+    return marked[marked["status"] != "not_an_issue"]
 
 
 def evidence_link(item: pd.Series | dict) -> str:

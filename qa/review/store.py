@@ -44,6 +44,9 @@ STATUSES = ("open", "confirmed", "not_an_issue", "fixed")
 BUSY_TIMEOUT_S = 60.0
 # IN (...) lists are cut to this many keys (SQLite's parameter limit, PostgreSQL plan size).
 _CHUNK = 500
+# Above this many keys, current() reads every item's latest decision in one query and
+# filters in memory (a queue of 200k items would otherwise take 400 queries).
+_READ_ALL_ABOVE = 5_000
 MAX_REVIEWER_LEN = 200
 MAX_NOTE_LEN = 10_000
 # PostgreSQL advisory lock id for schema changes (any constant; "rvw1" in ASCII).
@@ -61,6 +64,11 @@ V1_SCHEMA = (
      "decided_at REAL NOT NULL)"),
     "CREATE INDEX ix_review_decisions_item ON review_decisions (item_key)",
 )
+
+
+class ReviewDatabaseError(RuntimeError):
+    """The decisions database cannot be opened (server down, bad credentials, unwritable
+    folder); the message names the database (password hidden) and what to check."""
 
 
 def _metadata():
@@ -155,7 +163,15 @@ class ReviewStore:
             _sqlite_hooks(self.engine)
         else:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
-        self._migrate()
+        try:
+            self._migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise ReviewDatabaseError(
+                f"cannot open the decisions database {self!r}: {reason}. Check {DB_ENV} (a "
+                "reachable server, the user's rights) or unset it to use the local SQLite "
+                "file") from exc
 
     def __repr__(self) -> str:
         return f"ReviewStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -262,8 +278,12 @@ class ReviewStore:
                                          order_by=(t.c.decided_at.desc(), t.c.id.desc()))
         cols = [t.c[c] for c in COLUMNS]
         frames = []
+        wanted = None if keys is None else list(dict.fromkeys(keys))
+        if wanted is not None and len(wanted) > _READ_ALL_ABOVE:
+            df = self.current()  # one scan beats hundreds of IN (...) queries
+            return df[df["item_key"].isin(wanted)].reset_index(drop=True)
         with self.engine.connect() as conn:
-            key_chunks = _chunks(list(dict.fromkeys(keys))) if keys is not None else [None]
+            key_chunks = _chunks(wanted) if wanted is not None else [None]
             for chunk in key_chunks:
                 inner = sa.select(*cols, rank.label("rk"))
                 if chunk is not None:

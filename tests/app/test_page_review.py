@@ -71,3 +71,11 @@ def test_deep_link_shows_only_that_image(sample, db):
     assert "linked image" in texts(at)
     assert "Item **1** of **1**" in texts(at)
     assert "missing_file" in texts(at)
+
+
+def test_unreachable_database_is_explained(sample, monkeypatch):
+    monkeypatch.setenv("DATASET_QA_DB", "postgresql://u:secret@127.0.0.1:9/db")
+    at = run_page("review", sample, "review-nodb")
+    assert not at.exception, at.exception
+    msg = " ".join(e.value for e in at.error)
+    assert "cannot open the decisions database" in msg and "secret" not in msg

@@ -2,7 +2,8 @@
 
     python tests/review/_writer.py URL REVIEWER N [batch]
 
-Writes N decisions one transaction each, half on keys shared with the other writer, and
+Opens the store, prints "ready", waits for a line on stdin (the start signal), then writes N
+decisions one transaction each, half on keys shared with the other writer, and
 prints each committed decision's uid on its own line (flushed), so the parent knows what
 must be in the database. With ``batch``, every 10th write is instead an import of
 BATCH_ROWS decisions in one transaction (all or none must survive a kill).
@@ -27,6 +28,7 @@ def main() -> None:
     batch = len(sys.argv) > 4 and sys.argv[4] == "batch"
     st = ReviewStore(url)
     print("ready", flush=True)
+    sys.stdin.readline()  # the start signal: both writers begin together
     for i in range(n):
         if batch and i % 10 == 9:
             tag = uuid.uuid4().hex

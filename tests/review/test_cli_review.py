@@ -48,3 +48,13 @@ def test_relabel_file_and_errors(tmp_path, capsys):
     bad.write_text("[1, 2]")
     assert main(["review", "import", str(root), str(bad), "--db", db]) == 2
     assert "not a dataset-qa decisions export" in capsys.readouterr().err
+
+
+def test_unreachable_database_exits_2(tmp_path, capsys):
+    root = tmp_path / "data"
+    _ds(root)
+    code = main(["review", "export", str(root), "--out", str(tmp_path / "d.csv"), "--db",
+                 "postgresql://u:secret@127.0.0.1:9/db"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot open the decisions database" in err and "secret" not in err

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import qa
 from qa.results import FINDINGS_SCHEMA, findings_frame
@@ -82,6 +83,23 @@ def test_decisions_are_found_again_after_reload(tmp_path, review_store):
     assert rc.to_dict("records") == [
         {"reviewer": "ann", "confirmed": 0, "not_an_issue": 1, "fixed": 0, "total": 1},
         {"reviewer": "bob", "confirmed": 1, "not_an_issue": 0, "fixed": 0, "total": 1}]
+
+
+def test_report_summary_drops_dismissed_items(tmp_path, review_store):
+    from qa.review import review_summary, without_dismissed
+
+    ds = _ds(tmp_path)
+    q = build_queue(ds, FINDINGS, store=review_store).set_index("kind")
+    record_decision(q.loc["blurry"], "not_an_issue", reviewer="ann", store=review_store)
+    record_decision(q.loc["rare_class"], "not_an_issue", reviewer="bob", store=review_store)
+    record_decision(q.loc["label_error"], "confirmed", reviewer="bob", store=review_store)
+    m = mark_findings(ds, FINDINGS, store=review_store)
+    assert review_summary(m) == {"items": 4, "open": 1, "confirmed": 1, "not_an_issue": 2,
+                                 "fixed": 0, "reopened": 0,
+                                 "dismissed_by": {"ann": 1, "bob": 1}}
+    assert sorted(without_dismissed(m)["kind"]) == ["box_outside_image", "label_error"]
+    with pytest.raises(ValueError, match="needs mark_findings"):
+        review_summary(FINDINGS)
 
 
 def test_edited_box_reopens_its_item(tmp_path, review_store):

@@ -140,6 +140,15 @@ def test_bad_urls_are_refused():
         ReviewStore("not a url")
 
 
+def test_unreachable_server_says_which_and_what_to_check():
+    from qa.review import ReviewDatabaseError
+
+    with pytest.raises(ReviewDatabaseError, match=r"cannot open the decisions database "
+                       r"ReviewStore\('postgresql\+psycopg://u:\*\*\*@127.0.0.1:9/db'\).*"
+                       "Check DATASET_QA_DB"):
+        ReviewStore("postgresql://u:secret@127.0.0.1:9/db")
+
+
 def test_default_store_follows_env(tmp_path, monkeypatch):
     from qa.review import default_review_store, default_url
 
@@ -155,17 +164,29 @@ def test_default_store_follows_env(tmp_path, monkeypatch):
 
 def _spawn(url: str, reviewer: str, n: int, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(WRITER), url, reviewer, str(n), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _go(*procs: subprocess.Popen) -> None:
+    """Wait until every writer has opened the store, then start them all at once."""
+    for p in procs:
+        line = p.stdout.readline().strip()
+        assert line == "ready", (line, p.stderr.read()[-2000:] if p.poll() is not None else "")
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
 
 
 def test_two_writers_lose_no_decision(review_url):
     ReviewStore(review_url).close()  # created before the race (the race on creation is below)
     procs = [_spawn(review_url, name, N_WRITES) for name in ("w1", "w2")]
+    _go(*procs)
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
-    uids = [line for out, _ in outs for line in out.split() if line != "ready"]
+    uids = [line for out, _ in outs for line in out.split()]
     assert len(uids) == 2 * N_WRITES
     st = ReviewStore(review_url)
     hist = st.history()
@@ -182,6 +203,7 @@ def test_two_writers_lose_no_decision(review_url):
 
 def test_two_processes_creating_the_database_at_once(review_url):
     procs = [_spawn(review_url, name, 5) for name in ("a", "b")]
+    _go(*procs)
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
@@ -192,13 +214,14 @@ def test_two_processes_creating_the_database_at_once(review_url):
 def test_killed_writer_leaves_database_consistent(review_url):
     ReviewStore(review_url).close()
     p = _spawn(review_url, "victim", 100_000, "batch")
+    _go(p)
     committed, batches = [], []
     deadline = time.time() + 120
     while time.time() < deadline:
         line = p.stdout.readline().strip()
         if line.startswith("batch "):
             batches.append(line.split()[1])
-        elif line and line != "ready":
+        elif line:
             committed.append(line)
         if len(committed) >= 150 and len(batches) >= 3:
             break
@@ -216,3 +239,31 @@ def test_killed_writer_leaves_database_consistent(review_url):
     assert (sizes == BATCH_ROWS).all() and len(sizes) >= len(batches)
     st.decide("after-kill", "fixed", reviewer="me")  # still writable
     assert st.current(["after-kill"])["status"].tolist() == ["fixed"]
+
+
+def test_current_of_many_keys_reads_once_and_filters(review_store, monkeypatch):
+    import qa.review.store as store_mod
+
+    for k in ("a", "b", "c"):
+        review_store.decide(k, "fixed", reviewer="x")
+    review_store.decide("b", "confirmed", reviewer="y")
+    few = review_store.current(["b", "c", "zz"]).sort_values("item_key")
+    monkeypatch.setattr(store_mod, "_READ_ALL_ABOVE", 1)
+    many = review_store.current(["b", "c", "zz"]).sort_values("item_key")
+    assert many["status"].tolist() == few["status"].tolist() == ["confirmed", "fixed"]
+    assert many["decision_uid"].tolist() == few["decision_uid"].tolist()
+
+
+def test_app_sessions_as_threads_lose_nothing(review_store):
+    """Streamlit runs each browser session in a thread of one process, sharing the store."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(name):
+        return [review_store.decide(f"k{i % 50}", "confirmed", reviewer=name)
+                for i in range(150)]
+
+    with ThreadPoolExecutor(4) as pool:
+        uids = [u for batch in pool.map(work, ["s1", "s2", "s3", "s4"]) for u in batch]
+    hist = review_store.history()
+    assert len(hist) == 600 and set(hist["decision_uid"]) == set(uids)
+    assert len(review_store.current()) == 50
