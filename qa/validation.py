@@ -54,6 +54,12 @@ FILE_CHECKS = ("missing_file", "unreadable_file", "unsafe_path")
 # is probably attached to the wrong images or read in the wrong column order, not just sloppy.
 PRED_OUTSIDE_SHARE = 0.2
 MIN_PREDICTIONS_FOR_SUMMARY = 10
+# Class-mix check: half the mass in the wrong classes (total variation > 0.5) is far beyond
+# what an imperfect model does, and what a shuffled class order does; counted over the
+# predictions a model is confident about, with enough of them to compare.
+CLASS_MIX_TV = 0.5
+CLASS_MIX_MIN_SCORE = 0.5
+MIN_PREDICTIONS_FOR_MIX = 20
 _SEVERITY_SCORE = {"error": 1.0, "warning": 0.5, "info": 0.1}
 
 
@@ -320,7 +326,87 @@ def check_predictions(ds: Dataset) -> list[dict]:
                                 "their image; the predictions may be attached to the wrong "
                                 "images (ids from another export) or read in the wrong column "
                                 "order. Check the predictions file."))
+    out += _class_mix(ds)
     return out
+
+
+def _class_mix(ds: Dataset) -> list[dict]:
+    """Per model, a warning when the class mix of its confident predictions differs wildly
+    from the labels' (total variation distance over ``CLASS_MIX_TV``): the usual sign of a
+    model whose class order is not the dataset's."""
+    labels = ds.annotations[CATEGORY_ID].value_counts(normalize=True)
+    if len(ds.annotations) < MIN_PREDICTIONS_FOR_MIX:
+        return []
+    names = ds.category_names
+    out = []
+    p = ds.predictions
+    for model, df in p.groupby(MODEL, observed=True):
+        conf = df[df[SCORE] >= CLASS_MIX_MIN_SCORE]
+        df = conf if len(conf) >= MIN_PREDICTIONS_FOR_MIX else df
+        if len(df) < MIN_PREDICTIONS_FOR_MIX:
+            continue
+        preds = df[CATEGORY_ID].value_counts(normalize=True)
+        both = labels.index.union(preds.index)
+        diff = preds.reindex(both, fill_value=0) - labels.reindex(both, fill_value=0)
+        tv = float(diff.abs().sum() / 2)
+        swapped = _class_swap(ds, df)
+        if swapped is not None:
+            out.append(_summary(
+                "warning", "class_mix_mismatch",
+                f"model '{model}': {swapped[0]:.0%} of its confident boxes that overlap a "
+                "labelled box (IoU >= 0.5) carry another class; the model's class order is "
+                f"probably not the dataset's (e.g. its {swapped[1]}). Give its class names: "
+                "load(..., prediction_names='classes.txt' or its data.yaml)."))
+            continue
+        if tv <= CLASS_MIX_TV:
+            continue
+        top = int(diff.idxmax())
+        out.append(_summary(
+            "warning", "class_mix_mismatch",
+            f"model '{model}': the class mix of its predictions differs from the labels' "
+            f"(total variation {tv:.2f}; e.g. '{names.get(top, top)}' is "
+            f"{preds.get(top, 0):.0%} of the predictions but {labels.get(top, 0):.0%} of the "
+            "labels). If the model's class order is not the dataset's, give its class names "
+            "(load(..., prediction_names='classes.txt' or its data.yaml))."))
+    return out
+
+
+def _class_swap(ds: Dataset, preds: pd.DataFrame) -> tuple[float, str] | None:
+    """(share of overlapping prediction/label pairs whose classes differ, an example of the
+    mapping they suggest) when that share is over half, else None. Vectorised over images
+    with the shared pair machinery of :mod:`qa.geometry`."""
+    from qa.geometry import Geometry, cross_pairs
+
+    a = ds.annotations[ds.annotations[W].notna()].sort_values(IMAGE_ID, kind="stable")
+    p = preds[preds[W].notna()].sort_values(IMAGE_ID, kind="stable")
+    if len(a) == 0 or len(p) == 0:
+        return None
+    ga, gp = a[IMAGE_ID].to_numpy(), p[IMAGE_ID].to_numpy()
+    pp, pa = cross_pairs(gp, ga)
+    if not len(pp):
+        return None
+    iou = Geometry(_xyxy(p)).box_iou(Geometry(_xyxy(a)), pp, pa)
+    keep = iou >= 0.5
+    pp, pa, iou = pp[keep], pa[keep], iou[keep]
+    order = np.lexsort((-iou, pp))  # best label per prediction
+    first = np.r_[True, np.diff(pp[order]) != 0] if len(order) else np.zeros(0, bool)
+    pp, pa = pp[order][first], pa[order][first]
+    if len(pp) < MIN_PREDICTIONS_FOR_MIX:
+        return None
+    cp, ca = p[CATEGORY_ID].to_numpy()[pp], a[CATEGORY_ID].to_numpy()[pa]
+    wrong = float((cp != ca).mean())
+    if wrong <= 0.5:
+        return None
+    names = ds.category_names
+    pairs = pd.crosstab(cp, ca)
+    k = pairs.sum(axis=1).idxmax()
+    to = pairs.loc[k].idxmax()
+    return wrong, f"'{names.get(k, k)}' boxes sit mostly on '{names.get(to, to)}' labels"
+
+
+def _xyxy(df: pd.DataFrame) -> np.ndarray:
+    xywh = df[[X, Y, W, H]].to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
 
 
 def _summary(severity: str, check: str, message: str) -> dict:

@@ -579,3 +579,72 @@ def test_recognised_format_with_zero_images_is_an_error(tmp_path, fmt, content):
     p.write_text(json.dumps(content))
     with pytest.raises(DatasetError, match=f"read as {fmt} but found 0 images; expected"):
         qa.load(p, format=fmt)
+
+
+def _yolo_ds(tmp_path, n=25):
+    """A YOLO dataset of n 100x100 images, classes cat/dog, one box each (class i % 2)."""
+    d = tmp_path / "ds"
+    for i in range(n):
+        write_jpeg(d / "images" / f"im{i}.jpg", size=(100, 100), seed=i)
+        (d / "labels").mkdir(parents=True, exist_ok=True)
+        (d / "labels" / f"im{i}.txt").write_text(f"{i % 2} 0.3 0.4 0.2 0.3\n")
+    (d / "data.yaml").write_text("train: images\nnames: [cat, dog]\n")
+    return d
+
+
+def test_yolo_predictions_in_conf_first_order_are_detected(tmp_path):
+    d = _yolo_ds(tmp_path)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i in range(25):  # class conf cx cy w h: read the other way, boxes leave the image
+        (pred / f"im{i}.txt").write_text(f"{i % 2} 0.9{i % 10} 0.3 0.4 0.2 0.3\n")
+    ds = qa.load(d, predictions=pred)
+    b = ds.predictions.iloc[0]
+    assert (round(b.x), round(b.y), round(b.w), round(b.h)) == (20, 25, 20, 30)
+    assert b.score == pytest.approx(0.90)
+    assert (ds.load_issues.check == "prediction_columns").any()
+    from qa.io import attach_predictions  # the other order, forced, gives boxes outside
+
+    ds2, _ = attach_predictions(qa.load(d), pred, yolo_columns="class_box_conf")
+    assert "prediction_image_mismatch" in qa.validate(ds2).issues.check.tolist()
+
+
+def test_ultralytics_order_stays_when_both_orders_fit(tmp_path):
+    d = _yolo_ds(tmp_path)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i in range(25):
+        (pred / f"im{i}.txt").write_text(f"{i % 2} 0.3 0.4 0.2 0.3 0.5\n")
+    ds = qa.load(d, predictions=pred)
+    assert ds.predictions.score.eq(0.5).all()
+    assert not (ds.load_issues.check == "prediction_columns").any()
+
+
+def test_prediction_class_names_map_by_name_and_swaps_are_warned(tmp_path):
+    d = _yolo_ds(tmp_path)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i in range(25):  # the model's class 0 is 'dog'
+        (pred / f"im{i}.txt").write_text(f"{1 - i % 2} 0.3 0.4 0.2 0.3 0.8\n")
+    ds = qa.load(d, predictions=pred)  # no names: index = category id, all wrong
+    warn = qa.validate(ds).issues
+    assert warn.loc[warn.check == "class_mix_mismatch", "message"].str.contains(
+        "class order").any()
+    ds = qa.load(d, predictions=pred, prediction_names=["dog", "cat"])
+    assert (ds.predictions.category_id.to_numpy() == ds.annotations.category_id.to_numpy()).all()
+    assert "class_mix_mismatch" not in qa.validate(ds).issues.check.tolist()
+    (pred / "classes.txt").write_text("dog\ncat\n")  # found without being told
+    ds = qa.load(d, predictions=pred)
+    assert (ds.predictions.category_id.to_numpy() == ds.annotations.category_id.to_numpy()).all()
+
+
+def test_coco_results_with_file_names_match_by_name_not_id(tmp_path):
+    labels = _coco(tmp_path, [], images=[{"id": 5, "file_name": "x/a.jpg", "width": 9,
+                                          "height": 9},
+                                         {"id": 6, "file_name": "x/b.jpg", "width": 9,
+                                          "height": 9}])
+    preds = [{"image_id": 6, "file_name": "a.jpg", "category_id": 1, "bbox": [1, 1, 2, 2],
+              "score": 0.5}]
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    ds = qa.load(labels, predictions=tmp_path / "p.json", probe=False)
+    assert ds.predictions.image_id.tolist() == [5]
