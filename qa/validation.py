@@ -49,7 +49,7 @@ SEVERITIES = ("error", "warning", "info")
 # Problems a report row stands for: 1, or the rest of a check cut at MAX_ROWS_PER_CHECK.
 COUNT = "count"
 # Checks about the image files themselves (the report's "no corrupt or missing files" rule).
-FILE_CHECKS = ("missing_file", "unreadable_file", "unsafe_path")
+FILE_CHECKS = ("missing_file", "unreadable_file", "unsafe_path")  # images_not_found: a summary
 # A model whose boxes fall outside their image this often (of at least this many predictions)
 # is probably attached to the wrong images or read in the wrong column order, not just sloppy.
 PRED_OUTSIDE_SHARE = 0.2
@@ -60,6 +60,10 @@ MIN_PREDICTIONS_FOR_SUMMARY = 10
 CLASS_MIX_TV = 0.5
 CLASS_MIX_MIN_SCORE = 0.5
 MIN_PREDICTIONS_FOR_MIX = 20
+# When at least this many and this share of the files are missing, one row says where the
+# images probably are (a labels file loaded away from its images) before the per-file rows.
+MIN_MISSING_FOR_HINT = 2
+MISSING_SHARE_FOR_HINT = 0.5
 _SEVERITY_SCORE = {"error": 1.0, "warning": 0.5, "info": 0.1}
 
 
@@ -254,6 +258,14 @@ def check_files(ds: Dataset) -> list[dict]:
                     else "resolves") + f" outside the dataset root {ds.root}; it was not "
                  "read. Use a path relative to the root (copy linked files in).")
     missing = im[~im[EXISTS] & ~im.get(UNSAFE_PATH, False)]
+    if len(missing) >= MIN_MISSING_FOR_HINT and len(missing) >= MISSING_SHARE_FOR_HINT * len(im):
+        out.append(_summary(
+            "error", "images_not_found",
+            f"{len(missing):,} of {len(im):,} image files are not under {ds.root}: the images "
+            "are probably somewhere else. Give their folder: image_root=... (--image-root on "
+            "the command line), the folder that file names like "
+            f"'{missing[FILE_NAME].iloc[0]}' are relative to.") | {COUNT: 0})  # a hint: the
+        # files are counted by their own missing_file rows
     out += _rows("error", "missing_file", missing,
                  lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is listed but not found "
                  f"under {ds.root}; add the file or remove the entry.")

@@ -648,3 +648,34 @@ def test_coco_results_with_file_names_match_by_name_not_id(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps(preds))
     ds = qa.load(labels, predictions=tmp_path / "p.json", probe=False)
     assert ds.predictions.image_id.tolist() == [5]
+
+
+def test_cli_messages_suggest_image_root_and_name_predictions_flag(tmp_path, capsys):
+    from qa.cli import main
+
+    imgs = [{"id": i, "file_name": f"{i}.jpg", "width": 9, "height": 9} for i in range(1, 4)]
+    labels = _coco(tmp_path, [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]}],
+                   images=imgs)
+    rep = qa.validate(qa.load(labels))
+    hint = rep.issues[rep.issues.check == "images_not_found"]
+    assert len(hint) == 1 and "--image-root" in hint.message.item()
+    assert rep.n_errors == 3  # the hint does not count twice
+    assert main(["info", str(labels)]) == 0
+    assert "--image-root" in capsys.readouterr().out
+    res = tmp_path / "results.json"
+    res.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2],
+                                "score": 0.5}]))
+    assert main(["info", str(res)]) == 2
+    assert "--predictions" in capsys.readouterr().err
+    (tmp_path / "folder.csv").mkdir()
+    assert main(["info", str(tmp_path / "folder.csv"), "--format", "csv"]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder, but a file was expected" in err and err.count("\n") == 1
+
+
+def test_open_images_csv_is_named(tmp_path):
+    p = tmp_path / "oidv6-train-annotations-bbox.csv"
+    p.write_text("ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax\n"
+                 "000002b66c9c498e,xclick,/m/01g317,1,0.01,0.2,0.1,0.3\n")
+    with pytest.raises(DatasetError, match="Open Images CSV"):
+        qa.load(p)

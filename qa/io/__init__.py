@@ -84,7 +84,7 @@ def sniff_format(path: Path | str) -> str:
                 raise DatasetError(
                     f"{p}: this is a predictions file (COCO results: a list of image_id, "
                     "category_id, bbox, score). Load the dataset's labels and pass this file as "
-                    "predictions=..."
+                    "predictions=... (--predictions on the command line)."
                 )
             if fmt:
                 return fmt

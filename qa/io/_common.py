@@ -34,6 +34,7 @@ from qa.paths import is_within, lexically_inside, within_boundary
 
 log = logging.getLogger(__name__)
 
+LABEL_SUFFIXES = (".json", ".xml", ".yaml", ".yml", ".csv", ".tsv", ".txt", ".data", ".names")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Header reads are I/O bound: threads overlap the disk waits even on 2 cores.
 PROBE_WORKERS = 16
@@ -229,7 +230,15 @@ def read_bytes(path: Path) -> bytes:
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found. Check the path.") from None
     except IsADirectoryError:
-        raise DatasetError(f"{path}: is a directory, expected a file.") from None
+        try:
+            inside = sorted(p.name for p in Path(path).iterdir()
+                            if p.suffix.lower() in LABEL_SUFFIXES)[:5]
+        except OSError:
+            inside = []
+        hint = f" It holds {inside}: give one of those," if inside else " Give a labels file,"
+        raise DatasetError(f"{path}: is a folder, but a file was expected here.{hint} or "
+                           "load the folder with format='auto' (no --format) to let it be "
+                           "recognised.") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc}).") from None
 
