@@ -679,3 +679,44 @@ def test_open_images_csv_is_named(tmp_path):
                  "000002b66c9c498e,xclick,/m/01g317,1,0.01,0.2,0.1,0.3\n")
     with pytest.raises(DatasetError, match="Open Images CSV"):
         qa.load(p)
+
+
+# ----------------------------------------------------------------------------- section 6
+def test_extractions_are_removed_when_replaced_and_stale_ones_at_startup(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from qa.io import archive
+
+    folder = extract_zip(_zip({"ds/a.txt": "1"}), dest_parent=tmp_path)
+    box = extraction_folder(folder)
+    assert box.parent == tmp_path and (box / archive.OWNER_FILE).read_text() == str(os.getpid())
+    assert archive.remove_extraction(folder) and not box.exists()
+    assert not archive.remove_extraction(tmp_path)  # never a folder it did not make
+    # left by a server that is gone: its pid no longer runs
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = extraction_folder(extract_zip(_zip({"a.txt": "1"}), dest_parent=tmp_path))
+    (stale / archive.OWNER_FILE).write_text(gone)
+    mine = extraction_folder(extract_zip(_zip({"b.txt": "1"}), dest_parent=tmp_path))
+    other = tmp_path / "not-ours"
+    other.mkdir()
+    assert archive.remove_stale_extractions(tmp_path) == [stale]
+    assert mine.exists() and other.exists() and not stale.exists()
+
+
+def test_picker_extraction_goes_with_its_owner(tmp_path, monkeypatch):
+    import gc
+    import tempfile
+
+    from qa.app import picker
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    buf = _zip({"ds/a.txt": "1"}).getvalue()
+    ex = picker._Extraction("d1", buf)
+    box = extraction_folder(ex.folder)
+    assert box.parent == tmp_path and box.exists()
+    del ex
+    gc.collect()
+    assert not box.exists()  # the session (holder of the object) went: the folder went
