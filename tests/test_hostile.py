@@ -267,21 +267,12 @@ def _lying_size():
 
 
 @pytest.mark.parametrize("make,words", [(_encrypted, "encrypted"), (_deflate64, "compression"),
-                                        (_crc_corrupt, "damaged"), (_lying_size, "")])
+                                        (_crc_corrupt, "damaged"), (_lying_size, "damaged")])
 def test_bad_zips_are_dataset_errors_and_leave_nothing(tmp_path, make, words):
     with pytest.raises(DatasetError, match=words) as exc:
         extract_zip(make(), dest_parent=tmp_path)
     assert "\n" not in str(exc.value)
     assert list(tmp_path.iterdir()) == []
-
-
-def _cli(*argv) -> tuple[int, str]:
-    import subprocess
-    import sys
-
-    r = subprocess.run([sys.executable, "-m", "qa.cli", *argv], capture_output=True, text=True,
-                       cwd=Path(__file__).resolve().parents[1])
-    return r.returncode, r.stderr
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
@@ -618,6 +609,9 @@ def test_ultralytics_order_stays_when_both_orders_fit(tmp_path):
     ds = qa.load(d, predictions=pred)
     assert ds.predictions.score.eq(0.5).all()
     assert not (ds.load_issues.check == "prediction_columns").any()
+    (pred / "im0.txt").write_text("0 0.3 0.4 0.2 0.3 3.5\n")  # a YOLO conf of 3.5
+    bad = _issues(qa.load(d, predictions=pred), "bad_score")
+    assert len(bad) == 1 and "score 3.5 is not a probability" in bad.message.item()
 
 
 def test_prediction_class_names_map_by_name_and_swaps_are_warned(tmp_path):
@@ -696,7 +690,7 @@ def test_extractions_are_removed_when_replaced_and_stale_ones_at_startup(tmp_pat
     assert not archive.remove_extraction(tmp_path)  # never a folder it did not make
     # left by a server that is gone: its pid no longer runs
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+                          capture_output=True, text=True, check=True).stdout.strip()
     stale = extraction_folder(extract_zip(_zip({"a.txt": "1"}), dest_parent=tmp_path))
     (stale / archive.OWNER_FILE).write_text(gone)
     mine = extraction_folder(extract_zip(_zip({"b.txt": "1"}), dest_parent=tmp_path))

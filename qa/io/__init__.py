@@ -74,7 +74,12 @@ def _sniff_xml(path: Path) -> str | None:
 def sniff_format(path: Path | str) -> str:
     """Name of the format of ``path`` (a file or a directory); DatasetError if unknown."""
     p = Path(path)
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except OSError as exc:  # a name longer than the file system allows, no permission ...
+        raise DatasetError(f"{p}: cannot be read ({exc.strerror or exc}). Check the path.") \
+            from None
+    if not exists:
         raise DatasetError(f"{p}: no such file or directory. Check the path.")
     if p.is_file():
         suf = p.suffix.lower()

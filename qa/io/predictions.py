@@ -53,7 +53,14 @@ from qa.dataset import (
     Y,
     conform,
 )
-from qa.io._common import IssueLog, expect, is_file, load_yaml_safe, parse_json, read_bytes
+from qa.io._common import (
+    IssueLog,
+    expect,
+    is_file,
+    load_yaml_safe,
+    parse_json,
+    read_bytes,
+)
 
 log = logging.getLogger(__name__)
 
