@@ -71,7 +71,7 @@ from qa.io._common import (
     read_bytes,
 )
 from qa.io.coco import split_from_name
-from qa.paths import is_within
+from qa.paths import is_within, within_checker
 
 log = logging.getLogger(__name__)
 
@@ -444,11 +444,12 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
 
     rows = []
     expected_labels = set()
+    label_inside = within_checker(label_root)
     for fn, p, size in zip(file_names, paths, sizes):
         lp = label_path(p, label_root)
         expected_labels.add(os.path.normcase(os.path.abspath(lp)))
         # the path rule: an image listed from outside the root is refused, and so is its label
-        if is_within(label_root, lp) and is_file(lp):
+        if label_inside(lp) and is_file(lp):
             for r in _parse_label_file(lp, size, ids[fn], issues, names):
                 rows.append((ids[fn], *r))
 
