@@ -714,3 +714,19 @@ def test_picker_extraction_goes_with_its_owner(tmp_path, monkeypatch):
     del ex
     gc.collect()
     assert not box.exists()  # the session (holder of the object) went: the folder went
+
+
+def test_roboflow_yolov8_yaml_with_dotdot_splits_loads_inside_the_upload(tmp_path):
+    entries = {"ds/data.yaml": "train: ../train/images\nval: ../valid/images\nnc: 1\n"
+                               "names: ['ring']\n"}
+    for split in ("train", "valid"):
+        entries[f"ds/{split}/images/{split}.jpg"] = _jpeg_bytes()
+        entries[f"ds/{split}/labels/{split}.txt"] = "0 0.5 0.5 0.5 0.5\n"
+    folder, box = _upload(tmp_path, entries)
+    ds = qa.load(folder, confine_to=box)
+    assert sorted(ds.images.split.astype(str)) == ["train", "val"] and len(ds.annotations) == 2
+    # a 'path:' that does not exist falls back to the yaml's folder, as Ultralytics does
+    (folder / "data.yaml").write_text("path: ../datasets/coco128\ntrain: train/images\n"
+                                      "names: [ring]\n")
+    ds = qa.load(folder, confine_to=box)
+    assert len(ds.images) == 1 and (ds.load_issues.check == "missing_root").any()

@@ -154,6 +154,8 @@ def _images_of_entry(entry, root: Path, yaml_path: Path, issues: IssueLog) -> tu
                          "folder of images or a .txt list of image paths.")
             continue
         p = Path(e) if os.path.isabs(e) else root / e
+        if e.startswith("../") and not (is_dir(p) or is_file(p)):
+            p = root / e[3:]  # Ultralytics' fallback, which Roboflow's '../train/images' needs
         if (is_dir(p) or is_file(p)) and not is_within(root, p):
             issues.error("unsafe_path",
                          f"{yaml_path}: split entry {e!r} ({p}) leads outside the dataset root "
@@ -192,8 +194,9 @@ def _layout_from_yaml(yaml_path: Path, issues: IssueLog):
     else:
         expect(isinstance(rp, str), yaml_path, f"'path' must be a string, got {rp!r}.")
         root = Path(rp) if os.path.isabs(rp) else base / rp
-        check_root(root, yaml_path, f"'path: {rp}'")
-        if not is_dir(root):
+        if is_dir(root):  # an upload may not point outside itself; a missing one falls back
+            check_root(root, yaml_path, f"'path: {rp}'")
+        else:
             # Ultralytics falls back to paths relative to the yaml's folder
             issues.warning("missing_root",
                            f"{yaml_path}: 'path' {rp!r} is not a folder; using the yaml's "
