@@ -64,7 +64,7 @@ def _yolo_zip(cfg: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- section 1
-@pytest.mark.parametrize("path_value", ["ABS", "../..", "../../outside"])
+@pytest.mark.parametrize("path_value", ["ABS", "../..", "../../../outside"])
 def test_upload_yolo_path_outside_the_extraction_is_refused(tmp_path, outside, path_value):
     pv = str(outside) if path_value == "ABS" else path_value
     folder, box = _upload(tmp_path, _yolo_zip({"path": pv, "train": "images",
