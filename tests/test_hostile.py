@@ -241,7 +241,7 @@ def _stored_zip(name: str = "ds/a.txt", data: bytes = b"hello world " * 10) -> b
 def _patch(raw: bytearray, local_off: int, central_off: int, value: bytes) -> io.BytesIO:
     """Overwrite a field in the local header (offset from 'PK\\3\\4') and in the central
     directory entry (offset from 'PK\\1\\2')."""
-    lo, ce = raw.index(b"PK\x03\x04"), raw.index(b"PK\x01\x02")
+    ce = raw.index(b"PK\x01\x02")
     raw[lo + local_off:lo + local_off + len(value)] = value
     raw[ce + central_off:ce + central_off + len(value)] = value
     return io.BytesIO(bytes(raw))
@@ -730,3 +730,17 @@ def test_roboflow_yolov8_yaml_with_dotdot_splits_loads_inside_the_upload(tmp_pat
                                       "names: [ring]\n")
     ds = qa.load(folder, confine_to=box)
     assert len(ds.images) == 1 and (ds.load_issues.check == "missing_root").any()
+
+
+def test_zip_member_with_an_empty_name_is_refused(tmp_path):
+    # found by the 5,000-example fuzz run: zipfile's is_dir() raised IndexError
+    raw = bytearray(_stored_zip("ds/a.txt"))
+    ce = raw.index(b"PK\x01\x02")
+    raw[ce + 28:ce + 30] = b"\x00\x00"  # central directory: file name length 0
+    buf = bytes(raw[:ce + 46]) + bytes(raw[ce + 46 + len("ds/a.txt"):])
+    eocd = buf.index(b"PK\x05\x06")
+    size = int.from_bytes(buf[eocd + 12:eocd + 16], "little") - len("ds/a.txt")
+    buf = buf[:eocd + 12] + size.to_bytes(4, "little") + buf[eocd + 16:]
+    with pytest.raises(DatasetError):
+        extract_zip(io.BytesIO(buf), dest_parent=tmp_path)
+    assert list(tmp_path.iterdir()) == []
