@@ -241,7 +241,7 @@ def _stored_zip(name: str = "ds/a.txt", data: bytes = b"hello world " * 10) -> b
 def _patch(raw: bytearray, local_off: int, central_off: int, value: bytes) -> io.BytesIO:
     """Overwrite a field in the local header (offset from 'PK\\3\\4') and in the central
     directory entry (offset from 'PK\\1\\2')."""
-    ce = raw.index(b"PK\x01\x02")
+    lo, ce = raw.index(b"PK\x03\x04"), raw.index(b"PK\x01\x02")
     raw[lo + local_off:lo + local_off + len(value)] = value
     raw[ce + central_off:ce + central_off + len(value)] = value
     return io.BytesIO(bytes(raw))
