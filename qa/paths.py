@@ -54,6 +54,25 @@ def is_within(root: Path | str, path: Path | str) -> bool:
         return False
 
 
+def within_checker(root: Path | str):
+    """A fast :func:`is_within` for many files under few folders: each folder's real
+    location is resolved once; a file costs one ``lstat`` (a symlinked file is resolved)."""
+    rroot = _real_root(root)
+    folders: dict[Path, bool] = {}
+
+    def check(path: Path | str) -> bool:
+        p = Path(path)
+        ok = folders.get(p.parent)
+        if ok is None:
+            ok = folders[p.parent] = is_within(rroot, p.parent)
+        try:
+            return ok and (not p.is_symlink() or is_within(rroot, p))
+        except (OSError, ValueError):
+            return False
+
+    return check
+
+
 _BOUNDARY: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "dataset_qa_boundary", default=None)
 

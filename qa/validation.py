@@ -49,11 +49,22 @@ SEVERITIES = ("error", "warning", "info")
 # Problems a report row stands for: 1, or the rest of a check cut at MAX_ROWS_PER_CHECK.
 COUNT = "count"
 # Checks about the image files themselves (the report's "no corrupt or missing files" rule).
-FILE_CHECKS = ("missing_file", "unreadable_file", "unsafe_path")
+FILE_CHECKS = ("missing_file", "unreadable_file", "unsafe_path")  # images_not_found: a summary
 # A model whose boxes fall outside their image this often (of at least this many predictions)
 # is probably attached to the wrong images or read in the wrong column order, not just sloppy.
 PRED_OUTSIDE_SHARE = 0.2
 MIN_PREDICTIONS_FOR_SUMMARY = 10
+# Class-mix check: half the mass in the wrong classes (total variation > 0.5) is far beyond
+# what an imperfect model does, and what a shuffled class order does; counted over the
+# predictions a model is confident about, with enough of them to compare.
+CLASS_MIX_TV = 0.5
+CLASS_MIX_MIN_SCORE = 0.5
+MIN_PREDICTIONS_FOR_MIX = 20
+MAX_SWAP_IMAGES = 2000
+# When at least this many and this share of the files are missing, one row says where the
+# images probably are (a labels file loaded away from its images) before the per-file rows.
+MIN_MISSING_FOR_HINT = 2
+MISSING_SHARE_FOR_HINT = 0.5
 _SEVERITY_SCORE = {"error": 1.0, "warning": 0.5, "info": 0.1}
 
 
@@ -248,6 +259,14 @@ def check_files(ds: Dataset) -> list[dict]:
                     else "resolves") + f" outside the dataset root {ds.root}; it was not "
                  "read. Use a path relative to the root (copy linked files in).")
     missing = im[~im[EXISTS] & ~im.get(UNSAFE_PATH, False)]
+    if len(missing) >= MIN_MISSING_FOR_HINT and len(missing) >= MISSING_SHARE_FOR_HINT * len(im):
+        out.append(_summary(
+            "error", "images_not_found",
+            f"{len(missing):,} of {len(im):,} image files are not under {ds.root}: the images "
+            "are probably somewhere else. Give their folder: image_root=... (--image-root on "
+            "the command line), the folder that file names like "
+            f"'{missing[FILE_NAME].iloc[0]}' are relative to.") | {COUNT: 0})  # a hint: the
+        # files are counted by their own missing_file rows
     out += _rows("error", "missing_file", missing,
                  lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is listed but not found "
                  f"under {ds.root}; add the file or remove the entry.")
@@ -320,7 +339,91 @@ def check_predictions(ds: Dataset) -> list[dict]:
                                 "their image; the predictions may be attached to the wrong "
                                 "images (ids from another export) or read in the wrong column "
                                 "order. Check the predictions file."))
+    out += _class_mix(ds)
     return out
+
+
+def _class_mix(ds: Dataset) -> list[dict]:
+    """Per model, a warning when the class mix of its confident predictions differs wildly
+    from the labels' (total variation distance over ``CLASS_MIX_TV``): the usual sign of a
+    model whose class order is not the dataset's."""
+    labels = ds.annotations[CATEGORY_ID].value_counts(normalize=True)
+    if len(ds.annotations) < MIN_PREDICTIONS_FOR_MIX:
+        return []
+    names = ds.category_names
+    out = []
+    p = ds.predictions
+    for model, df in p.groupby(MODEL, observed=True):
+        conf = df[df[SCORE] >= CLASS_MIX_MIN_SCORE]
+        df = conf if len(conf) >= MIN_PREDICTIONS_FOR_MIX else df
+        if len(df) < MIN_PREDICTIONS_FOR_MIX:
+            continue
+        preds = df[CATEGORY_ID].value_counts(normalize=True)
+        both = labels.index.union(preds.index)
+        diff = preds.reindex(both, fill_value=0) - labels.reindex(both, fill_value=0)
+        tv = float(diff.abs().sum() / 2)
+        swapped = _class_swap(ds, df)
+        if swapped is not None:
+            out.append(_summary(
+                "warning", "class_mix_mismatch",
+                f"model '{model}': {swapped[0]:.0%} of its confident boxes that overlap a "
+                "labelled box (IoU >= 0.5) carry another class; the model's class order is "
+                f"probably not the dataset's (e.g. its {swapped[1]}). Give its class names: "
+                "load(..., prediction_names='classes.txt' or its data.yaml)."))
+            continue
+        if tv <= CLASS_MIX_TV:
+            continue
+        top = int(diff.idxmax())
+        out.append(_summary(
+            "warning", "class_mix_mismatch",
+            f"model '{model}': the class mix of its predictions differs from the labels' "
+            f"(total variation {tv:.2f}; e.g. '{names.get(top, top)}' is "
+            f"{preds.get(top, 0):.0%} of the predictions but {labels.get(top, 0):.0%} of the "
+            "labels). If the model's class order is not the dataset's, give its class names "
+            "(load(..., prediction_names='classes.txt' or its data.yaml))."))
+    return out
+
+
+def _class_swap(ds: Dataset, preds: pd.DataFrame) -> tuple[float, str] | None:
+    """(share of overlapping prediction/label pairs whose classes differ, an example of the
+    mapping they suggest) when that share is over half, else None. Vectorised over images
+    with the shared pair machinery of :mod:`qa.geometry`."""
+    from qa.geometry import Geometry, cross_pairs
+
+    a = ds.annotations[ds.annotations[W].notna()].sort_values(IMAGE_ID, kind="stable")
+    p = preds[preds[W].notna()].sort_values(IMAGE_ID, kind="stable")
+    if len(a) == 0 or len(p) == 0:
+        return None
+    # a bounded sample of images is plenty to see a swapped class order, and keeps the
+    # pairwise step small on a million-image dataset
+    both = np.intersect1d(a[IMAGE_ID].unique(), p[IMAGE_ID].unique())[:MAX_SWAP_IMAGES]
+    a, p = a[a[IMAGE_ID].isin(both)], p[p[IMAGE_ID].isin(both)]
+    ga, gp = a[IMAGE_ID].to_numpy(), p[IMAGE_ID].to_numpy()
+    pp, pa = cross_pairs(gp, ga)
+    if not len(pp):
+        return None
+    iou = Geometry(_xyxy(p)).box_iou(Geometry(_xyxy(a)), pp, pa)
+    keep = iou >= 0.5
+    pp, pa, iou = pp[keep], pa[keep], iou[keep]
+    order = np.lexsort((-iou, pp))  # best label per prediction
+    first = np.r_[True, np.diff(pp[order]) != 0] if len(order) else np.zeros(0, bool)
+    pp, pa = pp[order][first], pa[order][first]
+    if len(pp) < MIN_PREDICTIONS_FOR_MIX:
+        return None
+    cp, ca = p[CATEGORY_ID].to_numpy()[pp], a[CATEGORY_ID].to_numpy()[pa]
+    wrong = float((cp != ca).mean())
+    if wrong <= 0.5:
+        return None
+    names = ds.category_names
+    pairs = pd.crosstab(cp, ca)
+    k = pairs.sum(axis=1).idxmax()
+    to = pairs.loc[k].idxmax()
+    return wrong, f"'{names.get(k, k)}' boxes sit mostly on '{names.get(to, to)}' labels"
+
+
+def _xyxy(df: pd.DataFrame) -> np.ndarray:
+    xywh = df[[X, Y, W, H]].to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
 
 
 def _summary(severity: str, check: str, message: str) -> dict:

@@ -64,7 +64,7 @@ def _yolo_zip(cfg: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- section 1
-@pytest.mark.parametrize("path_value", ["ABS", "../..", "../../outside"])
+@pytest.mark.parametrize("path_value", ["ABS", "../..", "../../../outside"])
 def test_upload_yolo_path_outside_the_extraction_is_refused(tmp_path, outside, path_value):
     pv = str(outside) if path_value == "ABS" else path_value
     folder, box = _upload(tmp_path, _yolo_zip({"path": pv, "train": "images",
@@ -267,21 +267,12 @@ def _lying_size():
 
 
 @pytest.mark.parametrize("make,words", [(_encrypted, "encrypted"), (_deflate64, "compression"),
-                                        (_crc_corrupt, "damaged"), (_lying_size, "")])
+                                        (_crc_corrupt, "damaged"), (_lying_size, "damaged")])
 def test_bad_zips_are_dataset_errors_and_leave_nothing(tmp_path, make, words):
     with pytest.raises(DatasetError, match=words) as exc:
         extract_zip(make(), dest_parent=tmp_path)
     assert "\n" not in str(exc.value)
     assert list(tmp_path.iterdir()) == []
-
-
-def _cli(*argv) -> tuple[int, str]:
-    import subprocess
-    import sys
-
-    r = subprocess.run([sys.executable, "-m", "qa.cli", *argv], capture_output=True, text=True,
-                       cwd=Path(__file__).resolve().parents[1])
-    return r.returncode, r.stderr
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
@@ -579,3 +570,177 @@ def test_recognised_format_with_zero_images_is_an_error(tmp_path, fmt, content):
     p.write_text(json.dumps(content))
     with pytest.raises(DatasetError, match=f"read as {fmt} but found 0 images; expected"):
         qa.load(p, format=fmt)
+
+
+def _yolo_ds(tmp_path, n=25):
+    """A YOLO dataset of n 100x100 images, classes cat/dog, one box each (class i % 2)."""
+    d = tmp_path / "ds"
+    for i in range(n):
+        write_jpeg(d / "images" / f"im{i}.jpg", size=(100, 100), seed=i)
+        (d / "labels").mkdir(parents=True, exist_ok=True)
+        (d / "labels" / f"im{i}.txt").write_text(f"{i % 2} 0.3 0.4 0.2 0.3\n")
+    (d / "data.yaml").write_text("train: images\nnames: [cat, dog]\n")
+    return d
+
+
+def test_yolo_predictions_in_conf_first_order_are_detected(tmp_path):
+    d = _yolo_ds(tmp_path)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i in range(25):  # class conf cx cy w h: read the other way, boxes leave the image
+        (pred / f"im{i}.txt").write_text(f"{i % 2} 0.9{i % 10} 0.3 0.4 0.2 0.3\n")
+    ds = qa.load(d, predictions=pred)
+    b = ds.predictions.iloc[0]
+    assert (round(b.x), round(b.y), round(b.w), round(b.h)) == (20, 25, 20, 30)
+    assert b.score == pytest.approx(0.90)
+    assert (ds.load_issues.check == "prediction_columns").any()
+    from qa.io import attach_predictions  # the other order, forced, gives boxes outside
+
+    ds2, _ = attach_predictions(qa.load(d), pred, yolo_columns="class_box_conf")
+    assert "prediction_image_mismatch" in qa.validate(ds2).issues.check.tolist()
+
+
+def test_ultralytics_order_stays_when_both_orders_fit(tmp_path):
+    d = _yolo_ds(tmp_path)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i in range(25):
+        (pred / f"im{i}.txt").write_text(f"{i % 2} 0.3 0.4 0.2 0.3 0.5\n")
+    ds = qa.load(d, predictions=pred)
+    assert ds.predictions.score.eq(0.5).all()
+    assert not (ds.load_issues.check == "prediction_columns").any()
+    (pred / "im0.txt").write_text("0 0.3 0.4 0.2 0.3 3.5\n")  # a YOLO conf of 3.5
+    bad = _issues(qa.load(d, predictions=pred), "bad_score")
+    assert len(bad) == 1 and "score 3.5 is not a probability" in bad.message.item()
+
+
+def test_prediction_class_names_map_by_name_and_swaps_are_warned(tmp_path):
+    d = _yolo_ds(tmp_path)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i in range(25):  # the model's class 0 is 'dog'
+        (pred / f"im{i}.txt").write_text(f"{1 - i % 2} 0.3 0.4 0.2 0.3 0.8\n")
+    ds = qa.load(d, predictions=pred)  # no names: index = category id, all wrong
+    warn = qa.validate(ds).issues
+    assert warn.loc[warn.check == "class_mix_mismatch", "message"].str.contains(
+        "class order").any()
+    ds = qa.load(d, predictions=pred, prediction_names=["dog", "cat"])
+    assert (ds.predictions.category_id.to_numpy() == ds.annotations.category_id.to_numpy()).all()
+    assert "class_mix_mismatch" not in qa.validate(ds).issues.check.tolist()
+    (pred / "classes.txt").write_text("dog\ncat\n")  # found without being told
+    ds = qa.load(d, predictions=pred)
+    assert (ds.predictions.category_id.to_numpy() == ds.annotations.category_id.to_numpy()).all()
+
+
+def test_coco_results_with_file_names_match_by_name_not_id(tmp_path):
+    labels = _coco(tmp_path, [], images=[{"id": 5, "file_name": "x/a.jpg", "width": 9,
+                                          "height": 9},
+                                         {"id": 6, "file_name": "x/b.jpg", "width": 9,
+                                          "height": 9}])
+    preds = [{"image_id": 6, "file_name": "a.jpg", "category_id": 1, "bbox": [1, 1, 2, 2],
+              "score": 0.5}]
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    ds = qa.load(labels, predictions=tmp_path / "p.json", probe=False)
+    assert ds.predictions.image_id.tolist() == [5]
+
+
+def test_cli_messages_suggest_image_root_and_name_predictions_flag(tmp_path, capsys):
+    from qa.cli import main
+
+    imgs = [{"id": i, "file_name": f"{i}.jpg", "width": 9, "height": 9} for i in range(1, 4)]
+    labels = _coco(tmp_path, [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]}],
+                   images=imgs)
+    rep = qa.validate(qa.load(labels))
+    hint = rep.issues[rep.issues.check == "images_not_found"]
+    assert len(hint) == 1 and "--image-root" in hint.message.item()
+    assert rep.n_errors == 3  # the hint does not count twice
+    assert main(["info", str(labels)]) == 0
+    assert "--image-root" in capsys.readouterr().out
+    res = tmp_path / "results.json"
+    res.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2],
+                                "score": 0.5}]))
+    assert main(["info", str(res)]) == 2
+    assert "--predictions" in capsys.readouterr().err
+    (tmp_path / "folder.csv").mkdir()
+    assert main(["info", str(tmp_path / "folder.csv"), "--format", "csv"]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder, but a file was expected" in err and err.count("\n") == 1
+
+
+def test_open_images_csv_is_named(tmp_path):
+    p = tmp_path / "oidv6-train-annotations-bbox.csv"
+    p.write_text("ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax\n"
+                 "000002b66c9c498e,xclick,/m/01g317,1,0.01,0.2,0.1,0.3\n")
+    with pytest.raises(DatasetError, match="Open Images CSV"):
+        qa.load(p)
+
+
+# ----------------------------------------------------------------------------- section 6
+def test_extractions_are_removed_when_replaced_and_stale_ones_at_startup(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from qa.io import archive
+
+    folder = extract_zip(_zip({"ds/a.txt": "1"}), dest_parent=tmp_path)
+    box = extraction_folder(folder)
+    assert box.parent == tmp_path and (box / archive.OWNER_FILE).read_text() == str(os.getpid())
+    assert archive.remove_extraction(folder) and not box.exists()
+    assert not archive.remove_extraction(tmp_path)  # never a folder it did not make
+    # left by a server that is gone: its pid no longer runs
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = extraction_folder(extract_zip(_zip({"a.txt": "1"}), dest_parent=tmp_path))
+    (stale / archive.OWNER_FILE).write_text(gone)
+    mine = extraction_folder(extract_zip(_zip({"b.txt": "1"}), dest_parent=tmp_path))
+    other = tmp_path / "not-ours"
+    other.mkdir()
+    assert archive.remove_stale_extractions(tmp_path) == [stale]
+    assert mine.exists() and other.exists() and not stale.exists()
+
+
+def test_picker_extraction_goes_with_its_owner(tmp_path, monkeypatch):
+    import gc
+    import tempfile
+
+    from qa.app import picker
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    buf = _zip({"ds/a.txt": "1"}).getvalue()
+    ex = picker._Extraction("d1", buf)
+    box = extraction_folder(ex.folder)
+    assert box.parent == tmp_path and box.exists()
+    del ex
+    gc.collect()
+    assert not box.exists()  # the session (holder of the object) went: the folder went
+
+
+def test_roboflow_yolov8_yaml_with_dotdot_splits_loads_inside_the_upload(tmp_path):
+    entries = {"ds/data.yaml": "train: ../train/images\nval: ../valid/images\nnc: 1\n"
+                               "names: ['ring']\n"}
+    for split in ("train", "valid"):
+        entries[f"ds/{split}/images/{split}.jpg"] = _jpeg_bytes()
+        entries[f"ds/{split}/labels/{split}.txt"] = "0 0.5 0.5 0.5 0.5\n"
+    folder, box = _upload(tmp_path, entries)
+    ds = qa.load(folder, confine_to=box)
+    assert sorted(ds.images.split.astype(str)) == ["train", "val"] and len(ds.annotations) == 2
+    # a 'path:' that does not exist falls back to the yaml's folder, as Ultralytics does
+    (folder / "data.yaml").write_text("path: ../datasets/coco128\ntrain: train/images\n"
+                                      "names: [ring]\n")
+    ds = qa.load(folder, confine_to=box)
+    assert len(ds.images) == 1 and (ds.load_issues.check == "missing_root").any()
+
+
+def test_zip_member_with_an_empty_name_is_refused(tmp_path):
+    # found by the 5,000-example fuzz run: zipfile's is_dir() raised IndexError
+    raw = bytearray(_stored_zip("ds/a.txt"))
+    ce = raw.index(b"PK\x01\x02")
+    raw[ce + 28:ce + 30] = b"\x00\x00"  # central directory: file name length 0
+    buf = bytes(raw[:ce + 46]) + bytes(raw[ce + 46 + len("ds/a.txt"):])
+    eocd = buf.index(b"PK\x05\x06")
+    size = int.from_bytes(buf[eocd + 12:eocd + 16], "little") - len("ds/a.txt")
+    buf = buf[:eocd + 12] + size.to_bytes(4, "little") + buf[eocd + 16:]
+    with pytest.raises(DatasetError):
+        extract_zip(io.BytesIO(buf), dest_parent=tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -35,7 +35,8 @@ def _signature(path: Path) -> str:
         return ""
 
 
-KEY_UPLOAD = "_picker_upload_extraction"
+# "picker_" so that a dataset change (state.set_dataset) keeps it: the loaded dataset lives in it
+KEY_UPLOAD = "picker_upload_extraction"
 
 
 @st.cache_resource(show_spinner="Loading dataset ...", max_entries=4)

@@ -74,7 +74,12 @@ def _sniff_xml(path: Path) -> str | None:
 def sniff_format(path: Path | str) -> str:
     """Name of the format of ``path`` (a file or a directory); DatasetError if unknown."""
     p = Path(path)
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except OSError as exc:  # a name longer than the file system allows, no permission ...
+        raise DatasetError(f"{p}: cannot be read ({exc.strerror or exc}). Check the path.") \
+            from None
+    if not exists:
         raise DatasetError(f"{p}: no such file or directory. Check the path.")
     if p.is_file():
         suf = p.suffix.lower()
@@ -84,7 +89,7 @@ def sniff_format(path: Path | str) -> str:
                 raise DatasetError(
                     f"{p}: this is a predictions file (COCO results: a list of image_id, "
                     "category_id, bbox, score). Load the dataset's labels and pass this file as "
-                    "predictions=..."
+                    "predictions=... (--predictions on the command line)."
                 )
             if fmt:
                 return fmt
@@ -205,6 +210,7 @@ def load(
     progress: Callable[[int, int], None] | None = None,
     confine_to: Path | str | None = None,
     voc_coordinates: str = "auto",
+    prediction_names=None,
 ) -> Dataset:
     """Load a dataset from ``path`` and return a :class:`Dataset`.
 
@@ -225,6 +231,8 @@ def load(
     voc_coordinates : Pascal VOC only: "one_based" (the devkit's), "zero_based" (CVAT's), or
         "auto" (zero-based for files that say they are CVAT/Datumaro exports); see
         :mod:`qa.io.voc`.
+    prediction_names : the model's class names (a names file, a data.yaml, a list or a dict)
+        when its class order differs from the dataset's; see :mod:`qa.io.predictions`.
 
     Malformed files raise :class:`DatasetError` naming the file and position. Bad rows in a
     well-formed file are quarantined into ``Dataset.load_issues`` (see :func:`qa.validate`).
@@ -237,7 +245,7 @@ def load(
     if probe and EXISTS not in ds.images.columns:  # YOLO probes while reading (needs sizes)
         ds = dataclasses.replace(ds, images=probe_images(ds.images, ds.root, progress=progress))
     if predictions is not None:
-        ds, _ = attach_predictions(ds, predictions)
+        ds, _ = attach_predictions(ds, predictions, names=prediction_names)
     if strict:
         from qa.validation import validate
 
@@ -251,25 +259,38 @@ def load(
     return ds
 
 
-def attach_predictions(ds: Dataset, sources, *, errors: str = "raise"
-                       ) -> tuple[Dataset, list[str]]:
+def attach_predictions(ds: Dataset, sources, *, errors: str = "raise", names=None,
+                       yolo_columns: str = "auto") -> tuple[Dataset, list[str]]:
     """``ds`` with the predictions of ``sources`` (a path or a list, one model each) and the
     messages of the files that could not be read. ``errors="raise"`` raises DatasetError on
     the first bad file; ``"collect"`` skips it and returns its message, so a dashboard can
-    show the labels without that model."""
+    show the labels without that model. ``names`` / ``yolo_columns``: see
+    :func:`qa.io.predictions.load_predictions`. What was decided while reading (a detected
+    column order, skipped files) is added to ``ds.load_issues``."""
+    from qa.io._common import IssueLog
     from qa.io.predictions import load_predictions
 
     if errors not in ("raise", "collect"):
         raise ValueError(f"errors must be 'raise' or 'collect', got {errors!r}")
     sources = [sources] if not isinstance(sources, (list, tuple)) else sources
     frames, problems = [], []
+    issues = IssueLog()
     for src in sources:
         try:
-            frames.append(load_predictions(src, ds))
+            frames.append(load_predictions(src, ds, names=names, yolo_columns=yolo_columns,
+                                           issues=issues))
+        except RecursionError:
+            msg = f"{src}: the predictions are nested too deeply to read; re-export the file."
+            if errors == "raise":
+                raise DatasetError(msg) from None
+            problems.append(msg)
         except DatasetError as exc:
             if errors == "raise":
                 raise
             problems.append(str(exc))
+    if issues.rows:
+        ds = dataclasses.replace(ds, load_issues=pd.concat(
+            [df for df in (ds.load_issues, issues.frame()) if len(df)], ignore_index=True))
     if not frames:
         return ds, problems
     merged = pd.concat(frames, ignore_index=True)

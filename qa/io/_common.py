@@ -34,6 +34,7 @@ from qa.paths import is_within, lexically_inside, within_boundary
 
 log = logging.getLogger(__name__)
 
+LABEL_SUFFIXES = (".json", ".xml", ".yaml", ".yml", ".csv", ".tsv", ".txt", ".data", ".names")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Header reads are I/O bound: threads overlap the disk waits even on 2 cores.
 PROBE_WORKERS = 16
@@ -229,7 +230,15 @@ def read_bytes(path: Path) -> bytes:
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found. Check the path.") from None
     except IsADirectoryError:
-        raise DatasetError(f"{path}: is a directory, expected a file.") from None
+        try:
+            inside = sorted(p.name for p in Path(path).iterdir()
+                            if p.suffix.lower() in LABEL_SUFFIXES)[:5]
+        except OSError:
+            inside = []
+        hint = f" It holds {inside}: give one of those," if inside else " Give a labels file,"
+        raise DatasetError(f"{path}: is a folder, but a file was expected here.{hint} or "
+                           "load the folder with format='auto' (no --format) to let it be "
+                           "recognised.") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc}).") from None
 
@@ -305,6 +314,12 @@ def parse_xml(path: Path):
             f"{path}: malformed XML at line {line}, column {col + 1}: {exc}. "
             "Fix the file or re-export it."
         ) from None
+    except (LookupError, ValueError) as exc:  # an unknown encoding in the declaration ...
+        raise DatasetError(f"{path}: unreadable XML ({exc}). Save it as UTF-8 with a plain "
+                           "'<?xml version=\"1.0\" encoding=\"utf-8\"?>' declaration.") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: the XML is nested too deeply to read. Re-export it.") \
+            from None
 
 
 # YAML limits. A data.yaml or a report config is a few KB with tens of nodes; these caps are
@@ -335,8 +350,9 @@ def load_yaml_safe(path: Path | str, text: str | bytes | None = None, *,
         except UnicodeDecodeError as exc:
             raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); save the YAML as "
                                "UTF-8.") from None
-    loader = yaml.SafeLoader(data)
+    loader = None
     try:
+        loader = yaml.SafeLoader(data)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -356,7 +372,8 @@ def load_yaml_safe(path: Path | str, text: str | bytes | None = None, *,
         raise DatasetError(f"{path}: the YAML is nested too deeply to read; no config needs "
                            "that. Fix the file.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _yaml_size(root, limit: int) -> int:

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import stat
+import struct
 import tempfile
 import time
 import zipfile
@@ -33,11 +34,13 @@ OWNER_FILE = ".dataset-qa-owner"
 STALE_AFTER_S = 24 * 3600
 # What zipfile and zlib raise for encrypted, Deflate64, CRC-corrupt or lying archives.
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError,
-               EOFError, OSError, ValueError, zlib.error)
+               EOFError, OSError, ValueError, zlib.error, struct.error, IndexError, KeyError)
 
 
 def _safe_member(name: str) -> PurePosixPath | None:
     p = PurePosixPath(name.replace("\\", "/"))
+    if not p.parts or name.endswith("\x00"):  # an empty or '.' name: nowhere to write it
+        return None
     if p.is_absolute() or any(part in ("..", "") for part in p.parts[:-1]) or ".." in p.parts:
         return None
     if p.parts and ":" in p.parts[0]:  # C:/... drive letters

@@ -7,8 +7,17 @@ Sources
   instead. Unknown image / category ids are kept (validation flags them).
 * A folder of YOLO ``.txt`` files with 6 columns ``class cx cy w h conf`` (Ultralytics
   ``save_txt=True, save_conf=True``), matched to images by file stem, converted to pixels with
-  the dataset's image sizes. Class index ``k`` is category_id ``k`` for a YOLO dataset, else the
-  k-th category in id order.
+  the dataset's image sizes. The other common order, ``class conf cx cy w h`` (darknet's and
+  several trackers'), is detected (``yolo_columns="auto"``): the order whose boxes fit inside
+  their images is used, and a load issue says so. Class index ``k`` is category_id ``k`` for a
+  YOLO dataset, else the k-th category in id order, unless the model's class names are known.
+
+Class names of the model (``names=``): a names file (``classes.txt`` / ``obj.names``: one name
+per line, or a ``data.yaml`` with ``names``), a list, or a dict ``{index or id: name}``. Then
+class index (YOLO) or ``category_id`` (COCO results) ``k`` is the dataset category named
+``names[k]``. A YOLO predictions folder holding ``classes.txt``, ``obj.names`` or
+``data.yaml`` uses it without being told. A name the dataset lacks becomes an unknown
+category (validation reports it).
 * A Label Studio export with ``predictions``: matched by image file name, categories by name.
 
 The model name is the file stem (the folder name for YOLO txt; ``model_version`` for Label
@@ -44,11 +53,27 @@ from qa.dataset import (
     Y,
     conform,
 )
-from qa.io._common import IssueLog, expect, parse_json, read_bytes
+from qa.io._common import (
+    IssueLog,
+    expect,
+    is_file,
+    load_yaml_safe,
+    parse_json,
+    read_bytes,
+)
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS_DIR = "predictions"
+YOLO_COLUMNS = ("auto", "class_box_conf", "class_conf_box")
+# Names files a YOLO predictions folder may carry (first found wins).
+NAMES_FILES = ("classes.txt", "obj.names", "data.yaml", "data.yml")
+# Column-order detection: normalised boxes may overshoot [0, 1] by rounding this much; the
+# other order is chosen only when it fits at least FIT_BETTER more of the boxes and at least
+# FIT_MIN of them (so a file that fits both ways keeps Ultralytics' order).
+NORM_EPS = 0.01
+FIT_BETTER = 0.2
+FIT_MIN = 0.9
 
 
 def find_predictions(folder: Path | str) -> list[Path]:
@@ -76,7 +101,7 @@ def _int(v) -> int | None:
 
 
 # ----------------------------------------------------------------------------- COCO results
-def _coco_results(path: Path, doc: list, ds: Dataset) -> pd.DataFrame:
+def _coco_results(path: Path, doc: list, ds: Dataset, cmap=None) -> pd.DataFrame:
     by_name = dict(zip(ds.images[FILE_NAME].astype(str), ds.images[IMAGE_ID]))
     by_base = {}
     for fn, iid in by_name.items():
@@ -107,7 +132,7 @@ def _coco_results(path: Path, doc: list, ds: Dataset) -> pd.DataFrame:
             raise DatasetError(f"{path}: item [{i}] ({str(r)[:100]}) needs " + ", ".join(bad)
                                + ". Fix the results file.")
         rows[IMAGE_ID].append(iid)
-        rows[CATEGORY_ID].append(cid)
+        rows[CATEGORY_ID].append(cid if cmap is None else cmap(cid))
         rows[SCORE].append(score)
         for k, v in zip((X, Y, W, H), box):
             rows[k].append(v)
@@ -118,6 +143,44 @@ def _coco_results(path: Path, doc: list, ds: Dataset) -> pd.DataFrame:
     return _frame(rows, path.stem)
 
 
+# ----------------------------------------------------------------------------- class names
+def read_names(source) -> dict[int, str]:
+    """The model's class names as ``{index: name}`` from a names file (one name per line, or
+    a YAML with ``names``), a list, or a dict; DatasetError when unusable."""
+    if isinstance(source, dict):
+        try:
+            return {int(k): str(v) for k, v in source.items()}
+        except (TypeError, ValueError):
+            raise DatasetError(f"names: keys must be class indices, got {list(source)[:5]}."
+                               ) from None
+    if isinstance(source, (list, tuple)):
+        return {i: str(n) for i, n in enumerate(source)}
+    p = Path(source)
+    if p.suffix.lower() in (".yaml", ".yml"):
+        cfg = load_yaml_safe(p)
+        names = cfg.get("names") if isinstance(cfg, dict) else None
+        if names is None:
+            raise DatasetError(f"{p}: no 'names' in this YAML; give the model's class names.")
+        return read_names(names)
+    lines = read_bytes(p).decode("utf-8-sig", errors="replace").splitlines()
+    out = {i: ln.strip() for i, ln in enumerate(lines) if ln.strip()}
+    if not out:
+        raise DatasetError(f"{p}: the names file is empty; write one class name per line.")
+    return out
+
+
+def _names_map(names: dict[int, str], ds: Dataset, source, issues: IssueLog | None):
+    """class index -> dataset category_id by name (unknown names: a negative id)."""
+    by_name = dict(zip(ds.categories[NAME].astype(str), ds.categories[CATEGORY_ID].tolist()))
+    missing = sorted({n for n in names.values() if n not in by_name})
+    if missing and issues is not None:
+        issues.warning("unknown_category",
+                       f"{source}: the model's classes {missing[:10]} are not among the "
+                       "dataset's categories; their predictions keep an unknown category.")
+    table = {k: by_name.get(n, -1 - k) for k, n in names.items()}
+    return lambda k: table.get(k, -1 - k)
+
+
 # ----------------------------------------------------------------------------- YOLO txt
 def _yolo_class_map(ds: Dataset):
     if ds.format == "yolo":
@@ -126,8 +189,35 @@ def _yolo_class_map(ds: Dataset):
     return lambda k: ids[k] if 0 <= k < len(ids) else -1 - k
 
 
-def _yolo_folder(folder: Path, ds: Dataset) -> pd.DataFrame:
-    files = sorted(p for p in folder.rglob("*.txt") if p.name != "classes.txt")
+def _fit(a: np.ndarray) -> float:
+    """Share of normalised (cx, cy, w, h) rows that are boxes inside the image."""
+    if not len(a):
+        return 0.0
+    cx, cy, w, h = a.T
+    ok = ((w > 0) & (h > 0) & (cx - w / 2 >= -NORM_EPS) & (cx + w / 2 <= 1 + NORM_EPS)
+          & (cy - h / 2 >= -NORM_EPS) & (cy + h / 2 <= 1 + NORM_EPS))
+    return float(ok.mean())
+
+
+def detect_yolo_columns(values: np.ndarray) -> str:
+    """``"class_box_conf"`` (Ultralytics: class cx cy w h conf) or ``"class_conf_box"``
+    (class conf cx cy w h) for an (n, 6) array of prediction lines: the order whose boxes
+    fit inside the image, Ultralytics' when both (or neither) do."""
+    std, alt = _fit(values[:, 1:5]), _fit(values[:, 2:6])
+    return "class_conf_box" if alt - std >= FIT_BETTER and alt >= FIT_MIN else "class_box_conf"
+
+
+def _folder_names(folder: Path) -> Path | None:
+    for n in NAMES_FILES:
+        for p in (folder / n, folder.parent / n):
+            if is_file(p):
+                return p
+    return None
+
+
+def _yolo_folder(folder: Path, ds: Dataset, *, names=None, columns: str = "auto",
+                 issues: IssueLog | None = None) -> pd.DataFrame:
+    files = sorted(p for p in folder.rglob("*.txt") if p.name not in NAMES_FILES)
     expect(bool(files), folder, "no *.txt prediction files found. Expected Ultralytics "
                                 "'class cx cy w h conf' files (save_txt=True, save_conf=True).")
     imgs = ds.images
@@ -136,8 +226,14 @@ def _yolo_folder(folder: Path, ds: Dataset) -> pd.DataFrame:
         by_stem.setdefault(posixpath.splitext(posixpath.basename(fn))[0], []).append(iid)
     file_of = dict(zip(imgs[IMAGE_ID].tolist(), imgs[FILE_NAME].astype(str)))
     size = {iid: (w, h) for iid, w, h in zip(imgs[IMAGE_ID].tolist(), imgs[WIDTH], imgs[HEIGHT])}
-    cmap = _yolo_class_map(ds)
-    rows = {IMAGE_ID: [], CATEGORY_ID: [], SCORE: [], X: [], Y: [], W: [], H: []}
+    if names is None and (nf := _folder_names(folder)) is not None:
+        names = nf
+        if issues is not None:
+            issues.add("info", "prediction_names",
+                       f"{folder}: the model's class names were read from {nf}.")
+    cmap = _names_map(read_names(names), ds, folder, issues) if names is not None \
+        else _yolo_class_map(ds)
+    lines: list[tuple[int, list[float]]] = []  # (image id, 6 values)
     unmatched = []
     for f in files:
         cands = by_stem.get(f.stem, [])
@@ -171,14 +267,7 @@ def _yolo_folder(folder: Path, ds: Dataset) -> pd.DataFrame:
                     f"{f}: the size of image {file_of[iid]!r} is unknown, so normalised boxes "
                     "cannot be converted to pixels. Load the dataset with probe=True (reads "
                     "image headers) or give width/height in its labels.")
-            k, cx, cy, w, h, conf = vals
-            rows[IMAGE_ID].append(iid)
-            rows[CATEGORY_ID].append(cmap(int(k)))
-            rows[SCORE].append(conf)
-            rows[X].append((cx - w / 2) * iw)
-            rows[Y].append((cy - h / 2) * ih)
-            rows[W].append(w * iw)
-            rows[H].append(h * ih)
+            lines.append((iid, vals))
     if unmatched:
         if len(unmatched) == len(files):
             raise DatasetError(f"{folder}: no prediction file matches an image of the dataset "
@@ -186,6 +275,26 @@ def _yolo_folder(folder: Path, ds: Dataset) -> pd.DataFrame:
                                "predictions for this dataset.")
         log.warning("%s: %d prediction files match no image and are skipped (e.g. %s)", folder,
                     len(unmatched), unmatched[:3])
+        if issues is not None:
+            issues.warning("prediction_image_mismatch",
+                           f"{folder}: {len(unmatched)} of {len(files)} prediction files match "
+                           f"no image of the dataset by file stem (e.g. {unmatched[:3]}); they "
+                           "are skipped.")
+    vals = np.array([v for _, v in lines], dtype=np.float64).reshape(-1, 6)
+    order = detect_yolo_columns(vals) if columns == "auto" else columns
+    if order == "class_conf_box":
+        vals = vals[:, [0, 2, 3, 4, 5, 1]]
+        if columns == "auto" and issues is not None:
+            issues.add("info", "prediction_columns",
+                       f"{folder}: read as 'class conf cx cy w h' (the confidence second): in "
+                       "that order the boxes fit their images, in Ultralytics' 'class cx cy w "
+                       "h conf' they do not. Pass yolo_columns= to choose.")
+    wh = np.array([size[iid] for iid, _ in lines], dtype=np.float64).reshape(-1, 2)
+    k, cx, cy, w, h, conf = vals.T
+    rows = {IMAGE_ID: [iid for iid, _ in lines],
+            CATEGORY_ID: [cmap(int(c)) for c in k], SCORE: conf.tolist(),
+            X: ((cx - w / 2) * wh[:, 0]).tolist(), Y: ((cy - h / 2) * wh[:, 1]).tolist(),
+            W: (w * wh[:, 0]).tolist(), H: (h * wh[:, 1]).tolist()}
     model = folder.parent.name if folder.name == "labels" and folder.parent.name else folder.name
     return _frame(rows, model)
 
@@ -240,11 +349,20 @@ def _labelstudio(path: Path, ds: Dataset) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- entry point
-def load_predictions(source: Path | str, ds: Dataset) -> pd.DataFrame:
-    """Predictions in ``source`` for the images of ``ds``, as a PREDICTIONS_SCHEMA frame."""
+def load_predictions(source: Path | str, ds: Dataset, *, names=None,
+                     yolo_columns: str = "auto", issues: IssueLog | None = None
+                     ) -> pd.DataFrame:
+    """Predictions in ``source`` for the images of ``ds``, as a PREDICTIONS_SCHEMA frame.
+
+    ``names``: the model's class names (see the module doc) when its class order differs
+    from the dataset's. ``yolo_columns``: "auto", "class_box_conf" or "class_conf_box" for
+    YOLO txt files. ``issues`` collects what was decided or skipped (the caller adds them to
+    the dataset's load issues)."""
+    if yolo_columns not in YOLO_COLUMNS:
+        raise ValueError(f"yolo_columns must be one of {YOLO_COLUMNS}, got {yolo_columns!r}.")
     path = Path(source)
     if path.is_dir():
-        return _yolo_folder(path, ds)
+        return _yolo_folder(path, ds, names=names, columns=yolo_columns, issues=issues)
     if not path.is_file():
         raise DatasetError(f"{path}: no such file or directory. Check the predictions path.")
     if path.suffix.lower() != ".json":
@@ -270,7 +388,8 @@ def load_predictions(source: Path | str, ds: Dataset) -> pd.DataFrame:
     first = doc[0]
     if isinstance(first, dict) and "data" in first:
         return _labelstudio(path, ds)
-    return _coco_results(path, doc, ds)
+    cmap = _names_map(read_names(names), ds, path, issues) if names is not None else None
+    return _coco_results(path, doc, ds, cmap)
 
 
-__all__ = ["find_predictions", "load_predictions"]
+__all__ = ["detect_yolo_columns", "find_predictions", "load_predictions", "read_names"]

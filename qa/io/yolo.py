@@ -71,7 +71,7 @@ from qa.io._common import (
     read_bytes,
 )
 from qa.io.coco import split_from_name
-from qa.paths import is_within
+from qa.paths import is_within, within_checker
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,8 @@ def _images_of_entry(entry, root: Path, yaml_path: Path, issues: IssueLog) -> tu
                          "folder of images or a .txt list of image paths.")
             continue
         p = Path(e) if os.path.isabs(e) else root / e
+        if e.startswith("../") and not (is_dir(p) or is_file(p)):
+            p = root / e[3:]  # Ultralytics' fallback, which Roboflow's '../train/images' needs
         if (is_dir(p) or is_file(p)) and not is_within(root, p):
             issues.error("unsafe_path",
                          f"{yaml_path}: split entry {e!r} ({p}) leads outside the dataset root "
@@ -192,8 +194,9 @@ def _layout_from_yaml(yaml_path: Path, issues: IssueLog):
     else:
         expect(isinstance(rp, str), yaml_path, f"'path' must be a string, got {rp!r}.")
         root = Path(rp) if os.path.isabs(rp) else base / rp
-        check_root(root, yaml_path, f"'path: {rp}'")
-        if not is_dir(root):
+        if is_dir(root):  # an upload may not point outside itself; a missing one falls back
+            check_root(root, yaml_path, f"'path: {rp}'")
+        else:
             # Ultralytics falls back to paths relative to the yaml's folder
             issues.warning("missing_root",
                            f"{yaml_path}: 'path' {rp!r} is not a folder; using the yaml's "
@@ -444,11 +447,12 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
 
     rows = []
     expected_labels = set()
+    label_inside = within_checker(label_root)
     for fn, p, size in zip(file_names, paths, sizes):
         lp = label_path(p, label_root)
         expected_labels.add(os.path.normcase(os.path.abspath(lp)))
         # the path rule: an image listed from outside the root is refused, and so is its label
-        if is_within(label_root, lp) and is_file(lp):
+        if label_inside(lp) and is_file(lp):
             for r in _parse_label_file(lp, size, ids[fn], issues, names):
                 rows.append((ids[fn], *r))
 

@@ -278,6 +278,8 @@ def test_zip_upload_through_picker_loads_the_dataset(server, browser, tmp_path):
     # the gallery's annotator filter was reset to the new dataset's annotators
     chips = browser.find_element(By.CSS_SELECTOR, ".st-key-ov_annotators").text
     assert "ann1" in chips and "ann2" in chips and "alice" not in chips
+    # the extraction outlives the rerun that loaded it (the gallery reads the files later)
+    assert "file not found" not in browser.find_element(By.TAG_NAME, "body").text
     _shot(browser, "picker_zip_upload")
 
 

@@ -4,6 +4,7 @@ but qa.DatasetError (they may also load)."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -70,7 +71,8 @@ contents = (st.binary(max_size=200) | json_values.map(_bytes_of) | mutated()
             | st.lists(st.dictionaries(st.sampled_from(KEYS), json_values, max_size=5),
                        max_size=3).map(_bytes_of))
 
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=int(os.environ.get("QA_FUZZ_EXAMPLES", "150")), deadline=None,
+                    derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
