@@ -289,3 +289,13 @@ def test_two_annotators_consensus_is_undefined():
 
 def test_pixel_var_floor_is_the_rounding_variance():
     assert MIN_PIXEL_VAR == pytest.approx(1 / 12)
+
+
+def test_noise_from_every_nth_object_matches_all_objects():
+    rng = np.random.default_rng(21)
+    truth = _truth(3000, rng)
+    cl, code, xyxy = _draw(truth, NOISE_SHARES[:3], rng)
+    full = estimate_box_noise(cl, code, xyxy, 3, max_objects=None)
+    part = estimate_box_noise(cl, code, xyxy, 3, max_objects=1000)
+    assert part.n_objects.tolist() == [1000, 1000, 1000]
+    assert part.sd_share(100.0) == pytest.approx(full.sd_share(100.0), rel=0.1)
