@@ -105,6 +105,31 @@ DISAGREEMENT_KINDS = ("missed", "extra", "label", "loose box")
 
 ProgressFn = Callable[[float, str], None]
 
+# The scorecard's method in words, for the page's help text.
+METHOD_HELP = """\
+**Boxes.** Boxes of all annotators are matched pairwise (Hungarian, IoU >= the threshold) and
+linked into consensus objects. With three or more annotators each annotator's box noise is
+estimated together with the consensus, STAPLE-style (Warfield, Zou & Wells 2004, *IEEE TMI*
+23(7)): every box side = truth + outward bias + noise whose spread has a pixel part and a part
+proportional to the object. The consensus box is the precision-weighted robust (Huber) mean of
+the members' sides, so a careful annotator outweighs a loose one; the noise comes from the
+differences of every pair of boxes of an object (Grubbs 1948, *JASA* 43), and the two are
+iterated until they stop changing.
+
+**Scorecard.** Each annotator is scored against the consensus of the *others* (leave-one-out,
+with the others' weights). *Mean IoU* is the estimated IoU with the true box: the deviation
+from that consensus, minus the consensus' own expected error (so a careful annotator scored
+against one loose box is not charged the loose box's error); *mean_iou_vs_consensus* is the
+plain IoU with it. *Recall*: share of the others' consensus objects the annotator found.
+
+**Labels.** Dawid & Skene (1979, *JRSS C* 28(1)) EM over the class of every consensus object,
+"(no object)" included: each annotator gets a confusion matrix, read as "labels ring as circle
+40% of the time" (among the boxes they drew of that class).
+
+**Two annotators.** The split of a disagreement between two people is not identifiable: no
+consensus, no colours; the pairwise figures (F1, IoU, kappa per pair) are the data.
+"""
+
 
 class AgreementWarning(UserWarning):
     """The input is valid but a statistic is undefined (one annotator, one label ...)."""

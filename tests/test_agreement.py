@@ -432,7 +432,17 @@ def test_figures_are_plotly_and_named():
     assert isinstance(va.confusion_heatmap(res.confusion("alice", "carol")), go.Figure)
     css = va.scorecard_colours(res.scorecard).set_index(res.scorecard["annotator"])
     assert all(v.startswith("background-color") for v in css["recall"])
-    va.style_scorecard(res.scorecard).to_html()
+    html = va.style_scorecard(res.scorecard).to_html()
+    assert "background-color" in html
+    assert "background-color" not in va.style_scorecard(res.scorecard, colour=False).to_html()
+    bars = va.noise_bars(res)
+    assert [list(t.y) for t in bars.data] == [["alice", "bob", "carol"]] * 2
+    assert bars.data[0].x[1] == max(bars.data[0].x)  # bob: loosest boxes
+    heat = va.annotator_confusion_heatmap(res.annotator_confusion("carol"))
+    assert list(heat.data[0].y) == list(heat.data[0].x) == ["cat", "dog"]
+    two = compute_agreement(make_ds(TINY))
+    assert "undefined" in va.noise_bars(two).layout.title.text and not va.noise_bars(two).data
+    assert not va.annotator_confusion_heatmap(two.annotator_confusion("bob")).data
 
 
 def test_scorecard_colours_follow_thresholds():
