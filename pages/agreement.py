@@ -89,6 +89,7 @@ with tabs[4]:
     st.dataframe(res.per_image, hide_index=True, key="agr_per_image")
 with tabs[5]:
     if res.consensus_defined and not res.label_confusion.empty:
+        widget_default("agr_ds_annotator", res.most_confused_annotator())
         who = st.selectbox("Annotator's confusion matrix (Dawid-Skene)", res.annotators,
                            key="agr_ds_annotator")
         st.plotly_chart(va.annotator_confusion_heatmap(res.annotator_confusion(who)),

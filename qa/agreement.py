@@ -248,6 +248,14 @@ class AgreementResult:
         tab.index.name, tab.columns.name = "true class", f"{annotator} gave"
         return tab
 
+    def most_confused_annotator(self) -> str:
+        """The annotator with the highest estimated label-error rate (Dawid-Skene), the first
+        annotator when none is estimated: whose confusion matrix to show first."""
+        sc = self.scorecard
+        if "label_error_rate" not in sc or not sc["label_error_rate"].notna().any():
+            return self.annotators[0]
+        return str(sc.loc[sc["label_error_rate"].idxmax(), "annotator"])
+
     def most_disputed(self, n: int = 24) -> pd.DataFrame:
         """The ``n`` images with the highest disagreement score among the disputed ones, with a
         ``caption`` naming the disagreement (for galleries)."""

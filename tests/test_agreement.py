@@ -402,6 +402,7 @@ def test_sample_data_planted_annotators():
     assert conf.loc[src, dst] == pytest.approx(rate, abs=0.10)
     assert conf.loc["circle", "ring"] < 0.02  # and not the other way round
     assert res.annotator_confusion("alice").loc[src, dst] < 0.02
+    assert res.most_confused_annotator() == "carol"
     # the confused boxes are the evidence of an annotator_confusion finding
     f = res.findings()
     habit = f[f["kind"] == "annotator_confusion"]
