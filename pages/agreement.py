@@ -2,12 +2,18 @@
 
 import streamlit as st
 
-from qa.agreement import IOU_GUIDELINES_MIN, IOU_TARGET, MASK_IOU_TARGET, METHOD_HELP, kappa_band
-from qa.geometry import DEFAULT_IOU_THRESHOLD
+from qa.agreement import (
+    IOU_GUIDELINES_MIN,
+    IOU_TARGET,
+    MASK_IOU_TARGET,
+    METHOD_HELP,
+    kappa_band,
+)
 from qa.app import cached
 from qa.app.state import dataset_key, require_dataset, widget_default
 from qa.app.widgets import image_gallery
 from qa.dataset import SEGMENTATION
+from qa.geometry import DEFAULT_IOU_THRESHOLD
 from qa.viz import agreement as va
 
 ds = require_dataset()

@@ -36,12 +36,22 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from qa.consensus import (
+    MIN_RATERS,
+    BoxNoise,
+    DawidSkene,
+    dawid_skene,
+    estimate_box_noise,
+    expected_iou,
+    weighted_centre,
+)
 from qa.dataset import (
     ANN_ID,
     ANNOTATOR,
@@ -60,15 +70,6 @@ from qa.geometry import (
     dataset_rles,
     match_grouped,
     xywh_to_xyxy,
-)
-from qa.consensus import (
-    MIN_RATERS,
-    BoxNoise,
-    DawidSkene,
-    dawid_skene,
-    estimate_box_noise,
-    expected_iou,
-    weighted_centre,
 )
 from qa.results import frame_records
 
@@ -280,9 +281,9 @@ class AgreementResult:
         """Headline figures for the health report (see :mod:`qa.results`): the coefficients,
         the worst annotator's scorecard figures and the disputed share. None where undefined
         (one annotator, classification for box figures)."""
-        num = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
+        num = lambda v: None if v is None or not np.isfinite(v) else float(v)
         sc, pi = self.scorecard, self.per_image
-        col_min = lambda c: num(sc[c].min()) if c in sc and sc[c].notna().any() else None  # noqa
+        col_min = lambda c: num(sc[c].min()) if c in sc and sc[c].notna().any() else None
         return {
             "n_annotators": self.n_annotators,
             "alpha": num(self.alpha),

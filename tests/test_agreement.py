@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from qa.agreement import (
-    AgreementWarning,
     IOU_GUIDELINES_MIN,
     IOU_TARGET,
     MASK_IOU_TARGET,
     NO_OBJECT,
+    AgreementWarning,
     annotator_summary,
     cohen_kappa,
     compute_agreement,

@@ -5,6 +5,7 @@ compute_agreement."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -270,6 +271,13 @@ def test_compute_agreement_label_confusion_from_dawid_skene():
     assert "(no object)" in full.columns and np.allclose(full.sum(axis=1), 1.0)
     metrics = res.metrics()
     assert metrics["max_annotator_confusion_rate"] == pytest.approx(conf.loc["dog", "cat"])
+    doc = json.loads(json.dumps(res.to_dict()))
+    assert doc["consensus_defined"] and len(doc["label_confusion"]) == len(lc)
+    f = res.findings()
+    habit = f[f["kind"] == "annotator_confusion"].iloc[0]
+    assert habit["annotator"] == "ann2" and habit["category_id"] == 2
+    assert len(habit["ann_ids"]) == (swap & (true_cat == 2)).sum()
+    assert "labels dog as cat" in habit["message"] and pd.isna(habit["image_id"])
 
 
 def test_two_annotators_consensus_is_undefined():

@@ -7,7 +7,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from qa.agreement import IOU_GUIDELINES_MIN, IOU_TARGET, MASK_IOU_TARGET, AgreementResult
+from qa.agreement import (
+    IOU_GUIDELINES_MIN,
+    IOU_TARGET,
+    MASK_IOU_TARGET,
+    AgreementResult,
+)
 from qa.viz.common import annotator_colors, style
 
 GOOD, WARN, BAD = "#c7e9c0", "#fdd0a2", "#fcbba1"  # scorecard cell backgrounds
@@ -34,7 +39,7 @@ def pair_heatmap(result: AgreementResult, metric: str = "f1") -> go.Figure:
     zmin = -1.0 if metric == "kappa" else 0.0
     fig = go.Figure(go.Heatmap(z=mat.to_numpy(), x=names, y=names, text=text.to_numpy(),
                                texttemplate="%{text}", zmin=zmin, zmax=1.0,
-                               colorscale="RdYlGn", colorbar=dict(title=metric),
+                               colorscale="RdYlGn", colorbar={"title": metric},
                                hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
     return style(fig, title=PAIR_METRICS[metric], height=120 + 50 * len(names))
@@ -53,8 +58,8 @@ def class_agreement_bars(result: AgreementResult) -> go.Figure:
     if not result.is_classification:
         fig.add_bar(y=df["name"], x=df["mean_iou"], orientation="h", name="mean IoU")
     fig.add_bar(y=df["name"], x=df["kappa"], orientation="h", name="kappa (Fleiss)")
-    fig.update_layout(barmode="group", xaxis=dict(range=[min(0, float(np.nanmin(
-        df[["kappa"]].to_numpy(dtype=float), initial=0))), 1]))
+    fig.update_layout(barmode="group", xaxis={"range": [min(0, float(np.nanmin(
+        df[["kappa"]].to_numpy(dtype=float), initial=0))), 1]})
     return style(fig, title="Agreement per class (lowest first)", height=160 + 45 * len(df))
 
 
@@ -65,7 +70,7 @@ def iou_histogram(result: AgreementResult, *, bins: int = 40) -> go.Figure:
     ious = result.matched_ious
     for (a, b), g in ious.groupby(["annotator_a", "annotator_b"], observed=True):
         fig.add_histogram(x=g["iou"], name=f"{a} vs {b}", opacity=0.6,
-                          xbins=dict(start=0, end=1.0001, size=1 / bins))
+                          xbins={"start": 0, "end": 1.0001, "size": 1 / bins})
     target = MASK_IOU_TARGET if result.iou_type == "segm" else IOU_TARGET
     fig.add_vline(x=IOU_GUIDELINES_MIN, line_dash="dash", line_color="#D55E00",
                   annotation_text=f"{IOU_GUIDELINES_MIN}: guidelines need work",
@@ -166,8 +171,8 @@ def noise_bars(result: AgreementResult) -> go.Figure:
     fig.add_bar(y=names, x=sc["box_bias"], orientation="h", name="outward bias",
                 marker_color="#999999", text=[f"{v:+.1%}" for v in sc["box_bias"]],
                 hovertemplate="%{y}: sides %{x:+.1%} of the box outward<extra></extra>")
-    fig.update_layout(barmode="group", xaxis=dict(title="share of the box size",
-                                                  tickformat=".0%"))
+    fig.update_layout(barmode="group", xaxis={"title": "share of the box size",
+                                                  "tickformat": ".0%"})
     fig.update_yaxes(autorange="reversed")
     return style(fig, title="Box noise per annotator (at the median object size)",
                  height=140 + 60 * len(names))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.test_agreement import TINY, _three_annotators, make_ds
-from tests.app.pagetest import texts
 from tests.app.pagetest import run_page as _run
+from tests.app.pagetest import texts
+from tests.test_agreement import TINY, _three_annotators, make_ds
 
 
 def run_page(ds, key: str):
