@@ -1234,6 +1234,14 @@ def _compute_classification(ds: Dataset, annotators, thr, progress) -> Agreement
     scorecard = pd.DataFrame(score_rows, columns=[
         "annotator", "n_images", "n_compared", "agreement_with_others", "n_label_mismatch",
         "label_mismatch_rate", "top_confusions", "mean_kappa"])
+    # Dawid-Skene over the image labels (3+ annotators): confusion matrices and label habits
+    ds_fit = dawid_skene(ratings) if k >= MIN_RATERS and len(img_ids) else None
+    label_confusion = _label_confusion(
+        ds_fit, annotators, names, np.searchsorted(img_ids, first[IMAGE_ID].to_numpy()),
+        first["a"].to_numpy(), first[CATEGORY_ID].to_numpy(np.int64),
+        first[ANN_ID].to_numpy(np.int64))
+    if ds_fit is not None:
+        scorecard = _add_label_habits(scorecard, label_confusion)
     ratings_df = pd.DataFrame(ratings, columns=list(annotators))
     ratings_df.insert(0, IMAGE_ID, img_ids)
     members = pd.DataFrame({ANN_ID: first[ANN_ID].to_numpy(),
@@ -1250,7 +1258,8 @@ def _compute_classification(ds: Dataset, annotators, thr, progress) -> Agreement
         alpha=coeffs["alpha"],
         matched_ious=pd.DataFrame(columns=["annotator_a", "annotator_b", IMAGE_ID, CATEGORY_ID,
                                            "iou", "label_mismatch"]),
-        clusters=clusters, members=members, ratings=ratings_df, category_names=names)
+        clusters=clusters, members=members, ratings=ratings_df, category_names=names,
+        label_confusion=label_confusion)
 
 
 def run_analysis(dataset: Dataset, ctx) -> AgreementResult:

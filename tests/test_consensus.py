@@ -307,3 +307,29 @@ def test_noise_from_every_nth_object_matches_all_objects():
     part = estimate_box_noise(cl, code, xyxy, 3, max_objects=1000)
     assert part.n_objects.tolist() == [1000, 1000, 1000]
     assert part.sd_share(100.0) == pytest.approx(full.sd_share(100.0), rel=0.1)
+
+
+def test_classification_labels_get_dawid_skene_habits():
+    rng = np.random.default_rng(4)
+    n = 200
+    truth = rng.integers(1, 3, n)
+    rows = []
+    for name in ("ann0", "ann1", "ann2"):
+        lab = truth.copy()
+        if name == "ann1":  # calls 35 % of the dogs cats
+            lab[(truth == 2) & (rng.random(n) < 0.35)] = 1
+        for img, c in enumerate(lab, start=1):
+            rows.append((len(rows) + 1, img, int(c), name, np.nan, np.nan, np.nan, np.nan))
+    anns = pd.DataFrame(rows, columns=["ann_id", "image_id", "category_id", "annotator",
+                                       "x", "y", "w", "h"]).assign(iscrowd=0)
+    images = pd.DataFrame({"image_id": np.arange(1, n + 1), "file_name": "a.jpg",
+                           "width": 10, "height": 10})
+    cats = pd.DataFrame({"category_id": [1, 2], "name": ["cat", "dog"]})
+    res = compute_agreement(Dataset(images=images, categories=cats, annotations=anns))
+    assert res.is_classification
+    ann1 = anns[anns["annotator"] == "ann1"].reset_index(drop=True)
+    planted = ((ann1["category_id"] == 1) & (truth == 2)).sum() / (truth == 2).sum()
+    assert res.annotator_confusion("ann1").loc["dog", "cat"] == pytest.approx(planted, abs=0.03)
+    sc = res.scorecard.set_index("annotator")
+    assert sc.loc["ann1", "top_confusions"].startswith("labels dog as cat ")
+    assert res.most_confused_annotator() == "ann1"
