@@ -93,6 +93,9 @@ COVERAGES = ("auto", "all", "annotated")
 # at least this frequent among the boxes they drew of the class, and seen this many times:
 CONFUSION_MIN_RATE = 0.05  # the label-error rate a QA lead stops tolerating (as the colours)
 CONFUSION_MIN_COUNT = 5  # fewer is chance, not a habit
+# The scorecard states an annotator's box noise once they shared this many objects with others
+# (a variance from fewer is mostly noise itself: with 10 objects x 4 sides its sd is ~25 %).
+MIN_NOISE_OBJECTS = 10
 NO_OBJECT = -1  # rating of an annotator who labelled the image but drew nothing for an object
 NO_OBJECT_NAME = "(no object)"
 IOU_TYPES = ("bbox", "segm")
@@ -1046,10 +1049,12 @@ def _noise_summary(noise: BoxNoise | None, xyxy: np.ndarray, k: int) -> dict:
                                                 "consensus_weight")}
     size = float(np.median(np.r_[xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]]))
     size = max(size, 1.0)
-    share = noise.sd_share(size)
+    known = noise.n_objects >= MIN_NOISE_OBJECTS  # else mostly the EM's starting guess
+    share = np.where(known, noise.sd_share(size), np.nan)
     prec = 1.0 / (share * size) ** 2
-    return {"box_noise": share, "box_noise_px": share * size, "box_bias": noise.bias,
-            "consensus_weight": prec / prec.sum()}
+    return {"box_noise": share, "box_noise_px": share * size,
+            "box_bias": np.where(known, noise.bias, np.nan),
+            "consensus_weight": prec / np.nansum(prec) if known.any() else prec}
 
 
 def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, geom, li, lj, lw,

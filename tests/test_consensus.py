@@ -333,3 +333,14 @@ def test_classification_labels_get_dawid_skene_habits():
     sc = res.scorecard.set_index("annotator")
     assert sc.loc["ann1", "top_confusions"].startswith("labels dog as cat ")
     assert res.most_confused_annotator() == "ann1"
+
+
+def test_noise_is_not_stated_from_a_handful_of_shared_objects():
+    from qa.agreement import MIN_NOISE_OBJECTS
+
+    rng = np.random.default_rng(3)
+    truth = _spread(_truth(MIN_NOISE_OBJECTS - 1, rng))
+    res = compute_agreement(_dataset(truth, (0.01, 0.05, 0.1), rng))
+    assert res.scorecard["box_noise"].isna().all()
+    assert res.metrics()["max_annotator_box_noise"] is None
+    assert res.scorecard["mean_iou"].notna().all()  # still scored, with the start weights

@@ -159,8 +159,8 @@ def noise_bars(result: AgreementResult) -> go.Figure:
     sc = result.scorecard
     fig = go.Figure()
     if not result.consensus_defined or "box_noise" not in sc or sc["box_noise"].isna().all():
-        return style(fig, title="Box noise: undefined with fewer than three annotators",
-                     height=120)
+        return style(fig, title="Box noise: not estimated (fewer than three annotators, or "
+                     "too few shared objects)", height=120)
     colours = annotator_colors(result.annotators)
     names = sc["annotator"].astype(str).tolist()
     fig.add_bar(y=names, x=sc["box_noise"], orientation="h", name="side error (sd)",
