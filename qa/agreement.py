@@ -13,8 +13,18 @@ How boxes are compared
   image are links of a graph; its connected components are the objects. A component that
   holds two boxes of one annotator (a chain a1-b1-c1-a2) is split by single-linkage
   agglomeration in decreasing IoU order that never merges two boxes of one annotator. Each
-  object carries its majority label (ties: lowest category_id), the median box of its members
-  and its *support*: how many of the annotators who labelled the image drew it.
+  object carries its majority label (ties: lowest category_id), its consensus box and its
+  *support*: how many of the annotators who labelled the image drew it. With three or more
+  annotators the consensus box is reliability-weighted (each annotator's box noise estimated
+  together with it, STAPLE-style) and the object also gets a Dawid-Skene label
+  (``ds_category_id``, posterior ``p_ds``); see :mod:`qa.consensus`. With two (or masks) it is
+  the median box of the members.
+* Scorecards: every annotator against the consensus of the others (leave-one-out, with the
+  others' weights). ``mean_iou`` is the estimated IoU with the true box (the consensus' own
+  expected error removed, :func:`qa.consensus.expected_iou`), ``mean_iou_vs_consensus`` the
+  plain IoU; label habits come from the annotator's Dawid-Skene confusion matrix. With two
+  annotators nobody can tell which one is right: each is compared with the other, and
+  :attr:`AgreementResult.consensus_defined` is False.
 * Chance-corrected coefficients on boxes: every consensus object is a unit; an annotator who
   labelled the image but has no box in the object rates it ``NO_OBJECT``; one who did not
   label the image is missing (NaN). So kappa/alpha measure detection and class agreement
@@ -282,8 +292,12 @@ class AgreementResult:
 
     def metrics(self) -> dict[str, float | int | None]:
         """Headline figures for the health report (see :mod:`qa.results`): the coefficients,
-        the worst annotator's scorecard figures and the disputed share. None where undefined
-        (one annotator, classification for box figures)."""
+        the worst annotator's scorecard figures (``min_annotator_mean_iou`` is the estimated
+        IoU with the true box with 3+ annotators; with two, the pair's IoU), the disputed
+        share, ``max_annotator_box_noise`` (largest box-side sd as a share of the median
+        object) and ``max_annotator_confusion_rate`` (the most frequent class confusion
+        habit, 0 when none; see :data:`CONFUSION_MIN_RATE`). None where undefined (one
+        annotator, classification for box figures, fewer than 3 annotators for the last two)."""
         num = lambda v: None if v is None or not np.isfinite(v) else float(v)
         sc, pi = self.scorecard, self.per_image
         col_min = lambda c: num(sc[c].min()) if c in sc and sc[c].notna().any() else None
