@@ -2,13 +2,7 @@
 
 import streamlit as st
 
-from qa.agreement import (
-    IOU_GUIDELINES_MIN,
-    IOU_TARGET,
-    MASK_IOU_TARGET,
-    METHOD_HELP,
-    kappa_band,
-)
+from qa.agreement import IOU_TARGET, MASK_IOU_TARGET, METHOD_HELP, kappa_band
 from qa.app import cached
 from qa.app.state import dataset_key, require_dataset, widget_default
 from qa.app.widgets import image_gallery
@@ -59,19 +53,14 @@ if not res.consensus_defined:
 
 tabs = st.tabs(["Scorecard", "Pairs", "Classes", "IoU", "Disputed images", "Confusion"])
 with tabs[0]:
-    if res.consensus_defined and not res.is_classification:
-        st.caption(f"Each annotator against the reliability-weighted consensus of the others. "
-                   f"Mean IoU is the estimated IoU with the true box. Green: on target (IoU ≥ "
-                   f"{iou_target}); red: guidelines need work (IoU < {IOU_GUIDELINES_MIN}).",
-                   help=METHOD_HELP)
-    else:
-        st.caption("Each annotator against the others' majority (two annotators: against the "
-                   "other).", help=METHOD_HELP)
+    st.caption(va.scorecard_caption(res, iou_target=iou_target))
     st.dataframe(va.style_scorecard(res.scorecard, iou_target=iou_target,
                                     colour=res.consensus_defined), hide_index=True,
                  key="agr_scorecard")
     if res.consensus_defined and not res.is_classification:
         st.plotly_chart(va.noise_bars(res), key="agr_noise")
+    with st.expander("Method and citations"):
+        st.markdown(METHOD_HELP)
 with tabs[1]:
     metrics = ["kappa"] if res.is_classification else ["f1", "mean_iou", "kappa"]
     cols = st.columns(len(metrics))

@@ -444,6 +444,8 @@ def test_figures_are_plotly_and_named():
     two = compute_agreement(make_ds(TINY))
     assert "not estimated" in va.noise_bars(two).layout.title.text
     assert not va.noise_bars(two).data
+    assert "reliability-weighted" in va.scorecard_caption(res)
+    assert "uncoloured" in va.scorecard_caption(two)
     assert not va.annotator_confusion_heatmap(two.annotator_confusion("bob")).data
 
 

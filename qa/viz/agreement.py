@@ -152,6 +152,19 @@ def style_scorecard(scorecard: pd.DataFrame, *, iou_target: float = IOU_TARGET,
     return styler
 
 
+def scorecard_caption(result: AgreementResult, *, iou_target: float = IOU_TARGET) -> str:
+    """One line saying what the scorecard compares against and what its colours mean."""
+    if not result.consensus_defined:
+        return ("Each annotator against the other: the same pairwise figures for both, "
+                "uncoloured (nobody can tell which of two is right).")
+    if result.is_classification:
+        return ("Each annotator against the majority label of the others; label habits from "
+                "their Dawid-Skene confusion matrix.")
+    return (f"Each annotator against the reliability-weighted consensus of the others. Mean IoU "
+            f"is the estimated IoU with the true box. Green: on target (IoU ≥ {iou_target}); "
+            f"red: guidelines need work (IoU < {IOU_GUIDELINES_MIN}).")
+
+
 def noise_bars(result: AgreementResult) -> go.Figure:
     """Each annotator's estimated box-side error (sd, as a share of the median object) and
     outward bias, from the reliability-weighted consensus; empty with fewer than 3

@@ -26,6 +26,7 @@ def test_renders_three_annotators():
     assert not at.exception, at.exception
     assert "consensus" in texts(at)
     assert "consensus is undefined" not in texts(at)
+    assert "Warfield" in texts(at) and "Dawid & Skene" in texts(at)  # method + citations
     at.selectbox(key="agr_ds_annotator").set_value("carol").run()
     assert not at.exception, at.exception
     titles = [c.proto.spec for c in at.get("plotly_chart")]
