@@ -2,13 +2,12 @@
 
 import streamlit as st
 
-from qa.agreement import IOU_GUIDELINES_MIN, IOU_TARGET, MASK_IOU_TARGET
-from qa.geometry import DEFAULT_IOU_THRESHOLD
-from qa.agreement import kappa_band
+from qa.agreement import IOU_TARGET, MASK_IOU_TARGET, METHOD_HELP, kappa_band
 from qa.app import cached
 from qa.app.state import dataset_key, require_dataset, widget_default
 from qa.app.widgets import image_gallery
 from qa.dataset import SEGMENTATION
+from qa.geometry import DEFAULT_IOU_THRESHOLD
 from qa.viz import agreement as va
 
 ds = require_dataset()
@@ -46,12 +45,22 @@ else:
     st.caption("Units for kappa/alpha are consensus objects; an annotator who drew nothing there "
                "rates it '(no object)', so the coefficients cover detection and class together.")
 
+if not res.consensus_defined:
+    st.info(f"With {res.n_annotators} annotators the consensus is undefined: where two disagree, "
+            "nothing tells which one is right. The scorecard compares each with the other (so "
+            "neither is coloured as worse); the pairwise view is the data. A third annotator "
+            "on a sample of the images makes per-annotator verdicts possible.")
+
 tabs = st.tabs(["Scorecard", "Pairs", "Classes", "IoU", "Disputed images", "Confusion"])
 with tabs[0]:
-    st.caption(f"Each annotator against the consensus of the others. Green: on target "
-               f"(IoU ≥ {iou_target}); red: guidelines need work (IoU < {IOU_GUIDELINES_MIN}).")
-    st.dataframe(va.style_scorecard(res.scorecard, iou_target=iou_target), hide_index=True,
+    st.caption(va.scorecard_caption(res, iou_target=iou_target))
+    st.dataframe(va.style_scorecard(res.scorecard, iou_target=iou_target,
+                                    colour=res.consensus_defined), hide_index=True,
                  key="agr_scorecard")
+    if res.consensus_defined and not res.is_classification:
+        st.plotly_chart(va.noise_bars(res), key="agr_noise")
+    with st.expander("Method and citations"):
+        st.markdown(METHOD_HELP)
 with tabs[1]:
     metrics = ["kappa"] if res.is_classification else ["f1", "mean_iou", "kappa"]
     cols = st.columns(len(metrics))
@@ -74,6 +83,13 @@ with tabs[4]:
                   highlight_ann_ids=res.disputed_ann_ids(ids) or None, max_images=int(n))
     st.dataframe(res.per_image, hide_index=True, key="agr_per_image")
 with tabs[5]:
+    if res.consensus_defined and not res.label_confusion.empty:
+        widget_default("agr_ds_annotator", res.most_confused_annotator())
+        who = st.selectbox("Annotator's confusion matrix (Dawid-Skene)", res.annotators,
+                           key="agr_ds_annotator")
+        st.plotly_chart(va.annotator_confusion_heatmap(res.annotator_confusion(who)),
+                        key="agr_ds_confusion")
+        st.caption("Pairwise: one annotator's labels against another's on the objects both rated.")
     a1, a2 = st.columns(2)
     widget_default("agr_conf_a", res.annotators[0])
     widget_default("agr_conf_b", res.annotators[1])

@@ -13,8 +13,18 @@ How boxes are compared
   image are links of a graph; its connected components are the objects. A component that
   holds two boxes of one annotator (a chain a1-b1-c1-a2) is split by single-linkage
   agglomeration in decreasing IoU order that never merges two boxes of one annotator. Each
-  object carries its majority label (ties: lowest category_id), the median box of its members
-  and its *support*: how many of the annotators who labelled the image drew it.
+  object carries its majority label (ties: lowest category_id), its consensus box and its
+  *support*: how many of the annotators who labelled the image drew it. With three or more
+  annotators the consensus box is reliability-weighted (each annotator's box noise estimated
+  together with it, STAPLE-style) and the object also gets a Dawid-Skene label
+  (``ds_category_id``, posterior ``p_ds``); see :mod:`qa.consensus`. With two (or masks) it is
+  the median box of the members.
+* Scorecards: every annotator against the consensus of the others (leave-one-out, with the
+  others' weights). ``mean_iou`` is the estimated IoU with the true box (the consensus' own
+  expected error removed, :func:`qa.consensus.expected_iou`), ``mean_iou_vs_consensus`` the
+  plain IoU; label habits come from the annotator's Dawid-Skene confusion matrix. With two
+  annotators nobody can tell which one is right: each is compared with the other, and
+  :attr:`AgreementResult.consensus_defined` is False.
 * Chance-corrected coefficients on boxes: every consensus object is a unit; an annotator who
   labelled the image but has no box in the object rates it ``NO_OBJECT``; one who did not
   label the image is missing (NaN). So kappa/alpha measure detection and class agreement
@@ -36,12 +46,22 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from qa.consensus import (
+    MIN_RATERS,
+    BoxNoise,
+    DawidSkene,
+    dawid_skene,
+    estimate_box_noise,
+    expected_iou,
+    weighted_centre,
+)
 from qa.dataset import (
     ANN_ID,
     ANNOTATOR,
@@ -60,15 +80,6 @@ from qa.geometry import (
     dataset_rles,
     match_grouped,
     xywh_to_xyxy,
-)
-from qa.consensus import (
-    MIN_RATERS,
-    BoxNoise,
-    DawidSkene,
-    dawid_skene,
-    estimate_box_noise,
-    expected_iou,
-    weighted_centre,
 )
 from qa.results import frame_records
 
@@ -92,6 +103,9 @@ COVERAGES = ("auto", "all", "annotated")
 # at least this frequent among the boxes they drew of the class, and seen this many times:
 CONFUSION_MIN_RATE = 0.05  # the label-error rate a QA lead stops tolerating (as the colours)
 CONFUSION_MIN_COUNT = 5  # fewer is chance, not a habit
+# The scorecard states an annotator's box noise once they shared this many objects with others
+# (a variance from fewer is mostly noise itself: with 10 objects x 4 sides its sd is ~25 %).
+MIN_NOISE_OBJECTS = 10
 NO_OBJECT = -1  # rating of an annotator who labelled the image but drew nothing for an object
 NO_OBJECT_NAME = "(no object)"
 IOU_TYPES = ("bbox", "segm")
@@ -104,6 +118,31 @@ LANDIS_KOCH_BANDS = ((0.0, "poor"), (0.20, "slight"), (0.40, "fair"), (0.60, "mo
 DISAGREEMENT_KINDS = ("missed", "extra", "label", "loose box")
 
 ProgressFn = Callable[[float, str], None]
+
+# The scorecard's method in words, for the page's help text.
+METHOD_HELP = """\
+**Boxes.** Boxes of all annotators are matched pairwise (Hungarian, IoU >= the threshold) and
+linked into consensus objects. With three or more annotators each annotator's box noise is
+estimated together with the consensus, STAPLE-style (Warfield, Zou & Wells 2004, *IEEE TMI*
+23(7)): every box side = truth + outward bias + noise whose spread has a pixel part and a part
+proportional to the object. The consensus box is the precision-weighted robust (Huber) mean of
+the members' sides, so a careful annotator outweighs a loose one; the noise comes from the
+differences of every pair of boxes of an object (Grubbs 1948, *JASA* 43), and the two are
+iterated until they stop changing.
+
+**Scorecard.** Each annotator is scored against the consensus of the *others* (leave-one-out,
+with the others' weights). *Mean IoU* is the estimated IoU with the true box: the deviation
+from that consensus, minus the consensus' own expected error (so a careful annotator scored
+against one loose box is not charged the loose box's error); *mean_iou_vs_consensus* is the
+plain IoU with it. *Recall*: share of the others' consensus objects the annotator found.
+
+**Labels.** Dawid & Skene (1979, *JRSS C* 28(1)) EM over the class of every consensus object,
+"(no object)" included: each annotator gets a confusion matrix, read as "labels ring as circle
+40% of the time" (among the boxes they drew of that class).
+
+**Two annotators.** The split of a disagreement between two people is not identifiable: no
+consensus, no colours; the pairwise figures (F1, IoU, kappa per pair) are the data.
+"""
 
 
 class AgreementWarning(UserWarning):
@@ -223,6 +262,14 @@ class AgreementResult:
         tab.index.name, tab.columns.name = "true class", f"{annotator} gave"
         return tab
 
+    def most_confused_annotator(self) -> str:
+        """The annotator with the highest estimated label-error rate (Dawid-Skene), the first
+        annotator when none is estimated: whose confusion matrix to show first."""
+        sc = self.scorecard
+        if "label_error_rate" not in sc or not sc["label_error_rate"].notna().any():
+            return self.annotators[0]
+        return str(sc.loc[sc["label_error_rate"].idxmax(), "annotator"])
+
     def most_disputed(self, n: int = 24) -> pd.DataFrame:
         """The ``n`` images with the highest disagreement score among the disputed ones, with a
         ``caption`` naming the disagreement (for galleries)."""
@@ -245,11 +292,15 @@ class AgreementResult:
 
     def metrics(self) -> dict[str, float | int | None]:
         """Headline figures for the health report (see :mod:`qa.results`): the coefficients,
-        the worst annotator's scorecard figures and the disputed share. None where undefined
-        (one annotator, classification for box figures)."""
-        num = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
+        the worst annotator's scorecard figures (``min_annotator_mean_iou`` is the estimated
+        IoU with the true box with 3+ annotators; with two, the pair's IoU), the disputed
+        share, ``max_annotator_box_noise`` (largest box-side sd as a share of the median
+        object) and ``max_annotator_confusion_rate`` (the most frequent class confusion
+        habit, 0 when none; see :data:`CONFUSION_MIN_RATE`). None where undefined (one
+        annotator, classification for box figures, fewer than 3 annotators for the last two)."""
+        num = lambda v: None if v is None or not np.isfinite(v) else float(v)
         sc, pi = self.scorecard, self.per_image
-        col_min = lambda c: num(sc[c].min()) if c in sc and sc[c].notna().any() else None  # noqa
+        col_min = lambda c: num(sc[c].min()) if c in sc and sc[c].notna().any() else None
         return {
             "n_annotators": self.n_annotators,
             "alpha": num(self.alpha),
@@ -1015,10 +1066,12 @@ def _noise_summary(noise: BoxNoise | None, xyxy: np.ndarray, k: int) -> dict:
                                                 "consensus_weight")}
     size = float(np.median(np.r_[xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]]))
     size = max(size, 1.0)
-    share = noise.sd_share(size)
+    known = noise.n_objects >= MIN_NOISE_OBJECTS  # else mostly the EM's starting guess
+    share = np.where(known, noise.sd_share(size), np.nan)
     prec = 1.0 / (share * size) ** 2
-    return {"box_noise": share, "box_noise_px": share * size, "box_bias": noise.bias,
-            "consensus_weight": prec / prec.sum()}
+    return {"box_noise": share, "box_noise_px": share * size,
+            "box_bias": np.where(known, noise.bias, np.nan),
+            "consensus_weight": prec / np.nansum(prec) if known.any() else prec}
 
 
 def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, geom, li, lj, lw,
@@ -1203,6 +1256,14 @@ def _compute_classification(ds: Dataset, annotators, thr, progress) -> Agreement
     scorecard = pd.DataFrame(score_rows, columns=[
         "annotator", "n_images", "n_compared", "agreement_with_others", "n_label_mismatch",
         "label_mismatch_rate", "top_confusions", "mean_kappa"])
+    # Dawid-Skene over the image labels (3+ annotators): confusion matrices and label habits
+    ds_fit = dawid_skene(ratings) if k >= MIN_RATERS and len(img_ids) else None
+    label_confusion = _label_confusion(
+        ds_fit, annotators, names, np.searchsorted(img_ids, first[IMAGE_ID].to_numpy()),
+        first["a"].to_numpy(), first[CATEGORY_ID].to_numpy(np.int64),
+        first[ANN_ID].to_numpy(np.int64))
+    if ds_fit is not None:
+        scorecard = _add_label_habits(scorecard, label_confusion)
     ratings_df = pd.DataFrame(ratings, columns=list(annotators))
     ratings_df.insert(0, IMAGE_ID, img_ids)
     members = pd.DataFrame({ANN_ID: first[ANN_ID].to_numpy(),
@@ -1219,7 +1280,8 @@ def _compute_classification(ds: Dataset, annotators, thr, progress) -> Agreement
         alpha=coeffs["alpha"],
         matched_ious=pd.DataFrame(columns=["annotator_a", "annotator_b", IMAGE_ID, CATEGORY_ID,
                                            "iou", "label_mismatch"]),
-        clusters=clusters, members=members, ratings=ratings_df, category_names=names)
+        clusters=clusters, members=members, ratings=ratings_df, category_names=names,
+        label_confusion=label_confusion)
 
 
 def run_analysis(dataset: Dataset, ctx) -> AgreementResult:

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from qa.agreement import (
-    AgreementWarning,
     IOU_GUIDELINES_MIN,
     IOU_TARGET,
     MASK_IOU_TARGET,
     NO_OBJECT,
+    AgreementWarning,
     annotator_summary,
     cohen_kappa,
     compute_agreement,
@@ -402,6 +402,7 @@ def test_sample_data_planted_annotators():
     assert conf.loc[src, dst] == pytest.approx(rate, abs=0.10)
     assert conf.loc["circle", "ring"] < 0.02  # and not the other way round
     assert res.annotator_confusion("alice").loc[src, dst] < 0.02
+    assert res.most_confused_annotator() == "carol"
     # the confused boxes are the evidence of an annotator_confusion finding
     f = res.findings()
     habit = f[f["kind"] == "annotator_confusion"]
@@ -432,7 +433,20 @@ def test_figures_are_plotly_and_named():
     assert isinstance(va.confusion_heatmap(res.confusion("alice", "carol")), go.Figure)
     css = va.scorecard_colours(res.scorecard).set_index(res.scorecard["annotator"])
     assert all(v.startswith("background-color") for v in css["recall"])
-    va.style_scorecard(res.scorecard).to_html()
+    html = va.style_scorecard(res.scorecard).to_html()
+    assert "background-color" in html
+    assert "background-color" not in va.style_scorecard(res.scorecard, colour=False).to_html()
+    bars = va.noise_bars(res)
+    assert [list(t.y) for t in bars.data] == [["alice", "bob", "carol"]] * 2
+    assert bars.data[0].x[1] == max(bars.data[0].x)  # bob: loosest boxes
+    heat = va.annotator_confusion_heatmap(res.annotator_confusion("carol"))
+    assert list(heat.data[0].y) == list(heat.data[0].x) == ["cat", "dog"]
+    two = compute_agreement(make_ds(TINY))
+    assert "not estimated" in va.noise_bars(two).layout.title.text
+    assert not va.noise_bars(two).data
+    assert "reliability-weighted" in va.scorecard_caption(res)
+    assert "uncoloured" in va.scorecard_caption(two)
+    assert not va.annotator_confusion_heatmap(two.annotator_confusion("bob")).data
 
 
 def test_scorecard_colours_follow_thresholds():

@@ -5,6 +5,7 @@ compute_agreement."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -270,6 +271,13 @@ def test_compute_agreement_label_confusion_from_dawid_skene():
     assert "(no object)" in full.columns and np.allclose(full.sum(axis=1), 1.0)
     metrics = res.metrics()
     assert metrics["max_annotator_confusion_rate"] == pytest.approx(conf.loc["dog", "cat"])
+    doc = json.loads(json.dumps(res.to_dict()))
+    assert doc["consensus_defined"] and len(doc["label_confusion"]) == len(lc)
+    f = res.findings()
+    habit = f[f["kind"] == "annotator_confusion"].iloc[0]
+    assert habit["annotator"] == "ann2" and habit["category_id"] == 2
+    assert len(habit["ann_ids"]) == (swap & (true_cat == 2)).sum()
+    assert "labels dog as cat" in habit["message"] and pd.isna(habit["image_id"])
 
 
 def test_two_annotators_consensus_is_undefined():
@@ -289,3 +297,50 @@ def test_two_annotators_consensus_is_undefined():
 
 def test_pixel_var_floor_is_the_rounding_variance():
     assert MIN_PIXEL_VAR == pytest.approx(1 / 12)
+
+
+def test_noise_from_every_nth_object_matches_all_objects():
+    rng = np.random.default_rng(21)
+    truth = _truth(3000, rng)
+    cl, code, xyxy = _draw(truth, NOISE_SHARES[:3], rng)
+    full = estimate_box_noise(cl, code, xyxy, 3, max_objects=None)
+    part = estimate_box_noise(cl, code, xyxy, 3, max_objects=1000)
+    assert part.n_objects.tolist() == [1000, 1000, 1000]
+    assert part.sd_share(100.0) == pytest.approx(full.sd_share(100.0), rel=0.1)
+
+
+def test_classification_labels_get_dawid_skene_habits():
+    rng = np.random.default_rng(4)
+    n = 200
+    truth = rng.integers(1, 3, n)
+    rows = []
+    for name in ("ann0", "ann1", "ann2"):
+        lab = truth.copy()
+        if name == "ann1":  # calls 35 % of the dogs cats
+            lab[(truth == 2) & (rng.random(n) < 0.35)] = 1
+        for img, c in enumerate(lab, start=1):
+            rows.append((len(rows) + 1, img, int(c), name, np.nan, np.nan, np.nan, np.nan))
+    anns = pd.DataFrame(rows, columns=["ann_id", "image_id", "category_id", "annotator",
+                                       "x", "y", "w", "h"]).assign(iscrowd=0)
+    images = pd.DataFrame({"image_id": np.arange(1, n + 1), "file_name": "a.jpg",
+                           "width": 10, "height": 10})
+    cats = pd.DataFrame({"category_id": [1, 2], "name": ["cat", "dog"]})
+    res = compute_agreement(Dataset(images=images, categories=cats, annotations=anns))
+    assert res.is_classification
+    ann1 = anns[anns["annotator"] == "ann1"].reset_index(drop=True)
+    planted = ((ann1["category_id"] == 1) & (truth == 2)).sum() / (truth == 2).sum()
+    assert res.annotator_confusion("ann1").loc["dog", "cat"] == pytest.approx(planted, abs=0.03)
+    sc = res.scorecard.set_index("annotator")
+    assert sc.loc["ann1", "top_confusions"].startswith("labels dog as cat ")
+    assert res.most_confused_annotator() == "ann1"
+
+
+def test_noise_is_not_stated_from_a_handful_of_shared_objects():
+    from qa.agreement import MIN_NOISE_OBJECTS
+
+    rng = np.random.default_rng(3)
+    truth = _spread(_truth(MIN_NOISE_OBJECTS - 1, rng))
+    res = compute_agreement(_dataset(truth, (0.01, 0.05, 0.1), rng))
+    assert res.scorecard["box_noise"].isna().all()
+    assert res.metrics()["max_annotator_box_noise"] is None
+    assert res.scorecard["mean_iou"].notna().all()  # still scored, with the start weights

@@ -227,6 +227,27 @@ def test_agreement_disputed_gallery_and_pair_heatmaps(server, browser):
     _shot(browser, "agreement_disputed")
 
 
+def test_agreement_scorecard_noise_and_dawid_skene_confusion(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/agreement")
+    _wait(browser, '[data-testid="stDataFrame"]')
+    _wait(browser, ".js-plotly-plot")
+    _settle(browser)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "reliability-weighted consensus" in body
+    plots = " ".join(p.text for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
+    assert "Box noise per annotator" in plots
+    assert _errors(browser) == []
+    _shot(browser, "agreement_scorecard")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Confusion')]")
+    _settle(browser)
+    plots = " ".join(p.text for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
+    assert "Dawid-Skene" in plots and "what carol gave" in plots  # the most confused first
+    assert _errors(browser) == []
+    _shot(browser, "agreement_ds_confusion")
+
+
 def test_balance_checks_open_a_gallery(server, browser):
     from selenium.webdriver.common.by import By
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.test_agreement import TINY, _three_annotators, make_ds
-from tests.app.pagetest import texts
 from tests.app.pagetest import run_page as _run
+from tests.app.pagetest import texts
+from tests.test_agreement import TINY, _three_annotators, make_ds
 
 
 def run_page(ds, key: str):
@@ -25,6 +25,22 @@ def test_renders_three_annotators():
     at.number_input(key="agr_n_disputed").set_value(8).run()
     assert not at.exception, at.exception
     assert "consensus" in texts(at)
+    assert "consensus is undefined" not in texts(at)
+    assert "Warfield" in texts(at) and "Dawid & Skene" in texts(at)  # method + citations
+    at.selectbox(key="agr_ds_annotator").set_value("carol").run()
+    assert not at.exception, at.exception
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Box noise per annotator" in t for t in titles)
+    assert any("Dawid-Skene" in t for t in titles)
+
+
+def test_two_annotators_say_consensus_is_undefined():
+    at = run_page(make_ds(TINY), "agr-two")
+    assert not at.exception, at.exception
+    assert "consensus is undefined" in texts(at)
+    titles = " ".join(c.proto.spec for c in at.get("plotly_chart"))
+    assert "Box noise per annotator" not in titles and "Dawid-Skene" not in titles
+    assert not [s for s in at.selectbox if s.key == "agr_ds_annotator"]
 
 
 def test_renders_one_annotator_with_explanation():
