@@ -553,8 +553,9 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
     prog(0.0, "hashing image files")
     hashes = store.hash_files(dataset.root, names, progress=lambda d, t: prog(
         0.1 * d / max(t, 1), f"hashing image files ({d}/{t})"))
-    shas = hashes["sha256"].tolist()
-    errors = hashes["error"].tolist()
+    # pandas may hold a missing digest as NaN: normalise to None
+    shas = [s if isinstance(s, str) else None for s in hashes["sha256"]]
+    errors = [e if isinstance(e, str) else None for e in hashes["error"]]
     vecs, n_computed, n_cached, decode_err = _vectors_for(
         spec, dataset.root, [(s, n) for s, n in zip(shas, names)], store=store, bs=bs,
         device=device, prog=prog, cached_only=cached_only, workers=workers)
@@ -568,6 +569,8 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
         elif sha in decode_err:
             fail.append((iid, name, decode_err[sha]))
     dim = next(iter(vecs.values())).shape[0] if vecs else 0
+    if len(out_ids) + len(fail) < len(ids) and not cached_only:
+        raise RuntimeError("embed_images lost track of some images (a bug): please report it")
     arr = np.stack(rows) if rows else np.zeros((0, dim), np.float32)
     failed = pd.DataFrame(fail, columns=[IMAGE_ID, "file_name", "reason"]) if fail else \
         _no_failures()
@@ -686,8 +689,8 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
     names_all = img[FILE_NAME].astype(str)
     used = anns[IMAGE_ID].unique()
     hashes = store.hash_files(dataset.root, names_all.loc[used].tolist())
-    sha_of = dict(zip(used, hashes["sha256"]))
-    err_of = dict(zip(used, hashes["error"]))
+    sha_of = {i: s for i, s in zip(used, hashes["sha256"]) if isinstance(s, str)}
+    err_of = {i: e for i, e in zip(used, hashes["error"]) if isinstance(e, str)}
     items, crop_of, keys = [], {}, []
     for ann_id, iid, x, y, w, h in anns[[ANN_ID, IMAGE_ID, "x", "y", "w", "h"]].itertuples(
             index=False, name=None):

@@ -218,8 +218,11 @@ def test_interrupted_run_resumes_where_it_stopped(ds, store):
                      progress=stop_after_first_batch)
     resumed = embed_images(ds, model=TINY, pretrained="random", store=store, batch_size=2)
     assert resumed.n_cached == 2 and resumed.n_computed == 3
-    # the unreadable image's reason was remembered: not decoded again, still reported
-    assert "broken.jpg" in set(resumed.failed["file_name"])
+    # the unreadable image's reason was remembered: not decoded again, still reported, also
+    # when only the store is read
+    assert set(resumed.failed["file_name"]) == {"broken.jpg", "gone.jpg"}
+    cached = embed_images(ds, model=TINY, pretrained="random", store=store, cached_only=True)
+    assert set(cached.failed["file_name"]) == {"broken.jpg", "gone.jpg"} and len(cached) == 5
 
 
 def test_embed_objects_crops_boxes_skips_tiny_ones_and_caches(ds, store):
@@ -243,3 +246,33 @@ def test_text_search_refuses_the_fallback():
         text_search(emb, "a cat")
     with pytest.raises(ValueError, match="query must be a non-empty text"):
         text_search(emb, "  ")
+
+
+# ------------------------------------------------------------------ CLI
+def test_cli_embed_outliers_and_cache(ds, tmp_path, monkeypatch, capsys):
+    from qa.cli import main
+
+    monkeypatch.setenv("DATASET_QA_CACHE", str(tmp_path / "clicache"))
+    root = str(ds.root.parent)
+    tiny = ["--model", TINY, "--pretrained", "random"]
+    assert main(["embed", root, *tiny, "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"model: open_clip/{TINY}/random-seed0/pp1 (CLIP)" in out
+    assert "5 embedded (5 computed, 0 from the cache), 2 could not be embedded" in out
+    assert "gone.jpg: file not found" in out
+    assert main(["embed", root, *tiny, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["images"]["n_computed"] == 0 and doc["images"]["n_cached"] == 5
+    csv = tmp_path / "out" / "flagged.csv"
+    assert main(["outliers", root, *tiny, "--k", "2", "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "outliers (knn, k=2, flagged above" in out and csv.exists()
+    assert main(["outliers", root, *tiny, "--json", "--cached"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["metrics"]["n_images_embedded"] == 5 and doc["metrics"]["is_clip"] == 1
+    assert main(["cache", "info"]) == 0
+    assert f"open_clip/{TINY}/random-seed0/pp1" in capsys.readouterr().out
+    assert main(["cache", "clear", "--model", f"open_clip/{TINY}/random-seed0/pp1"]) == 0
+    assert "cleared vectors of" in capsys.readouterr().out
+    assert main(["embed", root, "--model", "ViT-Q-99"]) == 2
+    assert "unknown model 'ViT-Q-99'" in capsys.readouterr().err

@@ -86,6 +86,7 @@ COMMAND_MODULES = (
     "qa.cli.info",
     "qa.cli.stats",
     "qa.cli.agreement",
+    "qa.cli.embed",
 )
 
 

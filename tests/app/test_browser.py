@@ -38,6 +38,7 @@ PAGES = [
     ("agreement", "Annotator agreement", ".js-plotly-plot"),
     ("", "Overview", '[data-testid="stMetric"]'),
     ("balance", "Class balance", ".js-plotly-plot"),
+    ("outliers", "Outliers", '[data-testid="stMarkdown"]'),
 ]
 STARTUP_S = 90
 RENDER_S = 120
@@ -308,3 +309,35 @@ def test_classification_folder_through_picker_renders_every_page(server, browser
         _shot(browser, f"classification_{name}")
     text = browser.find_element(By.CSS_SELECTOR, "[data-testid='stMain']").text
     assert "Agreement needs at least 2 annotators" in text
+
+
+def test_outliers_page_embeds_sample_data_and_shows_the_planted_photos(server, browser):
+    """Press 'Embed' on sample_data (offline model), then the ranked gallery and the map."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/outliers")
+    _wait(browser, "h1")
+    _settle(browser)
+    main = lambda: browser.find_element(By.CSS_SELECTOR, "[data-testid='stMain']").text  # noqa
+    assert "not CLIP" in main()
+    buttons = browser.find_elements(By.XPATH, "//button[.//p[starts-with(text(), 'Embed ')]]")
+    if buttons:  # a store from an earlier run may already hold the vectors
+        buttons[0].click()
+    WebDriverWait(browser, 600).until(lambda d: "Flag threshold" in main())
+    _settle(browser)
+    assert _errors(browser) == []
+    captions = " ".join(c.text for c in browser.find_elements(
+        By.CSS_SELECTOR, '[data-testid="stImageCaption"]'))
+    planted = json.loads((ROOT / "sample_data" / "PLANTED.json").read_text())
+    ood = [d["file_name"] for d in planted["ood_images"]]
+    shown = [f for f in ood if f in captions]
+    assert len(shown) == 10, shown  # the ranked gallery shows the 10 planted photographs
+    _shot(browser, "outliers_ranked")
+    _click_text(browser, "//label[.//p[text()='Map']]")
+    _wait(browser, ".js-plotly-plot")
+    _settle(browser)
+    assert _errors(browser) == []
+    _shot(browser, "outliers_map")
