@@ -51,7 +51,7 @@ c1, c2, c3, c4 = st.columns(4)
 method = c1.selectbox("Method", METHODS, key="out_method")
 k = c2.slider("Neighbours k", 2, 50, DEFAULT_K, key="out_k")
 color_by = c3.selectbox("Colour the map by", vo.COLOR_BY, key="out_color")
-map_method = c4.selectbox("Map", MAP_METHODS, key="out_map")
+map_method = c4.selectbox("Map projection", MAP_METHODS, key="out_map")
 res = cached.outliers(key, ds, emb, objects if objects is not None and len(objects) else None,
                       emb.model_id, len(emb), len(objects) if objects is not None else 0,
                       method, k)

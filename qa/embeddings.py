@@ -264,20 +264,27 @@ def _open_clip_spec(arch: str, pretrained: str | None, ckpt: Path | None) -> Mod
 # --------------------------------------------------------------------------- loaded models
 @dataclass
 class LoadedModel:
-    """A model ready to embed: ``preprocess(PIL image) -> (3, s, s) float32 array`` (thread
-    safe), ``encode(batch array) -> (b, d) float32`` L2-normalised."""
+    """A model ready to embed: ``preprocess(PIL image) -> (3, s, s)`` array (thread safe; uint8
+    when ``mean``/``std`` are set, which ``encode`` then applies on the whole batch, cheaper
+    than per image), ``encode(batch) -> (b, d) float32`` L2-normalised."""
 
     spec: ModelSpec
     module: object
     device: str
     preprocess: Callable
     tokenizer: Callable | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def encode(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         with torch.inference_mode():
+            if self.mean is not None:
+                mean = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1)
+                std = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1)
+                x = (x.float().div_(255.0) - mean).div_(std)
             if self.spec.backend == "open_clip":
                 out = self.module.encode_image(x)
             else:
@@ -295,6 +302,24 @@ class LoadedModel:
         with torch.inference_mode():
             out = self.module.encode_text(self.tokenizer(list(texts)).to(self.device))
         return _l2(out.float().cpu().numpy())
+
+
+def resize_crop(im, *, short: int, size: int) -> np.ndarray:
+    """Bicubic resize of the short side to ``short`` px, centre crop ``size`` px: a (3, size,
+    size) uint8 array. Sizes and offsets are rounded as torchvision's Resize / CenterCrop do,
+    so CLIP vectors match open_clip's own preprocessing."""
+    from PIL import Image
+
+    w, h = im.size
+    if w <= h:
+        nw, nh = short, int(short * h / w)
+    else:
+        nw, nh = int(short * w / h), short
+    im = im.resize((max(nw, size), max(nh, size)), Image.BICUBIC)
+    nw, nh = im.size
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+    im = im.crop((left, top, left + size, top + size))
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def _l2(v: np.ndarray) -> np.ndarray:
@@ -373,21 +398,12 @@ def _load_fallback(spec: ModelSpec, device: str) -> LoadedModel:
     net.load_state_dict(mapped)
     net.reset_classifier(0)  # the pooled 1280-d features, not the 1000 ImageNet logits
     net.eval().to(device)
-    return LoadedModel(spec, net, device, _fallback_preprocess)
+    return LoadedModel(spec, net, device, _fallback_preprocess, mean=(0.5, 0.5, 0.5),
+                       std=(0.5, 0.5, 0.5))
 
 
 def _fallback_preprocess(im) -> np.ndarray:
-    from PIL import Image
-
-    w, h = im.size
-    short = FALLBACK_SIZE / FALLBACK_CROP_PCT
-    scale = short / min(w, h)
-    nw, nh = max(FALLBACK_SIZE, round(w * scale)), max(FALLBACK_SIZE, round(h * scale))
-    im = im.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
-    left, top = (nw - FALLBACK_SIZE) // 2, (nh - FALLBACK_SIZE) // 2
-    im = im.crop((left, top, left + FALLBACK_SIZE, top + FALLBACK_SIZE))
-    a = np.asarray(im, dtype=np.float32) * (2.0 / 255.0) - 1.0  # (x/255 - 0.5) / 0.5
-    return np.ascontiguousarray(a.transpose(2, 0, 1))
+    return resize_crop(im, short=int(FALLBACK_SIZE / FALLBACK_CROP_PCT), size=FALLBACK_SIZE)
 
 
 def _load_open_clip(spec: ModelSpec, device: str) -> LoadedModel:
@@ -411,11 +427,23 @@ def _load_open_clip(spec: ModelSpec, device: str) -> LoadedModel:
         _load_checkpoint(net, spec)
     net.eval().to(device)
     tok = open_clip.get_tokenizer(spec.arch)
+    cfg = dict(getattr(net.visual, "preprocess_cfg", None) or {})
+    size = cfg.get("size")
+    size = size[0] if isinstance(size, (tuple, list)) and len(set(size)) == 1 else size
+    if (cfg.get("resize_mode", "shortest") == "shortest" and isinstance(size, int)
+            and cfg.get("interpolation", "bicubic") == "bicubic" and "mean" in cfg):
+        # open_clip's own transform (Resize shortest, CenterCrop, ToTensor, Normalize), with
+        # the normalisation done once per batch by encode()
+        def pre(im) -> np.ndarray:
+            return resize_crop(im, short=size, size=size)
 
-    def pre(im) -> np.ndarray:
+        return LoadedModel(spec, net, device, pre, tok, mean=tuple(cfg["mean"]),
+                           std=tuple(cfg["std"]))
+
+    def pre_float(im) -> np.ndarray:  # other resize modes: open_clip's transform as it is
         return preprocess(im).numpy()
 
-    return LoadedModel(spec, net, device, pre, tok)
+    return LoadedModel(spec, net, device, pre_float, tok)
 
 
 def _load_checkpoint(net, spec: ModelSpec) -> None:

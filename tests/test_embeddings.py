@@ -276,3 +276,22 @@ def test_cli_embed_outliers_and_cache(ds, tmp_path, monkeypatch, capsys):
     assert "cleared vectors of" in capsys.readouterr().out
     assert main(["embed", root, "--model", "ViT-Q-99"]) == 2
     assert "unknown model 'ViT-Q-99'" in capsys.readouterr().err
+
+
+def test_clip_preprocessing_matches_open_clips_own_transform():
+    """Workers send uint8 crops and encode() normalises the batch: the tensor the model sees
+    is open_clip's preprocess output (Resize shortest, CenterCrop, ToTensor, Normalize)."""
+    import open_clip
+    import torch
+
+    _, _, reference = open_clip.create_model_and_transforms(TINY, pretrained=None)
+    loaded = load_model(resolve_model(TINY, pretrained="random"), device="cpu")
+    rng = np.random.default_rng(5)
+    for size in ((97, 61), (40, 90), (32, 32)):
+        im = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+        ref = reference(im).numpy()
+        mine = loaded.preprocess(im)
+        assert mine.dtype == np.uint8 and mine.shape == ref.shape
+        mean = torch.tensor(loaded.mean).view(-1, 1, 1).numpy()
+        std = torch.tensor(loaded.std).view(-1, 1, 1).numpy()
+        np.testing.assert_allclose((mine / 255.0 - mean) / std, ref, atol=1e-5)

@@ -335,9 +335,16 @@ def test_outliers_page_embeds_sample_data_and_shows_the_planted_photos(server, b
     ood = [d["file_name"] for d in planted["ood_images"]]
     shown = [f for f in ood if f in captions]
     assert len(shown) == 10, shown  # the ranked gallery shows the 10 planted photographs
-    _shot(browser, "outliers_ranked")
+    _shot(browser, "outliers_top")
+    gallery = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"]')[4]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", gallery)
+    time.sleep(0.5)
+    browser.save_screenshot(str(ART / "outliers_ranked.png"))
     _click_text(browser, "//label[.//p[text()='Map']]")
     _wait(browser, ".js-plotly-plot")
     _settle(browser)
     assert _errors(browser) == []
-    _shot(browser, "outliers_map")
+    plot = browser.find_element(By.CSS_SELECTOR, ".js-plotly-plot")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
+    time.sleep(0.5)
+    browser.save_screenshot(str(ART / "outliers_map.png"))
