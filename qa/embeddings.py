@@ -584,9 +584,11 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
     # pandas may hold a missing digest as NaN: normalise to None
     shas = [s if isinstance(s, str) else None for s in hashes["sha256"]]
     errors = [e if isinstance(e, str) else None for e in hashes["error"]]
+    corrupt_before = store.n_corrupt
     vecs, n_computed, n_cached, decode_err = _vectors_for(
         spec, dataset.root, [(s, n) for s, n in zip(shas, names)], store=store, bs=bs,
         device=device, prog=prog, cached_only=cached_only, workers=workers)
+    notes += _store_notes(store, corrupt_before)
     rows, out_ids, fail = [], [], []
     for i, (iid, name, sha) in enumerate(zip(ids, names, shas)):
         if sha is None:
@@ -609,6 +611,19 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
              n_cached, len(failed))
     return Embeddings(arr, np.asarray(out_ids, np.int64), spec.model_id, spec.is_clip,
                       failed=failed, n_computed=n_computed, n_cached=n_cached, notes=notes)
+
+
+def _store_notes(store, corrupt_before: int) -> tuple[str, ...]:
+    """Sentences about damage found in the store (entries dropped, an unreadable file)."""
+    notes = []
+    n = store.n_corrupt - corrupt_before
+    if n:
+        notes.append(f"{n} damaged cache entr{'y was' if n == 1 else 'ies were'} found, dropped "
+                     "and recomputed")
+    if getattr(store, "recovered_from", None) is not None:
+        notes.append(f"the cache file was unreadable: it was moved to {store.recovered_from} "
+                     "and a new one started")
+    return tuple(notes)
 
 
 def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, store, bs,
@@ -733,9 +748,11 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
         crop_of[key] = box
         keys.append(key)
         items.append((key, names_all.loc[iid]))
+    corrupt_before = store.n_corrupt
     vecs, n_computed, n_cached, decode_err = _vectors_for(
         spec, dataset.root, items, store=store, bs=bs, device=device, prog=prog,
         cached_only=cached_only, workers=workers, crop_of=crop_of)
+    notes += _store_notes(store, corrupt_before)
     rows, out_img, out_ann, fail = [], [], [], {}
     for key, (ann_id, iid) in zip(keys, anns[[ANN_ID, IMAGE_ID]].itertuples(index=False,
                                                                                  name=None)):

@@ -196,6 +196,7 @@ def test_fallback_cache_rerun_additions_renames_and_damage(tmp_path, store):
     con.close()
     healed = embed_images(more, model=FALLBACK, store=store)
     assert (healed.n_computed, healed.n_cached) == (1, 5)
+    assert "1 damaged cache entry was found, dropped and recomputed" in healed.notes
     np.testing.assert_allclose(healed.vectors, grown.vectors, atol=1e-5)
     # cached_only computes nothing: a brand-new image is neither a row nor a failure
     _scene(root / "images" / "late.jpg", (90, 90, 90), 9)
@@ -295,3 +296,14 @@ def test_clip_preprocessing_matches_open_clips_own_transform():
         mean = torch.tensor(loaded.mean).view(-1, 1, 1).numpy()
         std = torch.tensor(loaded.std).view(-1, 1, 1).numpy()
         np.testing.assert_allclose((mine / 255.0 - mean) / std, ref, atol=1e-5)
+
+
+def test_an_unreadable_cache_file_is_moved_aside_and_everything_recomputed(ds, tmp_path):
+    path = tmp_path / "bad" / "store.sqlite"
+    path.parent.mkdir()
+    path.write_bytes(b"this is not an SQLite database" * 100)
+    with Store(path) as st:
+        e = embed_images(ds, model=TINY, pretrained="random", store=st)
+    assert e.n_computed == 5
+    assert any("cache file was unreadable" in n for n in e.notes)
+    assert list(path.parent.glob("store.sqlite.corrupt-*"))
