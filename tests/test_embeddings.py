@@ -307,3 +307,15 @@ def test_an_unreadable_cache_file_is_moved_aside_and_everything_recomputed(ds, t
     assert e.n_computed == 5
     assert any("cache file was unreadable" in n for n in e.notes)
     assert list(path.parent.glob("store.sqlite.corrupt-*"))
+
+
+def test_a_huge_image_is_skipped_with_its_reason_and_the_rest_embedded(tmp_path, store):
+    root = tmp_path / "data"
+    ds0 = _dataset(root, ["a.jpg", "b.jpg"])
+    Image.new("1", (12000, 9000)).save(root / "images" / "bomb.png", optimize=True)  # 108 MP
+    ds = _dataset(root, ["a.jpg", "b.jpg", "bomb.png"])
+    assert len(ds0.images) == 2
+    e = embed_images(ds, model=TINY, pretrained="random", store=store)
+    assert list(e.image_ids) == [1, 2]
+    reason = e.failed.set_index("file_name").loc["bomb.png", "reason"]
+    assert reason.startswith("image too large to decode (12000 x 9000 = 108 MP")
