@@ -79,7 +79,9 @@ if section == "Ranked outliers":
     image_gallery(ds, flagged["image_id"], key="out_gallery", captions={
         r.image_id: f"rank {r.rank}, score {r.score:.3g}" for r in flagged.itertuples()})
     if len(flagged):
-        pick = st.selectbox("Nearest ordinary images of", flagged["image_id"], key="out_pick")
+        names = dict(zip(flagged["image_id"], flagged["file_name"]))
+        pick = st.selectbox("Nearest ordinary images of", flagged["image_id"], key="out_pick",
+                            format_func=lambda i: f"#{i} {names[i]}")
         image_gallery(ds, flagged.set_index("image_id").loc[pick, "neighbors"],
                       key="out_neighbours", max_images=5, columns=5)
     st.plotly_chart(vo.score_histogram(res), key="out_hist")
