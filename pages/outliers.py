@@ -86,7 +86,11 @@ if section == "Ranked outliers":
                       key="out_neighbours", max_images=5, columns=5)
     st.plotly_chart(vo.score_histogram(res), key="out_hist")
 elif section == "Map":
-    mp, note = cached.embedding_map(key, emb.model_id, len(emb), map_method, emb.vectors)
+    try:
+        mp, note = cached.embedding_map(key, emb.model_id, len(emb), map_method, emb.vectors)
+    except ImportError as e:  # UMAP is an optional extra
+        st.info(str(e))
+        st.stop()
     attrs = cached.image_attributes(key, ds, tuple(res.per_image["image_id"]))
     ev = st.plotly_chart(vo.outlier_map(mp, res, attrs, color_by=color_by, note=note),
                          key="out_scatter", on_select="rerun", selection_mode="points")

@@ -59,6 +59,9 @@ def test_outliers_page_embeds_on_click_then_shows_every_section(tmp_path, monkey
     at.selectbox(key="out_color").set_value("class").run()
     at.radio(key="out_section").set_value("Map").run()
     assert not at.exception, at.exception
+    for projection in ("tsne", "umap"):  # umap without umap-learn: a hint, not a crash
+        at.selectbox(key="out_map").set_value(projection).run()
+        assert not at.exception, (projection, at.exception)
 
 
 def test_outliers_page_honours_a_deep_link(tmp_path, monkeypatch):
