@@ -1,7 +1,8 @@
 """Embedding throughput: the whole pipeline (hash, read, decode, preprocess, forward, store)
 against the model's forward-only throughput at the same batch size, and a cached re-run.
 
-    python benchmarks/bench_embed.py [--images 192 --batch-size 32 --models fallback,vit]
+    python benchmarks/bench_embed.py [--images 192 --batch-size 32 --models fallback,vit
+                                      --repeat 3]
 
 Synthetic JPEGs (640x480, smooth gradients plus noise, like camera photos in size) in a temp
 folder, an empty store per model. Models: the offline fallback (efficientnet-lite0) and
@@ -79,7 +80,10 @@ def forward_only(loaded, batch_size: int, n_batches: int) -> float:
     return n_batches * batch_size / (time.perf_counter() - t0)
 
 
-def bench_model(key: str, ds, batch_size: int, tmp: Path) -> dict:
+def bench_model(key: str, ds, batch_size: int, tmp: Path, repeat: int) -> dict:
+    """Best of ``repeat`` alternating rounds (forward-only, then the pipeline on an empty
+    store, then the cached re-run): on a shared machine the best round is the one least
+    disturbed by other jobs, for both figures alike."""
     from qa.embeddings import embed_images, load_model, resolve_model
     from qa.store import Store
 
@@ -89,19 +93,22 @@ def bench_model(key: str, ds, batch_size: int, tmp: Path) -> dict:
     loaded = load_model(spec, device="cpu")
     load_s = time.perf_counter() - t0
     n = len(ds.images)
-    fwd = forward_only(loaded, batch_size, max(2, n // batch_size))
-    with Store(tmp / f"store-{key}.sqlite") as store:
-        t0 = time.perf_counter()
-        first = embed_images(ds, model=model, pretrained=pretrained, batch_size=batch_size,
-                             device="cpu", store=store)
-        first_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        again = embed_images(ds, model=model, pretrained=pretrained, batch_size=batch_size,
-                             device="cpu", store=store)
-        cached_s = time.perf_counter() - t0
-    assert first.n_computed == n and again.n_computed == 0, (first.n_computed, again.n_computed)
-    pipe = n / first_s
-    return {"model": spec.model_id, "images": n, "batch_size": batch_size,
+    fwd, pipe, first_s, cached_s = 0.0, 0.0, float("inf"), float("inf")
+    for r in range(repeat):
+        fwd = max(fwd, forward_only(loaded, batch_size, max(2, n // batch_size)))
+        with Store(tmp / f"store-{key}-{r}.sqlite") as store:
+            t0 = time.perf_counter()
+            first = embed_images(ds, model=model, pretrained=pretrained,
+                                 batch_size=batch_size, device="cpu", store=store)
+            s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            again = embed_images(ds, model=model, pretrained=pretrained,
+                                 batch_size=batch_size, device="cpu", store=store)
+            c = time.perf_counter() - t0
+        assert first.n_computed == n and again.n_computed == 0, (first.n_computed,
+                                                                 again.n_computed)
+        pipe, first_s, cached_s = max(pipe, n / s), min(first_s, s), min(cached_s, c)
+    return {"model": spec.model_id, "images": n, "batch_size": batch_size, "repeat": repeat,
             "load_s": round(load_s, 2), "forward_img_s": round(fwd, 1),
             "pipeline_img_s": round(pipe, 1), "ratio": round(pipe / fwd, 3),
             "first_run_s": round(first_s, 2), "cached_run_s": round(cached_s, 3),
@@ -113,6 +120,7 @@ def main() -> int:
     p.add_argument("--images", type=int, default=192)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--models", default="fallback,vit")
+    p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -126,7 +134,7 @@ def main() -> int:
         names = write_images(tmp / "data", args.images)
         ds = make_dataset(tmp / "data", names)
         for key in args.models.split(","):
-            r = bench_model(key.strip(), ds, args.batch_size, tmp)
+            r = bench_model(key.strip(), ds, args.batch_size, tmp, args.repeat)
             rows.append(r)
             ok_ratio = r["ratio"] >= PIPELINE_TARGET
             ok_cache = r["cache_speedup"] >= CACHE_SPEEDUP_TARGET

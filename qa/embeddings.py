@@ -69,7 +69,9 @@ CROP_MARGIN = 0.10
 MIN_OBJECT_SIDE = 8
 # Decode failures are remembered per file content, so a re-run does not decode them again.
 ERROR_KIND = "embed-decode-error/v1"
-# Prefetch: batches prepared ahead of the model (memory: 2 x 32 x 600 kB).
+# Decoding threads when the model runs on the CPU (a GPU gets qa.images.DEFAULT_WORKERS).
+CPU_DECODE_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
+# Prefetch: batches prepared ahead of the model (memory: 2 x 32 x 150 kB of uint8).
 PREFETCH_BATCHES = 2
 
 
@@ -648,6 +650,10 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
     loaded = load_model(spec, device=device)
     if device == "auto" and loaded.device != "cpu" and bs == DEFAULT_BATCH_SIZE:
         bs = GPU_BATCH_SIZE
+    if workers is None and loaded.device == "cpu":
+        # the model needs the cores; decoding is a small share of the work, and more threads
+        # than cores only preempt the model's OpenMP threads (a stalled thread stalls the op)
+        workers = CPU_DECODE_WORKERS
     prepare = _preparer(loaded, root, first_name, crop_of)
     n_done = 0
     total = len(todo)
