@@ -452,7 +452,6 @@ def _load_checkpoint(net, spec: ModelSpec) -> None:
     import pickle
 
     import open_clip
-
     import torch
 
     path = spec.checkpoint

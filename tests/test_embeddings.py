@@ -85,7 +85,7 @@ def store(tmp_path):
 def ds(tmp_path):
     root = tmp_path / "data"
     names = [f"img{k}.jpg" for k in range(5)]
-    d = _dataset(root, names, extra=["gone.jpg"])
+    _dataset(root, names, extra=["gone.jpg"])  # writes the five images
     (root / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     return _dataset(root, names + ["broken.jpg"], extra=["gone.jpg"])
 

@@ -11,7 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa.dataset import ANN_ID, ANNOTATOR, CATEGORY_ID, FILE_NAME, IMAGE_ID, NAME, SPLIT, Dataset
+from qa.dataset import (
+    ANN_ID,
+    ANNOTATOR,
+    CATEGORY_ID,
+    FILE_NAME,
+    IMAGE_ID,
+    NAME,
+    SPLIT,
+    Dataset,
+)
 from qa.embeddings import Embeddings
 from qa.outliers import (
     IQR_FACTOR,
