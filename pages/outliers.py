@@ -51,7 +51,7 @@ c1, c2, c3, c4 = st.columns(4)
 method = c1.selectbox("Method", METHODS, key="out_method")
 k = c2.slider("Neighbours k", 2, 50, DEFAULT_K, key="out_k")
 color_by = c3.selectbox("Colour the map by", vo.COLOR_BY, key="out_color")
-map_method = c4.selectbox("Map", MAP_METHODS, key="out_map")
+map_method = c4.selectbox("Map projection", MAP_METHODS, key="out_map")
 res = cached.outliers(key, ds, emb, objects if objects is not None and len(objects) else None,
                       emb.model_id, len(emb), len(objects) if objects is not None else 0,
                       method, k)
@@ -79,12 +79,18 @@ if section == "Ranked outliers":
     image_gallery(ds, flagged["image_id"], key="out_gallery", captions={
         r.image_id: f"rank {r.rank}, score {r.score:.3g}" for r in flagged.itertuples()})
     if len(flagged):
-        pick = st.selectbox("Nearest ordinary images of", flagged["image_id"], key="out_pick")
+        names = dict(zip(flagged["image_id"], flagged["file_name"]))
+        pick = st.selectbox("Nearest ordinary images of", flagged["image_id"], key="out_pick",
+                            format_func=lambda i: f"#{i} {names[i]}")
         image_gallery(ds, flagged.set_index("image_id").loc[pick, "neighbors"],
                       key="out_neighbours", max_images=5, columns=5)
     st.plotly_chart(vo.score_histogram(res), key="out_hist")
 elif section == "Map":
-    mp, note = cached.embedding_map(key, emb.model_id, len(emb), map_method, emb.vectors)
+    try:
+        mp, note = cached.embedding_map(key, emb.model_id, len(emb), map_method, emb.vectors)
+    except ImportError as e:  # UMAP is an optional extra
+        st.info(str(e))
+        st.stop()
     attrs = cached.image_attributes(key, ds, tuple(res.per_image["image_id"]))
     ev = st.plotly_chart(vo.outlier_map(mp, res, attrs, color_by=color_by, note=note),
                          key="out_scatter", on_select="rerun", selection_mode="points")

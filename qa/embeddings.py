@@ -69,7 +69,9 @@ CROP_MARGIN = 0.10
 MIN_OBJECT_SIDE = 8
 # Decode failures are remembered per file content, so a re-run does not decode them again.
 ERROR_KIND = "embed-decode-error/v1"
-# Prefetch: batches prepared ahead of the model (memory: 2 x 32 x 600 kB).
+# Decoding threads when the model runs on the CPU (a GPU gets qa.images.DEFAULT_WORKERS).
+CPU_DECODE_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
+# Prefetch: batches prepared ahead of the model (memory: 2 x 32 x 150 kB of uint8).
 PREFETCH_BATCHES = 2
 
 
@@ -264,20 +266,27 @@ def _open_clip_spec(arch: str, pretrained: str | None, ckpt: Path | None) -> Mod
 # --------------------------------------------------------------------------- loaded models
 @dataclass
 class LoadedModel:
-    """A model ready to embed: ``preprocess(PIL image) -> (3, s, s) float32 array`` (thread
-    safe), ``encode(batch array) -> (b, d) float32`` L2-normalised."""
+    """A model ready to embed: ``preprocess(PIL image) -> (3, s, s)`` array (thread safe; uint8
+    when ``mean``/``std`` are set, which ``encode`` then applies on the whole batch, cheaper
+    than per image), ``encode(batch) -> (b, d) float32`` L2-normalised."""
 
     spec: ModelSpec
     module: object
     device: str
     preprocess: Callable
     tokenizer: Callable | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def encode(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         with torch.inference_mode():
+            if self.mean is not None:
+                mean = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1)
+                std = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1)
+                x = (x.float().div_(255.0) - mean).div_(std)
             if self.spec.backend == "open_clip":
                 out = self.module.encode_image(x)
             else:
@@ -295,6 +304,24 @@ class LoadedModel:
         with torch.inference_mode():
             out = self.module.encode_text(self.tokenizer(list(texts)).to(self.device))
         return _l2(out.float().cpu().numpy())
+
+
+def resize_crop(im, *, short: int, size: int) -> np.ndarray:
+    """Bicubic resize of the short side to ``short`` px, centre crop ``size`` px: a (3, size,
+    size) uint8 array. Sizes and offsets are rounded as torchvision's Resize / CenterCrop do,
+    so CLIP vectors match open_clip's own preprocessing."""
+    from PIL import Image
+
+    w, h = im.size
+    if w <= h:
+        nw, nh = short, int(short * h / w)
+    else:
+        nw, nh = int(short * w / h), short
+    im = im.resize((max(nw, size), max(nh, size)), Image.BICUBIC)
+    nw, nh = im.size
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+    im = im.crop((left, top, left + size, top + size))
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def _l2(v: np.ndarray) -> np.ndarray:
@@ -373,21 +400,12 @@ def _load_fallback(spec: ModelSpec, device: str) -> LoadedModel:
     net.load_state_dict(mapped)
     net.reset_classifier(0)  # the pooled 1280-d features, not the 1000 ImageNet logits
     net.eval().to(device)
-    return LoadedModel(spec, net, device, _fallback_preprocess)
+    return LoadedModel(spec, net, device, _fallback_preprocess, mean=(0.5, 0.5, 0.5),
+                       std=(0.5, 0.5, 0.5))
 
 
 def _fallback_preprocess(im) -> np.ndarray:
-    from PIL import Image
-
-    w, h = im.size
-    short = FALLBACK_SIZE / FALLBACK_CROP_PCT
-    scale = short / min(w, h)
-    nw, nh = max(FALLBACK_SIZE, round(w * scale)), max(FALLBACK_SIZE, round(h * scale))
-    im = im.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
-    left, top = (nw - FALLBACK_SIZE) // 2, (nh - FALLBACK_SIZE) // 2
-    im = im.crop((left, top, left + FALLBACK_SIZE, top + FALLBACK_SIZE))
-    a = np.asarray(im, dtype=np.float32) * (2.0 / 255.0) - 1.0  # (x/255 - 0.5) / 0.5
-    return np.ascontiguousarray(a.transpose(2, 0, 1))
+    return resize_crop(im, short=int(FALLBACK_SIZE / FALLBACK_CROP_PCT), size=FALLBACK_SIZE)
 
 
 def _load_open_clip(spec: ModelSpec, device: str) -> LoadedModel:
@@ -411,18 +429,29 @@ def _load_open_clip(spec: ModelSpec, device: str) -> LoadedModel:
         _load_checkpoint(net, spec)
     net.eval().to(device)
     tok = open_clip.get_tokenizer(spec.arch)
+    cfg = dict(getattr(net.visual, "preprocess_cfg", None) or {})
+    size = cfg.get("size")
+    size = size[0] if isinstance(size, (tuple, list)) and len(set(size)) == 1 else size
+    if (cfg.get("resize_mode", "shortest") == "shortest" and isinstance(size, int)
+            and cfg.get("interpolation", "bicubic") == "bicubic" and "mean" in cfg):
+        # open_clip's own transform (Resize shortest, CenterCrop, ToTensor, Normalize), with
+        # the normalisation done once per batch by encode()
+        def pre(im) -> np.ndarray:
+            return resize_crop(im, short=size, size=size)
 
-    def pre(im) -> np.ndarray:
+        return LoadedModel(spec, net, device, pre, tok, mean=tuple(cfg["mean"]),
+                           std=tuple(cfg["std"]))
+
+    def pre_float(im) -> np.ndarray:  # other resize modes: open_clip's transform as it is
         return preprocess(im).numpy()
 
-    return LoadedModel(spec, net, device, pre, tok)
+    return LoadedModel(spec, net, device, pre_float, tok)
 
 
 def _load_checkpoint(net, spec: ModelSpec) -> None:
     import pickle
 
     import open_clip
-
     import torch
 
     path = spec.checkpoint
@@ -553,11 +582,14 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
     prog(0.0, "hashing image files")
     hashes = store.hash_files(dataset.root, names, progress=lambda d, t: prog(
         0.1 * d / max(t, 1), f"hashing image files ({d}/{t})"))
-    shas = hashes["sha256"].tolist()
-    errors = hashes["error"].tolist()
+    # pandas may hold a missing digest as NaN: normalise to None
+    shas = [s if isinstance(s, str) else None for s in hashes["sha256"]]
+    errors = [e if isinstance(e, str) else None for e in hashes["error"]]
+    corrupt_before = store.n_corrupt
     vecs, n_computed, n_cached, decode_err = _vectors_for(
         spec, dataset.root, [(s, n) for s, n in zip(shas, names)], store=store, bs=bs,
         device=device, prog=prog, cached_only=cached_only, workers=workers)
+    notes += _store_notes(store, corrupt_before)
     rows, out_ids, fail = [], [], []
     for i, (iid, name, sha) in enumerate(zip(ids, names, shas)):
         if sha is None:
@@ -568,6 +600,8 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
         elif sha in decode_err:
             fail.append((iid, name, decode_err[sha]))
     dim = next(iter(vecs.values())).shape[0] if vecs else 0
+    if len(out_ids) + len(fail) < len(ids) and not cached_only:
+        raise RuntimeError("embed_images lost track of some images (a bug): please report it")
     arr = np.stack(rows) if rows else np.zeros((0, dim), np.float32)
     failed = pd.DataFrame(fail, columns=[IMAGE_ID, "file_name", "reason"]) if fail else \
         _no_failures()
@@ -578,6 +612,19 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
              n_cached, len(failed))
     return Embeddings(arr, np.asarray(out_ids, np.int64), spec.model_id, spec.is_clip,
                       failed=failed, n_computed=n_computed, n_cached=n_cached, notes=notes)
+
+
+def _store_notes(store, corrupt_before: int) -> tuple[str, ...]:
+    """Sentences about damage found in the store (entries dropped, an unreadable file)."""
+    notes = []
+    n = store.n_corrupt - corrupt_before
+    if n:
+        notes.append(f"{n} damaged cache entr{'y was' if n == 1 else 'ies were'} found, dropped "
+                     "and recomputed")
+    if getattr(store, "recovered_from", None) is not None:
+        notes.append(f"the cache file was unreadable: it was moved to {store.recovered_from} "
+                     "and a new one started")
+    return tuple(notes)
 
 
 def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, store, bs,
@@ -602,6 +649,10 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
     loaded = load_model(spec, device=device)
     if device == "auto" and loaded.device != "cpu" and bs == DEFAULT_BATCH_SIZE:
         bs = GPU_BATCH_SIZE
+    if workers is None and loaded.device == "cpu":
+        # the model needs the cores; decoding is a small share of the work, and more threads
+        # than cores only preempt the model's OpenMP threads (a stalled thread stalls the op)
+        workers = CPU_DECODE_WORKERS
     prepare = _preparer(loaded, root, first_name, crop_of)
     n_done = 0
     total = len(todo)
@@ -686,8 +737,8 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
     names_all = img[FILE_NAME].astype(str)
     used = anns[IMAGE_ID].unique()
     hashes = store.hash_files(dataset.root, names_all.loc[used].tolist())
-    sha_of = dict(zip(used, hashes["sha256"]))
-    err_of = dict(zip(used, hashes["error"]))
+    sha_of = {i: s for i, s in zip(used, hashes["sha256"]) if isinstance(s, str)}
+    err_of = {i: e for i, e in zip(used, hashes["error"]) if isinstance(e, str)}
     items, crop_of, keys = [], {}, []
     for ann_id, iid, x, y, w, h in anns[[ANN_ID, IMAGE_ID, "x", "y", "w", "h"]].itertuples(
             index=False, name=None):
@@ -702,9 +753,11 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
         crop_of[key] = box
         keys.append(key)
         items.append((key, names_all.loc[iid]))
+    corrupt_before = store.n_corrupt
     vecs, n_computed, n_cached, decode_err = _vectors_for(
         spec, dataset.root, items, store=store, bs=bs, device=device, prog=prog,
         cached_only=cached_only, workers=workers, crop_of=crop_of)
+    notes += _store_notes(store, corrupt_before)
     rows, out_img, out_ann, fail = [], [], [], {}
     for key, (ann_id, iid) in zip(keys, anns[[ANN_ID, IMAGE_ID]].itertuples(index=False,
                                                                                  name=None)):

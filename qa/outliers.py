@@ -51,10 +51,20 @@ DEFAULT_K = 10
 # Tukey's fence: a value above Q3 + 1.5 * IQR is an outlier (a normal sample exceeds it 0.35 %
 # of the time).
 IQR_FACTOR = 1.5
-# Exact kNN (faiss IndexFlatL2) up to this many rows; above, an IVF index (probing NPROBE of
-# ~4 sqrt(n) lists) keeps 100k x 512 well under 10 s, at a recall near 0.95 on the neighbours.
+# Exact kNN (faiss IndexFlatL2) up to this many rows; above, an IVF index probing NPROBE of
+# 2 sqrt(n) lists (k-means of 10 iterations) over a PCA projection finds candidates, keeping
+# 100k x 512 under 10 s on 2 cores; a missed neighbour can only overestimate a distance.
 EXACT_MAX_ROWS = 20_000
 NPROBE = 8
+IVF_LISTS_PER_SQRT_N = 2
+IVF_KMEANS_ITERATIONS = 10
+# Candidates are searched in a PCA projection to IVF_DIM dimensions (fitted on PCA_TRAIN_ROWS
+# rows), IVF_CANDIDATES x (k + 1) per row, then re-ranked by exact distance, RERANK_CHUNK rows
+# at a time (memory: chunk x candidates x d floats, ~90 MB at 512-d).
+IVF_DIM = 64
+PCA_TRAIN_ROWS = 20_000
+IVF_CANDIDATES = 1
+RERANK_CHUNK = 2048
 # Each flagged image shows this many nearest ordinary (not flagged) neighbours.
 N_NEIGHBORS_SHOWN = 5
 # A class needs this many members for a spread (IQR of 5 values is already rough).
@@ -96,31 +106,58 @@ def _knn(v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
     n, d = v.shape
-    kk = min(k + 1, n)
     if n <= EXACT_MAX_ROWS:
         index = faiss.IndexFlatL2(d)
-    else:
-        # ~4 sqrt(n) lists, each trained on >= 39 points (faiss's minimum for k-means)
-        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
-        quant = faiss.IndexFlatL2(d)
-        index = faiss.IndexIVFFlat(quant, d, nlist)
-        rng = np.random.default_rng(SEED)
-        train = v[rng.choice(n, size=min(n, nlist * 39), replace=False)]
-        index.cp.seed = SEED
-        index.train(train)
-        index.nprobe = NPROBE
-    index.add(v)
-    dist, idx = index.search(v, kk)
-    # drop each row's own entry (usually first; exact duplicates may come in either order)
-    out_d = np.full((n, k), np.inf, dtype=np.float32)
-    out_i = np.full((n, k), -1, dtype=np.int64)
-    for r in range(n):
-        keep = idx[r] != r
-        di, ii = dist[r][keep], idx[r][keep]
-        ok = ii >= 0
-        di, ii = di[ok][:k], ii[ok][:k]
-        out_d[r, :len(di)] = np.sqrt(np.maximum(di, 0))
-        out_i[r, :len(ii)] = ii
+        index.add(v)
+        dist, idx = index.search(v, min(k + 1, n))
+        return _drop_self(dist, idx, k)
+    # Large n: candidates from an IVF index over a PCA projection (faiss's IVF scan does not use
+    # BLAS, so its cost is distances x dimensions), then exact full-dimension distances to the
+    # candidates, re-ranked.
+    rng = np.random.default_rng(SEED)
+    x = v
+    if d > IVF_DIM:
+        pca = faiss.PCAMatrix(d, IVF_DIM)
+        pca.train(v[rng.choice(n, size=min(n, PCA_TRAIN_ROWS), replace=False)])
+        x = np.ascontiguousarray(pca.apply(v), dtype=np.float32)
+    # IVF_LISTS_PER_SQRT_N * sqrt(n) lists, trained on 39 points per list (faiss's minimum)
+    # with a short k-means: the lists only need to be good enough to probe
+    nlist = max(1, min(int(IVF_LISTS_PER_SQRT_N * np.sqrt(n)), n // 39))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(x.shape[1]), x.shape[1], nlist)
+    index.cp.seed = SEED
+    index.cp.niter = IVF_KMEANS_ITERATIONS
+    index.train(x[rng.choice(n, size=min(n, nlist * 39), replace=False)])
+    index.nprobe = NPROBE
+    index.add(x)
+    _, idx = index.search(x, min(IVF_CANDIDATES * (k + 1), n))
+    dist = np.empty(idx.shape, dtype=np.float32)
+    sq = np.einsum("ij,ij->i", v, v)
+    for s in range(0, n, RERANK_CHUNK):  # exact squared distances, a chunk at a time
+        ii = idx[s:s + RERANK_CHUNK]
+        cand = v[np.maximum(ii, 0)]
+        dot = np.einsum("nd,nkd->nk", v[s:s + RERANK_CHUNK], cand)
+        dd = sq[s:s + RERANK_CHUNK, None] + sq[np.maximum(ii, 0)] - 2 * dot
+        dist[s:s + RERANK_CHUNK] = np.where(ii >= 0, dd, np.inf)
+    order = np.argsort(dist, axis=1, kind="stable")
+    return _drop_self(np.take_along_axis(dist, order, axis=1),
+                      np.take_along_axis(idx, order, axis=1), k)
+
+
+def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k nearest other rows from a search that may include the row itself (first,
+    or after an exact duplicate) and -1 for missing ones; squared distances in, distances out."""
+    n = len(idx)
+    keep = (idx != np.arange(n)[:, None]) & (idx >= 0)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    out_i = np.take_along_axis(idx, order, axis=1).astype(np.int64)
+    out_d = np.sqrt(np.maximum(np.take_along_axis(dist, order, axis=1), 0)).astype(np.float32)
+    ok = np.take_along_axis(keep, order, axis=1)
+    out_i[~ok] = -1
+    out_d[~ok] = np.inf
+    if out_i.shape[1] < k:  # fewer rows than k + 1: pad
+        pad = k - out_i.shape[1]
+        out_i = np.hstack([out_i, np.full((n, pad), -1, np.int64)])
+        out_d = np.hstack([out_d, np.full((n, pad), np.inf, np.float32)])
     return out_d, out_i
 
 

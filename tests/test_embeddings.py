@@ -85,7 +85,7 @@ def store(tmp_path):
 def ds(tmp_path):
     root = tmp_path / "data"
     names = [f"img{k}.jpg" for k in range(5)]
-    d = _dataset(root, names, extra=["gone.jpg"])
+    _dataset(root, names, extra=["gone.jpg"])  # writes the five images
     (root / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     return _dataset(root, names + ["broken.jpg"], extra=["gone.jpg"])
 
@@ -196,6 +196,7 @@ def test_fallback_cache_rerun_additions_renames_and_damage(tmp_path, store):
     con.close()
     healed = embed_images(more, model=FALLBACK, store=store)
     assert (healed.n_computed, healed.n_cached) == (1, 5)
+    assert "1 damaged cache entry was found, dropped and recomputed" in healed.notes
     np.testing.assert_allclose(healed.vectors, grown.vectors, atol=1e-5)
     # cached_only computes nothing: a brand-new image is neither a row nor a failure
     _scene(root / "images" / "late.jpg", (90, 90, 90), 9)
@@ -218,8 +219,11 @@ def test_interrupted_run_resumes_where_it_stopped(ds, store):
                      progress=stop_after_first_batch)
     resumed = embed_images(ds, model=TINY, pretrained="random", store=store, batch_size=2)
     assert resumed.n_cached == 2 and resumed.n_computed == 3
-    # the unreadable image's reason was remembered: not decoded again, still reported
-    assert "broken.jpg" in set(resumed.failed["file_name"])
+    # the unreadable image's reason was remembered: not decoded again, still reported, also
+    # when only the store is read
+    assert set(resumed.failed["file_name"]) == {"broken.jpg", "gone.jpg"}
+    cached = embed_images(ds, model=TINY, pretrained="random", store=store, cached_only=True)
+    assert set(cached.failed["file_name"]) == {"broken.jpg", "gone.jpg"} and len(cached) == 5
 
 
 def test_embed_objects_crops_boxes_skips_tiny_ones_and_caches(ds, store):
@@ -243,3 +247,75 @@ def test_text_search_refuses_the_fallback():
         text_search(emb, "a cat")
     with pytest.raises(ValueError, match="query must be a non-empty text"):
         text_search(emb, "  ")
+
+
+# ------------------------------------------------------------------ CLI
+def test_cli_embed_outliers_and_cache(ds, tmp_path, monkeypatch, capsys):
+    from qa.cli import main
+
+    monkeypatch.setenv("DATASET_QA_CACHE", str(tmp_path / "clicache"))
+    root = str(ds.root.parent)
+    tiny = ["--model", TINY, "--pretrained", "random"]
+    assert main(["embed", root, *tiny, "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"model: open_clip/{TINY}/random-seed0/pp1 (CLIP)" in out
+    assert "5 embedded (5 computed, 0 from the cache), 2 could not be embedded" in out
+    assert "gone.jpg: file not found" in out
+    assert main(["embed", root, *tiny, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["images"]["n_computed"] == 0 and doc["images"]["n_cached"] == 5
+    csv = tmp_path / "out" / "flagged.csv"
+    assert main(["outliers", root, *tiny, "--k", "2", "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "outliers (knn, k=2, flagged above" in out and csv.exists()
+    assert main(["outliers", root, *tiny, "--json", "--cached"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["metrics"]["n_images_embedded"] == 5 and doc["metrics"]["is_clip"] == 1
+    assert main(["cache", "info"]) == 0
+    assert f"open_clip/{TINY}/random-seed0/pp1" in capsys.readouterr().out
+    assert main(["cache", "clear", "--model", f"open_clip/{TINY}/random-seed0/pp1"]) == 0
+    assert "cleared vectors of" in capsys.readouterr().out
+    assert main(["embed", root, "--model", "ViT-Q-99"]) == 2
+    assert "unknown model 'ViT-Q-99'" in capsys.readouterr().err
+
+
+def test_clip_preprocessing_matches_open_clips_own_transform():
+    """Workers send uint8 crops and encode() normalises the batch: the tensor the model sees
+    is open_clip's preprocess output (Resize shortest, CenterCrop, ToTensor, Normalize)."""
+    import open_clip
+    import torch
+
+    _, _, reference = open_clip.create_model_and_transforms(TINY, pretrained=None)
+    loaded = load_model(resolve_model(TINY, pretrained="random"), device="cpu")
+    rng = np.random.default_rng(5)
+    for size in ((97, 61), (40, 90), (32, 32)):
+        im = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+        ref = reference(im).numpy()
+        mine = loaded.preprocess(im)
+        assert mine.dtype == np.uint8 and mine.shape == ref.shape
+        mean = torch.tensor(loaded.mean).view(-1, 1, 1).numpy()
+        std = torch.tensor(loaded.std).view(-1, 1, 1).numpy()
+        np.testing.assert_allclose((mine / 255.0 - mean) / std, ref, atol=1e-5)
+
+
+def test_an_unreadable_cache_file_is_moved_aside_and_everything_recomputed(ds, tmp_path):
+    path = tmp_path / "bad" / "store.sqlite"
+    path.parent.mkdir()
+    path.write_bytes(b"this is not an SQLite database" * 100)
+    with Store(path) as st:
+        e = embed_images(ds, model=TINY, pretrained="random", store=st)
+    assert e.n_computed == 5
+    assert any("cache file was unreadable" in n for n in e.notes)
+    assert list(path.parent.glob("store.sqlite.corrupt-*"))
+
+
+def test_a_huge_image_is_skipped_with_its_reason_and_the_rest_embedded(tmp_path, store):
+    root = tmp_path / "data"
+    ds0 = _dataset(root, ["a.jpg", "b.jpg"])
+    Image.new("1", (12000, 9000)).save(root / "images" / "bomb.png", optimize=True)  # 108 MP
+    ds = _dataset(root, ["a.jpg", "b.jpg", "bomb.png"])
+    assert len(ds0.images) == 2
+    e = embed_images(ds, model=TINY, pretrained="random", store=store)
+    assert list(e.image_ids) == [1, 2]
+    reason = e.failed.set_index("file_name").loc["bomb.png", "reason"]
+    assert reason.startswith("image too large to decode (12000 x 9000 = 108 MP")

@@ -11,7 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa.dataset import ANN_ID, ANNOTATOR, CATEGORY_ID, FILE_NAME, IMAGE_ID, NAME, SPLIT, Dataset
+from qa.dataset import (
+    ANN_ID,
+    ANNOTATOR,
+    CATEGORY_ID,
+    FILE_NAME,
+    IMAGE_ID,
+    NAME,
+    SPLIT,
+    Dataset,
+)
 from qa.embeddings import Embeddings
 from qa.outliers import (
     IQR_FACTOR,
@@ -69,8 +78,9 @@ def test_lof_and_isolation_forest_follow_scikit_learn():
     assert set(np.argsort(-iso["score"].to_numpy())[:6]) >= {3, 77, 150}
 
 
-def test_ivf_index_above_the_exact_limit_finds_the_same_outliers(monkeypatch):
-    v = _blob(n=3000, d=32, far=(10, 1000, 2999), seed=1)
+@pytest.mark.parametrize("d", [32, 96])  # 96 > IVF_DIM: candidates searched in a projection
+def test_ivf_index_above_the_exact_limit_finds_the_same_outliers(monkeypatch, d):
+    v = _blob(n=3000, d=d, far=(10, 1000, 2999), seed=1)
     exact = score_outliers(v, k=10)
     monkeypatch.setattr("qa.outliers.EXACT_MAX_ROWS", 500)
     approx = score_outliers(v, k=10)

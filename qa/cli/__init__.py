@@ -90,6 +90,7 @@ COMMAND_MODULES = (
     "qa.cli.disagreement",
     "qa.cli.report",
     "qa.cli.review",
+    "qa.cli.embed",
 )
 
 

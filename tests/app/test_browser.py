@@ -43,6 +43,7 @@ PAGES = [
     ("report", "Health report", ".js-plotly-plot"),
     ("review", "Review", '[data-testid="stImage"]'),
     ("disagreement", "Model disagreement", ".js-plotly-plot"),
+    ("outliers", "Outliers", '[data-testid="stMarkdown"]'),
 ]
 STARTUP_S = 90
 RENDER_S = 120
@@ -367,6 +368,22 @@ def test_disagreement_queue_gallery_metrics_and_confusion(server, browser):
 
     browser.get(f"{server}/disagreement")
     _wait(browser, '[data-testid="stImage"] img')
+def test_outliers_page_embeds_sample_data_and_shows_the_planted_photos(server, browser):
+    """Press 'Embed' on sample_data (offline model), then the ranked gallery and the map."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/outliers")
+    _wait(browser, "h1")
+    _settle(browser)
+    main = lambda: browser.find_element(By.CSS_SELECTOR, "[data-testid='stMain']").text  # noqa
+    assert "not CLIP" in main()
+    buttons = browser.find_elements(By.XPATH, "//button[.//p[starts-with(text(), 'Embed ')]]")
+    if buttons:  # a store from an earlier run may already hold the vectors
+        buttons[0].click()
+    WebDriverWait(browser, 600).until(lambda d: "Flag threshold" in main())
     _settle(browser)
     assert _errors(browser) == []
     captions = " ".join(c.text for c in browser.find_elements(
@@ -386,3 +403,20 @@ def test_disagreement_queue_gallery_metrics_and_confusion(server, browser):
     _settle(browser)
     assert _errors(browser) == []
     _shot(browser, "disagreement_confusion")
+    planted = json.loads((ROOT / "sample_data" / "PLANTED.json").read_text())
+    ood = [d["file_name"] for d in planted["ood_images"]]
+    shown = [f for f in ood if f in captions]
+    assert len(shown) == 10, shown  # the ranked gallery shows the 10 planted photographs
+    _shot(browser, "outliers_top")
+    gallery = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"]')[4]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", gallery)
+    time.sleep(0.5)
+    browser.save_screenshot(str(ART / "outliers_ranked.png"))
+    _click_text(browser, "//label[.//p[text()='Map']]")
+    _wait(browser, ".js-plotly-plot")
+    _settle(browser)
+    assert _errors(browser) == []
+    plot = browser.find_element(By.CSS_SELECTOR, ".js-plotly-plot")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
+    time.sleep(0.5)
+    browser.save_screenshot(str(ART / "outliers_map.png"))

@@ -59,6 +59,9 @@ def test_outliers_page_embeds_on_click_then_shows_every_section(tmp_path, monkey
     at.selectbox(key="out_color").set_value("class").run()
     at.radio(key="out_section").set_value("Map").run()
     assert not at.exception, at.exception
+    for projection in ("tsne", "umap"):  # umap without umap-learn: a hint, not a crash
+        at.selectbox(key="out_map").set_value(projection).run()
+        assert not at.exception, (projection, at.exception)
 
 
 def test_outliers_page_honours_a_deep_link(tmp_path, monkeypatch):
@@ -80,3 +83,35 @@ def test_outliers_page_honours_a_deep_link(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     assert "Showing only the 2 images of the link" in texts(at)
     assert not [b for b in at.button if b.key == "out_embed"]  # nothing left to embed
+
+
+def test_outliers_page_with_a_clip_checkpoint_offers_text_search(tmp_path, monkeypatch):
+    """A local CLIP checkpoint (a tiny random architecture standing in for ViT-B-32): the page
+    names it as CLIP, embeds with it, and the text search ranks the images."""
+    import open_clip
+    import torch
+
+    from qa.embeddings import load_model, resolve_model
+    from tests.test_embeddings import TINY, _tiny_config
+
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / f"{TINY}.json").write_text(json.dumps(_tiny_config(32)))
+    open_clip.add_model_config(cfg)
+    monkeypatch.setattr("qa.embeddings.DEFAULT_CLIP_ARCH", TINY)
+    monkeypatch.setenv("DATASET_QA_CACHE", str(tmp_path / "cache"))
+    ckpt = tmp_path / "clip.pt"
+    torch.save(load_model(resolve_model(TINY, pretrained="random"), device="cpu").module
+               .state_dict(), ckpt)
+    ds = _tiny_dataset(tmp_path / "data")
+    at = run_page("outliers", ds, "outliers-clip")
+    at.text_input(key="out_ckpt").set_value(str(ckpt)).run()
+    assert not at.exception, at.exception
+    assert f"open_clip/{TINY}/ckpt-" in texts(at) and "(CLIP)" in texts(at)
+    at.button(key="out_embed").click().run()
+    at.radio(key="out_section").set_value("Text search").run()
+    assert "Text search needs a CLIP model" not in texts(at)
+    assert repr(at.main).count("Image(") == 0  # nothing until a query is typed
+    at.text_input(key="out_query").set_value("a red picture").run()
+    assert not at.exception, at.exception
+    assert repr(at.main).count("Image(") == 10  # every image, ranked by similarity
