@@ -77,7 +77,7 @@ def bench_vectors(n: int, d: int, n_pairs: int, sample: int, full: bool) -> None
     index = faiss.IndexFlatIP(d)
     index.add(x)
     t0 = time.perf_counter()
-    lims, sims, ids = index.range_search(x[queries], THRESHOLD - 1e-6)
+    lims, _sims, ids = index.range_search(x[queries], THRESHOLD - 1e-6)
     t_exact = (time.perf_counter() - t0) * scale
     q = queries[np.repeat(np.arange(len(queries)), np.diff(lims))]
     truth = {(min(i, j), max(i, j)) for i, j in zip(q.tolist(), ids.tolist()) if i != j}

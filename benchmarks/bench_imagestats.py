@@ -22,7 +22,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from qa.dataset import CATEGORY_ID, FILE_NAME, HEIGHT, IMAGE_ID, NAME, SPLIT, WIDTH, Dataset
+from qa.dataset import (
+    CATEGORY_ID,
+    FILE_NAME,
+    HEIGHT,
+    IMAGE_ID,
+    NAME,
+    SPLIT,
+    WIDTH,
+    Dataset,
+)
 from qa.imagestats import compute_image_stats
 from qa.store import Store
 
