@@ -506,6 +506,7 @@ def _group_pairs(ids: np.ndarray, keys: pd.Series) -> tuple[np.ndarray, np.ndarr
     """Pairs of ids sharing a key: every pair in small groups, star edges in big ones."""
     a, b = [], []
     df = pd.DataFrame({"id": ids, "key": keys.to_numpy()}).dropna()
+    df = df[df["key"].duplicated(keep=False)]  # only shared keys: no loop over a million singles
     for _, grp in df.groupby("key", sort=False)["id"]:
         members = grp.to_numpy()
         if len(members) < 2:
