@@ -314,3 +314,24 @@ def test_cli_duplicates_and_quality(tmp_path, capsys):
     assert doc["metrics"]["n_dark"] >= 1 and doc["analysis"] == "quality"
     assert main(["quality", str(SAMPLE)]) == 0
     assert "low_information" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not hasattr(__import__("qa.embeddings").embeddings, "embed_images"),
+                    reason="the image embedder (issue 8) is not in this build")
+def test_perceptual_and_embedding_methods_agree_on_the_obvious_copies(sample):
+    """On the planted pairs' images (and a few unrelated scenes), the embedding method finds
+    the copies the perceptual method finds; run on a subset to stay fast."""
+    from qa.embeddings import embed_images
+
+    ds, stats, planted = sample
+    pairs = planted["near_duplicates"] + planted["exact_duplicates"]
+    ids = sorted({p[k] for p in pairs for k in ("a", "b")} | {1, 2, 3, 4, 5})
+    sub = ds.subset(ids)
+    sub_stats = type(stats)(table=stats.table[stats.table["image_id"].isin(ids)])
+    emb = embed_images(sub)
+    by_phash = compute_duplicates(sub, stats=sub_stats, method="phash")
+    by_emb = compute_duplicates(sub, stats=sub_stats, embeddings=emb, method="embedding")
+    as_set = lambda r: {frozenset(p) for p in zip(r.pairs["image_id_a"], r.pairs["image_id_b"])}
+    obvious = {frozenset((p["a"], p["b"])) for p in pairs}
+    assert obvious <= as_set(by_phash)
+    assert len(obvious & as_set(by_emb)) >= len(obvious) - 1, obvious - as_set(by_emb)
