@@ -131,6 +131,7 @@ def _compute_vector_pairs(x: np.ndarray, threshold: float, exact_max: int, nprob
                                               faiss.ScalarQuantizer.QT_8bit,
                                               faiss.METRIC_INNER_PRODUCT)
         index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
+        index.cp.min_points_per_centroid = min(IVF_TRAIN_PER_LIST, 16)  # no warning at 32
         index.cp.niter = IVF_TRAIN_ITER
         rng = np.random.default_rng(0)
         n_train = min(n, lists * IVF_TRAIN_PER_LIST)
@@ -226,6 +227,25 @@ def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a ^ b).sum(axis=1, dtype=np.int64)
 
 
+def _equal_runs(order: np.ndarray, sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i < j) of positions whose keys are equal, from the sort of the keys."""
+    n = len(sorted_keys)
+    same = sorted_keys[1:] == sorted_keys[:-1]
+    if not same.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, ~same])
+    sizes = np.diff(np.r_[starts, n])
+    a_parts, b_parts = [], []
+    for size in np.unique(sizes[sizes > 1]):
+        st = starts[sizes == size]
+        ia, ib = np.triu_indices(int(size), 1)
+        a_parts.append(order[(st[:, None] + ia[None, :]).ravel()])
+        b_parts.append(order[(st[:, None] + ib[None, :]).ravel()])
+    a = np.concatenate(a_parts).astype(np.int64)
+    b = np.concatenate(b_parts).astype(np.int64)
+    return np.minimum(a, b), np.maximum(a, b)
+
+
 def _compute_hash_pairs(c: np.ndarray, q: np.ndarray, radius: int, *, self_search: bool
                         ) -> pd.DataFrame:
     n = len(c)
@@ -246,8 +266,15 @@ def _compute_hash_pairs(c: np.ndarray, q: np.ndarray, radius: int, *, self_searc
         for s in combo:
             kc = kc * _MIX + cv[s]
             kq = kq * _MIX + qv[s]
-        order = np.argsort(kc, kind="stable")
+        order = np.argsort(kc)
         sorted_keys = kc[order]
+        if self_search:
+            qi, cj = _equal_runs(order, sorted_keys)
+            dist = _hamming(q[qi], c[cj])
+            near = dist <= radius
+            found.append(qi[near] * n + cj[near])
+            dists.append(dist[near])
+            continue
         lo = np.searchsorted(sorted_keys, kq, "left")
         hi = np.searchsorted(sorted_keys, kq, "right")
         counts = hi - lo
