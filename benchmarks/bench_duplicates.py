@@ -79,7 +79,7 @@ def bench_vectors(n: int, d: int, n_pairs: int, sample: int, full: bool) -> None
     t0 = time.perf_counter()
     lims, _sims, ids = index.range_search(x[queries], THRESHOLD - 1e-6)
     t_exact = (time.perf_counter() - t0) * scale
-    q = queries[np.repeat(np.arange(len(queries)), np.diff(lims))]
+    q = queries[np.repeat(np.arange(len(queries)), np.diff(lims).astype(np.int64))]
     truth = {(min(i, j), max(i, j)) for i, j in zip(q.tolist(), ids.tolist()) if i != j}
     recall = len(truth & found) / max(len(truth), 1)
     planted = set(zip(a.tolist(), b.tolist()))
