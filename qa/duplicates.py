@@ -487,7 +487,7 @@ def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: st
     notes: list[str] = []
     t = table.set_index(IMAGE_ID).reindex(ds.images[IMAGE_ID].to_numpy())
     ids = t.index.to_numpy(dtype=np.int64)
-    ok = t["error"].isna().to_numpy()
+    ok = (t["error"].isna() & t["sha256"].notna()).to_numpy()  # read, and in the table
     n_bad = int((~ok).sum())
     if n_bad:
         notes.append(f"{n_bad} image(s) could not be read and were not compared (see "
