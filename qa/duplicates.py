@@ -350,11 +350,12 @@ class DuplicatesResult:
         """The pairs that cross splits, exact copies first."""
         return self.pairs[self.pairs["cross_split"]]
 
-    def leakage_table(self) -> pd.DataFrame:
-        """The cross-split pairs oriented as (copy to drop, the copy kept): copy_id,
-        copy_split, kept_id, kept_split, method, similarity, flipped, cluster_id; exact
-        copies first, then by similarity."""
-        leak = self.leakage
+    def leakage_table(self, image_ids=None) -> pd.DataFrame:
+        """The cross-split pairs (involving ``image_ids`` when given) oriented as (copy to
+        drop, the copy kept): copy_id, copy_split, kept_id, kept_split, method, similarity,
+        flipped, cluster_id; exact copies first, then by similarity."""
+        leak = self.involving(image_ids)
+        leak = leak[leak["cross_split"]]
         drop = dict(zip(self.removal["image_id"], self.removal["keep_instead"]))
         a_is_copy = [drop.get(a) == b or (b not in drop and a in drop)
                      for a, b in zip(leak["image_id_a"], leak["image_id_b"])]
