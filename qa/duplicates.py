@@ -571,19 +571,46 @@ def _listed_twice(ds: Dataset) -> pd.DataFrame:
 
 
 def _phash_pairs(ids: np.ndarray, t: pd.DataFrame, radius: int) -> pd.DataFrame:
+    """Perceptual pairs within ``radius`` bits, plain and mirrored. Images with the very same
+    code are searched once (10,000 blank frames are one code, not 50 million candidate
+    pairs); such a group yields all its pairs up to MAX_GROUP_PAIRS members, star edges
+    above, and two groups within the radius yield all their cross pairs while those number
+    at most MAX_GROUP_PAIRS, else the pair of their first members (the clusters are the same
+    either way)."""
     if len(ids) < 2:
         return _pair_frame([], [], "phash", [])
     codes = np.stack([t["phash"].to_numpy(np.uint64), t["dhash"].to_numpy(np.uint64)], axis=1)
     flips = np.stack([t["phash_flip"].to_numpy(np.uint64),
                       t["dhash_flip"].to_numpy(np.uint64)], axis=1)
-    same = find_hash_pairs(codes, radius=radius)
-    mirrored = find_hash_pairs(codes, radius=radius, queries=flips)
-    frames = [_pair_frame(ids[same["i"]], ids[same["j"]], "phash",
-                          1 - same["distance"].to_numpy() / HASH_BITS, same["distance"], False),
-              _pair_frame(ids[mirrored["i"]], ids[mirrored["j"]], "phash",
-                          1 - mirrored["distance"].to_numpy() / HASH_BITS,
-                          mirrored["distance"], True)]
+    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    same = find_hash_pairs(codes[first], radius=radius)
+    mirrored = find_hash_pairs(codes[first], radius=radius, queries=flips[first])
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(inverse, minlength=len(first)))]
+    members = lambda g: ids[order[bounds[g]:bounds[g + 1]]]  # noqa: E731
+    sizes = np.diff(bounds)
+    frames = []
+    for found, flipped in ((same, False), (mirrored, True)):
+        gi, gj = found["i"].to_numpy(), found["j"].to_numpy()
+        dist = found["distance"].to_numpy()
+        single = (sizes[gi] == 1) & (sizes[gj] == 1)
+        a, b, d = [ids[first[gi[single]]]], [ids[first[gj[single]]]], [dist[single]]
+        for x, y, dd in zip(gi[~single], gj[~single], dist[~single]):
+            ma, mb = members(x), members(y)
+            if len(ma) * len(mb) > MAX_GROUP_PAIRS:
+                ma, mb = ma[:1], mb[:1]
+            aa, bb = np.meshgrid(ma, mb, indexing="ij")
+            a.append(aa.ravel())
+            b.append(bb.ravel())
+            d.append(np.full(aa.size, dd))
+        a, b, d = np.concatenate(a), np.concatenate(b), np.concatenate(d)
+        frames.append(_pair_frame(a, b, "phash", 1 - d / HASH_BITS, d, flipped))
+    for g in np.flatnonzero(sizes > 1):  # identical codes: distance 0
+        gid, gsame = _group_pairs(members(g), pd.Series(np.zeros(sizes[g])))
+        frames.append(_pair_frame(gid, gsame, "phash", 1.0, 0.0, False))
     out = pd.concat(frames, ignore_index=True)
+    out = out[out["image_id_a"] != out["image_id_b"]]
     # the closest reading of each pair (plain or mirrored) wins
     return out.sort_values("hamming", kind="stable").drop_duplicates(["image_id_a", "image_id_b"])
 

@@ -342,3 +342,24 @@ def test_perceptual_and_embedding_methods_agree_on_the_obvious_copies(sample):
     assert len(obvious) == 6
     assert obvious <= as_set(by_phash) and obvious <= as_set(by_emb)
     assert {frozenset((p["a"], p["b"])) for p in pairs} <= as_set(by_phash)
+
+
+def test_many_identical_codes_stay_bounded(tmp_path):
+    """200 identical blank frames: one code searched once, star edges, one cluster."""
+    from qa.imagestats import ImageStats
+
+    n = 200
+    table = pd.DataFrame({"image_id": np.arange(1, n + 3), "sha256": [f"s{i}" for i in range(n + 2)],
+                          "pixel_hash": [f"p{i}" for i in range(n + 2)],
+                          "phash": np.r_[np.full(n, 7), 7 ^ 0b111, 2**62 - 1].astype(np.uint64),
+                          "dhash": np.r_[np.full(n, 9), 9, 5].astype(np.uint64),
+                          "phash_flip": np.full(n + 2, 2**40, np.uint64),
+                          "dhash_flip": np.full(n + 2, 2**41, np.uint64),
+                          "width": 10, "height": 10, "error": None})
+    im = table[["image_id"]].assign(file_name=[f"{i}.png" for i in table["image_id"]])
+    ds = qa.Dataset(images=im, categories=pd.DataFrame({"category_id": [1], "name": ["x"]}),
+                    annotations=None)
+    res = compute_duplicates(ds, stats=ImageStats(table=table), method="phash")
+    assert res.metrics()["n_clusters"] == 1 and len(res.clusters) == n + 1
+    assert len(res.pairs) < 2 * n  # star edges, not n(n-1)/2 = 19,900 pairs
+    assert res.pairs["hamming"].max() == 3
