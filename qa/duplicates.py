@@ -588,7 +588,7 @@ def _phash_pairs(ids: np.ndarray, t: pd.DataFrame, radius: int) -> pd.DataFrame:
     mirrored = find_hash_pairs(codes[first], radius=radius, queries=flips[first])
     order = np.argsort(inverse, kind="stable")
     bounds = np.r_[0, np.cumsum(np.bincount(inverse, minlength=len(first)))]
-    members = lambda g: ids[order[bounds[g]:bounds[g + 1]]]  # noqa: E731
+    members = lambda g: ids[order[bounds[g]:bounds[g + 1]]]
     sizes = np.diff(bounds)
     frames = []
     for found, flipped in ((same, False), (mirrored, True)):

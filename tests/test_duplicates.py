@@ -353,8 +353,8 @@ def test_many_identical_codes_stay_bounded(tmp_path):
                           "pixel_hash": [f"p{i}" for i in range(n + 2)],
                           "phash": np.r_[np.full(n, 7), 7 ^ 0b111, 2**62 - 1].astype(np.uint64),
                           "dhash": np.r_[np.full(n, 9), 9, 5].astype(np.uint64),
-                          "phash_flip": np.full(n + 2, 2**40, np.uint64),
-                          "dhash_flip": np.full(n + 2, 2**41, np.uint64),
+                          "phash_flip": np.full(n + 2, np.iinfo(np.uint64).max, np.uint64),
+                          "dhash_flip": np.full(n + 2, np.iinfo(np.uint64).max, np.uint64),
                           "width": 10, "height": 10, "error": None})
     im = table[["image_id"]].assign(file_name=[f"{i}.png" for i in table["image_id"]])
     ds = qa.Dataset(images=im, categories=pd.DataFrame({"category_id": [1], "name": ["x"]}),
