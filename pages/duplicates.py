@@ -43,7 +43,7 @@ k[3].metric("Inconsistent labels", m["n_inconsistent_label_clusters"], help="clu
 k[4].metric("Listed twice", m["n_listed_twice"])
 
 st.subheader("Leakage: copies across splits")
-leak = res.leakage_table()
+leak = res.leakage_table(focus_ids)
 if leak.empty:
     st.success("No copies cross the splits at this threshold.")
 else:

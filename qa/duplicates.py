@@ -21,7 +21,9 @@ is *listed twice*; copies in one cluster whose classes differ have *inconsistent
 Nothing is ever deleted or moved: the removal list is a suggestion to export.
 
 Default thresholds (chosen on ``sample_data``, see :data:`DEFAULT_THRESHOLDS`): the 13 planted
-pairs lie at pHash+dHash Hamming distance 0-9 (flip-aware), the closest unrelated pair at 17.
+pairs lie at pHash+dHash Hamming distance 0-9 (flip-aware), the closest unrelated pair at 17;
+with embeddings of the offline model the planted pairs spread over cosine 0.88-1.0 and the
+unrelated pairs reach 0.97, so the perceptual method is the default.
 """
 
 from __future__ import annotations
@@ -48,16 +50,27 @@ HASH_BITS = 128
 # the 128-bit code. On sample_data the 13 planted pairs are at distance <= 9 (a copy
 # re-compressed at JPEG quality 22 is the farthest, pHash 8 + dHash 1) and the nearest
 # unrelated pair at 17, so 12 sits in the gap with room either side. embedding: cosine 0.95,
-# the value FiftyOne and cleanvision-style tools use for "near-duplicate" on CNN/CLIP features.
+# above the 99.9th percentile (0.89) of unrelated pairs on sample_data with the offline model
+# (efficientnet-lite0; median 0.39, 99th percentile 0.81, but two unrelated near-blank scenes
+# reach 0.95 and 0.97). There the planted copies score 1.0 (exact), 0.974-0.976 (mirrored),
+# 0.88-0.96 (resized) and 0.91-0.94 (JPEG quality 22): 0.95 finds 8 of 13 with 2 false pairs,
+# which is why the perceptual method is the default and embeddings add to it.
 DEFAULT_THRESHOLDS = {"phash": 1 - 12 / HASH_BITS, "embedding": 0.95}
 # Exact (brute force, BLAS) vector search up to this many vectors: 20k x 20k x 512 is ~2e11
 # multiply-adds, a few seconds on 2 cores. Above it an IVF index answers in O(n * n/nlist).
 EXACT_SEARCH_MAX = 20_000
-# IVF: lists = IVF_LISTS_PER_SQRT * sqrt(n), probing IVF_NPROBE of them per query; measured in
-# benchmarks/bench_duplicates.py (recall >= 0.98 on 100k random 512-d vectors with planted
-# pairs at cosine >= 0.95).
-IVF_LISTS_PER_SQRT = 1.0
+# IVF: lists = IVF_LISTS_PER_SQRT * sqrt(n), probing IVF_NPROBE of them per query, k-means on
+# IVF_TRAIN_PER_LIST points per list for IVF_TRAIN_ITER rounds (faiss' defaults, 256 points
+# and 25 rounds, spend minutes on 1M x 512 for no recall gain on near-duplicates, which sit
+# far closer to each other than to any centroid). Recall is measured in
+# benchmarks/bench_duplicates.py (target >= 0.98 against exact search at 100k).
+IVF_LISTS_PER_SQRT = 2.0
 IVF_NPROBE = 8
+IVF_TRAIN_PER_LIST = 32
+IVF_TRAIN_ITER = 10
+# The 8-bit quantised scan may understate a similarity by ~1e-3; candidates within this margin
+# under the threshold are re-scored exactly, so none is lost to quantisation.
+SQ_MARGIN = 0.02
 # Members of one identical-code group beyond this get star edges (to the group's first
 # member) instead of all pairs, so 10,000 blank frames do not make 50 million pairs.
 MAX_GROUP_PAIRS = 64
@@ -112,26 +125,39 @@ def _compute_vector_pairs(x: np.ndarray, threshold: float, exact_max: int, nprob
         return empty
     x = x[rows] / norms[rows, None]
     n, d = x.shape
-    if n <= exact_max:
+    approximate = n > exact_max
+    if not approximate:
         index = faiss.IndexFlatIP(d)
     else:
         lists = nlist or max(1, int(IVF_LISTS_PER_SQRT * math.sqrt(n)))
         quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_INNER_PRODUCT)
+        # 8-bit scalar quantisation: a quarter of the memory of float32 (1M x 512 = 0.5 GB)
+        # and faster scans; every candidate is re-scored exactly below
+        index = faiss.IndexIVFScalarQuantizer(quantizer, d, lists,
+                                              faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+        index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
+        index.cp.min_points_per_centroid = min(IVF_TRAIN_PER_LIST, 16)  # no warning at 32
+        index.cp.niter = IVF_TRAIN_ITER
         rng = np.random.default_rng(0)
-        train = x if n <= lists * 64 else x[rng.choice(n, lists * 64, replace=False)]
-        index.cp.max_points_per_centroid = 64
-        index.train(train)
+        n_train = min(n, lists * IVF_TRAIN_PER_LIST)
+        index.train(x[np.sort(rng.choice(n, n_train, replace=False))])
         index.nprobe = min(nprobe, lists)
     index.add(x)
-    radius = threshold - 1e-6  # faiss keeps similarities strictly above the radius
+    # faiss keeps similarities strictly above the radius; the quantised scan gets a margin
+    radius = threshold - (SQ_MARGIN if approximate else 1e-6)
     qs, js, ss = [], [], []
     block = 4096  # queries per call: bounds the result buffers
     for start in range(0, n, block):
         lims, sims, ids = index.range_search(x[start:start + block], radius)
         q = start + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
         ids = ids.astype(np.int64)
-        keep = (q < ids) & (sims >= threshold - 1e-6)
+        keep = q < ids if not approximate else q != ids
+        q, ids, sims = q[keep], ids[keep], sims[keep]
+        if approximate:  # exact cosine of the candidates
+            sims = np.einsum("ij,ij->i", x[q], x[ids])
+            q, ids = np.minimum(q, ids), np.maximum(q, ids)
+        keep = sims >= threshold - 1e-6
         qs.append(q[keep])
         js.append(ids[keep])
         ss.append(sims[keep])
@@ -207,6 +233,25 @@ def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a ^ b).sum(axis=1, dtype=np.int64)
 
 
+def _equal_runs(order: np.ndarray, sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i < j) of positions whose keys are equal, from the sort of the keys."""
+    n = len(sorted_keys)
+    same = sorted_keys[1:] == sorted_keys[:-1]
+    if not same.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, ~same])
+    sizes = np.diff(np.r_[starts, n])
+    a_parts, b_parts = [], []
+    for size in np.unique(sizes[sizes > 1]):
+        st = starts[sizes == size]
+        ia, ib = np.triu_indices(int(size), 1)
+        a_parts.append(order[(st[:, None] + ia[None, :]).ravel()])
+        b_parts.append(order[(st[:, None] + ib[None, :]).ravel()])
+    a = np.concatenate(a_parts).astype(np.int64)
+    b = np.concatenate(b_parts).astype(np.int64)
+    return np.minimum(a, b), np.maximum(a, b)
+
+
 def _compute_hash_pairs(c: np.ndarray, q: np.ndarray, radius: int, *, self_search: bool
                         ) -> pd.DataFrame:
     n = len(c)
@@ -227,8 +272,15 @@ def _compute_hash_pairs(c: np.ndarray, q: np.ndarray, radius: int, *, self_searc
         for s in combo:
             kc = kc * _MIX + cv[s]
             kq = kq * _MIX + qv[s]
-        order = np.argsort(kc, kind="stable")
+        order = np.argsort(kc)
         sorted_keys = kc[order]
+        if self_search:
+            qi, cj = _equal_runs(order, sorted_keys)
+            dist = _hamming(q[qi], c[cj])
+            near = dist <= radius
+            found.append(qi[near] * n + cj[near])
+            dists.append(dist[near])
+            continue
         lo = np.searchsorted(sorted_keys, kq, "left")
         hi = np.searchsorted(sorted_keys, kq, "right")
         counts = hi - lo
@@ -298,11 +350,12 @@ class DuplicatesResult:
         """The pairs that cross splits, exact copies first."""
         return self.pairs[self.pairs["cross_split"]]
 
-    def leakage_table(self) -> pd.DataFrame:
-        """The cross-split pairs oriented as (copy to drop, the copy kept): copy_id,
-        copy_split, kept_id, kept_split, method, similarity, flipped, cluster_id; exact
-        copies first, then by similarity."""
-        leak = self.leakage
+    def leakage_table(self, image_ids=None) -> pd.DataFrame:
+        """The cross-split pairs (involving ``image_ids`` when given) oriented as (copy to
+        drop, the copy kept): copy_id, copy_split, kept_id, kept_split, method, similarity,
+        flipped, cluster_id; exact copies first, then by similarity."""
+        leak = self.involving(image_ids)
+        leak = leak[leak["cross_split"]]
         drop = dict(zip(self.removal["image_id"], self.removal["keep_instead"]))
         a_is_copy = [drop.get(a) == b or (b not in drop and a in drop)
                      for a, b in zip(leak["image_id_a"], leak["image_id_b"])]
@@ -435,7 +488,7 @@ def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: st
     notes: list[str] = []
     t = table.set_index(IMAGE_ID).reindex(ds.images[IMAGE_ID].to_numpy())
     ids = t.index.to_numpy(dtype=np.int64)
-    ok = t["error"].isna().to_numpy()
+    ok = (t["error"].isna() & t["sha256"].notna()).to_numpy()  # read, and in the table
     n_bad = int((~ok).sum())
     if n_bad:
         notes.append(f"{n_bad} image(s) could not be read and were not compared (see "
@@ -487,6 +540,7 @@ def _group_pairs(ids: np.ndarray, keys: pd.Series) -> tuple[np.ndarray, np.ndarr
     """Pairs of ids sharing a key: every pair in small groups, star edges in big ones."""
     a, b = [], []
     df = pd.DataFrame({"id": ids, "key": keys.to_numpy()}).dropna()
+    df = df[df["key"].duplicated(keep=False)]  # only shared keys: no loop over a million singles
     for _, grp in df.groupby("key", sort=False)["id"]:
         members = grp.to_numpy()
         if len(members) < 2:
@@ -517,19 +571,46 @@ def _listed_twice(ds: Dataset) -> pd.DataFrame:
 
 
 def _phash_pairs(ids: np.ndarray, t: pd.DataFrame, radius: int) -> pd.DataFrame:
+    """Perceptual pairs within ``radius`` bits, plain and mirrored. Images with the very same
+    code are searched once (10,000 blank frames are one code, not 50 million candidate
+    pairs); such a group yields all its pairs up to MAX_GROUP_PAIRS members, star edges
+    above, and two groups within the radius yield all their cross pairs while those number
+    at most MAX_GROUP_PAIRS, else the pair of their first members (the clusters are the same
+    either way)."""
     if len(ids) < 2:
         return _pair_frame([], [], "phash", [])
     codes = np.stack([t["phash"].to_numpy(np.uint64), t["dhash"].to_numpy(np.uint64)], axis=1)
     flips = np.stack([t["phash_flip"].to_numpy(np.uint64),
                       t["dhash_flip"].to_numpy(np.uint64)], axis=1)
-    same = find_hash_pairs(codes, radius=radius)
-    mirrored = find_hash_pairs(codes, radius=radius, queries=flips)
-    frames = [_pair_frame(ids[same["i"]], ids[same["j"]], "phash",
-                          1 - same["distance"].to_numpy() / HASH_BITS, same["distance"], False),
-              _pair_frame(ids[mirrored["i"]], ids[mirrored["j"]], "phash",
-                          1 - mirrored["distance"].to_numpy() / HASH_BITS,
-                          mirrored["distance"], True)]
+    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    same = find_hash_pairs(codes[first], radius=radius)
+    mirrored = find_hash_pairs(codes[first], radius=radius, queries=flips[first])
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(inverse, minlength=len(first)))]
+    members = lambda g: ids[order[bounds[g]:bounds[g + 1]]]
+    sizes = np.diff(bounds)
+    frames = []
+    for found, flipped in ((same, False), (mirrored, True)):
+        gi, gj = found["i"].to_numpy(), found["j"].to_numpy()
+        dist = found["distance"].to_numpy()
+        single = (sizes[gi] == 1) & (sizes[gj] == 1)
+        a, b, d = [ids[first[gi[single]]]], [ids[first[gj[single]]]], [dist[single]]
+        for x, y, dd in zip(gi[~single], gj[~single], dist[~single]):
+            ma, mb = members(x), members(y)
+            if len(ma) * len(mb) > MAX_GROUP_PAIRS:
+                ma, mb = ma[:1], mb[:1]
+            aa, bb = np.meshgrid(ma, mb, indexing="ij")
+            a.append(aa.ravel())
+            b.append(bb.ravel())
+            d.append(np.full(aa.size, dd))
+        a, b, d = np.concatenate(a), np.concatenate(b), np.concatenate(d)
+        frames.append(_pair_frame(a, b, "phash", 1 - d / HASH_BITS, d, flipped))
+    for g in np.flatnonzero(sizes > 1):  # identical codes: distance 0
+        gid, gsame = _group_pairs(members(g), pd.Series(np.zeros(sizes[g])))
+        frames.append(_pair_frame(gid, gsame, "phash", 1.0, 0.0, False))
     out = pd.concat(frames, ignore_index=True)
+    out = out[out["image_id_a"] != out["image_id_b"]]
     # the closest reading of each pair (plain or mirrored) wins
     return out.sort_values("hamming", kind="stable").drop_duplicates(["image_id_a", "image_id_b"])
 

@@ -42,7 +42,7 @@ from qa.dataset import FILE_NAME, IMAGE_ID, SPLIT, Dataset
 log = logging.getLogger(__name__)
 
 # Version of the record: bump when a statistic's formula changes, so old records are ignored.
-RECORD_KIND = "imagestats/v1"
+RECORD_KIND = "imagestats/v2"
 # Statistics are computed on the image reduced by the largest whole factor that keeps its long
 # side at least STATS_SIDE (a fast box filter): blur (Laplacian variance) depends on scale, so a
 # working size within 1x-2x of 512 keeps it comparable across resolutions, and a 640 px
@@ -210,8 +210,9 @@ def _stats_of(im, size: tuple[int, int]) -> dict:
     is_gray = bool((spread > GRAY_TOLERANCE).mean() <= GRAY_OUTLIER_SHARE)
     colorfulness = float((rg + gb).mean())
     # perceptual hashes: imagehash on one grey thumbnail per hash size, and on its mirror
-    small_p = g.resize((32, 32), Image.LANCZOS, reducing_gap=3.0)
-    small_d = g.resize((9, 8), Image.LANCZOS, reducing_gap=3.0)
+    small_p = g.resize((32, 32), Image.LANCZOS)  # no reducing_gap: copies of other sizes
+    # must shrink the same way, or a resized copy drifts by several bits
+    small_d = g.resize((9, 8), Image.LANCZOS)
     mirror = Image.Transpose.FLIP_LEFT_RIGHT
     w, h = size
     return {

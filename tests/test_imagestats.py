@@ -139,3 +139,13 @@ def test_laplacian_matches_scipy_and_input_checks():
 def test_hash_bits_layout():
     bits = hash_bits(np.array([1, 0x8000000000000000], dtype=np.uint64))
     assert bits.shape == (2, 8) and bits[0, 7] == 1 and bits[1, 0] == 0x80
+
+
+def test_dataset_without_image_folder():
+    im = pd.DataFrame({IMAGE_ID: [1, 2], FILE_NAME: ["a.jpg", "b.jpg"], WIDTH: [4, 4],
+                       HEIGHT: [4, 4], SPLIT: ["train", "val"]})
+    ds = Dataset(images=im, categories=pd.DataFrame({CATEGORY_ID: [1], NAME: ["x"]}),
+                 annotations=None)
+    t = compute_image_stats(ds).table
+    assert t["error"].tolist() == ["the dataset has no image folder"] * 2
+    assert t["brightness"].isna().all() and (t["phash"] == 0).all()

@@ -134,3 +134,11 @@ def test_sample_flags_the_odd_photos_not_the_scenes():
                     if s.split(".")[-1] in ("moon", "camera", "horse", "coins")}
     assert m["n_odd_aspect"] == 0 and m["n_tiny_image"] == 0  # 4:3 and 3:4 are normal here
     assert any("unreadable" in n for n in res.notes)
+
+
+def test_run_analysis_through_the_runner(planted):
+    from qa.analyses import run_analyses
+
+    ds, direct = planted
+    run = run_analyses(ds, only=["quality"], embeddings="skip")
+    assert not run.errors and run.results["quality"].metrics() == direct.metrics()
