@@ -13,8 +13,8 @@ nav = st.navigation([
     st.Page("pages/outliers.py", title="Outliers", icon=":material/scatter_plot:"),
     st.Page("pages/duplicates.py", title="Duplicates & leakage", icon=":material/content_copy:"),
     st.Page("pages/quality.py", title="Image quality", icon=":material/image_search:"),
+    st.Page("pages/disagreement.py", title="Model disagreement", icon=":material/model_training:"),
     st.Page("pages/review.py", title="Review", icon=":material/rule:"),
-    st.Page("pages/disagreement.py", title="Model disagreement", icon=":material/rule:"),
 ])
 dataset_picker()
 nav.run()

@@ -86,11 +86,11 @@ COMMAND_MODULES = (
     "qa.cli.info",
     "qa.cli.stats",
     "qa.cli.agreement",
+    "qa.cli.embed",
     "qa.cli.duplicates",
     "qa.cli.disagreement",
     "qa.cli.report",
     "qa.cli.review",
-    "qa.cli.embed",
 )
 
 
