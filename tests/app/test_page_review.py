@@ -3,6 +3,8 @@ in the database; filters, navigation and a deep link work."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import qa
@@ -46,7 +48,9 @@ def test_review_page_records_decisions(sample, db):
     assert h["reviewer"].tolist() == ["tester", "tester"]
     assert h["note"].tolist() == ["clearly wrong", None]
     assert h["fingerprint"].notna().all() and h["image_sha"].notna().all()
-    assert "2 of 281 items reviewed" in str(at.get("progress")[0].proto)
+    # every analysis' findings are queued: the landed ones alone give 281 items on the sample
+    reviewed = re.search(r"2 of (\d+) items reviewed", str(at.get("progress")[0].proto))
+    assert reviewed and int(reviewed.group(1)) >= 281
     # the status filter shows the decided items; navigation stays in range
     at.multiselect(key="rv_statuss").set_value(["confirmed"]).run()
     assert "Item **1** of **1**" in texts(at)
