@@ -381,6 +381,16 @@ class DuplicatesResult:
         ids = [int(i) for i in image_ids]
         return self.pairs[self.pairs["image_id_a"].isin(ids) | self.pairs["image_id_b"].isin(ids)]
 
+    def clusters_of(self, image_ids=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(clusters, removal) restricted to the clusters that hold any of ``image_ids``
+        (everything when None)."""
+        if image_ids is None:
+            return self.clusters, self.removal
+        ids = [int(i) for i in image_ids]
+        cids = set(self.clusters.loc[self.clusters["image_id"].isin(ids), "cluster_id"])
+        return (self.clusters[self.clusters["cluster_id"].isin(cids)],
+                self.removal[self.removal["cluster_id"].isin(cids)])
+
     def removal_export(self, fmt: str = "csv") -> str:
         """The suggested removal list as CSV or JSON text (for a download; nothing is
         deleted)."""
