@@ -70,14 +70,15 @@ for k, p in enumerate(pairs.iloc[(page - 1) * per_page: page * per_page].itertup
 st.plotly_chart(vd.similarity_hist(res), key="dup_hist")
 st.subheader("Clusters")
 st.plotly_chart(vd.cluster_size_bar(res), key="dup_cluster_sizes")
-st.dataframe(res.clusters, hide_index=True, key="dup_clusters")
+clusters, removal = res.clusters_of(focus_ids)
+st.dataframe(clusters, hide_index=True, key="dup_clusters")
 if not res.inconsistent.empty:
     st.subheader("Copies with different labels")
     st.dataframe(res.inconsistent, hide_index=True, key="dup_inconsistent")
 
 st.subheader("Suggested removals")
 st.caption("A suggestion to review and export: nothing is deleted or moved.")
-st.dataframe(res.removal, hide_index=True, key="dup_removal")
+st.dataframe(removal, hide_index=True, key="dup_removal")
 e1, e2 = st.columns(2)
 e1.download_button("Download CSV", res.removal_export("csv"), "removal_list.csv", "text/csv",
                    key="dup_dl_csv")

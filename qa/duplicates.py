@@ -104,8 +104,9 @@ def find_near_duplicates(vectors, *, threshold: float = DEFAULT_THRESHOLDS["embe
         raise TypeError(f"vectors must be numbers, got dtype {x.dtype}")
     if not -1.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
+    x = np.ascontiguousarray(x, dtype=np.float32)  # no copy for float32 input
+    block = 65_536  # rows per check: no n x d temporary (1M x 512 would add 0.5-2 GB)
+    if not all(np.isfinite(x[k:k + block]).all() for k in range(0, len(x), block)):
         raise ValueError("vectors contain NaN or infinite values; drop or recompute those rows")
     return _compute_vector_pairs(x, float(threshold), exact_max, nprobe, nlist)
 
@@ -119,11 +120,12 @@ def _compute_vector_pairs(x: np.ndarray, threshold: float, exact_max: int, nprob
         return empty
     import faiss
 
-    norms = np.linalg.norm(x, axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))  # no n x d temporary
     rows = np.flatnonzero(norms > 0)  # a zero vector has no direction: it matches nothing
     if len(rows) < 2:
         return empty
-    x = x[rows] / norms[rows, None]
+    if len(rows) < n or not np.allclose(norms, 1.0, atol=1e-4):
+        x = x[rows] / norms[rows, None]  # a normalised copy (embeddings arrive normalised)
     n, d = x.shape
     approximate = n > exact_max
     if not approximate:
@@ -378,6 +380,16 @@ class DuplicatesResult:
             return self.pairs
         ids = [int(i) for i in image_ids]
         return self.pairs[self.pairs["image_id_a"].isin(ids) | self.pairs["image_id_b"].isin(ids)]
+
+    def clusters_of(self, image_ids=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(clusters, removal) restricted to the clusters that hold any of ``image_ids``
+        (everything when None)."""
+        if image_ids is None:
+            return self.clusters, self.removal
+        ids = [int(i) for i in image_ids]
+        cids = set(self.clusters.loc[self.clusters["image_id"].isin(ids), "cluster_id"])
+        return (self.clusters[self.clusters["cluster_id"].isin(cids)],
+                self.removal[self.removal["cluster_id"].isin(cids)])
 
     def removal_export(self, fmt: str = "csv") -> str:
         """The suggested removal list as CSV or JSON text (for a download; nothing is

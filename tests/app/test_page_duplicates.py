@@ -50,6 +50,7 @@ def test_deep_link_focus_and_paging(sample):
     assert "Showing the pairs of 1 image(s)" in texts(at) and "(leakage)" in texts(at)
     assert "#169 / #265" in texts(at)
     assert at.dataframe[0].value["copy_id"].tolist() == [265]  # the leakage table follows
+    assert set(at.dataframe[1].value["image_id"]) == {169, 265}  # and the clusters
     at.button(key="dup_clear_focus").click().run()
     assert not at.exception, at.exception
     at.number_input(key="dup_pairs_page").set_value(3).run()
