@@ -13,7 +13,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 AREAS = ("hygiene", "balance", "agreement", "duplicates and leakage", "outliers and quality",
          "label quality")
@@ -93,12 +96,13 @@ def _read_file(path: Path) -> dict:
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"report config {str(path)!r} is not valid TOML: {e}") from e
     elif suffix in (".yaml", ".yml"):
-        import yaml
+        from qa.dataset import DatasetError
+        from qa.io._common import load_yaml_safe  # alias bombs and deep nesting refused
 
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"report config {str(path)!r} is not valid YAML: {e}") from e
+            data = load_yaml_safe(path, text)
+        except DatasetError as e:
+            raise ValueError(f"report config {str(path)!r} is not usable YAML: {e}") from e
     else:
         raise ValueError(f"report config {str(path)!r}: use a .toml, .yaml or .yml file")
     if data is None:
