@@ -130,7 +130,9 @@ def flagged_coco(dataset: Dataset, result) -> dict:
             "images": images, "annotations": annotations, "categories": cats}
 
 
-def _ls_box(x, y, w, h, iw, ih, label, rid, score=None) -> dict:
+def labelstudio_box(x, y, w, h, iw, ih, label, rid, score=None) -> dict:
+    """One Label Studio ``rectanglelabels`` result for a pixel box (x, y, w, h) on an image of
+    size (iw, ih): Label Studio stores percentages of the original size."""
     item = {"id": rid, "type": "rectanglelabels", "from_name": LS_FROM_NAME,
             "to_name": LS_TO_NAME, "original_width": int(iw), "original_height": int(ih),
             "image_rotation": 0,
@@ -165,12 +167,12 @@ def labelstudio_tasks(dataset: Dataset, result, *, image_url_prefix: str = LS_LO
             skipped.append(int(iid))
             continue
         fn = str(imgs.at[iid, FILE_NAME])
-        ann_res = [_ls_box(r.x, r.y, r.w, r.h, iw, ih, names.get(int(r.category_id),
+        ann_res = [labelstudio_box(r.x, r.y, r.w, r.h, iw, ih, names.get(int(r.category_id),
                                                                   str(r.category_id)),
                            f"a{iid}_{k}")
                    for k, r in enumerate(ref_by_img.get(iid, pd.DataFrame()).itertuples())]
         p = pred_by_img.get(iid, pd.DataFrame(columns=[PRED_ID, CATEGORY_ID, SCORE, *BOX]))
-        pred_res = [_ls_box(r.x, r.y, r.w, r.h, iw, ih, names.get(int(r.category_id),
+        pred_res = [labelstudio_box(r.x, r.y, r.w, r.h, iw, ih, names.get(int(r.category_id),
                                                                    str(r.category_id)),
                             f"p{int(r.pred_id)}", score=r.score) for r in p.itertuples()]
         task = {"data": {"image": image_url_prefix + fn, "image_id": int(iid),
@@ -224,6 +226,15 @@ def export_queue(dataset: Dataset, result, folder: Path | str, *,
     return out
 
 
-__all__ = ["EXPORT_FILES", "LS_LOCAL_FILES", "export_queue", "flagged_coco",
-           "labelstudio_config", "labelstudio_tasks", "queue_csv", "queue_table",
-           "write_atomic"]
+__all__ = [
+    "EXPORT_FILES",
+    "LS_LOCAL_FILES",
+    "export_queue",
+    "flagged_coco",
+    "labelstudio_box",
+    "labelstudio_config",
+    "labelstudio_tasks",
+    "queue_csv",
+    "queue_table",
+    "write_atomic",
+]

@@ -9,8 +9,6 @@ The Label Studio writer here is small on purpose (tasks with the current boxes a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +28,7 @@ from qa.dataset import (
     X,
     Y,
 )
+from qa.io.export import LS_LOCAL_FILES, labelstudio_box, write_atomic
 from qa.results import frame_records
 from qa.review.keys import image_hashes
 from qa.review.store import COLUMNS, ReviewStore, default_review_store
@@ -37,21 +36,11 @@ from qa.review.store import COLUMNS, ReviewStore, default_review_store
 EXPORT_FORMATS = ("csv", "json")
 # Label Studio serves files of a local storage under this prefix; the path after ?d= is the
 # file name relative to the dataset root (what qa.io.labelstudio strips again).
-LS_LOCAL_PREFIX = "/data/local-files/?d="
+LS_LOCAL_PREFIX = LS_LOCAL_FILES
 
 
 def _atomic_write(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(Path(path), text.encode("utf-8"))
 
 
 def dataset_decisions(dataset: Dataset | None = None, *,
@@ -172,15 +161,9 @@ def relabel_tasks(dataset: Dataset, queue: pd.DataFrame) -> list[dict]:
         if not (pd.isna(ow) or pd.isna(oh)) and ow and oh:
             for b in boxes.itertuples(index=False):
                 r = b._asdict()
-                result.append({
-                    "id": f"a{r[ANN_ID]}", "from_name": "label", "to_name": "image",
-                    "type": "rectanglelabels", "original_width": int(ow),
-                    "original_height": int(oh),
-                    "value": {"x": 100.0 * r[X] / ow, "y": 100.0 * r[Y] / oh,
-                              "width": 100.0 * r[W] / ow, "height": 100.0 * r[H] / oh,
-                              "rotation": 0,
-                              "rectanglelabels": [str(names.get(int(r[CATEGORY_ID]),
-                                                                r[CATEGORY_ID]))]}})
+                result.append(labelstudio_box(
+                    r[X], r[Y], r[W], r[H], ow, oh,
+                    str(names.get(int(r[CATEGORY_ID]), r[CATEGORY_ID])), f"a{r[ANN_ID]}"))
         tasks.append({
             "data": {"image": LS_LOCAL_PREFIX + str(im[FILE_NAME])},
             "predictions": [{"model_version": "dataset-qa-review", "result": result}],
