@@ -38,12 +38,12 @@ PAGES = [
     ("agreement", "Annotator agreement", ".js-plotly-plot"),
     ("", "Overview", '[data-testid="stMetric"]'),
     ("balance", "Class balance", ".js-plotly-plot"),
+    ("outliers", "Outliers", '[data-testid="stMarkdown"]'),
     ("duplicates", "Duplicates & leakage", ".js-plotly-plot"),
     ("quality", "Image quality", ".js-plotly-plot"),
+    ("disagreement", "Model disagreement", ".js-plotly-plot"),
     ("report", "Health report", ".js-plotly-plot"),
     ("review", "Review", '[data-testid="stImage"]'),
-    ("disagreement", "Model disagreement", ".js-plotly-plot"),
-    ("outliers", "Outliers", '[data-testid="stMarkdown"]'),
 ]
 STARTUP_S = 90
 RENDER_S = 120
@@ -228,27 +228,6 @@ def test_agreement_disputed_gallery_and_pair_heatmaps(server, browser):
     _shot(browser, "agreement_disputed")
 
 
-def test_agreement_scorecard_noise_and_dawid_skene_confusion(server, browser):
-    from selenium.webdriver.common.by import By
-
-    browser.get(f"{server}/agreement")
-    _wait(browser, '[data-testid="stDataFrame"]')
-    _wait(browser, ".js-plotly-plot")
-    _settle(browser)
-    body = browser.find_element(By.TAG_NAME, "body").text
-    assert "reliability-weighted consensus" in body
-    plots = " ".join(p.text for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
-    assert "Box noise per annotator" in plots
-    assert _errors(browser) == []
-    _shot(browser, "agreement_scorecard")
-    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Confusion')]")
-    _settle(browser)
-    plots = " ".join(p.text for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
-    assert "Dawid-Skene" in plots and "what carol gave" in plots  # the most confused first
-    assert _errors(browser) == []
-    _shot(browser, "agreement_ds_confusion")
-
-
 def test_balance_checks_open_a_gallery(server, browser):
     from selenium.webdriver.common.by import By
 
@@ -339,6 +318,94 @@ def test_classification_folder_through_picker_renders_every_page(server, browser
     assert "Agreement needs at least 2 annotators" in text
 
 
+def test_agreement_scorecard_noise_and_dawid_skene_confusion(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/agreement")
+    _wait(browser, '[data-testid="stDataFrame"]')
+    _wait(browser, ".js-plotly-plot")
+    _settle(browser)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "reliability-weighted consensus" in body
+    plots = " ".join(p.text for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
+    assert "Box noise per annotator" in plots
+    assert _errors(browser) == []
+    _shot(browser, "agreement_scorecard")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Confusion')]")
+    _settle(browser)
+    plots = " ".join(p.text for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
+    assert "Dawid-Skene" in plots and "what carol gave" in plots  # the most confused first
+    assert _errors(browser) == []
+    _shot(browser, "agreement_ds_confusion")
+
+
+def test_outliers_page_embeds_sample_data_and_shows_the_planted_photos(server, browser):
+    """Press 'Embed' on sample_data (offline model), then the ranked gallery and the map."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/outliers")
+    _wait(browser, "h1")
+    _settle(browser)
+    main = lambda: browser.find_element(By.CSS_SELECTOR, "[data-testid='stMain']").text  # noqa
+    assert "not CLIP" in main()
+    buttons = browser.find_elements(By.XPATH, "//button[.//p[starts-with(text(), 'Embed ')]]")
+    if buttons:  # a store from an earlier run may already hold the vectors
+        buttons[0].click()
+    WebDriverWait(browser, 600).until(lambda d: "Flag threshold" in main())
+    _settle(browser)
+    assert _errors(browser) == []
+    captions = " ".join(c.text for c in browser.find_elements(
+        By.CSS_SELECTOR, '[data-testid="stImageCaption"]'))
+    planted = json.loads((ROOT / "sample_data" / "PLANTED.json").read_text())
+    ood = [d["file_name"] for d in planted["ood_images"]]
+    shown = [f for f in ood if f in captions]
+    assert len(shown) == 10, shown  # the ranked gallery shows the 10 planted photographs
+    _shot(browser, "outliers_top")
+    gallery = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"]')[4]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", gallery)
+    time.sleep(0.5)
+    browser.save_screenshot(str(ART / "outliers_ranked.png"))
+    _click_text(browser, "//label[.//p[text()='Map']]")
+    _wait(browser, ".js-plotly-plot")
+    _settle(browser)
+    assert _errors(browser) == []
+    plot = browser.find_element(By.CSS_SELECTOR, ".js-plotly-plot")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
+    time.sleep(0.5)
+    browser.save_screenshot(str(ART / "outliers_map.png"))
+
+
+def test_disagreement_queue_gallery_metrics_and_confusion(server, browser):
+    """The review queue shows the planted label errors with both overlays and the reasons;
+    the metrics tab its PR curves, the confusion tab its matrix with background."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/disagreement")
+    _wait(browser, '[data-testid="stImage"] img')
+    _settle(browser)
+    assert _errors(browser) == []
+    captions = " ".join(c.text for c in browser.find_elements(
+        By.CSS_SELECTOR, '[data-testid="stImageCaption"]'))
+    assert "quality" in captions and any(k in captions for k in (
+        "spurious label", "wrong class", "missing label"))
+    assert "predictions" in browser.page_source  # the legend names the dashed model boxes
+    _shot(browser, "disagreement_queue")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Flags by type')]")
+    _settle(browser)
+    _shot(browser, "disagreement_counts")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Model metrics')]")
+    _settle(browser)
+    assert "AP50" in browser.find_element(By.TAG_NAME, "body").text
+    _shot(browser, "disagreement_metrics")
+    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Confusion')]")
+    _settle(browser)
+    assert _errors(browser) == []
+    _shot(browser, "disagreement_confusion")
+
+
 def test_exported_html_report_draws_its_charts_offline(browser, tmp_path):
     """The HTML export opens from a file (no server, no network) with every chart drawn."""
     from selenium.webdriver.common.by import By
@@ -361,62 +428,3 @@ def test_exported_html_report_draws_its_charts_offline(browser, tmp_path):
     assert thumbs and all(b.get_property("naturalWidth") > 0 for b in thumbs)
     shot = _shot(browser, "report_html_export")
     assert shot.stat().st_size > 20_000
-def test_disagreement_queue_gallery_metrics_and_confusion(server, browser):
-    """The review queue shows the planted label errors with both overlays and the reasons;
-    the metrics tab its PR curves, the confusion tab its matrix with background."""
-    from selenium.webdriver.common.by import By
-
-    browser.get(f"{server}/disagreement")
-    _wait(browser, '[data-testid="stImage"] img')
-def test_outliers_page_embeds_sample_data_and_shows_the_planted_photos(server, browser):
-    """Press 'Embed' on sample_data (offline model), then the ranked gallery and the map."""
-    import json
-
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(f"{server}/outliers")
-    _wait(browser, "h1")
-    _settle(browser)
-    main = lambda: browser.find_element(By.CSS_SELECTOR, "[data-testid='stMain']").text  # noqa
-    assert "not CLIP" in main()
-    buttons = browser.find_elements(By.XPATH, "//button[.//p[starts-with(text(), 'Embed ')]]")
-    if buttons:  # a store from an earlier run may already hold the vectors
-        buttons[0].click()
-    WebDriverWait(browser, 600).until(lambda d: "Flag threshold" in main())
-    _settle(browser)
-    assert _errors(browser) == []
-    captions = " ".join(c.text for c in browser.find_elements(
-        By.CSS_SELECTOR, '[data-testid="stImageCaption"]'))
-    assert "quality" in captions and any(k in captions for k in (
-        "spurious label", "wrong class", "missing label"))
-    assert "predictions" in browser.page_source  # the legend names the dashed model boxes
-    _shot(browser, "disagreement_queue")
-    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Flags by type')]")
-    _settle(browser)
-    _shot(browser, "disagreement_counts")
-    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Model metrics')]")
-    _settle(browser)
-    assert "AP50" in browser.find_element(By.TAG_NAME, "body").text
-    _shot(browser, "disagreement_metrics")
-    _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Confusion')]")
-    _settle(browser)
-    assert _errors(browser) == []
-    _shot(browser, "disagreement_confusion")
-    planted = json.loads((ROOT / "sample_data" / "PLANTED.json").read_text())
-    ood = [d["file_name"] for d in planted["ood_images"]]
-    shown = [f for f in ood if f in captions]
-    assert len(shown) == 10, shown  # the ranked gallery shows the 10 planted photographs
-    _shot(browser, "outliers_top")
-    gallery = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"]')[4]
-    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", gallery)
-    time.sleep(0.5)
-    browser.save_screenshot(str(ART / "outliers_ranked.png"))
-    _click_text(browser, "//label[.//p[text()='Map']]")
-    _wait(browser, ".js-plotly-plot")
-    _settle(browser)
-    assert _errors(browser) == []
-    plot = browser.find_element(By.CSS_SELECTOR, ".js-plotly-plot")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
-    time.sleep(0.5)
-    browser.save_screenshot(str(ART / "outliers_map.png"))
