@@ -51,8 +51,11 @@ def test_outliers_page_embeds_on_click_then_shows_every_section(tmp_path, monkey
         assert not at.exception, (section, at.exception)
         if section == "Text search":
             assert "Text search needs a CLIP model" in texts(at)
-        if section == "Per-class outliers":
-            assert at.button(key="out_embed_objects")  # boxes can be embedded from here
+        if section == "Per-class outliers":  # boxes can be embedded from here
+            at.button(key="out_embed_objects").click().run()
+            assert not at.exception, at.exception
+            assert {m.label: m.value for m in at.metric}["Class outliers"] != "—"
+            assert not [b for b in at.button if b.key == "out_embed_objects"]
     for method in ("lof", "isolation_forest"):
         at.selectbox(key="out_method").set_value(method).run()
         assert not at.exception, (method, at.exception)
