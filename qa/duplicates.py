@@ -479,8 +479,8 @@ def compute_duplicates(dataset: Dataset, *, stats=None, embeddings=None, method:
     their clusters, the suggested removals, split leakage and inconsistent labels.
 
     ``method``: "exact" (same bytes or pixels only), "phash" (exact + perceptual), "embedding"
-    (exact + embeddings; needs ``embeddings``), "auto" (exact + perceptual + embeddings when
-    given). ``threshold``: the similarity a pair needs, for the near-duplicate method(s) in
+    (exact + embeddings; needs ``embeddings``), "auto" (exact + perceptual, + embeddings when
+    they come from a CLIP model). ``threshold``: the similarity a pair needs, for the near-duplicate method(s) in
     play (default :data:`DEFAULT_THRESHOLDS`; for phash it sets the Hamming radius
     ``floor((1 - threshold) * 128)``). ``stats``: :class:`qa.imagestats.ImageStats` (computed
     here when None). Returns a :class:`DuplicatesResult`."""
@@ -514,7 +514,12 @@ def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: st
     used = ["exact"]
     radius = None
     use_phash = method in ("auto", "phash")
-    use_emb = method == "embedding" or (method == "auto" and embeddings is not None)
+    # "auto" adds semantic pairs only from a CLIP model: the offline, non-CLIP fallback adds
+    # nothing true on sample_data (perceptual already finds all 13 planted pairs) but two false
+    # pairs of unrelated near-blank scenes (see DEFAULT_THRESHOLDS); method="embedding" uses
+    # any model on request.
+    use_emb = method == "embedding" or (method == "auto" and embeddings is not None
+                                        and bool(getattr(embeddings, "is_clip", False)))
     if use_phash:
         thr = DEFAULT_THRESHOLDS["phash"] if threshold is None else float(threshold)
         radius = math.floor((1.0 - thr) * HASH_BITS + 1e-9)
@@ -524,6 +529,10 @@ def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: st
         thr = DEFAULT_THRESHOLDS["embedding"] if threshold is None else float(threshold)
         parts.append(_embedding_pairs(embeddings, thr, ids[ok], notes))
         used.append("embedding")
+    elif method == "auto" and embeddings is not None:
+        notes.append(f"The embeddings come from {getattr(embeddings, 'model_id', 'a model')}, "
+                     "which is not CLIP: near-duplicates are exact and perceptual (pHash/dHash) "
+                     "only; choose the embedding method to compare with it anyway.")
     elif method == "auto":
         notes.append("No embeddings: near-duplicates are perceptual (pHash/dHash) only.")
     pairs = _merge_pairs(parts)

@@ -210,14 +210,19 @@ def test_embedding_path_on_synthetic_vectors(tmp_path):
     assert res.pairs.set_index(["image_id_a", "image_id_b"])["method"].to_dict() == \
         {(1, 2): "sha256", (1, 4): "embedding"}
     assert res.threshold == DEFAULT_THRESHOLDS["embedding"] and res.metrics()["n_leaking_images"] == 1
-    both = compute_duplicates(ds, embeddings=emb)  # auto: exact + phash + embedding
+    # auto adds semantic pairs from a CLIP model only; a non-CLIP model's are left out, noted
+    auto = compute_duplicates(ds, embeddings=emb)
+    assert auto.methods_used == ("exact", "phash") and "not CLIP" in " ".join(auto.notes)
+    clip = Embeddings(vectors=v, image_ids=[1, 2, 3, 4, 5], model_id="test/clip", is_clip=True)
+    both = compute_duplicates(ds, embeddings=clip)  # auto: exact + phash + embedding
     assert both.methods_used == ("exact", "phash", "embedding") and len(both.pairs) == 7
     with pytest.raises(ValueError, match="needs embeddings"):
         compute_duplicates(ds, method="embedding")
     with pytest.raises(ValueError, match="method must be one of"):
         compute_duplicates(ds, method="sift")
     with pytest.raises(ValueError, match="object embeddings"):
-        compute_duplicates(ds, embeddings=Embeddings(v, [1, 2, 3, 4, 5], "m", ann_ids=[1] * 5))
+        compute_duplicates(ds, embeddings=Embeddings(v, [1, 2, 3, 4, 5], "m", ann_ids=[1] * 5),
+                           method="embedding")
 
 
 # ------------------------------------------------------------------------------ sample_data
