@@ -744,3 +744,43 @@ def test_zip_member_with_an_empty_name_is_refused(tmp_path):
     with pytest.raises(DatasetError):
         extract_zip(io.BytesIO(buf), dest_parent=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_loader_flags_reach_the_readers(tmp_path, capsys):
+    """--voc-coordinates, --prediction-names and --yolo-columns do on the command line what
+    their load() arguments do (seen through `evaluate`, whose AP depends on each)."""
+    from qa.cli import main
+
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "Annotations" / "a.xml").write_text(_voc_xml("a.jpg"))  # devkit: 10,20 20x20
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([{"image_id": 1, "file_name": "a.jpg", "category_id": 1,
+                                "bbox": [10, 20, 20, 20], "score": 0.9}]))
+    args = ["evaluate", str(voc), "--predictions", str(res), "--json"]
+    ap = {}
+    for mode in ("one_based", "zero_based"):  # 0-based reads 11,21 19x19: IoU 0.90 < 0.95
+        assert main(args + ["--voc-coordinates", mode]) == 0
+        ap[mode] = json.loads(capsys.readouterr().out)["stats"]
+    assert ap["one_based"]["AP"] == pytest.approx(1.0)
+    assert ap["zero_based"]["AP"] == pytest.approx(0.9)
+    with pytest.raises(SystemExit):
+        main(["info", str(voc), "--voc-coordinates", "1"])
+    capsys.readouterr()
+
+    d = _yolo_ds(tmp_path)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i in range(25):  # the model's class 0 is 'dog', and its confidence comes second
+        (pred / f"im{i}.txt").write_text(f"{1 - i % 2} 0.95 0.3 0.4 0.2 0.3\n")
+    names = tmp_path / "model_names.txt"
+    names.write_text("dog\ncat\n")
+    args = ["evaluate", str(d), "--predictions", str(pred), "--json"]
+    assert main(args + ["--prediction-names", str(names)]) == 0
+    good = json.loads(capsys.readouterr().out)["stats"]
+    assert main(args) == 0  # without the names every prediction has the other class
+    bad = json.loads(capsys.readouterr().out)["stats"]
+    assert good["AP50"] == pytest.approx(1.0) and bad["AP50"] == pytest.approx(0.0)
+    assert main(args + ["--prediction-names", str(names), "--yolo-columns",
+                        "class_box_conf"]) == 0  # forced wrong order: boxes leave the image
+    assert json.loads(capsys.readouterr().out)["stats"]["AP50"] < 0.5

@@ -46,14 +46,19 @@ def load_dataset(args):
     from qa.io import attach_predictions
     from qa.io.predictions import find_predictions
 
+    names = getattr(args, "prediction_names", None)
+    columns = getattr(args, "yolo_columns", "auto")
     ds = qa.load(args.path, format=args.format, predictions=args.predictions or None,
                  image_root=args.image_root, probe=not getattr(args, "no_probe", False),
-                 progress=None if args.json else progress_bar("reading image headers"))
+                 progress=None if args.json else progress_bar("reading image headers"),
+                 voc_coordinates=getattr(args, "voc_coordinates", "auto"),
+                 prediction_names=names, yolo_columns=columns)
     path = Path(args.path)
     if not args.predictions and not getattr(args, "no_predictions", False) and path.is_dir():
         found = find_predictions(path)
         if found:
-            ds, problems = attach_predictions(ds, [str(p) for p in found], errors="collect")
+            ds, problems = attach_predictions(ds, [str(p) for p in found], errors="collect",
+                                              names=names, yolo_columns=columns)
             for msg in problems:
                 sys.stderr.write(f"dataset-qa: warning: predictions not loaded: {msg}\n")
     return ds
@@ -77,6 +82,16 @@ def dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-predictions", action="store_true",
                    help="do not pick up predictions/*.json beside the dataset")
     p.add_argument("--image-root", default=None, help="where the image files are")
+    p.add_argument("--prediction-names", default=None, metavar="FILE",
+                   help="the model's class names (names file or data.yaml) when its class "
+                        "order differs from the dataset's")
+    p.add_argument("--yolo-columns", default="auto",
+                   choices=("auto", "class_box_conf", "class_conf_box"),
+                   help="column order of YOLO prediction txt files (default: detected)")
+    p.add_argument("--voc-coordinates", default="auto",
+                   choices=("auto", "one_based", "zero_based"),
+                   help="Pascal VOC pixel convention: the devkit's 1-based (default, unless "
+                        "the file says it is a CVAT export) or 0-based")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

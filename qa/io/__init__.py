@@ -211,6 +211,7 @@ def load(
     confine_to: Path | str | None = None,
     voc_coordinates: str = "auto",
     prediction_names=None,
+    yolo_columns: str = "auto",
 ) -> Dataset:
     """Load a dataset from ``path`` and return a :class:`Dataset`.
 
@@ -233,6 +234,8 @@ def load(
         :mod:`qa.io.voc`.
     prediction_names : the model's class names (a names file, a data.yaml, a list or a dict)
         when its class order differs from the dataset's; see :mod:`qa.io.predictions`.
+    yolo_columns : column order of YOLO prediction txt files: "auto" (detected),
+        "class_box_conf" or "class_conf_box".
 
     Malformed files raise :class:`DatasetError` naming the file and position. Bad rows in a
     well-formed file are quarantined into ``Dataset.load_issues`` (see :func:`qa.validate`).
@@ -245,7 +248,8 @@ def load(
     if probe and EXISTS not in ds.images.columns:  # YOLO probes while reading (needs sizes)
         ds = dataclasses.replace(ds, images=probe_images(ds.images, ds.root, progress=progress))
     if predictions is not None:
-        ds, _ = attach_predictions(ds, predictions, names=prediction_names)
+        ds, _ = attach_predictions(ds, predictions, names=prediction_names,
+                                   yolo_columns=yolo_columns)
     if strict:
         from qa.validation import validate
 

@@ -288,7 +288,8 @@ def _yolo_folder(folder: Path, ds: Dataset, *, names=None, columns: str = "auto"
             issues.add("info", "prediction_columns",
                        f"{folder}: read as 'class conf cx cy w h' (the confidence second): in "
                        "that order the boxes fit their images, in Ultralytics' 'class cx cy w "
-                       "h conf' they do not. Pass yolo_columns= to choose.")
+                       "h conf' they do not. Pass yolo_columns= (--yolo-columns on the "
+                       "command line) to choose.")
     wh = np.array([size[iid] for iid, _ in lines], dtype=np.float64).reshape(-1, 2)
     k, cx, cy, w, h, conf = vals.T
     rows = {IMAGE_ID: [iid for iid, _ in lines],
