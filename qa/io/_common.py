@@ -16,6 +16,8 @@ import pandas as pd
 
 from qa.dataset import (
     ANN_ID,
+    ANNOTATOR,
+    CATEGORY_ID,
     EXISTS,
     FILE_ERROR,
     FILE_NAME,
@@ -24,10 +26,16 @@ from qa.dataset import (
     HEIGHT,
     IMAGE_ID,
     ISSUES_SCHEMA,
+    NAME,
     READABLE,
+    SUPERCATEGORY,
     UNSAFE_PATH,
     WIDTH,
     DatasetError,
+    H,
+    W,
+    X,
+    Y,
     empty_frame,
 )
 from qa.paths import is_within, lexically_inside, within_boundary
@@ -429,3 +437,27 @@ def expect(cond: bool, path: Path, what: str) -> None:
 def ids_by_file_name(file_names) -> dict[str, int]:
     """Stable integer image ids for formats without them: 1..n in sorted file-name order."""
     return {f: i + 1 for i, f in enumerate(sorted(set(file_names)))}
+
+
+def categories_by_name(names) -> tuple[dict[str, int], pd.DataFrame]:
+    """Category ids 1..n for class ``names`` (in the order given) and the categories table,
+    for formats that name classes instead of numbering them."""
+    names = list(names)
+    cat_ids = {n: i + 1 for i, n in enumerate(names)}
+    return cat_ids, pd.DataFrame({CATEGORY_ID: list(cat_ids.values()), NAME: names,
+                                  SUPERCATEGORY: [None] * len(names)})
+
+
+def named_box_annotations(a: pd.DataFrame, ids: dict[str, int], cat_ids: dict[str, int],
+                          annotator: str | None = None) -> pd.DataFrame:
+    """The annotations table of boxes given by file name and class name: ``a`` has columns
+    file_name, name, x, y, w, h and annotator (unless ``annotator`` names one for all). Ids
+    are 1..n in row order; the caller adds format-specific columns."""
+    return pd.DataFrame({
+        ANN_ID: np.arange(1, len(a) + 1, dtype=np.int64),
+        IMAGE_ID: a[FILE_NAME].map(ids).astype("int64"),
+        CATEGORY_ID: a[NAME].map(cat_ids).astype("int64"),
+        ANNOTATOR: annotator if annotator is not None else a[ANNOTATOR].astype("object"),
+        X: a[X].astype("float64"), Y: a[Y].astype("float64"),
+        W: a[W].astype("float64"), H: a[H].astype("float64"),
+    })

@@ -30,9 +30,7 @@ from qa.dataset import (
     FILE_NAME,
     HEIGHT,
     IMAGE_ID,
-    NAME,
     SPLIT,
-    SUPERCATEGORY,
     WIDTH,
     Dataset,
     DatasetError,
@@ -44,6 +42,7 @@ from qa.dataset import (
 from qa.io._common import (
     IMAGE_EXTENSIONS,
     IssueLog,
+    categories_by_name,
     expect,
     ids_by_file_name,
     list_images,
@@ -68,8 +67,7 @@ def _dataset(rows: list[tuple], class_names, *, root: Path, fmt: str, name: str,
     (width, height) where the source gives them."""
     file_names = sorted(set(splits) | {r[0] for r in rows})
     ids = ids_by_file_name(file_names)
-    names = sorted(set(class_names) | {r[1] for r in rows})
-    cat_ids = {n: i + 1 for i, n in enumerate(names)}
+    cat_ids, cats = categories_by_name(sorted(set(class_names) | {r[1] for r in rows}))
     n = len(rows)
     nan = np.full(n, np.nan)
     images = pd.DataFrame({IMAGE_ID: [ids[f] for f in file_names], FILE_NAME: file_names,
@@ -85,8 +83,6 @@ def _dataset(rows: list[tuple], class_names, *, root: Path, fmt: str, name: str,
         ANNOTATOR: [r[2] for r in rows],
         X: nan, Y: nan, W: nan, H: nan,
     })
-    cats = pd.DataFrame({CATEGORY_ID: list(cat_ids.values()), NAME: names,
-                         SUPERCATEGORY: [None] * len(names)})
     return Dataset(images=images, categories=cats, annotations=anns, root=root, format=fmt,
                    name=name, annotators=tuple(annotators), load_issues=issues.frame())
 

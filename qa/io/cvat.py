@@ -23,9 +23,7 @@ import numpy as np
 import pandas as pd
 
 from qa.dataset import (
-    ANN_ID,
     ANNOTATOR,
-    CATEGORY_ID,
     DEFAULT_ANNOTATOR,
     FILE_NAME,
     HEIGHT,
@@ -33,7 +31,6 @@ from qa.dataset import (
     NAME,
     SEGMENTATION,
     SPLIT,
-    SUPERCATEGORY,
     WIDTH,
     Dataset,
     DatasetError,
@@ -42,7 +39,14 @@ from qa.dataset import (
     X,
     Y,
 )
-from qa.io._common import IssueLog, expect, ids_by_file_name, parse_xml
+from qa.io._common import (
+    IssueLog,
+    categories_by_name,
+    expect,
+    ids_by_file_name,
+    named_box_annotations,
+    parse_xml,
+)
 from qa.io.coco import _guess_root, split_from_name
 
 log = logging.getLogger(__name__)
@@ -209,21 +213,11 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         HEIGHT: pd.array([images[f][HEIGHT] for f in fns], dtype="Int64"),
         SPLIT: [images[f][SPLIT] for f in fns],
     })
-    names = sorted(set(labels) | {r[NAME] for r in rows})
-    cat_ids = {n: i + 1 for i, n in enumerate(names)}
-    cats = pd.DataFrame({CATEGORY_ID: list(cat_ids.values()), NAME: names,
-                         SUPERCATEGORY: [None] * len(names)})
+    cat_ids, cats = categories_by_name(sorted(set(labels) | {r[NAME] for r in rows}))
     a = pd.DataFrame(rows, columns=[FILE_NAME, ANNOTATOR, NAME, X, Y, W, H, OCCLUDED,
                                     SEGMENTATION])
-    anns = pd.DataFrame({
-        ANN_ID: np.arange(1, len(a) + 1, dtype=np.int64),
-        IMAGE_ID: a[FILE_NAME].map(ids).astype("int64"),
-        CATEGORY_ID: a[NAME].map(cat_ids).astype("int64"),
-        ANNOTATOR: a[ANNOTATOR].astype("object"),
-        X: a[X].astype("float64"), Y: a[Y].astype("float64"),
-        W: a[W].astype("float64"), H: a[H].astype("float64"),
-        OCCLUDED: a[OCCLUDED].astype("int64"),
-    })
+    anns = named_box_annotations(a, ids, cat_ids)
+    anns[OCCLUDED] = a[OCCLUDED].astype("int64")
     if a[SEGMENTATION].notna().any():
         anns[SEGMENTATION] = a[SEGMENTATION].tolist()
     root = _guess_root(files[0], fns, image_root)

@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from qa.dataset import (
-    ANN_ID,
     ANNOTATOR,
     CATEGORY_ID,
     DEFAULT_ANNOTATOR,
@@ -43,7 +42,6 @@ from qa.dataset import (
     SCORE,
     SEGMENTATION,
     SPLIT,
-    SUPERCATEGORY,
     WIDTH,
     Dataset,
     DatasetError,
@@ -55,8 +53,10 @@ from qa.dataset import (
 from qa.io._common import (
     IMAGE_EXTENSIONS,
     IssueLog,
+    categories_by_name,
     expect,
     ids_by_file_name,
+    named_box_annotations,
     parse_json,
     read_bytes,
 )
@@ -346,19 +346,9 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
                           for f in fns], dtype="Int64"),
         SPLIT: [images[f]["split"] for f in fns],
     })
-    names = sorted({r[NAME] for r in anns} | {r[NAME] for r in preds})
-    cat_ids = {n: i + 1 for i, n in enumerate(names)}
-    cats = pd.DataFrame({CATEGORY_ID: list(cat_ids.values()), NAME: names,
-                         SUPERCATEGORY: [None] * len(names)})
+    cat_ids, cats = categories_by_name(sorted({r[NAME] for r in anns} | {r[NAME] for r in preds}))
     a = pd.DataFrame(anns, columns=[FILE_NAME, ANNOTATOR, NAME, X, Y, W, H, SEGMENTATION])
-    annotations = pd.DataFrame({
-        ANN_ID: np.arange(1, len(a) + 1, dtype=np.int64),
-        IMAGE_ID: a[FILE_NAME].map(ids).astype("int64"),
-        CATEGORY_ID: a[NAME].map(cat_ids).astype("int64"),
-        ANNOTATOR: a[ANNOTATOR].astype("object"),
-        X: a[X].astype("float64"), Y: a[Y].astype("float64"),
-        W: a[W].astype("float64"), H: a[H].astype("float64"),
-    })
+    annotations = named_box_annotations(a, ids, cat_ids)
     if a[SEGMENTATION].notna().any():
         annotations[SEGMENTATION] = a[SEGMENTATION].tolist()
     p = pd.DataFrame(preds, columns=[FILE_NAME, MODEL, NAME, SCORE, X, Y, W, H])

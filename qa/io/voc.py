@@ -34,9 +34,6 @@ import numpy as np
 import pandas as pd
 
 from qa.dataset import (
-    ANN_ID,
-    ANNOTATOR,
-    CATEGORY_ID,
     DEFAULT_ANNOTATOR,
     FILE_NAME,
     HEIGHT,
@@ -44,7 +41,6 @@ from qa.dataset import (
     NAME,
     SPLIT,
     SPLITS,
-    SUPERCATEGORY,
     WIDTH,
     Dataset,
     DatasetError,
@@ -55,10 +51,12 @@ from qa.dataset import (
 )
 from qa.io._common import (
     IssueLog,
+    categories_by_name,
     expect,
     ids_by_file_name,
     is_dir,
     is_file,
+    named_box_annotations,
     parse_xml,
     read_bytes,
 )
@@ -255,20 +253,11 @@ def read(path: Path | str, *, image_root=None, voc_coordinates: str = "auto") ->
     imgs[SPLIT] = imgs["_stem"].map(splits)
     imgs = imgs.drop(columns="_stem").sort_values(IMAGE_ID, ignore_index=True)
 
-    names = sorted({r[NAME] for r in rows})
-    cat_ids = {n: i + 1 for i, n in enumerate(names)}
-    cats = pd.DataFrame({CATEGORY_ID: list(cat_ids.values()), NAME: names,
-                         SUPERCATEGORY: [None] * len(names)})
+    cat_ids, cats = categories_by_name(sorted({r[NAME] for r in rows}))
     a = pd.DataFrame(rows, columns=[FILE_NAME, NAME, X, Y, W, H, DIFFICULT, TRUNCATED])
-    anns = pd.DataFrame({
-        ANN_ID: np.arange(1, len(a) + 1, dtype=np.int64),
-        IMAGE_ID: a[FILE_NAME].map(ids).astype("int64"),
-        CATEGORY_ID: a[NAME].map(cat_ids).astype("int64"),
-        ANNOTATOR: DEFAULT_ANNOTATOR,
-        X: a[X].astype("float64"), Y: a[Y].astype("float64"),
-        W: a[W].astype("float64"), H: a[H].astype("float64"),
-        DIFFICULT: a[DIFFICULT].astype("int64"), TRUNCATED: a[TRUNCATED].astype("int64"),
-    })
+    anns = named_box_annotations(a, ids, cat_ids, annotator=DEFAULT_ANNOTATOR)
+    anns[DIFFICULT] = a[DIFFICULT].astype("int64")
+    anns[TRUNCATED] = a[TRUNCATED].astype("int64")
     root = Path(image_root) if image_root is not None else root
     return Dataset(images=imgs, categories=cats, annotations=anns, root=root, format="voc",
                    name=path.stem if path.is_file() else path.name,
