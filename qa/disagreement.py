@@ -277,6 +277,21 @@ def split_unknown(dataset: Dataset, preds: pd.DataFrame) -> tuple[pd.DataFrame, 
     return preds[~bad], u.reset_index(drop=True)
 
 
+def judged_predictions(dataset: Dataset, model: str | None, reference: str | None):
+    """What disagreement and evaluation both start from: (the model's name, (the reference's
+    name, the annotators it draws on), its predictions for known images and classes, the
+    others with a ``reason``, and the notes to show about them). Raises ValueError for an
+    unknown or ambiguous model or reference and for scores that are not confidences."""
+    model = choose_model(dataset, model)
+    ref = reference_names(dataset, reference)
+    preds, unknown = split_unknown(dataset, model_predictions(dataset, model))
+    notes = []
+    if len(unknown):
+        notes.append(f"{len(unknown)} predictions are for images or classes the dataset lacks "
+                     "(see unknown_predictions); they are not judged or scored.")
+    return model, ref, preds, unknown, notes
+
+
 def reference_names(dataset: Dataset, reference: str | None) -> tuple[str, tuple[str, ...]]:
     """(reference label, annotators it draws on). ``None`` = the only annotator, or consensus."""
     anns = tuple(dataset.annotators)
@@ -363,13 +378,8 @@ def compute_disagreement(dataset: Dataset, *, reference: str | None = None,
         raise ValueError(f"low_iou must be in (0, iou_threshold={thr}], got {low}.")
     dup = check_iou_threshold(duplicate_iou)
     progress = progress or (lambda frac, msg: None)
-    model = choose_model(dataset, model)
-    ref_name, ref_annotators = reference_names(dataset, reference)
-    preds, unknown = split_unknown(dataset, model_predictions(dataset, model))
-    notes = []
-    if len(unknown):
-        notes.append(f"{len(unknown)} predictions are for images or classes the dataset lacks "
-                     "(see unknown_predictions); they are not judged.")
+    model, (ref_name, ref_annotators), preds, unknown, notes = judged_predictions(
+        dataset, model, reference)
     kw = {"reference": ref_name, "model": model, "conf_threshold": conf,
           "iou_threshold": thr, "low_iou": low, "duplicate_iou": dup,
           "unknown_predictions": unknown, "category_names": dataset.category_names}

@@ -121,13 +121,7 @@ def evaluate_detections(dataset: Dataset, *, model: str | None = None,
     reported in ``unknown_predictions`` and not scored (pycocotools would refuse the file).
     Returns a :class:`DetectionEvaluation`; AP equals pycocotools' COCOeval on the same data.
     """
-    from qa.disagreement import (
-        choose_model,
-        model_predictions,
-        reference_boxes,
-        reference_names,
-        split_unknown,
-    )
+    from qa.disagreement import judged_predictions, reference_boxes
 
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a qa.Dataset, got {type(dataset).__name__}")
@@ -137,13 +131,7 @@ def evaluate_detections(dataset: Dataset, *, model: str | None = None,
     conf = float(conf_threshold)
     if not 0.0 <= conf <= 1.0:
         raise ValueError(f"conf_threshold must be in [0, 1], got {conf}")
-    model = choose_model(dataset, model)
-    ref_name, _ = reference_names(dataset, reference)
-    preds, unknown = split_unknown(dataset, model_predictions(dataset, model))
-    notes = []
-    if len(unknown):
-        notes.append(f"{len(unknown)} predictions for images or classes the dataset lacks are "
-                     "not scored (see unknown_predictions).")
+    model, (ref_name, _), preds, unknown, notes = judged_predictions(dataset, model, reference)
     ref = reference_boxes(dataset, ref_name)
     gt = ref[[IMAGE_ID, CATEGORY_ID, *BOX, AREA, ISCROWD]]
     dt = preds[[PRED_ID, IMAGE_ID, CATEGORY_ID, SCORE, *BOX]].reset_index(drop=True)
