@@ -36,7 +36,8 @@ sel = {c: f[i].multiselect(c.replace("_name", "").capitalize(), opts[c], key=f"r
        for i, c in enumerate(opts)}
 shown = review.filter_queue(queue, kinds=sel["kind"], classes=sel["class_name"],
                             splits=sel["split"], annotators=sel["annotator"],
-                            statuses=sel["status"]).reset_index(drop=True)
+                            statuses=sel["status"])
+shown = review.one_per_item(shown)  # identical copies of an image share one decision
 n = len(shown)
 if not n:
     st.info("No items match: every analysis that ran found nothing here, or the filters "
@@ -83,6 +84,9 @@ with right:
     score = "" if item["score"] != item["score"] else f" · score {item['score']:.2f}"  # NaN
     st.markdown(f"**{item['kind']}** · {item['analysis']} · {item['severity']}{score}")
     st.write(item["message"] or "")
+    if item["same_as"]:
+        st.caption("The same finding on identical copies (same file content), settled by this "
+                   "decision too: " + ", ".join(f"#{j}" for j in item["same_as"]))
     st.markdown(f"Status: **{item['status'].replace('_', ' ')}**"
                 + (f" by {item['decided_by']}" if item["decided_by"] else "")
                 + (" · *re-opened: the evidence changed*" if item["reopened"] else ""))

@@ -15,6 +15,7 @@ from qa.review.queue import (
     collect_findings,
     evidence_link,
     filter_queue,
+    one_per_item,
     history_table,
     mark_findings,
     queue_progress,
@@ -32,8 +33,10 @@ from qa.review.store import (
     default_url,
 )
 
-__all__ = ["DECISIONS", "DECISION_BUTTONS", "QUEUE_TABLE", "STATUSES", "ReviewDatabaseError", "ReviewStore",
-           "build_queue", "collect_findings", "default_review_store", "default_url",
-           "evidence_link", "filter_queue", "history_table", "image_hashes", "item_keys",
-           "mark_findings", "queue_progress", "record_decision", "review_summary",
-           "reviewer_counts", "without_dismissed"]
+__all__ = [
+    "DECISIONS", "DECISION_BUTTONS", "QUEUE_TABLE", "STATUSES", "ReviewDatabaseError",
+    "ReviewStore", "build_queue", "collect_findings", "default_review_store", "default_url",
+    "evidence_link", "filter_queue", "history_table", "image_hashes", "item_keys",
+    "mark_findings", "one_per_item", "queue_progress", "record_decision", "review_summary",
+    "reviewer_counts", "without_dismissed"
+]

@@ -153,6 +153,23 @@ def filter_queue(queue: pd.DataFrame, *, kinds=None, classes=None, splits=None,
     return queue[m]
 
 
+def one_per_item(queue: pd.DataFrame) -> pd.DataFrame:
+    """``queue`` with one row per ``item_key`` (the first, in queue order) and a ``same_as``
+    column: the other image ids whose finding has the same key. Byte-identical copies of an
+    image with the same boxes and the same finding share a key, so one decision settles all
+    of them; a reviewer is shown the item once, with its copies named, and the count of items
+    agrees with :func:`queue_progress`."""
+    if not len(queue):
+        return queue.assign(same_as=pd.Series(dtype=object))
+    ids = queue.groupby("item_key", sort=False)["image_id"].agg(
+        lambda s: [int(v) for v in s.dropna()])
+    first = queue.drop_duplicates("item_key").reset_index(drop=True)
+    first_id = first["image_id"]
+    same = [[j for j in ids[k] if pd.isna(i) or j != int(i)]
+            for k, i in zip(first["item_key"], first_id)]
+    return first.assign(same_as=same)
+
+
 def queue_progress(queue: pd.DataFrame) -> dict:
     """``{"total", "reviewed", "open", "by_status": {status: n}}`` over the queue's items
     (an item_key counts once)."""

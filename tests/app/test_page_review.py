@@ -51,6 +51,8 @@ def test_review_page_records_decisions(sample, db):
     # every analysis' findings are queued: the landed ones alone give 281 items on the sample
     reviewed = re.search(r"2 of (\d+) items reviewed", str(at.get("progress")[0].proto))
     assert reviewed and int(reviewed.group(1)) >= 281
+    shown = re.search(r"Item \*\*\d+\*\* of \*\*(\d+)\*\*", texts(at))
+    assert shown and shown.group(1) == reviewed.group(1)  # copies of an image count once
     # the status filter shows the decided items; navigation stays in range
     at.multiselect(key="rv_statuss").set_value(["confirmed"]).run()
     assert "Item **1** of **1**" in texts(at)

@@ -173,3 +173,31 @@ def test_queue_over_every_landed_analysis_on_sample_data(tmp_path):
     assert "missing_file" in kinds[kinds.index == planted["missing_file"]["image_id"]].tolist()
     assert "unreadable_file" in kinds[kinds.index == planted["corrupt_file"]["image_id"]].tolist()
     assert q["item_key"].notna().all() and (q["status"] == "open").all()
+
+
+def test_identical_copies_share_one_item_shown_once(tmp_path, review_store):
+    """Two byte-identical images with the same boxes and the same finding have one item key:
+    the reviewer sees the item once, with the copy named, and one decision settles both."""
+    from qa.review import one_per_item
+
+    write_jpeg(tmp_path / "images" / "a.jpg", seed=0)
+    (tmp_path / "images" / "b.jpg").write_bytes((tmp_path / "images" / "a.jpg").read_bytes())
+    write_jpeg(tmp_path / "images" / "c.jpg", seed=2)
+    doc = coco_doc([(1, "a.jpg", 64, 48), (2, "b.jpg", 64, 48), (3, "c.jpg", 64, 48)], [])
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances.json").write_text(json.dumps(doc))
+    ds = qa.load(tmp_path)
+    findings = findings_frame([
+        {"analysis": "quality", "kind": "blurry", "severity": "info", "score": 0.5,
+         "image_id": i, "message": f"image {i} is blurry"} for i in (1, 2, 3)], page="quality")
+    q = build_queue(ds, findings, store=review_store, open_first=False)
+    assert len(q) == 3 and q["item_key"].nunique() == 2
+    shown = one_per_item(q)
+    assert shown["image_id"].tolist() == [1, 3]
+    assert shown["same_as"].tolist() == [[2], []]
+    assert len(shown) == queue_progress(q)["total"] == 2
+    assert len(one_per_item(filter_queue(q, image_ids=[2]))) == 1  # a link to the copy works
+    record_decision(shown.iloc[0], "not_an_issue", reviewer="ann", store=review_store)
+    m = mark_findings(ds, findings, store=review_store).set_index("image_id")
+    assert m["status"].to_dict() == {1: "not_an_issue", 2: "not_an_issue", 3: "open"}
+    assert one_per_item(q.iloc[:0]).empty
