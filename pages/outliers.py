@@ -40,7 +40,11 @@ if missing > 0 and st.button(f"Embed {missing:,} images", key="out_embed", type=
     st.rerun()
 if len(emb) < 3:
     st.info(f"{missing:,} images are not embedded yet: press the button to embed them (the "
-            "vectors are kept, so this happens once per image and model).")
+            "vectors are kept, so this happens once per image and model)." if missing > 0 else
+            f"Outliers need at least 3 embedded images; {len(emb)} of {ds.n_images:,} could be "
+            f"embedded. {len(emb.failed):,} could not be read"
+            + (f" (e.g. {emb.failed.iloc[0]['file_name']}: {emb.failed.iloc[0]['reason']})"
+               if len(emb.failed) else "") + "; see the validation table on the Overview page.")
     st.stop()
 if missing > 0:
     st.warning(f"{missing:,} images are not embedded yet; the results below leave them out.")
