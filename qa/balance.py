@@ -594,7 +594,7 @@ def _compute_class_balance(ds: Dataset, *, annotator, splits, min_box_side, rare
     rare = tuple(str(n) for n in names[is_rare])
     if K >= 2 and total:
         p = share[share > 0]
-        entropy = float(-(p * np.log(p)).sum() / np.log(K))
+        entropy = float(-(p * np.log(p)).sum() / np.log(K)) + 0.0  # + 0.0: no "-0.000"
     else:
         entropy = float("nan")
         notes.warn("Normalised entropy is undefined: it needs at least two classes and one "

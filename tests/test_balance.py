@@ -125,6 +125,14 @@ def test_normalized_entropy(res):
     assert res.normalized_entropy == pytest.approx(-(p * np.log(p)).sum() / math.log(4))
 
 
+def test_normalized_entropy_of_one_present_class_is_plus_zero():
+    one = make_ds(IMAGES[:2], CATS[:2], [(1, 1, 1, 1, 1, 5, 5), (2, 2, 1, 1, 1, 5, 5)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        e = compute_class_balance(one).normalized_entropy
+    assert e == 0.0 and math.copysign(1.0, e) == 1.0  # shown as 0.000, never -0.000
+
+
 # ------------------------------------------------------------------------------- splits
 def test_per_split_counts_and_shares(res):
     ps = res.per_split.set_index([SPLIT, NAME])
