@@ -239,8 +239,9 @@ def choose_model(dataset: Dataset, model: str | None) -> str:
     when there are none, several and none chosen, or ``model`` is unknown."""
     models = dataset.models
     if not models:
-        raise ValueError("this dataset has no model predictions; load some with "
-                         "qa.load(path, predictions=FILE) or put them in predictions/*.json.")
+        raise ValueError("this dataset has no model predictions; give a file with "
+                         "--predictions FILE (qa.load(path, predictions=FILE) in Python) or "
+                         "put it in predictions/*.json beside the dataset.")
     if model is None:
         if len(models) > 1:
             raise ValueError(f"the dataset holds predictions of several models {list(models)}; "

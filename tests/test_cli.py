@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from qa.cli import main
 
 
@@ -52,3 +54,50 @@ def test_agreement_scorecard_text_and_json(capsys):
     assert main(["agreement", str(SAMPLE), "--json", "--iou", "0.6"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["iou_threshold"] == 0.6 and doc["annotators"] == ["alice", "bob", "carol"]
+
+
+# ---- every command on datasets of other shapes: an answer or one clear line, never a traceback
+from tests.shapes import SHAPES  # noqa: E402  (the shapes of tests/app/test_every_page.py)
+
+_COMMANDS = (["info"], ["stats"], ["agreement"], ["duplicates"], ["quality"],
+             ["disagreement"], ["evaluate"], ["report", "--out", "{out}", "--embeddings", "skip"],
+             ["review", "export", "{path}", "--out", "{out}/decisions.csv"])
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_command_answers_on_every_dataset_shape(shape, tmp_path, capsys):
+    from qa.cli import main
+
+    path = SHAPES[shape](tmp_path / "ds")
+    for cmd in _COMMANDS:
+        argv = [a.format(out=tmp_path / "out", path=path) for a in cmd]
+        if cmd[0] != "review":
+            argv.insert(1, str(path))
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "unexpected" not in err, (shape, cmd, err)
+        assert "Warning:" not in err and "res = " not in err, (shape, cmd, err)  # no source line
+        if cmd[0] in ("disagreement", "evaluate"):  # none of these shapes has a model
+            assert rc == 2 and "--predictions FILE" in err or "needs boxes" in err, err
+        else:
+            assert rc in (0, 1), (shape, cmd, rc, err)
+
+
+@pytest.mark.filterwarnings("always::qa.balance.BalanceWarning")  # the suite ignores them
+def test_warnings_are_one_line_notes(tmp_path, capsys):
+    from qa.cli import main
+
+    path = SHAPES["yolo_one_annotator"](tmp_path / "ds")
+    assert main(["stats", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "dataset-qa: note: Split class-mix chi-square is undefined" in err
+    assert "stats.py" not in err
+
+
+def test_outliers_on_unreadable_images_says_why(tmp_path, capsys):
+    from qa.cli import main
+
+    path = SHAPES["no_image_files"](tmp_path / "ds")
+    assert main(["outliers", str(path), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "0 of 3 could be embedded; 3 could not be read (e.g. 1.jpg: file not found)" in err

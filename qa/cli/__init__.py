@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 
 from qa.dataset import DatasetError
 
@@ -33,6 +34,45 @@ def progress_bar(desc: str):
             bar["t"].close()
 
     return cb
+
+
+def fraction_bar(desc: str, quiet: bool = False):
+    """A ``progress(fraction, message)`` callback (the analyses' kind) drawing a tqdm bar
+    with the step's message on stderr; None when ``quiet`` (``--json``)."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    state = {"t": None}
+
+    def cb(frac: float, msg: str = "") -> None:
+        if state["t"] is None:
+            state["t"] = tqdm(total=1000, desc=desc, leave=False, file=sys.stderr,
+                              bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+        t = state["t"]
+        t.n = int(min(max(float(frac), 0.0), 1.0) * 1000)
+        t.set_postfix_str(str(msg)[:60], refresh=True)
+        if frac >= 1.0:
+            t.close()
+
+    return cb
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file beside it, then a
+    rename, so a reader never sees half a file."""
+    from qa.io.export import write_atomic
+
+    write_atomic(path, text.encode("utf-8"))
+
+
+def _note_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (an undefined statistic, a skipped step) as one line for a CLI user, without
+    Python's file name and source line."""
+    try:
+        sys.stderr.write(f"dataset-qa: note: {' '.join(str(message).split())}\n")
+    except (BrokenPipeError, ValueError):
+        pass
 
 
 def load_dataset(args):
@@ -126,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.verbose:  # -v also shows the traceback of an error (logged at debug level)
         log.setLevel(logging.DEBUG)
+    with warnings.catch_warnings():  # restored on return (main() also runs inside tests)
+        if not args.verbose:
+            warnings.showwarning = _note_warning
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except BrokenPipeError:  # `dataset-qa info ... | head` closed the pipe: not an error

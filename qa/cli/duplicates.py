@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 from qa.cli import (
     EXIT_INVALID,
@@ -14,31 +11,21 @@ from qa.cli import (
     dataset_args,
     load_dataset,
     print_json,
-    progress_bar,
+    fraction_bar,
     table,
+    write_text_atomic,
 )
 
 
 def _stats(ds, args):
     from qa.imagestats import compute_image_stats
 
-    bar = None if args.json else progress_bar("reading pixels")
-    return compute_image_stats(ds, progress=None if bar is None else
-                               (lambda frac, msg: bar(int(frac * 1000), 1000)))
+    return compute_image_stats(ds, progress=fraction_bar("reading pixels", args.json))
 
 
 def write_csv(df, path: str) -> None:
     """Write ``df`` to ``path`` atomically (a temp file in the same folder, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, df.to_csv(index=False))
 
 
 def cmd_duplicates(args) -> int:
@@ -54,7 +41,7 @@ def cmd_duplicates(args) -> int:
             sys.stderr.write("dataset-qa: error: this build has no image embedder; use "
                              "--method phash\n")
             return EXIT_UNUSABLE
-        emb = embed(ds, progress=None if args.json else progress_bar("embedding"))
+        emb = embed(ds, progress=fraction_bar("embedding", args.json))
     res = compute_duplicates(ds, stats=_stats(ds, args), embeddings=emb, method=args.method,
                              threshold=args.threshold)
     if args.csv:

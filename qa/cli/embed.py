@@ -3,33 +3,19 @@ embeddings (kept in the content-addressed store), outliers from them, and the st
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from qa.cli import EXIT_OK, EXIT_UNUSABLE, dataset_args, load_dataset, print_json, table
-
-
-def _bar(desc: str, quiet: bool):
-    """A progress(fraction, message) callback drawing a tqdm bar on stderr."""
-    if quiet:
-        return None
-    from tqdm import tqdm
-
-    state = {"t": None}
-
-    def cb(frac: float, msg: str) -> None:
-        if state["t"] is None:
-            state["t"] = tqdm(total=1000, desc=desc, leave=False, file=sys.stderr,
-                              bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-        t = state["t"]
-        t.n = int(min(max(frac, 0.0), 1.0) * 1000)
-        t.set_postfix_str(msg[:60], refresh=True)
-        if frac >= 1.0:
-            t.close()
-
-    return cb
+from qa.cli import (
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    dataset_args,
+    fraction_bar,
+    load_dataset,
+    print_json,
+    table,
+    write_text_atomic,
+)
 
 
 def _model_args(p) -> None:
@@ -52,8 +38,8 @@ def _embed(args, ds, *, objects: bool = False):
               cached_only=getattr(args, "cached", False))
     if objects:
         return embed_objects(ds, annotator=getattr(args, "annotator", None),
-                             progress=_bar("embedding boxes", args.json), **kw)
-    return embed_images(ds, progress=_bar("embedding images", args.json), **kw)
+                             progress=fraction_bar("embedding boxes", args.json), **kw)
+    return embed_images(ds, progress=fraction_bar("embedding images", args.json), **kw)
 
 
 def _summary(emb) -> dict:
@@ -95,18 +81,6 @@ def cmd_embed(args) -> int:
     return EXIT_OK
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cmd_outliers(args) -> int:
     from qa.embeddings import ModelError
     from qa.outliers import compute_outliers
@@ -119,12 +93,15 @@ def cmd_outliers(args) -> int:
         sys.stderr.write(f"dataset-qa: error: {exc}\n")
         return EXIT_UNUSABLE
     if len(emb) < 3:
-        sys.stderr.write(f"dataset-qa: error: only {len(emb)} images are embedded; outliers "
-                         "need at least 3 (run `dataset-qa embed` first with --cached)\n")
+        why = (f"; {len(emb.failed)} could not be read (e.g. "
+               f"{emb.failed.iloc[0]['file_name']}: {emb.failed.iloc[0]['reason']}), see "
+               "`dataset-qa info`" if len(emb.failed) else "")
+        sys.stderr.write(f"dataset-qa: error: outliers need at least 3 embedded images; "
+                         f"{len(emb)} of {ds.n_images} could be embedded{why}\n")
         return EXIT_UNUSABLE
     res = compute_outliers(ds, emb, method=args.method, k=args.k, objects=objects)
     if args.csv:
-        _write_atomic(Path(args.csv), res.export_frame().to_csv(index=False))
+        write_text_atomic(args.csv, res.export_frame().to_csv(index=False))
     if args.json:
         print_json(res.to_dict())
         return EXIT_OK

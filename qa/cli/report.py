@@ -10,30 +10,12 @@ from qa.cli import (
     EXIT_OK,
     EXIT_UNUSABLE,
     dataset_args,
+    fraction_bar,
     load_dataset,
     print_json,
 )
 
 _MARK = {"pass": "pass", "warn": "WARN", "fail": "FAIL", "skipped": "skip"}
-
-
-def _progress_cb(quiet: bool):
-    """A tqdm bar on stderr fed with run_analyses' (fraction, message) progress."""
-    if quiet:
-        return None
-    from tqdm import tqdm
-
-    bar = tqdm(total=100, desc="report", unit="%", leave=False, file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-
-    def cb(frac: float, msg: str) -> None:
-        bar.n = round(100 * min(max(frac, 0.0), 1.0))
-        bar.set_postfix_str(msg[:60], refresh=False)
-        bar.refresh()
-        if frac >= 1.0:
-            bar.close()
-
-    return cb
 
 
 def _fail(msg: str) -> int:
@@ -63,7 +45,7 @@ def cmd_report(args) -> int:
     except ValueError as e:
         return _fail(str(e))
     report = build_report(ds, config, embeddings=args.embeddings,
-                          progress=_progress_cb(args.json))
+                          progress=fraction_bar("report", args.json))
     comparison = None
     if args.compare:
         try:

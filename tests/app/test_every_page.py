@@ -5,56 +5,14 @@ for such a dataset it says in words; it never crashes."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 import qa
 from tests.app.pagetest import run_page, texts
-from tests.conftest import coco_doc, write_jpeg
+from tests.shapes import SHAPES, coco_two_annotators, no_image_files
 
 PAGES = ["overview", "report", "balance", "agreement", "outliers", "duplicates", "quality",
          "disagreement", "review"]
-
-
-def _yolo_one_annotator(root):
-    for i in range(6):
-        write_jpeg(root / "images" / f"im{i}.jpg", size=(80, 60), seed=i)
-        (root / "labels").mkdir(parents=True, exist_ok=True)
-        (root / "labels" / f"im{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.25 0.3\n")
-    (root / "data.yaml").write_text("train: images\nnames: [cat, dog]\n")
-    return root
-
-
-def _coco_two_annotators(root):
-    imgs = [(i, f"{i}.jpg", 64, 48) for i in range(1, 6)]
-    for i, f, _, _ in imgs:
-        write_jpeg(root / "images" / f, seed=i)
-    (root / "annotations").mkdir(parents=True)
-    for name, dx in (("ann", 0), ("ben", 3)):
-        anns = [(10 * i + k, i, 1 + k, (5 + dx + 20 * k, 5, 15, 20)) for i in range(1, 6)
-                for k in range(2)]
-        (root / "annotations" / f"{name}.json").write_text(json.dumps(coco_doc(imgs, anns)))
-    return root
-
-
-def _classification(root):
-    for cls in ("cat", "dog"):
-        for i in range(4):
-            write_jpeg(root / cls / f"{cls}{i}.jpg", seed=i + (10 if cls == "dog" else 0))
-    return root
-
-
-def _no_image_files(root):
-    doc = coco_doc([(i, f"{i}.jpg", 64, 48) for i in range(1, 4)],
-                   [(i, i, 1, (1, 2, 20, 10)) for i in range(1, 4)])
-    (root / "labels.json").write_text(json.dumps(doc))
-    return root / "labels.json"
-
-
-SHAPES = {"yolo_one_annotator": _yolo_one_annotator, "coco_two_annotators":
-          _coco_two_annotators, "classification": _classification,
-          "no_image_files": _no_image_files}
 
 
 @pytest.fixture(scope="module", params=list(SHAPES))
@@ -75,7 +33,7 @@ def test_page_renders_on_every_dataset_shape(shaped, page):
 
 
 def test_two_annotators_say_consensus_is_undefined(tmp_path):
-    ds = qa.load(_coco_two_annotators(tmp_path))
+    ds = qa.load(coco_two_annotators(tmp_path))
     assert ds.annotators == ("ann", "ben")
     at = run_page("agreement", ds, "shape-two-annotators-text")
     assert not at.exception
@@ -83,7 +41,7 @@ def test_two_annotators_say_consensus_is_undefined(tmp_path):
 
 
 def test_outliers_page_says_why_nothing_can_be_embedded(tmp_path):
-    ds = qa.load(_no_image_files(tmp_path))
+    ds = qa.load(no_image_files(tmp_path))
     at = run_page("outliers", ds, "shape-no-files-outliers")
     assert not at.exception
     shown = texts(at)
