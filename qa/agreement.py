@@ -90,6 +90,7 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 IOU_TARGET = 0.85  # matched boxes of careful annotators overlap this much (tight-box guidelines)
 IOU_GUIDELINES_MIN = 0.75  # below this mean matched IoU the box guidelines need work
+RECALL_TARGET = 0.95  # a careful annotator finds this share of the consensus objects
 MASK_IOU_TARGET = 0.80  # masks: polygon edges disagree more than box corners, so a lower target
 LOOSE_BOX_IOU = IOU_GUIDELINES_MIN  # a matched pair under this is a "loose box" disagreement
 MIN_CONSENSUS_SHARE = 0.5  # an object is consensus when at least half of the raters drew it
@@ -336,16 +337,51 @@ class AgreementResult:
 
     def findings(self) -> pd.DataFrame:
         """Disputed images (``kind="disputed_image"``, score = disagreement score, the boxes of
-        the disputed consensus objects as evidence) and annotators' class-confusion habits
-        (``kind="annotator_confusion"``, dataset-level, score = how often, the confused boxes
-        as evidence) in the shared findings shape."""
+        the disputed consensus objects as evidence), annotators below target
+        (``loose_annotator``, ``low_recall_annotator``: see :meth:`_annotator_findings`) and
+        annotators' class-confusion habits (``kind="annotator_confusion"``, dataset-level,
+        score = how often, the confused boxes as evidence) in the shared findings shape."""
         from qa.results import findings_frame
 
-        frames = [self._disputed_findings(), self._confusion_findings()]
+        frames = [self._disputed_findings(), self._annotator_findings(),
+                  self._confusion_findings()]
         frames = [f for f in frames if len(f)]
         if not frames:
             return findings_frame(analysis=self.ANALYSIS, page="agreement")
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def _annotator_findings(self) -> pd.DataFrame:
+        """One dataset-level finding per annotator below target: ``loose_annotator`` (mean
+        IoU with the truth estimate under :data:`IOU_TARGET`, or :data:`MASK_IOU_TARGET` for
+        masks; score 1 - IoU) and ``low_recall_annotator`` (recall under
+        :data:`RECALL_TARGET`; score 1 - recall). None with two annotators: there the
+        consensus is undefined and neither is shown as the worse one."""
+        from qa.results import findings_frame
+
+        sc = self.scorecard
+        if self.is_classification or not self.consensus_defined or sc.empty:
+            return findings_frame(analysis=self.ANALYSIS, page="agreement")
+        target = MASK_IOU_TARGET if self.iou_type == "segm" else IOU_TARGET
+        rows = []
+        for r in sc.itertuples(index=False):
+            if pd.notna(r.mean_iou) and r.mean_iou < target:
+                rows.append({
+                    "kind": "loose_annotator", "score": 1.0 - float(r.mean_iou),
+                    "annotator": r.annotator,
+                    "message": f"{r.annotator}'s boxes are loose: mean IoU {r.mean_iou:.3f} with "
+                               f"the consensus estimate (target {target:.2f}); {r.n_loose:,} of "
+                               f"{r.n_boxes:,} boxes under {LOOSE_BOX_IOU:.2f}. Retrain "
+                               f"{r.annotator} on the box guideline and re-check their boxes."})
+            if pd.notna(r.recall) and r.recall < RECALL_TARGET:
+                rows.append({
+                    "kind": "low_recall_annotator", "score": 1.0 - float(r.recall),
+                    "annotator": r.annotator,
+                    "message": f"{r.annotator} misses objects: found {r.n_found:,} of "
+                               f"{r.n_consensus_objects:,} consensus objects (recall "
+                               f"{r.recall:.3f}, target {RECALL_TARGET:.2f}). Have "
+                               f"{r.annotator} re-check small and partly hidden objects."})
+        return findings_frame(rows, analysis=self.ANALYSIS, page="agreement",
+                              severity="warning")
 
     def _confusion_findings(self) -> pd.DataFrame:
         from qa.results import findings_frame

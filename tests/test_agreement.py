@@ -407,6 +407,11 @@ def test_sample_data_planted_annotators():
     f = res.findings()
     habit = f[f["kind"] == "annotator_confusion"]
     assert habit["annotator"].tolist() == ["carol"]
+    # the annotators below target, one finding each: bob's boxes, carol's misses; not alice
+    below = f[f["kind"].isin(["loose_annotator", "low_recall_annotator"])]
+    assert sorted(zip(below["kind"], below["annotator"])) == [
+        ("loose_annotator", "bob"), ("low_recall_annotator", "carol")]
+    assert below["image_id"].isna().all()
     confused = set(planted["carol"]["confused_ann_ids"])
     flagged = set(habit["ann_ids"].iloc[0])
     assert len(flagged & confused) >= 0.9 * len(confused) and len(flagged - confused) <= 3

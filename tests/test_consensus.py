@@ -293,6 +293,8 @@ def test_two_annotators_consensus_is_undefined():
     assert res.metrics()["max_annotator_box_noise"] is None
     assert res.metrics()["max_annotator_confusion_rate"] is None
     assert "consensus_defined" in res.to_dict() and not res.to_dict()["consensus_defined"]
+    kinds = set(res.findings()["kind"])  # nobody is named below target either
+    assert not kinds & {"loose_annotator", "low_recall_annotator", "annotator_confusion"}
 
 
 def test_pixel_var_floor_is_the_rounding_variance():

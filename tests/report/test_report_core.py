@@ -327,6 +327,12 @@ def test_sample_report_names_every_planted_issue_the_landed_analyses_see(sample_
     assert r.check("annotator_box_iou").status == "fail"
     assert r.check("annotator_recall").status == "fail"
     assert r.check("label_mismatch").status == "fail"
+    # ... and each check's evidence names the annotator it is about, not every disputed image
+    for check, who in (("annotator_box_iou", "bob's boxes are loose"),
+                       ("annotator_recall", "carol misses objects"),
+                       ("label_mismatch", "carol labels ring as circle")):
+        c = r.check(check)
+        assert c.n_evidence == 1 and c.evidence_messages[0].startswith(who), (check, c)
     assert r.check("fleiss_kappa").status in ("warn", "fail")
     assert any("carol" in m and "'ring'" in m
                for m in r.check("annotator_class_mix").evidence_messages)
