@@ -5,13 +5,18 @@ import streamlit as st
 from qa.agreement import IOU_TARGET, MASK_IOU_TARGET, METHOD_HELP, kappa_band
 from qa.app import cached
 from qa.app.state import dataset_key, require_dataset, widget_default
-from qa.app.widgets import image_gallery
+from qa.app.widgets import image_gallery, linked_evidence
 from qa.dataset import SEGMENTATION
 from qa.geometry import DEFAULT_IOU_THRESHOLD
 from qa.viz import agreement as va
 
 ds = require_dataset()
 st.title("Annotator agreement")
+linked = linked_evidence(ds, key="agr", hints={
+    "loose_annotator": "The Scorecard tab shows each annotator's mean IoU against the target.",
+    "low_recall_annotator": "The Scorecard tab shows each annotator's recall.",
+    "annotator_confusion": "The Confusion tab shows each annotator's confusion matrix.",
+    "disputed_image": "The Disputed images tab lists them with the disputed boxes marked."})
 
 if len(ds.annotators) < 2:
     st.info(f"Agreement needs at least 2 annotators; this dataset has {len(ds.annotators)} "
@@ -78,6 +83,10 @@ with tabs[3]:
 with tabs[4]:
     n = st.number_input("Images to show", 4, 96, 24, 4, key="agr_n_disputed")
     top = res.most_disputed(int(n))
+    if linked:  # a link's images first: the gallery shows those (worst first)
+        pi = res.per_image
+        top = res.most_disputed(len(pi))
+        top = top[top["image_id"].isin(linked)].head(int(n))
     ids = top["image_id"].tolist()
     image_gallery(ds, ids, key="agr_gallery", captions=dict(zip(ids, top["caption"])),
                   highlight_ann_ids=res.disputed_ann_ids(ids) or None, max_images=int(n))

@@ -3,13 +3,23 @@
 import streamlit as st
 
 from qa.app import cached
-from qa.app.state import dataset_key, require_dataset, widget_default
-from qa.app.widgets import image_gallery
+from qa.app.state import dataset_key, focus, require_dataset, widget_default
+from qa.app.widgets import image_gallery, linked_evidence
 from qa.balance import ALL_ANNOTATORS, available_splits, default_annotator
 from qa.viz import balance as vb
 
 ds = require_dataset()
 st.title("Class balance")
+_LINKED_SECTION = {"rare_class": "Checks", "annotator_class_mix": "Annotators",
+                   "empty_image": "Splits"}
+linked_evidence(ds, key="bal", hints={
+    "rare_class": "The 'Checks' section below names the classes under the 10% line.",
+    "annotator_class_mix": "The 'Annotators' section below compares their class mix.",
+    "empty_image": "The 'Splits' section below counts the empty images per split."})
+kind = focus()[1]
+if kind in _LINKED_SECTION and st.session_state.get("bal_linked_kind") != kind:
+    st.session_state["bal_section"] = _LINKED_SECTION[kind]  # once per link: then free
+    st.session_state["bal_linked_kind"] = kind
 
 f1, f2, f3 = st.columns([2, 2, 3])
 split_options = available_splits(ds)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from qa.app import cached
 from qa.app.state import dataset_key, require_dataset, widget_default
-from qa.app.widgets import image_gallery
+from qa.app.widgets import image_gallery, linked_evidence
 
 ds = require_dataset()
 s = ds.summary()
@@ -22,6 +22,7 @@ c[6].metric("Models", len(s["models"]))
 st.caption(" · ".join(f"{k}: {v:,} images" for k, v in s["splits"].items())
            + " · annotators: " + ", ".join(s["annotators"]))
 
+linked = linked_evidence(ds, key="ov")
 st.subheader("Validation report")
 report = cached.validation_report(dataset_key(), ds)
 if report.issues.empty:
@@ -33,6 +34,8 @@ else:
                          key="ov_severity")
     checks = f2.multiselect("Check", sorted(report.issues["check"].unique()), key="ov_checks")
     table = cached.filter_issues(dataset_key(), report, tuple(sev), tuple(checks))
+    if linked:
+        table = table[table["image_id"].isin(linked)]
     st.dataframe(table, hide_index=True, width="stretch", key="ov_issues",
                  column_config={"message": st.column_config.TextColumn(width="large")})
     st.download_button("Download report (CSV)", table.to_csv(index=False), "validation.csv",

@@ -65,3 +65,26 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
             cap += f" ({err})"
         with cols[i % columns]:
             st.image(img, caption=cap, width="stretch")
+
+
+def linked_evidence(ds: Dataset, *, key: str, hints: dict[str, str] | None = None) -> list | None:
+    """What a deep link (a report check's "open evidence", a review item) asks this page to
+    show, shown first: a note naming the kind, the linked images with their boxes, and a
+    button back to the whole page. ``hints``: kind -> where on this page that evidence is (for
+    dataset-level findings, which link without images). Returns the linked image ids (None
+    without a link), so the page can narrow its own tables too."""
+    from qa.app.state import clear_focus, focus
+
+    ids, kind = focus()
+    if not ids and not kind:
+        return None
+    hint = (hints or {}).get(kind or "")
+    what = f" ({kind.replace('_', ' ')})" if kind else ""
+    if ids:
+        st.info(f"Showing the evidence of a link{what}: {len(ids)} image(s)."
+                + (f" {hint}" if hint else ""), icon=":material/link:")
+        image_gallery(ds, ids, key=f"{key}_linked", max_images=8)
+    else:
+        st.info(f"Linked evidence{what}: {hint or 'see below.'}", icon=":material/link:")
+    st.button("Show the whole dataset", on_click=clear_focus, key=f"{key}_clear_focus")
+    return ids

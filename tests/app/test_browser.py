@@ -428,3 +428,28 @@ def test_exported_html_report_draws_its_charts_offline(browser, tmp_path):
     assert thumbs and all(b.get_property("naturalWidth") > 0 for b in thumbs)
     shot = _shot(browser, "report_html_export")
     assert shot.stat().st_size > 20_000
+
+
+def test_report_evidence_links_open_the_filtered_page(server, browser):
+    """A manager follows the health report's links: the missing/corrupt files check opens the
+    overview narrowed to images 53 and 97; the loose-box check opens the agreement page saying
+    where bob's loose boxes are shown."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/?image_id=53,97&kind=missing_file")
+    _wait(browser, '[data-testid="stDataFrame"]')
+    _settle(browser)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Showing the evidence of a link (missing file): 2 image(s)." in body, body[:500]
+    assert _errors(browser) == []
+    _shot(browser, "link_overview_missing_files")
+    browser.get(f"{server}/agreement?kind=loose_annotator")
+    _wait(browser, '[data-testid="stDataFrame"]')
+    _settle(browser)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Linked evidence (loose annotator)" in body and "Scorecard" in body
+    _shot(browser, "link_agreement_loose_annotator")
+    _click_text(browser, "//button[contains(normalize-space(.), 'Show the whole dataset')]")
+    _settle(browser)
+    assert "Linked evidence" not in browser.find_element(By.TAG_NAME, "body").text
+    assert "kind=" not in browser.current_url
