@@ -315,7 +315,8 @@ def test_cli_disagreement_and_evaluate(tmp_path, capsys):
 def test_cli_classification_with_probabilities_csv(tmp_path, capsys):
     from qa.cli import main
 
-    labels = tmp_path / "labels.csv"
+    (tmp_path / "ds").mkdir()
+    labels = tmp_path / "ds" / "labels.csv"  # exports must go outside the dataset's folder
     probs = tmp_path / "clf.csv"
     rows, prow = ["image,label"], ["image,cat,dog"]
     for i in range(20):
@@ -331,6 +332,25 @@ def test_cli_classification_with_probabilities_csv(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["is_classification"] and doc["metrics"]["n_label_issues"] == 1
     assert doc["queue"][0]["n_label_issue"] == 1
+    # the exports carry the labels (image-level): COCO annotations without a bbox, Label
+    # Studio 'choices' with the suggested class preloaded; both re-load with our readers
+    out = tmp_path / "export"
+    assert main(["disagreement", str(labels), "--predictions", str(probs), "--export",
+                 str(out)]) == 0
+    capsys.readouterr()
+    coco = qa.load(out / "flagged_coco.json", probe=False)
+    assert coco.is_classification and len(coco.annotations) == 1
+    assert coco.category_names[int(coco.annotations["category_id"].iloc[0])] == "dog"
+    tasks = json.loads((out / "labelstudio_tasks.json").read_text())
+    assert tasks[0]["data"]["image"].endswith("4.jpg")
+    assert tasks[0]["annotations"][0]["result"][0]["value"] == {"choices": ["dog"]}
+    pred = tasks[0]["predictions"][0]["result"][0]
+    assert pred["type"] == "choices" and pred["value"] == {"choices": ["cat"]}
+    assert pred["score"] == pytest.approx(0.95)
+    assert 'choice="single"' in (out / "labelstudio_config.xml").read_text()
+    ls = qa.load(out / "labelstudio_tasks.json", format="labelstudio", probe=False)
+    assert ls.is_classification and len(ls.annotations) == 1
+    assert ls.category_names[int(ls.annotations["category_id"].iloc[0])] == "dog"
 
 
 def test_run_analyses_includes_disagreement():

@@ -114,15 +114,20 @@ def flagged_coco(dataset: Dataset, result) -> dict:
     ids = result.queue[IMAGE_ID].tolist()
     imgs = dataset.images.set_index(IMAGE_ID).loc[ids].reset_index()
     anns = dataset.annotations
-    anns = anns[anns[IMAGE_ID].isin(ids) & anns["w"].notna()]
+    anns = anns[anns[IMAGE_ID].isin(ids) & (anns["w"].notna() | dataset.is_classification)]
     num = lambda v: None if pd.isna(v) else (int(v) if float(v).is_integer() else float(v))
     images = [{"id": int(r[IMAGE_ID]), "file_name": str(r[FILE_NAME]),
                "width": num(r[WIDTH]), "height": num(r[HEIGHT])} for _, r in imgs.iterrows()]
-    annotations = [{"id": int(a[ANN_ID]), "image_id": int(a[IMAGE_ID]),
-                    "category_id": int(a[CATEGORY_ID]),
-                    "bbox": [float(v) for v in (a["x"], a["y"], a["w"], a["h"])],
-                    "area": float(a[AREA]), "iscrowd": int(a[ISCROWD]),
-                    "annotator": str(a[ANNOTATOR])} for _, a in anns.iterrows()]
+    if dataset.is_classification:  # image-level labels: an annotation without a bbox
+        annotations = [{"id": int(a[ANN_ID]), "image_id": int(a[IMAGE_ID]),
+                        "category_id": int(a[CATEGORY_ID]), "annotator": str(a[ANNOTATOR])}
+                       for _, a in anns.iterrows()]
+    else:
+        annotations = [{"id": int(a[ANN_ID]), "image_id": int(a[IMAGE_ID]),
+                        "category_id": int(a[CATEGORY_ID]),
+                        "bbox": [float(v) for v in (a["x"], a["y"], a["w"], a["h"])],
+                        "area": float(a[AREA]), "iscrowd": int(a[ISCROWD]),
+                        "annotator": str(a[ANNOTATOR])} for _, a in anns.iterrows()]
     cats = [{"id": int(c), "name": str(n), "supercategory": ""}
             for c, n in dataset.category_names.items()]
     return {"info": {"description": f"images flagged by dataset-qa disagreement "
@@ -143,11 +148,51 @@ def labelstudio_box(x, y, w, h, iw, ih, label, rid, score=None) -> dict:
     return item
 
 
+def labelstudio_choice(label: str, rid: str, score=None) -> dict:
+    """One Label Studio ``choices`` result: an image-level class."""
+    item = {"id": rid, "type": "choices", "from_name": LS_FROM_NAME, "to_name": LS_TO_NAME,
+            "value": {"choices": [label]}}
+    if score is not None:
+        item["score"] = float(score)
+    return item
+
+
+def _classification_tasks(dataset: Dataset, result, image_url_prefix: str) -> list[dict]:
+    """Tasks for a classification queue: the reference label as the annotation, the label
+    that confident learning suggests (the model's) as the prediction."""
+    names = dataset.category_names
+    files = dataset.images.set_index(IMAGE_ID)[FILE_NAME]
+    by_img = result.boxes.set_index(IMAGE_ID)
+    tasks = []
+    for rank, (iid, lq, reasons) in enumerate(zip(result.queue[IMAGE_ID],
+                                                  result.queue["label_quality"],
+                                                  result.queue["reasons"]), start=1):
+        row = by_img.loc[iid]
+        given, sugg = row["category_id"], row["pred_category_id"]
+        ann = [] if pd.isna(given) else [labelstudio_choice(names.get(int(given), str(given)),
+                                                            f"a{iid}")]
+        pred = [] if pd.isna(sugg) else [labelstudio_choice(names.get(int(sugg), str(sugg)),
+                                                            f"p{iid}", row["pred_score"])]
+        tasks.append({"data": {"image": image_url_prefix + str(files.at[iid]),
+                               "image_id": int(iid), "review_rank": rank,
+                               "label_quality": round(float(lq), 6), "reasons": str(reasons)},
+                      "annotations": [{"result": ann, "ground_truth": False}],
+                      "predictions": [{"model_version": str(result.model),
+                                       "score": float(row["pred_score"])
+                                       if pd.notna(row["pred_score"]) else 0.0,
+                                       "result": pred}]})
+    return tasks
+
+
 def labelstudio_tasks(dataset: Dataset, result, *, image_url_prefix: str = LS_LOCAL_FILES
                       ) -> tuple[list[dict], list[int]]:
     """Label Studio tasks for the flagged images (queue order) and the image ids left out
-    because their size is unknown (percent boxes need it)."""
+    because their size is unknown (percent boxes need it). For a classification dataset the
+    results are ``choices`` (image-level classes)."""
     from qa.disagreement import reference_boxes
+
+    if dataset.is_classification:
+        return _classification_tasks(dataset, result, image_url_prefix), []
 
     names = dataset.category_names
     q = result.queue
@@ -187,9 +232,16 @@ def labelstudio_tasks(dataset: Dataset, result, *, image_url_prefix: str = LS_LO
 
 
 def labelstudio_config(dataset: Dataset) -> str:
-    """The labelling config matching the exported results (one RectangleLabels control)."""
+    """The labelling config matching the exported results: one RectangleLabels control, or
+    one single-choice Choices control for a classification dataset."""
     from xml.sax.saxutils import quoteattr
 
+    if dataset.is_classification:
+        choices = "\n".join(f"    <Choice value={quoteattr(str(n))}/>"
+                            for n in dataset.categories[NAME])
+        return (f'<View>\n  <Image name="{LS_TO_NAME}" value="$image"/>\n'
+                f'  <Choices name="{LS_FROM_NAME}" toName="{LS_TO_NAME}" choice="single">\n'
+                f"{choices}\n  </Choices>\n</View>\n")
     labels = "\n".join(f"    <Label value={quoteattr(str(n))}/>"
                        for n in dataset.categories[NAME])
     return (f'<View>\n  <Image name="{LS_TO_NAME}" value="$image"/>\n'
@@ -232,6 +284,7 @@ __all__ = [
     "export_queue",
     "flagged_coco",
     "labelstudio_box",
+    "labelstudio_choice",
     "labelstudio_config",
     "labelstudio_tasks",
     "queue_csv",
