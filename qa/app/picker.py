@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -39,16 +40,89 @@ def _signature(path: Path) -> str:
 KEY_UPLOAD = "picker_upload_extraction"
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """The loader's choices the CLI has as flags (``--format``, ``--voc-coordinates``,
+    ``--predictions``, ``--prediction-names``, ``--yolo-columns``), as typed in the sidebar.
+    ``predictions``: a predictions file or folder (server path, or a path inside an upload),
+    besides ``predictions/*.json``; ``prediction_names``: the model's class names, comma-
+    separated, or a names file (classes.txt, obj.names, data.yaml)."""
+
+    format: str = "auto"
+    voc_coordinates: str = "auto"
+    predictions: str = ""
+    prediction_names: str = ""
+    yolo_columns: str = "auto"
+
+
+def _inside(text: str, base: Path, confine: Path | None) -> Path:
+    """``text`` as a path (relative ones against ``base``); for an upload it must stay inside
+    the extraction folder ``confine`` (DatasetError otherwise)."""
+    from qa.paths import is_within
+
+    p = Path(os.path.expanduser(text.strip()))
+    p = p if p.is_absolute() else base / p
+    if confine is not None and not is_within(confine, p):
+        raise DatasetError(f"{text.strip()}: outside the uploaded archive; give a path inside "
+                           "the zip (relative to the dataset folder).")
+    if not p.exists():
+        raise DatasetError(f"{p}: not found; give an existing file or folder.")
+    return p
+
+
+def _resolved(opts: LoadOptions, path: Path, confine: Path | None) -> tuple:
+    """(extra predictions path or None, prediction names: None, a names file or a tuple)."""
+    base = path if path.is_dir() else path.parent
+    extra = str(_inside(opts.predictions, base, confine)) if opts.predictions.strip() else None
+    text = opts.prediction_names.strip()
+    if not text:
+        names = None
+    elif "," in text or not (base / text).exists() and not Path(text).is_absolute():
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+    else:
+        names = str(_inside(text, base, confine))
+    return extra, names
+
+
+def _load_options(sb) -> LoadOptions:
+    from qa.io import FORMATS
+    from qa.io.predictions import YOLO_COLUMNS
+    from qa.io.voc import VOC_COORDINATES
+
+    with sb.expander("Loading options"):
+        return LoadOptions(
+            format=st.selectbox("Format", ("auto", *FORMATS), key="picker_format",
+                                help="auto: recognised from the files"),
+            voc_coordinates=st.selectbox(
+                "VOC box coordinates", VOC_COORDINATES, key="picker_voc",
+                help="one_based: the VOC devkit's (default); zero_based: CVAT's export. auto "
+                     "uses zero_based only for files that say they come from CVAT."),
+            predictions=st.text_input(
+                "Model predictions (file or folder)", key="picker_extra_predictions",
+                help="COCO results JSON, a folder of YOLO txt with a confidence column, or a "
+                     "Label Studio export; a path on the server, or inside the uploaded zip"),
+            prediction_names=st.text_input(
+                "Model's class names", key="picker_prediction_names",
+                help="when the model's class order differs from the dataset's: names in the "
+                     "model's order, comma-separated, or a names file (classes.txt, data.yaml)"),
+            yolo_columns=st.selectbox(
+                "YOLO prediction columns", YOLO_COLUMNS, key="picker_yolo_columns",
+                help="auto: the order whose boxes fit the images"))
+
+
 @st.cache_resource(show_spinner="Loading dataset ...", max_entries=4)
-def _load(path: str, signature: str, predictions: tuple[str, ...], confine_to: str | None = None
-          ) -> tuple[Dataset, list[str]]:
+def _load(path: str, signature: str, predictions: tuple[str, ...], confine_to: str | None = None,
+          opts: LoadOptions = LoadOptions(), names=None) -> tuple[Dataset, list[str]]:
     """The dataset and the messages of prediction files that could not be read (a broken
     predictions file must not hide the labels). ``confine_to``: an upload's folder."""
     import qa
     from qa.io import attach_predictions
 
-    return attach_predictions(qa.load(path, confine_to=confine_to), list(predictions),
-                              errors="collect")
+    ds = qa.load(path, format=opts.format, confine_to=confine_to,
+                 voc_coordinates=opts.voc_coordinates)
+    return attach_predictions(ds, list(predictions), errors="collect",
+                              names=list(names) if isinstance(names, tuple) else names,
+                              yolo_columns=opts.yolo_columns)
 
 
 @st.cache_resource
@@ -90,18 +164,24 @@ def _extract(digest: str, data: bytes) -> Path:
 
 
 def _try_load(path: Path, with_predictions: bool, label: str,
-              confine_to: Path | None = None) -> None:
+              confine_to: Path | None = None, opts: LoadOptions = LoadOptions()) -> None:
     from qa.io.predictions import find_predictions
 
     preds = tuple(str(p) for p in find_predictions(path)) if with_predictions and path.is_dir() \
         else ()
+    try:
+        extra, names = _resolved(opts, path, confine_to)
+    except DatasetError as exc:
+        st.session_state[state.KEY_LOAD_ERROR] = f"Could not load {label}: {exc}"
+        return
+    preds += (extra,) if extra else ()
     sig = _signature(path)
-    key = f"{path.resolve()}|{sig}|{','.join(preds)}"
+    key = f"{path.resolve()}|{sig}|{','.join(preds)}|{opts}"
     if key == state.dataset_key():
         return
     try:
         ds, problems = _load(str(path), sig, preds,
-                             str(confine_to) if confine_to is not None else None)
+                             str(confine_to) if confine_to is not None else None, opts, names)
     except DatasetError as exc:
         st.session_state[state.KEY_LOAD_ERROR] = f"Could not load {label}: {exc}"
         return
@@ -138,6 +218,7 @@ def dataset_picker(default_path: str | None = None) -> None:
     source = sb.radio("Source", SOURCES, key="picker_source")
     with_preds = sb.checkbox("Load model predictions (predictions/*.json)", value=True,
                              key="picker_predictions")
+    opts = _load_options(sb) if source != SOURCES[0] else LoadOptions()
     if source == SOURCES[0]:
         path = Path(default_path) if default_path else SAMPLE_DIR
         _try_load(path, with_preds, f"the sample dataset ({path})")
@@ -145,7 +226,8 @@ def dataset_picker(default_path: str | None = None) -> None:
         text = sb.text_input("Folder or labels file on the server", key="picker_path",
                              placeholder="/data/my_dataset or /data/coco/instances_val.json")
         if text.strip():
-            _try_load(Path(os.path.expanduser(text.strip())), with_preds, text.strip())
+            _try_load(Path(os.path.expanduser(text.strip())), with_preds, text.strip(),
+                      opts=opts)
     else:
         up = sb.file_uploader("Dataset as .zip", type=["zip"], key="picker_upload")
         if up is not None:
@@ -163,7 +245,7 @@ def dataset_picker(default_path: str | None = None) -> None:
                 from qa.io.archive import extraction_folder
 
                 _try_load(folder, with_preds, up.name,
-                          confine_to=extraction_folder(folder) or folder)
+                          confine_to=extraction_folder(folder) or folder, opts=opts)
     ds = state.current_dataset()
     if ds is not None:
         s = ds.summary()
