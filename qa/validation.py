@@ -369,8 +369,8 @@ def _class_mix(ds: Dataset) -> list[dict]:
                 f"model '{model}': {swapped[0]:.0%} of its confident boxes that overlap a "
                 "labelled box (IoU >= 0.5) carry another class; the model's class order is "
                 f"probably not the dataset's (e.g. its {swapped[1]}). Give its class names: "
-                "load(..., prediction_names='classes.txt' or its data.yaml), or "
-                "--prediction-names on the command line."))
+                "load(..., prediction_names='classes.txt' or its data.yaml), "
+                "--prediction-names on the command line, or the app's Loading options."))
             continue
         if tv <= CLASS_MIX_TV:
             continue
@@ -381,8 +381,8 @@ def _class_mix(ds: Dataset) -> list[dict]:
             f"(total variation {tv:.2f}; e.g. '{names.get(top, top)}' is "
             f"{preds.get(top, 0):.0%} of the predictions but {labels.get(top, 0):.0%} of the "
             "labels). If the model's class order is not the dataset's, give its class names "
-            "(load(..., prediction_names='classes.txt' or its data.yaml), or "
-            "--prediction-names on the command line)."))
+            "(load(..., prediction_names='classes.txt' or its data.yaml), "
+            "--prediction-names on the command line, or the app's Loading options)."))
     return out
 
 
