@@ -71,7 +71,7 @@ class RunContext:
         """The dataset's image embeddings (:class:`qa.embeddings.Embeddings`), computed once.
 
         Raises :class:`Skip` when ``embeddings_mode="skip"``, or when it is ``"cached"`` and
-        the store holds no vectors for these images."""
+        the store holds vectors for none, or only some, of the readable images."""
         if "embeddings" not in self._memo:
             self._memo["embeddings"] = self._embeddings()
         value = self._memo["embeddings"]
@@ -96,6 +96,11 @@ class RunContext:
             return e
         if self.embeddings_mode == "cached" and len(result) == 0:
             return Skip("no cached embeddings for this dataset; run `dataset-qa embed` first")
+        if self.embeddings_mode == "cached" and result.n_not_cached:
+            # figures over a part of the images would read as the dataset's
+            return Skip(f"only {len(result):,} of {len(result) + result.n_not_cached:,} "
+                        "readable images have cached embeddings; run `dataset-qa embed` "
+                        "(or the Outliers page's button) first")
         return result
 
     def image_stats(self):

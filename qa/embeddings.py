@@ -91,8 +91,10 @@ class Embeddings:
     the preprocessing version (e.g. ``open_clip/ViT-B-32/laion2b_s34b_b79k/pp1``);
     ``is_clip`` says whether text search is possible. ``failed``: the images that could not be
     embedded (image_id, file_name, reason). ``n_computed`` / ``n_cached``: how many vectors
-    this call computed and how many came from the store. ``notes``: sentences for a person
-    (why this model was chosen, boxes skipped ...)."""
+    this call computed and how many came from the store; ``n_not_cached``: with
+    ``cached_only=True``, how many were neither in the store nor failed (left out, so the
+    set is partial). ``notes``: sentences for a person (why this model was chosen, boxes
+    skipped ...)."""
 
     vectors: np.ndarray
     image_ids: np.ndarray
@@ -103,6 +105,7 @@ class Embeddings:
     n_computed: int = 0
     n_cached: int = 0
     notes: tuple[str, ...] = ()
+    n_not_cached: int = 0
 
     def __post_init__(self) -> None:
         v = np.asarray(self.vectors, dtype=np.float32)
@@ -610,8 +613,11 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
     prog(1.0, f"embedded {len(out_ids)} images ({n_computed} computed, {n_cached} from the cache)")
     log.info("embeddings %s: %d computed, %d cached, %d failed", spec.model_id, n_computed,
              n_cached, len(failed))
+    n_not_cached = sum(1 for sha in shas if sha is not None and sha not in vecs
+                       and sha not in decode_err)
     return Embeddings(arr, np.asarray(out_ids, np.int64), spec.model_id, spec.is_clip,
-                      failed=failed, n_computed=n_computed, n_cached=n_cached, notes=notes)
+                      failed=failed, n_computed=n_computed, n_cached=n_cached, notes=notes,
+                      n_not_cached=n_not_cached)
 
 
 def _store_notes(store, corrupt_before: int) -> tuple[str, ...]:
@@ -774,10 +780,13 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
                           columns=[IMAGE_ID, "file_name", "reason"]) if fail else _no_failures()
     if len(failed):
         failed[IMAGE_ID] = failed[IMAGE_ID].astype("int64")
+    n_not_cached = sum(1 for k in keys if k is not None and k not in vecs
+                       and k not in decode_err)
     return Embeddings(np.stack(rows) if rows else np.zeros((0, dim), np.float32),
                       np.asarray(out_img, np.int64), spec.model_id, spec.is_clip,
                       failed=failed, ann_ids=np.asarray(out_ann, np.int64),
-                      n_computed=n_computed, n_cached=n_cached, notes=tuple(notes))
+                      n_computed=n_computed, n_cached=n_cached, notes=tuple(notes),
+                      n_not_cached=n_not_cached)
 
 
 def object_categories(dataset: Dataset, emb: Embeddings) -> np.ndarray:

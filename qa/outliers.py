@@ -323,6 +323,12 @@ class OutliersResult:
         df["model"] = self.model_label
         return df
 
+    def unmeasured_reason(self, metrics) -> str | None:
+        """Why a metric of ``metrics`` is None (for the report's skipped check), if known."""
+        if "n_class_outliers" in metrics and not self.class_level:
+            return next((n for n in self.notes if n.startswith("per-class outliers")), None)
+        return None
+
     def metrics(self) -> dict[str, float | int | None]:
         n = len(self.per_image)
         n_out = int(self.per_image["is_outlier"].sum()) if n else 0
@@ -559,7 +565,10 @@ def run_analysis(dataset: Dataset, ctx) -> OutliersResult:
             objects = embed_objects(dataset, model=ctx.model, cached_only=True)
         except Exception as exc:  # the object pass is a bonus: never fail the image analysis
             log.info("no cached object embeddings: %s", exc)
-        if objects is not None and len(objects) == 0:
+        if objects is not None and (len(objects) == 0 or objects.n_not_cached):
+            if objects.n_not_cached:  # a partial set would pass a check it never measured
+                log.info("per-class outliers not measured: %d of %d boxes have cached "
+                         "embeddings", len(objects), len(objects) + objects.n_not_cached)
             objects = None
     return compute_outliers(dataset, emb, method=ctx.option("outliers", "method", "knn"),
                             k=ctx.option("outliers", "k", DEFAULT_K), objects=objects)

@@ -203,7 +203,7 @@ def test_fallback_cache_rerun_additions_renames_and_damage(tmp_path, store):
     late = _dataset(root, ["renamed.jpg", *names[1:], "new1.jpg", "new2.jpg", "late.jpg"])
     cached = embed_images(late, model=FALLBACK, store=store, cached_only=True)
     assert cached.n_computed == 0 and len(cached) == 6 and 7 not in cached.image_ids
-    assert cached.failed.empty
+    assert cached.failed.empty and cached.n_not_cached == 1  # the set says it is partial
 
 
 def test_interrupted_run_resumes_where_it_stopped(ds, store):
@@ -319,3 +319,31 @@ def test_a_huge_image_is_skipped_with_its_reason_and_the_rest_embedded(tmp_path,
     assert list(e.image_ids) == [1, 2]
     reason = e.failed.set_index("file_name").loc["bomb.png", "reason"]
     assert reason.startswith("image too large to decode (12000 x 9000 = 108 MP")
+
+
+def test_cached_mode_skips_analyses_when_only_some_images_are_embedded(tmp_path):
+    """A report in 'cached' mode must not score outliers over the few images someone happened
+    to embed: with a partial set the analysis is skipped and says how many are missing. The
+    same holds for object embeddings and the per-class outliers."""
+    from qa.analyses import run_analyses
+
+    root = tmp_path / "data"
+    names = [f"p{k}.jpg" for k in range(5)]
+    for k, n in enumerate(names):
+        _scene(root / "images" / n, COLOURS[k], 40 + k)  # seeds no other test uses
+    part = _dataset(root, names[:2])
+    embed_images(part, model=FALLBACK)  # the default store, as the report uses
+    whole = _dataset(root, names)
+    run = run_analyses(whole, only=["outliers"], embeddings="cached", model=FALLBACK)
+    assert "only 2 of 5 readable images have cached embeddings" in run.skipped["outliers"]
+    embed_images(whole, model=FALLBACK)
+    embed_objects(part, model=FALLBACK)  # the boxes of 2 of the 5 images
+    run = run_analyses(whole, only=["outliers"], embeddings="cached", model=FALLBACK)
+    res = run.results["outliers"]
+    assert res.metrics()["n_class_outliers"] is None  # not measured, so not a pass
+    assert res.unmeasured_reason(("n_class_outliers",)).startswith(
+        "per-class outliers need object embeddings")  # the report's skip reason
+    embed_objects(whole, model=FALLBACK)
+    res = run_analyses(whole, only=["outliers"], embeddings="cached",
+                       model=FALLBACK).results["outliers"]
+    assert res.metrics()["n_class_outliers"] is not None

@@ -359,7 +359,9 @@ def _evaluate(spec: CheckSpec, run, metrics: dict, findings: pd.DataFrame,
                                             .head(MAX_EVIDENCE_MESSAGES)),
                     page=page, link=link, n_dismissed=len(dismissed),
                     dismissed_by={k: int(v) for k, v in by.items()})
-    if measured is None:
+    if measured is None:  # a result may say why better than "could not be measured"
+        explain = getattr(run.results[spec.analysis], "unmeasured_reason", None)
+        why = (explain(spec.metric) if callable(explain) else None) or why
         return CheckResult(**base, **evidence, status="skipped", value=None, measured=None,
                            reason=why)
     value = measured
