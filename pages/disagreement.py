@@ -34,8 +34,10 @@ conf = c[2].slider("Confidence threshold", 0.05, 0.95, DEFAULT_CONF_THRESHOLD, 0
                    key="dis_conf", help="A prediction at least this confident is a claim.")
 iou = c[3].slider("IoU threshold for a match", 0.1, 0.95, DEFAULT_IOU_THRESHOLD, 0.05,
                   key="dis_iou", disabled=ds.is_classification)
+objects = cached.complete_object_embeddings(dataset_key(), ds)
+n_obj = len(objects) if objects is not None else 0
 try:
-    res = cached.disagreement(dataset_key(), ds, reference, model, conf, iou)
+    res = cached.disagreement(dataset_key(), ds, reference, model, conf, iou, objects, n_obj)
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
@@ -49,6 +51,9 @@ for col, k in zip(cols[1:], shown):
     col.metric(KIND_TITLES[k].capitalize(), f"{res.counts()[k]:,}")
 for note in res.notes:
     st.caption(note)
+if objects is None and not ds.is_classification:
+    st.caption("A detector's misses look like spurious labels. Embed the boxes on the Outliers "
+               "page (per-class outliers) and the crops give those flags a second opinion.")
 
 ids, kind = focus()
 queue = res.queue
@@ -95,7 +100,8 @@ else:
         st.plotly_chart(vd.confusion_heatmap(ev.confusion), key="dis_confusion")
 with tabs[4]:
     st.caption("Send the queue back for relabelling. The dataset itself is never changed.")
-    files = cached.disagreement_exports(dataset_key(), ds, reference, model, conf, iou)
+    files = cached.disagreement_exports(dataset_key(), ds, reference, model, conf, iou, objects,
+                                     n_obj)
     e = st.columns(3)
     e[0].download_button("Queue (CSV)", files["csv"], "queue.csv", "text/csv", key="dis_csv")
     e[1].download_button("Flagged images (COCO)", files["coco"], "flagged_coco.json",

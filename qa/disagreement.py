@@ -103,6 +103,9 @@ DEFAULT_DUPLICATE_IOU = 0.7
 SIZE_BUCKETS = np.array([32.0 ** 2, 96.0 ** 2])
 # ObjectLab's soft-min temperature: small enough that one bad box dominates its image's score.
 POOL_TEMPERATURE = 0.1
+# A spurious-label flag whose crop lies inside its class's spread is probably a model miss:
+# its quality is raised to at least this (an image ranks as if the flag were doubtful).
+TYPICAL_CROP_QUALITY = 0.5
 
 CONSENSUS = "consensus"
 OK = "ok"
@@ -353,6 +356,7 @@ def compute_disagreement(dataset: Dataset, *, reference: str | None = None,
                          low_iou: float = DEFAULT_LOW_IOU,
                          duplicate_iou: float = DEFAULT_DUPLICATE_IOU,
                          skip_unpredicted: bool | None = None,
+                         objects=None,
                          progress: ProgressFn | None = None) -> DisagreementResult:
     """Where ``model``'s predictions and the ``reference`` labels of ``dataset`` disagree:
     per-box flags and the per-image review queue (method and defaults: module docstring).
@@ -364,6 +368,12 @@ def compute_disagreement(dataset: Dataset, *, reference: str | None = None,
     ``skip_unpredicted``: labelled images with no prediction at all are not judged when True
     (the model ran on a subset); judged (every label unsupported) when False; None (default)
     skips only those whose file is missing or unreadable, which no model can have seen.
+    ``objects``: object embeddings (:func:`qa.embeddings.embed_objects`) of reference boxes,
+    optional: a second opinion on ``spurious_label`` flags. A detector's misses look exactly
+    like spurious labels (no prediction supports the box); a box whose crop lies inside its
+    class's spread (not a :func:`qa.outliers.class_outliers` member) is probably a miss, so
+    its quality rises to at least :data:`TYPICAL_CROP_QUALITY` and it ranks later; one whose
+    crop looks unlike its class keeps its rank. Both say so in their message.
     Returns a :class:`DisagreementResult`; its ``label_quality`` and ``quality`` are LOWER =
     more likely wrong, its findings' ``score`` higher = worse.
     """
@@ -407,14 +417,60 @@ def compute_disagreement(dataset: Dataset, *, reference: str | None = None,
     progress(0.3, "Matching predictions to labels")
     boxes = _compute_boxes(judged, ref, preds, anns, conf, thr, low, dup,
                            per_annotator_duplicates=ref_name == CONSENSUS)
+    crops = _crop_opinion(dataset, boxes, objects, notes) if objects is not None else None
     progress(0.8, "Review queue")
     per_image = _per_image(judged, boxes)
     per_class = _per_class(boxes, dataset.category_names)
     _messages(boxes, dataset.category_names)
+    if crops is not None:
+        _crop_messages(boxes, crops, dataset.category_names)
     progress(1.0, "Done")
     return DisagreementResult(is_classification=False, boxes=boxes, per_image=per_image,
                               per_class=per_class, unpredicted_image_ids=tuple(
                                   int(i) for i in unpredicted), notes=tuple(notes), **kw)
+
+
+def _crop_opinion(ds: Dataset, boxes: pd.DataFrame, objects, notes: list) -> pd.Series:
+    """For each ``spurious_label`` row: True when its crop looks unlike its class, False when
+    it looks typical (its quality is raised in place to TYPICAL_CROP_QUALITY), missing when
+    no crop of its boxes was embedded."""
+    from qa.embeddings import Embeddings, object_categories
+    from qa.outliers import class_outliers
+
+    if not isinstance(objects, Embeddings) or objects.ann_ids is None:
+        raise TypeError("objects must be object embeddings from qa.embeddings.embed_objects()")
+    cats = object_categories(ds, objects)
+    known = pd.notna(cats)
+    co = class_outliers(objects.vectors[known], cats[known]) if known.any() else None
+    unlike = {} if co is None else {
+        int(a): bool(o) for a, o, d in zip(objects.ann_ids[known], co["is_class_outlier"],
+                                           co["distance"]) if pd.notna(d)}
+    spur = np.flatnonzero(boxes["kind"].to_numpy(object) == "spurious_label")
+    verdict = {}
+    for r in spur:
+        seen = [unlike[a] for a in boxes["ann_ids"].iat[r] if int(a) in unlike]
+        if seen:
+            verdict[boxes.index[r]] = any(seen)
+    out = pd.Series(verdict, dtype=object)
+    typical = [i for i, v in verdict.items() if not v]
+    boxes.loc[typical, "quality"] = np.maximum(boxes.loc[typical, "quality"].to_numpy(float),
+                                               TYPICAL_CROP_QUALITY)
+    if "score" in boxes.columns:
+        boxes.loc[typical, "score"] = 1.0 - boxes.loc[typical, "quality"]
+    notes.append(f"second opinion from {objects.model_id} crops on {len(verdict)} of "
+                 f"{len(spur)} spurious-label flags: {len(typical)} look like their class "
+                 "(probably model misses, ranked later), "
+                 f"{len(verdict) - len(typical)} look unlike it.")
+    return out
+
+
+def _crop_messages(boxes: pd.DataFrame, crops: pd.Series, names: dict) -> None:
+    for i, unlike in crops.items():
+        cat = boxes.at[i, "category_id"]
+        name = names.get(int(cat), str(cat)) if pd.notna(cat) else "?"
+        boxes.at[i, "message"] = str(boxes.at[i, "message"]) + (
+            f"; its crop also looks unlike other {name} boxes" if unlike else
+            f"; but its crop looks like other {name} boxes, so the model may have missed it")
 
 
 def _unreadable_ids(ds: Dataset) -> np.ndarray:
@@ -729,12 +785,23 @@ def run_analysis(dataset: Dataset, ctx) -> DisagreementResult:
     if len(dataset.predictions) == 0:
         raise Skip("no model predictions")
     opt = lambda name, default: ctx.option("disagreement", name, default)
+    objects = None  # the crops' second opinion, when every box's embedding is already stored
+    if ctx.embeddings_mode != "skip" and dataset.has_boxes and not dataset.is_classification:
+        from qa.embeddings import embed_objects
+
+        try:
+            objects = embed_objects(dataset, model=ctx.model, cached_only=True)
+        except Exception as exc:  # a bonus: never fail the analysis for it
+            log.info("no object embeddings for the second opinion: %s", exc)
+        if objects is not None and (len(objects) == 0 or objects.n_not_cached):
+            objects = None
     return compute_disagreement(
         dataset, reference=opt("reference", None), model=opt("model", dataset.models[0]),
         conf_threshold=opt("conf_threshold", DEFAULT_CONF_THRESHOLD),
         iou_threshold=opt("iou_threshold", DEFAULT_IOU_THRESHOLD),
         low_iou=opt("low_iou", DEFAULT_LOW_IOU),
-        duplicate_iou=opt("duplicate_iou", DEFAULT_DUPLICATE_IOU), progress=ctx.progress)
+        duplicate_iou=opt("duplicate_iou", DEFAULT_DUPLICATE_IOU), objects=objects,
+        progress=ctx.progress)
 
 
 __all__ = [

@@ -374,3 +374,39 @@ def test_crowd_regions_are_not_reference_objects():
     r = compute_disagreement(dataclasses.replace(ds, annotations=a))
     assert 4 not in {x for ids in r.boxes["ann_ids"] for x in ids}
     assert r.metrics()["n_spurious_label"] == 1  # only ann 7 on image 3 is left
+
+
+def test_crops_give_spurious_label_flags_a_second_opinion():
+    """A detector's miss and a spurious label both leave a box no prediction supports. With
+    object embeddings, a box whose crop looks like its class ranks after one whose crop does
+    not, and each says why."""
+    from qa.disagreement import TYPICAL_CROP_QUALITY
+    from qa.embeddings import Embeddings
+
+    anns = [(i, i, 1, "a", 10, 10, 40, 40) for i in range(1, 11)]  # ten cats the model finds
+    anns += [(11, 11, 1, "a", 10, 10, 40, 40),  # unsupported, crop looks like a cat: a miss
+             (12, 12, 1, "a", 10, 10, 40, 40)]  # unsupported, crop unlike any cat: spurious
+    preds = [(100 + i, i, 1, 0.9, 10, 10, 40, 40) for i in range(1, 11)]
+    ds = make_ds(anns, preds, images=range(1, 13))
+    rng = np.random.default_rng(0)
+    v = np.tile([1.0, 0.0, 0.0, 0.0], (12, 1)) + rng.normal(0, 0.05, (12, 4))
+    v[11] = [0.0, 1.0, 0.0, 0.0] + rng.normal(0, 0.05, 4)  # ann 12
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    objects = Embeddings(v.astype(np.float32), np.arange(1, 13), "test/model",
+                         ann_ids=np.arange(1, 13))
+    skip = dict(skip_unpredicted=False)
+    plain = compute_disagreement(ds, **skip)
+    spur = plain.flags[plain.flags["kind"] == "spurious_label"]
+    assert sorted(spur["image_id"]) == [11, 12]
+    assert spur["quality"].nunique() == 1  # the model alone cannot tell them apart
+    two = compute_disagreement(ds, objects=objects, **skip)
+    f = two.flags.set_index("image_id")
+    assert f.at[11, "quality"] == pytest.approx(TYPICAL_CROP_QUALITY)
+    assert f.at[12, "quality"] == pytest.approx(spur["quality"].iloc[0])
+    assert "looks like other cat boxes, so the model may have missed it" in f.at[11, "message"]
+    assert "also looks unlike other cat boxes" in f.at[12, "message"]
+    assert two.queue["image_id"].tolist()[:2] == [12, 11]
+    assert any("1 look like their class" in n and "1 look unlike it" in n for n in two.notes)
+    with pytest.raises(TypeError, match="object embeddings"):
+        compute_disagreement(ds, objects=Embeddings(v.astype(np.float32), np.arange(1, 13),
+                                                    "test/model"), **skip)

@@ -220,14 +220,32 @@ def review_image(key: str, _ds: Dataset, item_key: str, _item: dict):
 
     return item_image(_ds, _item)
 # --------------------------------------------------------------------------- disagreement
+def complete_object_embeddings(key: str, ds: Dataset):
+    """The stored object embeddings of the default model when every box has one (the
+    Outliers page's "embed the boxes" made them), else None: a partial set is not used."""
+    from qa.embeddings import ModelError
+
+    if ds.is_classification or not ds.has_boxes:
+        return None
+    try:
+        spec = model_spec("auto", None)
+    except ModelError:
+        return None
+    emb = stored_embeddings(key, ds, spec.model_id, "auto", None, objects=True)
+    return emb if len(emb) and not emb.n_not_cached else None
+
+
 @st.cache_data(show_spinner="Comparing the model with the labels ...", max_entries=8)
 def disagreement(key: str, _ds: Dataset, reference: str | None, model: str | None,
-                 conf_threshold: float, iou_threshold: float):
-    """:func:`qa.disagreement.compute_disagreement` with the page's thresholds."""
+                 conf_threshold: float, iou_threshold: float, _objects=None,
+                 n_objects: int = 0):
+    """:func:`qa.disagreement.compute_disagreement` with the page's thresholds, and the
+    object embeddings' second opinion when they are complete (``n_objects`` keys it)."""
     from qa.disagreement import compute_disagreement
 
     return compute_disagreement(_ds, reference=reference, model=model,
-                                conf_threshold=conf_threshold, iou_threshold=iou_threshold)
+                                conf_threshold=conf_threshold, iou_threshold=iou_threshold,
+                                objects=_objects)
 
 
 @st.cache_data(show_spinner="Evaluating the model ...", max_entries=8)
@@ -242,13 +260,15 @@ def detection_metrics(key: str, _ds: Dataset, reference: str | None, model: str 
 
 @st.cache_data(show_spinner="Preparing the export ...", max_entries=8)
 def disagreement_exports(key: str, _ds: Dataset, reference: str | None, model: str | None,
-                         conf_threshold: float, iou_threshold: float) -> dict[str, bytes]:
+                         conf_threshold: float, iou_threshold: float, _objects=None,
+                         n_objects: int = 0) -> dict[str, bytes]:
     """The review queue as downloadable files: {"csv", "coco", "labelstudio"} -> bytes."""
     import json
 
     from qa.io.export import flagged_coco, labelstudio_tasks, queue_csv
 
-    res = disagreement(key, _ds, reference, model, conf_threshold, iou_threshold)
+    res = disagreement(key, _ds, reference, model, conf_threshold, iou_threshold, _objects,
+                       n_objects)
     out = {"csv": queue_csv(_ds, res),
            "coco": json.dumps(flagged_coco(_ds, res)).encode()}
     if not res.is_classification:

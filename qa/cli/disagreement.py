@@ -36,9 +36,19 @@ def cmd_disagreement(args) -> int:
     from qa.disagreement import compute_disagreement
 
     ds = _dataset(args)
+    objects = None
+    if args.objects and ds.has_boxes and not ds.is_classification:
+        from qa.cli import fraction_bar
+        from qa.embeddings import ModelError, embed_objects
+
+        try:  # computed once, then read from the store
+            objects = embed_objects(ds, progress=fraction_bar("embedding boxes", args.json))
+        except ModelError as exc:
+            return _fail(exc)
     try:
         res = compute_disagreement(ds, reference=args.reference, model=args.model,
-                                   conf_threshold=args.conf, iou_threshold=args.iou)
+                                   conf_threshold=args.conf, iou_threshold=args.iou,
+                                   objects=objects)
     except ValueError as exc:
         return _fail(exc)
     written = {}
@@ -111,6 +121,10 @@ def register(sub) -> None:
     _common(d)
     d.add_argument("--iou", type=float, default=0.5, help="IoU threshold for a match")
     d.add_argument("--top", type=int, default=20, help="queue rows to print")
+    d.add_argument("--objects", action="store_true",
+                   help="embed the labelled boxes (once; then cached) and let their crops give "
+                        "spurious-label flags a second opinion: a crop that looks like its "
+                        "class is probably a model miss and ranks later")
     d.add_argument("--export", default=None, metavar="DIR",
                    help="write queue.csv, flagged_coco.json and Label Studio tasks to DIR")
     d.set_defaults(func=cmd_disagreement)

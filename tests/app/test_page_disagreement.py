@@ -29,6 +29,8 @@ def test_renders_sample_data_with_every_section():
     assert vals["Wrong class"] == "6" and vals["Poor localisation"] == "4"
     assert vals["mAP"] != "n/a"
     assert at.selectbox(key="dis_reference").value == "consensus"
+    # no object embeddings in this session's store: the page says how to get the crops' opinion
+    assert "Embed the boxes on the Outliers page" in texts(at)
     # the queue's flags table, the per-class counts and metrics tables
     assert len(at.dataframe) == 3
     at.slider(key="dis_conf").set_value(0.9).run()
