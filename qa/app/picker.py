@@ -70,6 +70,9 @@ def _inside(text: str, base: Path, confine: Path | None) -> Path:
     return p
 
 
+_NAMES_FILES = (".txt", ".names", ".yaml", ".yml")  # what reads as a names file, not a name
+
+
 def _resolved(opts: LoadOptions, path: Path, confine: Path | None) -> tuple:
     """(extra predictions path or None, prediction names: None, a names file or a tuple)."""
     base = path if path.is_dir() else path.parent
@@ -77,7 +80,7 @@ def _resolved(opts: LoadOptions, path: Path, confine: Path | None) -> tuple:
     text = opts.prediction_names.strip()
     if not text:
         names = None
-    elif "," in text or not (base / text).exists() and not Path(text).is_absolute():
+    elif "," in text or not ("/" in text or Path(text).suffix.lower() in _NAMES_FILES):
         names = tuple(n.strip() for n in text.split(",") if n.strip())
     else:
         names = str(_inside(text, base, confine))

@@ -112,6 +112,9 @@ def test_loading_option_paths_stay_inside_an_upload(tmp_path):
     extra, names = _resolved(ok, up / "ds", up)
     assert extra == str(up / "ds" / "preds") and names == str(up / "ds" / "classes.txt")
     assert _resolved(LoadOptions(prediction_names="dog,cat"), up / "ds", up)[1] == ("dog", "cat")
+    assert _resolved(LoadOptions(prediction_names="dog"), up / "ds", up)[1] == ("dog",)
+    with pytest.raises(DatasetError, match="obj.names: not found"):  # a file, not a class name
+        _resolved(LoadOptions(prediction_names="obj.names"), up / "ds", up)
     for bad in (LoadOptions(predictions="../../secret.json"),
                 LoadOptions(predictions=str(tmp_path / "secret.json")),
                 LoadOptions(prediction_names=str(tmp_path / "secret.json"))):
