@@ -368,9 +368,9 @@ class AgreementResult:
                 rows.append({
                     "kind": "loose_annotator", "score": 1.0 - float(r.mean_iou),
                     "annotator": r.annotator,
-                    "message": f"{r.annotator}'s boxes are loose: mean IoU {r.mean_iou:.3f} with "
-                               f"the consensus estimate (target {target:.2f}); {r.n_loose:,} of "
-                               f"{r.n_boxes:,} boxes under {LOOSE_BOX_IOU:.2f}. Retrain "
+                    "message": f"{r.annotator}'s boxes are loose: estimated mean IoU with the "
+                               f"true box {r.mean_iou:.3f} (target {target:.2f}); {r.n_loose:,} "
+                               f"of {r.n_boxes:,} boxes under {LOOSE_BOX_IOU:.2f}. Retrain "
                                f"{r.annotator} on the box guideline and re-check their boxes."})
             if pd.notna(r.recall) and r.recall < RECALL_TARGET:
                 rows.append({
