@@ -59,6 +59,7 @@ class RunContext:
     dataset: Dataset
     embeddings_mode: str = "auto"
     model: str = "auto"
+    embed_objects: bool = False
     progress: ProgressFn = field(default=lambda frac, msg: None)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -78,6 +79,30 @@ class RunContext:
         if isinstance(value, Skip):
             raise value
         return value
+
+    def object_embeddings(self):
+        """Embeddings of the labelled boxes (:func:`qa.embeddings.embed_objects`), computed
+        once, or None. With ``embed_objects`` they are computed as needed; otherwise only a
+        complete stored set is used (a partial one would give figures for part of the boxes).
+        None, never an error, when embeddings are skipped, the dataset has no boxes, or the
+        embedder fails: objects are a second opinion, not a requirement."""
+        if "objects" not in self._memo:
+            self._memo["objects"] = self._object_embeddings()
+        return self._memo["objects"]
+
+    def _object_embeddings(self):
+        ds = self.dataset
+        if self.embeddings_mode == "skip" or not ds.has_boxes or ds.is_classification:
+            return None
+        try:
+            from qa.embeddings import embed_objects
+
+            objects = embed_objects(ds, model=self.model, progress=self.progress,
+                                    cached_only=not self.embed_objects)
+        except Exception as exc:  # a bonus analysis: it never fails the run
+            log.info("no object embeddings: %s", exc)
+            return None
+        return objects if len(objects) and not objects.n_not_cached else None
 
     def _embeddings(self):
         if self.embeddings_mode == "skip":
@@ -151,8 +176,11 @@ def resolve_runner(name: str) -> Callable:
 def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None = None,
                  embeddings: str = "auto", model: str = "auto",
                  options: dict[str, dict[str, Any]] | None = None,
-                 progress: ProgressFn | None = None) -> AnalysisRun:
+                 progress: ProgressFn | None = None, objects: bool = False) -> AnalysisRun:
     """Run the analyses in :data:`RUNNERS` (or ``only`` those) on ``dataset``.
+
+    ``objects=True`` also embeds the labelled boxes (per-class outliers, and the crops'
+    second opinion on spurious labels); by default only a complete stored set is used.
 
     Returns an :class:`AnalysisRun`. Never raises for one analysis' failure: an analysis that
     cannot run is in ``skipped`` with its reason, one that fails unexpectedly is in ``errors``
@@ -173,7 +201,7 @@ def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None =
             progress((_i + min(max(frac, 0.0), 1.0)) / len(names), f"{_name}: {msg}")
 
         ctx = RunContext(dataset, embeddings_mode=embeddings, model=model, progress=sub,
-                         options=options or {},
+                         options=options or {}, embed_objects=objects,
                          _memo=run.context._memo if run.context else {})
         run.context = ctx
         sub(0.0, "starting")

@@ -785,23 +785,13 @@ def run_analysis(dataset: Dataset, ctx) -> DisagreementResult:
     if len(dataset.predictions) == 0:
         raise Skip("no model predictions")
     opt = lambda name, default: ctx.option("disagreement", name, default)
-    objects = None  # the crops' second opinion, when every box's embedding is already stored
-    if ctx.embeddings_mode != "skip" and dataset.has_boxes and not dataset.is_classification:
-        from qa.embeddings import embed_objects
-
-        try:
-            objects = embed_objects(dataset, model=ctx.model, cached_only=True)
-        except Exception as exc:  # a bonus: never fail the analysis for it
-            log.info("no object embeddings for the second opinion: %s", exc)
-        if objects is not None and (len(objects) == 0 or objects.n_not_cached):
-            objects = None
     return compute_disagreement(
         dataset, reference=opt("reference", None), model=opt("model", dataset.models[0]),
         conf_threshold=opt("conf_threshold", DEFAULT_CONF_THRESHOLD),
         iou_threshold=opt("iou_threshold", DEFAULT_IOU_THRESHOLD),
         low_iou=opt("low_iou", DEFAULT_LOW_IOU),
-        duplicate_iou=opt("duplicate_iou", DEFAULT_DUPLICATE_IOU), objects=objects,
-        progress=ctx.progress)
+        duplicate_iou=opt("duplicate_iou", DEFAULT_DUPLICATE_IOU),
+        objects=ctx.object_embeddings(), progress=ctx.progress)  # the crops' second opinion
 
 
 __all__ = [

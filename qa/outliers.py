@@ -551,27 +551,16 @@ def _pca(x: np.ndarray, n: int, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------- runner
 def run_analysis(dataset: Dataset, ctx) -> OutliersResult:
     """Runner for :mod:`qa.analyses`: image outliers of the shared embeddings, plus object
-    class outliers when object embeddings are already in the store (never computed here)."""
+    class outliers when the run has object embeddings (:meth:`RunContext.object_embeddings`:
+    a complete stored set, or computed with ``run_analyses(objects=True)``)."""
     from qa.analyses import Skip
 
     emb = ctx.embeddings()
     if len(emb) < 3:
         raise Skip(f"only {len(emb)} images could be embedded; outliers need at least 3")
-    objects = None
-    if dataset.has_boxes:
-        from qa.embeddings import embed_objects
-
-        try:
-            objects = embed_objects(dataset, model=ctx.model, cached_only=True)
-        except Exception as exc:  # the object pass is a bonus: never fail the image analysis
-            log.info("no cached object embeddings: %s", exc)
-        if objects is not None and (len(objects) == 0 or objects.n_not_cached):
-            if objects.n_not_cached:  # a partial set would pass a check it never measured
-                log.info("per-class outliers not measured: %d of %d boxes have cached "
-                         "embeddings", len(objects), len(objects) + objects.n_not_cached)
-            objects = None
     return compute_outliers(dataset, emb, method=ctx.option("outliers", "method", "knn"),
-                            k=ctx.option("outliers", "k", DEFAULT_K), objects=objects)
+                            k=ctx.option("outliers", "k", DEFAULT_K),
+                            objects=ctx.object_embeddings())
 
 
 def image_attributes(dataset: Dataset, image_ids) -> pd.DataFrame:

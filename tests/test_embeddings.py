@@ -347,3 +347,19 @@ def test_cached_mode_skips_analyses_when_only_some_images_are_embedded(tmp_path)
     res = run_analyses(whole, only=["outliers"], embeddings="cached",
                        model=FALLBACK).results["outliers"]
     assert res.metrics()["n_class_outliers"] is not None
+
+
+def test_run_analyses_objects_true_embeds_the_boxes_once(tmp_path):
+    from qa.analyses import run_analyses
+
+    root = tmp_path / "data"
+    names = [f"q{k}.jpg" for k in range(5)]
+    for k, n in enumerate(names):
+        _scene(root / "images" / n, COLOURS[k], 60 + k)  # seeds no other test uses
+    ds = _dataset(root, names)
+    plain = run_analyses(ds, only=["outliers"], model=FALLBACK)
+    assert plain.results["outliers"].metrics()["n_class_outliers"] is None  # not embedded
+    run = run_analyses(ds, only=["outliers", "duplicates"], model=FALLBACK, objects=True)
+    assert run.results["outliers"].metrics()["n_class_outliers"] is not None
+    again = embed_objects(ds, model=FALLBACK, cached_only=True)
+    assert len(again) == 5 and again.n_not_cached == 0  # stored for the next run

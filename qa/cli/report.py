@@ -44,7 +44,7 @@ def cmd_report(args) -> int:
         out = refuse_inside_dataset(args.out, ds.root)
     except ValueError as e:
         return _fail(str(e))
-    report = build_report(ds, config, embeddings=args.embeddings,
+    report = build_report(ds, config, embeddings=args.embeddings, objects=args.objects,
                           progress=fraction_bar("report", args.json))
     comparison = None
     if args.compare:
@@ -101,6 +101,10 @@ def register(sub) -> None:
     p.add_argument("--embeddings", choices=("auto", "cached", "skip"), default="auto",
                    help="compute missing embeddings, use only cached ones, or skip the "
                         "analyses that need them (default: auto)")
+    p.add_argument("--objects", action="store_true",
+                   help="also embed the labelled boxes (once, then cached): per-class outliers "
+                        "and the crops' second opinion on spurious labels (default: used when "
+                        "already cached for every box)")
     p.add_argument("--fail-on", choices=("warn", "fail"), default=None,
                    help="exit 1 when a check reaches this level (a CI release gate)")
     p.add_argument("--compare", default=None, metavar="OLD.json",

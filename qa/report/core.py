@@ -168,13 +168,15 @@ class HealthReport:
 # ------------------------------------------------------------------------------- building
 def build_report(source, config: ReportConfig | None = None, *, embeddings: str = "auto",
                  options: dict | None = None, progress=None,
-                 thumbnails: int = DEFAULT_THUMBNAILS) -> HealthReport:
+                 thumbnails: int = DEFAULT_THUMBNAILS, objects: bool = False) -> HealthReport:
     """The :class:`HealthReport` of a :class:`~qa.dataset.Dataset` (every analysis is run,
     ``embeddings`` = "auto" | "cached" | "skip") or of an :class:`~qa.analyses.AnalysisRun`
     already computed (its dataset, when it has one, gives thumbnails and review decisions).
 
     ``config``: :func:`qa.report.config.load_config` output (default: the built-in checks).
-    ``thumbnails``: images embedded per warning/failing check (0: none).
+    ``thumbnails``: images embedded per warning/failing check (0: none). ``objects=True``
+    also embeds the labelled boxes (per-class outliers; the crops' second opinion on spurious
+    labels); by default a complete stored set is used when there is one.
     """
     from qa.analyses import AnalysisRun, run_analyses
 
@@ -185,7 +187,8 @@ def build_report(source, config: ReportConfig | None = None, *, embeddings: str 
                         f"{type(config).__name__}")
     if isinstance(source, Dataset):
         ds = source
-        run = run_analyses(ds, embeddings=embeddings, options=options, progress=progress)
+        run = run_analyses(ds, embeddings=embeddings, options=options, progress=progress,
+                           objects=objects)
     elif isinstance(source, AnalysisRun):
         run = source
         ds = run.context.dataset if run.context is not None else None
