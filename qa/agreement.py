@@ -91,6 +91,7 @@ log = logging.getLogger(__name__)
 IOU_TARGET = 0.85  # matched boxes of careful annotators overlap this much (tight-box guidelines)
 IOU_GUIDELINES_MIN = 0.75  # below this mean matched IoU the box guidelines need work
 RECALL_TARGET = 0.95  # a careful annotator finds this share of the consensus objects
+MAX_EXAMPLES = 12  # example boxes kept per annotator finding (loosest boxes, missed objects)
 MASK_IOU_TARGET = 0.80  # masks: polygon edges disagree more than box corners, so a lower target
 LOOSE_BOX_IOU = IOU_GUIDELINES_MIN  # a matched pair under this is a "loose box" disagreement
 MIN_CONSENSUS_SHARE = 0.5  # an object is consensus when at least half of the raters drew it
@@ -207,6 +208,8 @@ class AgreementResult:
     ratings: pd.DataFrame
     category_names: dict = field(default_factory=dict)
     label_confusion: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # annotator -> {"loose": [(image_id, ann_id)], "missed": [...]}: the worst examples
+    annotator_examples: dict = field(default_factory=dict)
 
     @property
     def consensus_defined(self) -> bool:
@@ -363,11 +366,20 @@ class AgreementResult:
             return findings_frame(analysis=self.ANALYSIS, page="agreement")
         target = MASK_IOU_TARGET if self.iou_type == "segm" else IOU_TARGET
         rows = []
+
+        def shown(who: str, what: str) -> dict:
+            """The examples as evidence: the first image is the item's, the rest related."""
+            ex = self.annotator_examples.get(who, {}).get(what, [])
+            imgs = list(dict.fromkeys(i for i, _ in ex))
+            return {"image_id": imgs[0] if imgs else pd.NA,
+                    "ann_ids": tuple(a for _, a in ex),
+                    "related_image_ids": tuple(imgs[1:])}
+
         for r in sc.itertuples(index=False):
             if pd.notna(r.mean_iou) and r.mean_iou < target:
                 rows.append({
                     "kind": "loose_annotator", "score": 1.0 - float(r.mean_iou),
-                    "annotator": r.annotator,
+                    "annotator": r.annotator, **shown(r.annotator, "loose"),
                     "message": f"{r.annotator}'s boxes are loose: estimated mean IoU with the "
                                f"true box {r.mean_iou:.3f} (target {target:.2f}); {r.n_loose:,} "
                                f"of {r.n_boxes:,} boxes under {LOOSE_BOX_IOU:.2f}. Retrain "
@@ -375,7 +387,7 @@ class AgreementResult:
             if pd.notna(r.recall) and r.recall < RECALL_TARGET:
                 rows.append({
                     "kind": "low_recall_annotator", "score": 1.0 - float(r.recall),
-                    "annotator": r.annotator,
+                    "annotator": r.annotator, **shown(r.annotator, "missed"),
                     "message": f"{r.annotator} misses objects: found {r.n_found:,} of "
                                f"{r.n_consensus_objects:,} consensus objects (recall "
                                f"{r.recall:.3f}, target {RECALL_TARGET:.2f}). Have "
@@ -908,8 +920,10 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
         "annotator_a": _names(code[li], annotators), "annotator_b": _names(code[lj], annotators),
         IMAGE_ID: img_ids[img[li]], CATEGORY_ID: cat[li], "iou": lw, "label_mismatch": lx})
     progress(0.6, "Scorecards (leave-one-out)")
+    examples: dict = {}
     scorecard = _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, geom,
-                                 li, lj, lw, n_nodes, thr, names, iou_type, coeffs, noise)
+                                 li, lj, lw, n_nodes, thr, names, iou_type, coeffs, noise,
+                                 ann_id=ann_id, img_ids=img_ids, examples=examples)
     if ds_fit is not None:
         scorecard = _add_label_habits(scorecard, label_confusion)
     progress(1.0, "Done")
@@ -919,7 +933,8 @@ def _compute_boxes(ds: Dataset, annotators, thr, iou_type, coverage, progress):
         kappa_matrix=coeffs["kappa_matrix"], fleiss=coeffs["fleiss"],
         fleiss_per_category=coeffs["fleiss_per_category"], n_fleiss_units=coeffs["n_fleiss"],
         alpha=coeffs["alpha"], matched_ious=matched_ious, clusters=clusters, members=members,
-        ratings=ratings_df, category_names=names, label_confusion=label_confusion)
+        ratings=ratings_df, category_names=names, label_confusion=label_confusion,
+        annotator_examples=examples)
 
 
 _CONFUSION_COLUMNS = [ANNOTATOR, "true_category_id", "true_name", "given_category_id",
@@ -1111,7 +1126,12 @@ def _noise_summary(noise: BoxNoise | None, xyxy: np.ndarray, k: int) -> dict:
 
 
 def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, geom, li, lj, lw,
-                     n_nodes, thr, names, iou_type, coeffs, noise=None) -> pd.DataFrame:
+                     n_nodes, thr, names, iou_type, coeffs, noise=None, ann_id=None,
+                     img_ids=None, examples: dict | None = None) -> pd.DataFrame:
+    """The per-annotator scorecard (leave-one-out against the others' consensus). When
+    ``examples`` is a dict it receives, per annotator, ``{"loose": [(image_id, ann_id)...],
+    "missed": [(image_id, ann_id of another annotator's box)...]}``, worst first (at most
+    :data:`MAX_EXAMPLES` each): the evidence of the per-annotator findings."""
     k = len(annotators)
     rows = []
     n_cat = len(cat_ids)
@@ -1174,6 +1194,21 @@ def _scorecard_boxes(annotators, cov, code, img, cat, cat_idx, cat_ids, xyxy, ge
             sizes = np.maximum(np.c_[ref[:, 2] - ref[:, 0], ref[:, 3] - ref[:, 1]], 1.0)
             own = noise.var(np.full((found, 1), a), np.c_[sizes, sizes])
             est_iou = expected_iou(xyxy[pa], ref, cvar[pb], own, np.full(found, noise.bias[a]))
+        if examples is not None and ann_id is not None:
+            pa_all = mine[np.concatenate([ma, xa])]
+            loose = np.flatnonzero(est_iou < LOOSE_BOX_IOU)
+            loose = loose[np.argsort(est_iou[loose], kind="stable")][:MAX_EXAMPLES]
+            hit = np.zeros(len(cons), bool)
+            hit[np.concatenate([mb, xb]).astype(np.int64)] = True
+            missed_cl = cons[~hit]
+            # one box of the others per missed object (the first node of its cluster)
+            first = np.full(n_cl, -1, np.int64)
+            first[ocl_idx[::-1]] = onodes[::-1]
+            missed_nodes = first[missed_cl][:MAX_EXAMPLES]
+            examples[annotators[a]] = {
+                "loose": [(int(img_ids[img[n]]), int(ann_id[n])) for n in pa_all[loose]],
+                "missed": [(int(img_ids[img[n]]), int(ann_id[n])) for n in missed_nodes
+                           if n >= 0]}
         conf = pd.DataFrame({"a": cat[mine][xa], "b": cat_ids[maj[cons]][xb]})
         row.update({
             "n_consensus_objects": len(cons), "n_found": found,

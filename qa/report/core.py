@@ -351,7 +351,10 @@ def _evaluate(spec: CheckSpec, run, metrics: dict, findings: pd.DataFrame,
     page = spec.page or (str(ev["page"].mode().iloc[0]) if ev["page"].notna().any() else None) \
         or _DEFAULT_PAGE.get(spec.analysis) or (spec.analysis if spec.analysis in PAGES
                                                   else None)
-    image_ids = tuple(dict.fromkeys(int(i) for i in ev["image_id"].dropna()))
+    # the findings' images, then the images each one relates (a pair's other copy, an
+    # annotator's further examples), so a link shows all the evidence
+    image_ids = tuple(dict.fromkeys([int(i) for i in ev["image_id"].dropna()] + [
+        int(j) for t in ev["related_image_ids"] for j in (t or ())]))
     ann_ids = tuple(dict.fromkeys(a for t in ev["ann_ids"] for a in t))
     kinds = list(dict.fromkeys(ev["kind"]))
     link = page_link(page, image_ids, kind=kinds[0] if len(kinds) == 1 else None) \

@@ -432,8 +432,8 @@ def test_exported_html_report_draws_its_charts_offline(browser, tmp_path):
 
 def test_report_evidence_links_open_the_filtered_page(server, browser):
     """A manager follows the health report's links: the missing/corrupt files check opens the
-    overview narrowed to images 53 and 97; the loose-box check opens the agreement page saying
-    where bob's loose boxes are shown."""
+    overview narrowed to images 53 and 97; the loose-box check opens the agreement page with
+    bob's loosest boxes."""
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server}/?image_id=53,97&kind=missing_file")
@@ -443,13 +443,23 @@ def test_report_evidence_links_open_the_filtered_page(server, browser):
     assert "Showing the evidence of a link (missing file): 2 image(s)." in body, body[:500]
     assert _errors(browser) == []
     _shot(browser, "link_overview_missing_files")
-    browser.get(f"{server}/agreement?kind=loose_annotator")
+    import qa
+    from qa.report import build_report
+
+    link = build_report(qa.load(ROOT / "sample_data"), embeddings="skip").check(
+        "annotator_box_iou").link
+    assert link.startswith("agreement?image_id=") and link.endswith("kind=loose_annotator")
+    browser.get(f"{server}/{link}")  # bob's loosest boxes
     _wait(browser, '[data-testid="stDataFrame"]')
     _settle(browser)
     body = browser.find_element(By.TAG_NAME, "body").text
-    assert "Linked evidence (loose annotator)" in body and "Scorecard" in body
+    assert "Showing the evidence of a link (loose annotator)" in body and "Scorecard" in body
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, RENDER_S).until(lambda d: len(d.find_elements(
+        By.CSS_SELECTOR, '[data-testid="stImage"] img')) >= 8)  # the first page of examples
     _shot(browser, "link_agreement_loose_annotator")
     _click_text(browser, "//button[contains(normalize-space(.), 'Show the whole dataset')]")
     _settle(browser)
-    assert "Linked evidence" not in browser.find_element(By.TAG_NAME, "body").text
+    assert "Showing the evidence" not in browser.find_element(By.TAG_NAME, "body").text
     assert "kind=" not in browser.current_url

@@ -155,8 +155,8 @@ def test_unlanded_analyses_are_skipped_then_picked_up_with_no_code_change():
         run.skipped.pop(n)
     after = build_report(run, thumbnails=0)
     leak = after.check("cross_split_leakage")
-    assert leak.status == "fail" and leak.value == 4 and leak.evidence_image_ids == (36,)
-    assert leak.link == "duplicates?image_id=36&kind=leakage"
+    assert leak.status == "fail" and leak.value == 4 and leak.evidence_image_ids == (36, 51)  # the copy it leaks to, too
+    assert leak.link == "duplicates?image_id=36,51&kind=leakage"
     assert after.check("outlier_share").status == "warn"      # 3.3 % between 1 % and 5 %
     assert after.check("image_quality").status == "pass"      # 1 % <= 2 %
     assert after.check("model_flagged_share").status == "warn"   # 10 % = fail line: warn
@@ -177,7 +177,7 @@ def test_an_analysis_landing_in_runners_is_reported_through_run_analyses(monkeyp
     assert r.analyses["duplicates"]["status"] == "ran"
     assert r.analyses["duplicates"]["metrics"]["n_cross_split_pairs"] == 4
     assert r.check("cross_split_leakage").status == "fail"
-    assert r.check("exact_duplicates").evidence_image_ids == (136,)
+    assert r.check("exact_duplicates").evidence_image_ids == (136, 127)  # and its copy
     # leakage fail (weight 3), exact/near warn (1 each), inconsistent labels warn (2),
     # nothing listed twice (1)
     assert r.area_scores["duplicates and leakage"] == pytest.approx(100 * 3 / 8, abs=0.01)
