@@ -4,9 +4,9 @@ import streamlit as st
 
 from qa.app import cached
 from qa.app.state import clear_focus, dataset_key, focus, require_dataset
-from qa.app.widgets import image_gallery
+from qa.app.widgets import embed_button, image_gallery
 from qa.embeddings import FALLBACK, ModelError, embed_images, embed_objects
-from qa.outliers import DEFAULT_K, MAP_METHODS, METHODS
+from qa.outliers import DEFAULT_K, MAP_METHODS, METHODS, embedding_shortfall
 from qa.viz import outliers as vo
 
 ds = require_dataset()
@@ -27,24 +27,13 @@ emb = cached.stored_embeddings(key, ds, spec.model_id, model, ckpt)
 st.markdown(f"**Model:** `{emb.model_label}`")
 st.caption(spec.reason)
 
-missing = ds.n_images - len(emb) - len(emb.failed)
-if missing > 0 and st.button(f"Embed {missing:,} images", key="out_embed", type="primary"):
-    bar = st.progress(0.0, text="Starting ...")
-    try:
-        done = embed_images(ds, model=model, checkpoint=ckpt, progress=bar.progress)
-    except ModelError as e:
-        st.error(str(e))
-        st.stop()
-    cached.stored_embeddings.clear()
-    st.toast(f"{done.n_computed} computed, {done.n_cached} from the cache")
-    st.rerun()
-if len(emb) < 3:
-    st.info(f"{missing:,} images are not embedded yet: press the button to embed them (the "
-            "vectors are kept, so this happens once per image and model)." if missing > 0 else
-            f"Outliers need at least 3 embedded images; {len(emb)} of {ds.n_images:,} could be "
-            f"embedded. {len(emb.failed):,} could not be read"
-            + (f" (e.g. {emb.failed.iloc[0]['file_name']}: {emb.failed.iloc[0]['reason']})"
-               if len(emb.failed) else "") + "; see the validation table on the Overview page.")
+missing, why = embedding_shortfall(emb, ds.n_images)
+if missing > 0:
+    embed_button(f"Embed {missing:,} images", key="out_embed", type="primary",
+                 run=lambda p: embed_images(ds, model=model, checkpoint=ckpt, progress=p))
+if why:
+    st.info(why[0].upper() + why[1:] + (": press the button." if missing else
+                                         "; see the validation table on the Overview page."))
     st.stop()
 if missing > 0:
     st.warning(f"{missing:,} images are not embedded yet; the results below leave them out.")
@@ -106,11 +95,8 @@ elif section == "Map":
 elif section == "Per-class outliers":
     if ds.has_boxes and (objects is None or len(objects) == 0):
         st.info("Per-class outliers compare each box with the other boxes of its class.")
-        if st.button("Embed the labelled boxes", key="out_embed_objects"):
-            bar = st.progress(0.0, text="Starting ...")
-            embed_objects(ds, model=model, checkpoint=ckpt, progress=bar.progress)
-            cached.stored_embeddings.clear()
-            st.rerun()
+        embed_button("Embed the labelled boxes", key="out_embed_objects",
+                     run=lambda p: embed_objects(ds, model=model, checkpoint=ckpt, progress=p))
     fc = res.flagged_class
     st.dataframe(fc, hide_index=True, key="out_class_table")
     if len(fc):

@@ -386,6 +386,25 @@ class OutliersResult:
         }
 
 
+MIN_EMBEDDED = 3  # image outliers need at least this many embedded images
+
+
+def embedding_shortfall(emb: Embeddings, n_images: int) -> tuple[int, str | None]:
+    """(how many images are not embedded yet, why outliers cannot be scored, or None when
+    they can): the one sentence the page, the CLI and the report runner give."""
+    missing = max(int(n_images) - len(emb) - len(emb.failed), 0)
+    if len(emb) >= MIN_EMBEDDED:
+        return missing, None
+    if missing:
+        return missing, (f"{missing:,} images are not embedded yet; embed them first (the "
+                         "vectors are kept, so this happens once per image and model)")
+    ex = (f" (e.g. {emb.failed.iloc[0]['file_name']}: {emb.failed.iloc[0]['reason']})"
+          if len(emb.failed) else "")
+    return 0, (f"outliers need at least {MIN_EMBEDDED} embedded images; {len(emb)} of "
+               f"{int(n_images):,} could be embedded; {len(emb.failed):,} could not be "
+               f"read{ex}")
+
+
 def compute_outliers(dataset: Dataset, embeddings: Embeddings, *, method: str = "knn",
                      k: int = DEFAULT_K, objects: Embeddings | None = None,
                      annotator: str | None = None) -> OutliersResult:
@@ -556,8 +575,9 @@ def run_analysis(dataset: Dataset, ctx) -> OutliersResult:
     from qa.analyses import Skip
 
     emb = ctx.embeddings()
-    if len(emb) < 3:
-        raise Skip(f"only {len(emb)} images could be embedded; outliers need at least 3")
+    _, why = embedding_shortfall(emb, dataset.n_images)
+    if why:
+        raise Skip(why)
     return compute_outliers(dataset, emb, method=ctx.option("outliers", "method", "knn"),
                             k=ctx.option("outliers", "k", DEFAULT_K),
                             objects=ctx.object_embeddings())

@@ -78,7 +78,7 @@ def test_every_command_answers_on_every_dataset_shape(shape, tmp_path, capsys):
         assert "Traceback" not in err and "unexpected" not in err, (shape, cmd, err)
         assert "Warning:" not in err and "res = " not in err, (shape, cmd, err)  # no source line
         if cmd[0] in ("disagreement", "evaluate"):  # none of these shapes has a model
-            assert rc == 2 and "--predictions FILE" in err or "needs boxes" in err, err
+            assert rc == 2 and ("--predictions FILE" in err or "needs boxes" in err), err
         else:
             assert rc in (0, 1), (shape, cmd, rc, err)
 

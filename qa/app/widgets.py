@@ -88,3 +88,23 @@ def linked_evidence(ds: Dataset, *, key: str, hints: dict[str, str] | None = Non
         st.info(f"Linked evidence{what}: {hint or 'see below.'}", icon=":material/link:")
     st.button("Show the whole dataset", on_click=clear_focus, key=f"{key}_clear_focus")
     return ids
+
+
+def embed_button(label: str, *, key: str, run, **button_kw) -> None:
+    """A button that embeds (``run(progress)`` with a progress bar), keeps the vectors and
+    reruns the page so it reads them from the store; a model that cannot load is shown as an
+    error, not a traceback."""
+    if not st.button(label, key=key, **button_kw):
+        return
+    from qa.app import cached
+    from qa.embeddings import ModelError
+
+    bar = st.progress(0.0, text="Starting ...")
+    try:
+        done = run(bar.progress)
+    except ModelError as e:
+        st.error(str(e))
+        st.stop()
+    cached.stored_embeddings.clear()
+    st.toast(f"{done.n_computed:,} computed, {done.n_cached:,} from the cache")
+    st.rerun()

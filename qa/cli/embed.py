@@ -83,7 +83,7 @@ def cmd_embed(args) -> int:
 
 def cmd_outliers(args) -> int:
     from qa.embeddings import ModelError
-    from qa.outliers import compute_outliers
+    from qa.outliers import compute_outliers, embedding_shortfall
 
     ds = load_dataset(args)
     try:
@@ -92,12 +92,9 @@ def cmd_outliers(args) -> int:
     except ModelError as exc:
         sys.stderr.write(f"dataset-qa: error: {exc}\n")
         return EXIT_UNUSABLE
-    if len(emb) < 3:
-        why = (f"; {len(emb.failed)} could not be read (e.g. "
-               f"{emb.failed.iloc[0]['file_name']}: {emb.failed.iloc[0]['reason']}), see "
-               "`dataset-qa info`" if len(emb.failed) else "")
-        sys.stderr.write(f"dataset-qa: error: outliers need at least 3 embedded images; "
-                         f"{len(emb)} of {ds.n_images} could be embedded{why}\n")
+    _, why = embedding_shortfall(emb, ds.n_images)
+    if why:
+        sys.stderr.write(f"dataset-qa: error: {why}; see `dataset-qa info`\n")
         return EXIT_UNUSABLE
     res = compute_outliers(ds, emb, method=args.method, k=args.k, objects=objects)
     if args.csv:

@@ -45,6 +45,6 @@ def test_outliers_page_says_why_nothing_can_be_embedded(tmp_path):
     at = run_page("outliers", ds, "shape-no-files-outliers")
     assert not at.exception
     shown = texts(at)
-    assert "0 of 3 could be embedded. 3 could not be read" in shown, shown
+    assert "0 of 3 could be embedded; 3 could not be read (e.g. 1.jpg: file not found)" in shown
     assert "not embedded yet" not in shown
     assert not [b for b in at.button if b.key == "out_embed"]  # nothing to press
