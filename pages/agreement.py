@@ -83,9 +83,8 @@ with tabs[3]:
 with tabs[4]:
     n = st.number_input("Images to show", 4, 96, 24, 4, key="agr_n_disputed")
     top = res.most_disputed(int(n))
-    if linked:  # a link's images first: the gallery shows those (worst first)
-        pi = res.per_image
-        top = res.most_disputed(len(pi))
+    if linked:  # a link's images: the gallery shows those (worst first)
+        top = res.most_disputed(len(res.per_image))
         top = top[top["image_id"].isin(linked)].head(int(n))
     ids = top["image_id"].tolist()
     image_gallery(ds, ids, key="agr_gallery", captions=dict(zip(ids, top["caption"])),

@@ -216,6 +216,13 @@ class Store:
         return out
 
     # ------------------------------------------------------------------------ vectors
+    def has_vectors(self, model_id: str) -> bool:
+        """Whether any vector of ``model_id`` is stored (one indexed lookup): lets a caller
+        skip hashing a dataset's files when nothing could be found anyway."""
+        with self._lock:
+            return self._con.execute("SELECT 1 FROM vectors WHERE model_id = ? LIMIT 1",
+                                     (model_id,)).fetchone() is not None
+
     def get_vectors(self, model_id: str, keys: Sequence[str]
                     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(found mask, (n, d) float32 array with zeros where not found; None if none found)

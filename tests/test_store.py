@@ -34,11 +34,13 @@ def test_vectors_roundtrip_and_models_apart(tmp_path):
     np.testing.assert_array_equal(out[[0, 2]], v[[4, 0]])
     assert not out[1].any()
     assert st.get_vectors("m2", ["a"]) [0].tolist() == [False]
+    assert st.has_vectors("m1") and not st.has_vectors("m2")
     with pytest.raises(ValueError, match="one row per key"):
         st.put_vectors("m1", ["a"], v)
     info = st.info()
     assert info.set_index("name").loc["m1", "entries"] == 5
     assert st.clear(model="m1") == 5 and not st.get_vectors("m1", ["a"])[0].any()
+    assert not st.has_vectors("m1")
 
 
 def test_records_roundtrip(tmp_path):

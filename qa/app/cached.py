@@ -227,9 +227,13 @@ def complete_object_embeddings(key: str, ds: Dataset):
 
     if ds.is_classification or not ds.has_boxes:
         return None
+    from qa.store import default_store
+
     try:
         spec = model_spec("auto", None)
     except ModelError:
+        return None
+    if not default_store().has_vectors(spec.model_id):  # never embedded: read no image files
         return None
     emb = stored_embeddings(key, ds, spec.model_id, "auto", None, objects=True)
     return emb if len(emb) and not emb.n_not_cached else None

@@ -76,3 +76,25 @@ def test_deep_link_focuses_the_queue():
     assert not at.exception, at.exception
     assert "Showing the 1 of 1 linked images" in texts(at)
     assert at.button(key="dis_clear_focus") is not None
+
+
+def test_complete_box_embeddings_give_the_second_opinion(monkeypatch):
+    """With every box embedded, the page passes the crops on: a spurious label whose crop looks
+    like its class ranks after one whose crop does not, and the page says so."""
+    from qa.app import cached
+    from qa.embeddings import Embeddings
+
+    anns = [(i, i, 1, "a", 10, 10, 40, 40) for i in range(1, 13)]
+    preds = [(100 + i, i, 1, 0.9, 10, 10, 40, 40) for i in range(1, 11)]
+    ds = make_ds(anns, preds, images=range(1, 13))
+    v = np.tile([1.0, 0.0, 0.0, 0.0], (12, 1)) + np.random.default_rng(0).normal(0, 0.05, (12, 4))
+    v[11] = [0.0, 1.0, 0.0, 0.0]
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    objects = Embeddings(v.astype(np.float32), np.arange(1, 13), "test/model",
+                         ann_ids=np.arange(1, 13))
+    monkeypatch.setattr(cached, "complete_object_embeddings", lambda key, ds: objects)
+    at = run_page(ds, "dis-crops")
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "second opinion from test/model crops on 2 of 2 spurious-label flags" in shown
+    assert "Embed the boxes on the Outliers page" not in shown
