@@ -227,6 +227,12 @@ def test_killed_writer_leaves_database_consistent(review_url):
             break
     os.kill(p.pid, signal.SIGKILL)
     p.wait(30)
+    for line in p.stdout.read().splitlines():  # commits reported before the kill, not yet read
+        line = line.strip()
+        if line.startswith("batch "):
+            batches.append(line.split()[1])
+        elif line:
+            committed.append(line)
     st = ReviewStore(review_url)
     assert st.check() == []
     hist = st.history()
