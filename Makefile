@@ -1,20 +1,28 @@
-# The two commands: `make run` and `make test`. Both create .venv and install everything.
+# The two commands: `make run` and `make test`. Both create .venv and install everything,
+# at the exact versions (and hashes) of requirements.lock, so a release elsewhere cannot
+# break them. `make lock` regenerates the lock from pyproject.toml + requirements.in.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# torch per DESIGN.md: this pair is the one that works with torchvision on these machines.
-TORCH := torch==2.14.1 torchvision==0.29.1
+LOCK := requirements.lock
 STAMP := $(VENV)/.installed
 DATASET ?= sample_data
 PORT ?= 8501
+# The lock's own tool, pinned like everything else; it lives in a venv of its own.
+UV := uv==0.13.8
+LOCKVENV := .venv-lock
+# `make lock UPGRADE=1` moves every pin to the newest release the ranges allow;
+# plain `make lock` keeps the current pins and only adds or drops what pyproject.toml changed.
+UPGRADE ?=
+LATEST := .venv-latest
 
-.PHONY: run test venv bench sample clean
+.PHONY: run test venv lock test-latest bench sample clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): $(LOCK) pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK) --log $(VENV)/install.log
+	$(BIN)/python -m pip check
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,6 +35,24 @@ run: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
+lock:
+	test -x $(LOCKVENV)/bin/uv || ($(PYTHON) -m venv $(LOCKVENV) && $(LOCKVENV)/bin/pip install -q $(UV))
+	$(LOCKVENV)/bin/uv pip compile pyproject.toml requirements.in --extra test \
+	  --universal --python-version 3.11 --generate-hashes $(if $(UPGRADE),--upgrade) \
+	  --custom-compile-command "make lock" -o $(LOCK)
+
+# Not in CI: the suite against the newest releases the ranges in pyproject.toml allow, in a
+# venv of its own, so that a release that breaks the project is seen before a user sees it.
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q --upgrade -r requirements.in -e '.[test]'
+	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/versions.txt
+	@echo "versions differing from $(LOCK):"
+	@$(LATEST)/bin/python -c "import re,sys; pin=lambda t: dict(m.groups() for m in re.finditer(r'(?m)^([A-Za-z0-9_.-]+)==([^ ;\\\\]+)', t)); n=lambda k: re.sub(r'[-_.]+','-',k).lower(); a={n(k):v for k,v in pin(open('$(LOCK)').read()).items()}; b={n(k):v for k,v in pin(open('$(LATEST)/versions.txt').read()).items()}; [print(f'  {k}: {a[k]} -> {b[k]}') for k in sorted(a.keys()&b.keys()) if a[k]!=b[k]]"
+	HF_HUB_OFFLINE=1 $(LATEST)/bin/python -m pytest -q -p no:cacheprovider
+
 sample: $(STAMP)
 	$(BIN)/python -m qa.sample sample_data
 
@@ -34,4 +60,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache artifacts
+	rm -rf $(VENV) $(LOCKVENV) $(LATEST) .pytest_cache artifacts

@@ -279,25 +279,35 @@ def parse_json(path: Path, data: bytes | None = None, *, decoder=None):
         raise DatasetError(json_error_message(path, data, exc)) from None
     except msgspec.DecodeError as exc:
         raise DatasetError(json_error_message(path, data, exc)) from None
-    except UnicodeDecodeError:
-        # msgspec reports invalid UTF-8 inside a string this way, with an offset counted from
-        # the string: find the byte in the file again.
-        try:
-            data.decode("utf-8")
-            pos = 0
-        except UnicodeDecodeError as whole:
-            pos = whole.start
-        raise DatasetError(json_error_message(
-            path, data, ValueError(f"invalid UTF-8 at byte {pos}"))) from None
+    except UnicodeDecodeError as exc:
+        # msgspec releases before 0.23 raise this for invalid UTF-8 inside a string
+        raise DatasetError(json_error_message(path, data, exc)) from None
+
+
+def _first_invalid_utf8(data: bytes) -> int | None:
+    """Offset of the first byte that is not valid UTF-8, or None when all of it is."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None
 
 
 def json_error_message(path: Path, data: bytes, exc: Exception) -> str:
-    msg = str(exc)
+    """The message for unreadable JSON: the file, where (line and column, found by this
+    project, not read from the parser's wording when it can be found here), what and the fix."""
     import re
 
+    msg = str(exc)
+    bad_byte = _first_invalid_utf8(data)
     m = re.search(r"\(?(?:at )?byte (\d+)", msg)
     where = ""
-    if "truncated" in msg:
+    if bad_byte is not None:
+        # parsers word this differently and some give an offset inside the string only
+        line, col = _line_col(data, bad_byte)
+        where = f" at line {line}, column {col}"
+        msg = f"invalid UTF-8 at byte {bad_byte}; save the file as UTF-8"
+    elif "truncated" in msg:
         n_lines = data.count(b"\n") + 1
         where = f" at the end of the file (line {n_lines}; the file is cut short)"
     elif m:

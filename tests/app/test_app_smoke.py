@@ -46,7 +46,7 @@ def test_broken_dataset_shows_clear_error_not_a_traceback(tmp_path):
     msgs = [e.value for e in at.error]
     assert len(msgs) == 1
     assert "Could not load" in msgs[0] and "a.json: malformed JSON at line 1, column 22" in msgs[0]
-    assert "trailing comma" in msgs[0]
+    assert "Fix the file or re-export it" in msgs[0]  # the fix, in this project's words
     assert [i.value for i in at.info] == ["Choose a dataset in the sidebar to start."]
 
 
