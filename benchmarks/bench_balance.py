@@ -17,7 +17,6 @@ Prints the figures and PASS/FAIL; not a timed test.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
 import time
@@ -81,7 +80,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-apptest", action="store_true", help="skip the AppTest page rerun")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    # Outside `streamlit run` every cached call warns "No runtime found, using
+    # MemoryCacheStorageManager" through Streamlit's own loggers (which do not propagate, so
+    # the "streamlit" logger's level does not reach them): set the level Streamlit's way.
+    import streamlit.logger
+
+    streamlit.logger.set_log_level("error")
 
     t = time.perf_counter()
     ds = synthetic_dataset(args.images, args.annotations)
