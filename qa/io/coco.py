@@ -38,6 +38,7 @@ from qa.dataset import (
     SUPERCATEGORY,
     WIDTH,
     Dataset,
+    DatasetError,
     H,
     W,
     X,
@@ -277,10 +278,43 @@ def read_coco_file(path: Path, issues: IssueLog):
     data = read_bytes(path)
     try:
         with _gc_paused():
-            return _tables_typed(parse_json(path, data, decoder=_DECODER), path, issues)
+            out = _tables_typed(parse_json(path, data, decoder=_DECODER), path, issues)
     except msgspec.ValidationError as exc:
         log.info("%s: typed COCO parse failed (%s); re-reading leniently", path, exc)
-    return _tables_lenient(path, parse_json(path, data), issues)
+        out = _tables_lenient(path, parse_json(path, data), issues)
+    if out[1][W].isna().any():  # image-level labels: make sure they are not boxes in disguise
+        _refuse_hidden_boxes(path, data)
+    return out
+
+
+# Keys that carry a box or a shape under another name than COCO's "bbox": an annotation that
+# has one is not an image-level label.
+BOX_KEYS = ("box", "boxes", "bndbox", "coordinates", "points", "polygon", "rect", "xmin", "x1",
+            "x", "segmentation")
+_MAX_CHECKED = 50
+
+
+def _refuse_hidden_boxes(path: Path, data: bytes) -> None:
+    """DatasetError when annotations without 'bbox' carry a box under another key (or only a
+    segmentation): such a file must never load as image-level labels."""
+    doc = parse_json(path, data)
+    anns = doc.get("annotations") if isinstance(doc, dict) else None
+    if not isinstance(anns, list):
+        return
+    checked = 0
+    for i, a in enumerate(anns):
+        if not isinstance(a, dict) or "bbox" in a:
+            continue
+        checked += 1
+        keys = [k for k in BOX_KEYS if a.get(k) not in (None, [], {}, "")]
+        if keys:
+            raise DatasetError(
+                f"{path}: annotations[{i}] has no 'bbox' but carries {keys} (keys: "
+                f"{sorted(a)[:10]}); without 'bbox' it would read as an image-level label, so "
+                "the file is refused. Give each box as 'bbox': [x, y, w, h] (COCO), or load the "
+                "file in its own format with --format (format=...).")
+        if checked >= _MAX_CHECKED:
+            return
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -373,7 +407,7 @@ def _coco_files(path: Path) -> list[tuple[str | None, Path]]:
     of each split folder)."""
     from qa.io import _sniff_json
     from qa.io._splits import split_folders
-    from qa.io.layout import found
+    from qa.io.layout import found as found_here
 
     ann_dir = path / "annotations" if (path / "annotations").is_dir() else path
     files = sorted(ann_dir.glob("*.json"))
@@ -389,7 +423,7 @@ def _coco_files(path: Path) -> list[tuple[str | None, Path]]:
         out += [(split, f) for f in found]
     expect(bool(out), path, "no COCO *.json file in annotations/, in the folder itself or in "
                             "split folders (train/_annotations.coco.json). "
-                            + found(path))
+                            + found_here(path))
     return out
 
 

@@ -401,6 +401,9 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
                       [f for _, f in per_split])
     files = sorted(p for p in path.glob("*.csv") if is_file(p))
     files += sorted(p for p in path.glob("*.tsv") if is_file(p))
+    named = [path / n for n in SPLIT_CSV_NAMES if is_file(path / n)]
+    if named:  # one Roboflow split folder (its _classes.csv may be a RetinaNet class map)
+        files = named[:1]
     if len(files) == 1:
         return read_file(files[0], image_root=image_root)
     named = [(split_of_folder(_split_word(f.stem)), f) for f in files]

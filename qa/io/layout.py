@@ -157,6 +157,8 @@ def detect_folder(p: Path) -> str | None:
         return "yolo"
     if list(p.glob("*.csv")) or list(p.glob("*.tsv")):
         return "csv"
+    if splits:  # split folders of bare images: no labels, not class folders either
+        return None
     top = facts(p)
     if any(facts(p / d).images for d in top.subdirs[:200]):
         return "imagefolder"

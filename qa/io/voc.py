@@ -235,7 +235,7 @@ def _annotation_files(path: Path) -> tuple[list[Path], bool, dict[Path, str]]:
     LabelImg's ``annotations/`` (any case) with the images in ``images/``; Roboflow's split
     folders holding each image's XML beside it; or the XML files of the folder itself."""
     from qa.io._splits import split_folders
-    from qa.io.layout import found
+    from qa.io.layout import found as found_here
 
     def xmls_in(d: Path) -> list[Path]:
         return [x for x in sorted(d.glob("*.xml")) if is_within(path, x)]
@@ -244,7 +244,7 @@ def _annotation_files(path: Path) -> tuple[list[Path], bool, dict[Path, str]]:
     if is_dir(ann_dir):
         xmls = xmls_in(ann_dir)
         expect(bool(xmls), ann_dir, "no *.xml annotation files in Annotations/. "
-                                    + found(path))
+                                    + found_here(path))
         return xmls, False, {}
     other = [d for d in sorted(path.iterdir()) if is_dir(d) and d.name.lower() == "annotations"]
     for d in other:
@@ -256,7 +256,7 @@ def _annotation_files(path: Path) -> tuple[list[Path], bool, dict[Path, str]]:
     xmls = xmls_in(path)
     expect(bool(xmls), path, "no VOC XML files in Annotations/, annotations/, split folders "
                              "(train/*.xml) or the folder itself. "
-                             + found(path))
+                             + found_here(path))
     return xmls, True, {}
 
 

@@ -18,7 +18,9 @@ Layouts
 The label of ``.../images/<sub>/a.jpg`` is ``.../labels/<sub>/a.txt`` (the last ``images``
 path component replaced, as Ultralytics does): one object per line, ``class cx cy w h``
 normalised to [0, 1]. Lines with an odd number >= 7 of fields are polygons (``class x1 y1 x2
-y2 ...``); their bbox is kept with the points in ``segmentation``. A 6th column is a
+y2 ...``, Ultralytics/Roboflow segmentation, mixed with box lines in one file); their bbox is
+kept with the points (in pixels) as a COCO polygon in ``segmentation``, and a box line of such
+a dataset gets its rectangle there. A 6th column is a
 confidence: that is a predictions file, quarantined here (load it with ``predictions=``).
 
 Category ids are the YOLO class indices (0-based), so that YOLO prediction files match them.
@@ -316,12 +318,12 @@ def _layout_from_folder(folder: Path, issues: IssueLog):
             split_images = [(p, s) for s, d in per_split
                             for p in list_images(d, root=folder, issues=issues)]
             return folder, names, split_images, [d for _, d in per_split]
-        from qa.io.layout import found
+        from qa.io.layout import found as found_here
 
         raise DatasetError(
             f"{folder}: not a YOLO dataset: expected a data.yaml, images/ and labels/ folders "
             "(also inside train/ valid/ test/), or a darknet obj.data. "
-            + found(folder))
+            + found_here(folder))
     names = _names_from_classes_txt(folder)
     split_images = []
     for p in list_images(images_dir, root=folder, issues=issues):
@@ -518,7 +520,11 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         X: box[:, 0], Y: box[:, 1], W: box[:, 2], H: box[:, 3],
     })
     if any(r[6] is not None for r in rows):
-        anns[SEGMENTATION] = [r[6] for r in rows]
+        # polygons kept as COCO polygons (mask IoU, the gallery); a box line among them is its
+        # rectangle, so that every object of a segmentation set has a mask
+        anns[SEGMENTATION] = [r[6] if r[6] is not None else
+                              [[r[2], r[3], r[2] + r[4], r[3], r[2] + r[4], r[3] + r[5], r[2],
+                                r[3] + r[5]]] for r in rows]
     name = (yaml_path.parent.name if yaml_path is not None else path.name) or path.name
     return Dataset(images=images, categories=cats, annotations=anns, root=root, format="yolo",
                    name=name, annotators=(DEFAULT_ANNOTATOR,), load_issues=issues.frame())
