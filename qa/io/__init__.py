@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +42,10 @@ def _peek_json(path: Path, n: int = 4096) -> str:
     return head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
 
 
+_COCO_LIST = re.compile(r'"(?:images|categories)"\s*:\s*\[')
+_COCO_ANNOTATIONS = re.compile(r'"annotations"\s*:\s*\[')
+
+
 def _sniff_json(path: Path) -> str | None:
     try:
         head = _peek_json(path, 1 << 16)
@@ -58,11 +63,11 @@ def _sniff_json(path: Path) -> str | None:
             return "labelstudio"
         return None
     if head.startswith("{"):
-        if '"images"' in head or '"categories"' in head:
+        if _COCO_LIST.search(head):  # "images": [ ... (not a summary's "images": 364)
             return "coco"
         if '"data"' in head:  # a single Label Studio task: {"data": ..., "annotations": ...}
             return "labelstudio"
-        if '"annotations"' in head:
+        if _COCO_ANNOTATIONS.search(head):
             return "coco"
     return None
 

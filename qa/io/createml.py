@@ -100,8 +100,10 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         if not parts and is_file(path / ROBOFLOW_NAME):
             return read(path / ROBOFLOW_NAME, image_root=image_root)
         if not parts:
+            from qa.io.layout import found
+
             raise DatasetError(f"{path}: no {ROBOFLOW_NAME} here or in split folders (train/, "
-                               "valid/, test/).")
+                               f"valid/, test/). {found(path)}")
         ds = combine_splits(path, [(s, read_file(f, image_root=image_root)) for s, f in parts],
                             fmt="createml", name=path.name)
         files = {f.parent.name: f.name for _, f in parts}

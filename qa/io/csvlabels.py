@@ -422,8 +422,10 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         return _noted(combine_splits(path, parts, fmt="csv", name=path.name, issues=issues,
                                      root=root), [f for _, f in named])
     if not files:
+        from qa.io.layout import found
+
         raise DatasetError(f"{path}: no CSV files here or in split folders (train/, valid/, "
-                           "test/).")
+                           f"test/). {found(path)}")
     raise DatasetError(
         f"{path}: holds {len(files)} CSV files ({', '.join(f.name for f in files[:6])}) and "
         "they are not one per split; give the one to load, e.g. "

@@ -184,8 +184,11 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     elif path.is_dir():
         ann_dir = path / "annotations" if (path / "annotations").is_dir() else path
         files = sorted(ann_dir.glob("*.xml"))
-        expect(bool(files), path, "no CVAT *.xml files found (looked in annotations/ and the "
-                                  "folder itself).")
+        if not files:
+            from qa.io.layout import found
+
+            raise DatasetError(f"{path}: no CVAT *.xml files found (looked in annotations/ and "
+                               f"the folder itself). {found(path)}")
     else:
         raise DatasetError(f"{path}: no such file or directory. Check the path.")
     images: dict[str, dict] = {}

@@ -195,13 +195,21 @@ def describe_folder(p: Path) -> str:
 def closest_layout(p: Path) -> str:
     """A sentence naming the supported layout the folder is closest to, and what to do."""
     top = facts(p)
+    here = detect_folder(p)
+    if here is not None:
+        return (f"The folder reads as {here}: load it with format='auto' (no --format), or "
+                f"--format {here}.")
     splits = split_kinds(p)
     if not splits:
         inner = [(d, fmt) for d in top.subdirs[:10] if (fmt := detect_folder(p / d))]
-        if inner and len(inner) <= 3:
+        if len(inner) == 1:
             d, fmt = inner[0]
             return (f"The sub-folder `{d}/` holds a {fmt} dataset: load that folder "
                     f"(dataset-qa info {p / d}).")
+        if inner:
+            return ("Its sub-folders hold datasets (" + ", ".join(
+                f"`{d}/`: {fmt}" for d, fmt in inner) + "): load one of them, e.g. "
+                f"dataset-qa info {p / inner[0][0]}.")
     if splits:
         kinds = {n: k for n, (_, k) in splits.items()}
         if len({k for k in kinds.values() if k}) > 1:

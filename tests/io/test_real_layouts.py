@@ -254,3 +254,18 @@ def test_unlisted_images_count_matches_the_folder(tmp_path):
     assert msg.startswith(f"{len(on_disk - listed)} images in the dataset folder")
     assert set(pd.unique(ds.images[FILE_NAME])) == listed
     assert not os.path.exists(top / "test" / ".dataset-qa")  # nothing written beside the data
+
+
+def test_refusals_on_real_folders_say_what_is_there(realdata):
+    from qa.dataset import DatasetError
+
+    # the folder above two datasets: names both and the command to load one
+    with pytest.raises(DatasetError, match=r"`bccd/`: voc, `raccoon/`: voc\): load one of them, "
+                                           r"e\.g\. dataset-qa info .*bccd"):
+        qa.load(realdata)
+    # a wrong --format: what was found (200 XML files in annotations/) and the format that fits
+    with pytest.raises(DatasetError) as e:
+        qa.load(realdata / "raccoon", format="yolo")
+    msg = str(e.value)
+    assert "`annotations/` holds 200 .xml files" in msg and "`images/` holds 200 images" in msg
+    assert "reads as voc" in msg and "class sub-folders" not in msg
