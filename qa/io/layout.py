@@ -26,6 +26,10 @@ SPLIT_MARKERS = (
 )
 # How many entries of a folder are looked at to describe it (a 1M-file folder stays fast).
 MAX_LISTED = 20_000
+# Folders that hold a dataset's images, not a class: a top folder whose only image folder is
+# one of these has no labels (it is not a one-class ImageFolder called "images").
+IMAGE_FOLDER_NAMES = frozenset({"images", "jpegimages", "imgs", "img", "pictures", "photos",
+                                "frames", "data"})
 
 
 @dataclass
@@ -160,7 +164,8 @@ def detect_folder(p: Path) -> str | None:
     if splits:  # split folders of bare images: no labels, not class folders either
         return None
     top = facts(p)
-    if any(facts(p / d).images for d in top.subdirs[:200]):
+    with_images = [d for d in top.subdirs[:200] if facts(p / d).images]
+    if with_images and not all(d.lower() in IMAGE_FOLDER_NAMES for d in with_images):
         return "imagefolder"
     return None
 
@@ -222,6 +227,13 @@ def closest_layout(p: Path) -> str:
                     "beside the images (_annotations.coco.json, _annotations.csv, "
                     "_classes.csv, one .xml per image, or labels/ for YOLO); download the export "
                     "with labels, not only the images.")
+    image_dirs = [d for d in top.subdirs if d.lower() in IMAGE_FOLDER_NAMES
+                  and facts(p / d).images]
+    if image_dirs and not top.files:
+        return (f"`{image_dirs[0]}/` holds images but nothing here labels them: add their "
+                "labels (a COCO JSON in annotations/, YOLO labels/ beside images/, VOC XML in "
+                "annotations/, a CSV), or, for classification, put each class's images in a "
+                "folder named after the class.")
     if top.images and not top.subdirs and not top.files:
         return ("It holds only images: add their labels (a COCO JSON, YOLO labels/, VOC XML, a "
                 "CSV) or, for classification, put each class's images in a sub-folder named after "

@@ -254,6 +254,25 @@ def test_split_folders_with_only_images_say_so(tmp_path):
     assert "class sub-folders" not in msg  # it never blames something that is not there
 
 
+def test_images_folder_alone_is_not_a_class(tmp_path):
+    make_image(tmp_path / "images" / "a.jpg", 8, 8)
+    make_image(tmp_path / "images" / "b.jpg", 8, 8)
+    with pytest.raises(DatasetError, match=r"`images/` holds 2 images.*nothing here labels "
+                                           r"them"):
+        qa.load(tmp_path)
+
+
+def test_one_hot_csv_multi_label_and_unlabelled(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "_classes.csv").write_text(
+        "filename, cat, dog, bird\na.jpg, 1, 1, 0\nb.jpg, 0, 0, 0\nc.jpg, 0, 0, 1\n")
+    ds = qa.load(tmp_path, probe=False)
+    assert ds.n_images == 3 and ds.summary()["image_labels"] == 3 and not ds.has_boxes
+    per_image = ds.annotations.merge(ds.images, on="image_id").groupby(FILE_NAME).size()
+    assert per_image.to_dict() == {"train/a.jpg": 2, "train/c.jpg": 1}
+    assert sorted(ds.category_names.values()) == ["bird", "cat", "dog"]
+
+
 def test_mixed_split_folders_name_each(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "_annotations.coco.json").write_text('{"images": []}')
