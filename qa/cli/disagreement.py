@@ -72,7 +72,11 @@ def cmd_disagreement(args) -> int:
     for note in res.notes:
         w(f"  note: {note}\n")
     w(f"\nReview queue (top {args.top}, most likely wrong first):\n")
-    w(table(res.queue.head(args.top), ["image_id", "label_quality", "reasons"]) + "\n")
+    from qa.dataset import image_labels
+
+    q = res.queue.head(args.top)
+    q = q.assign(image=q["image_id"].map(image_labels(ds.images)))
+    w(table(q, ["image", "label_quality", "reasons"]) + "\n")
     if len(res.unknown_predictions):
         w(f"\n{len(res.unknown_predictions)} predictions for unknown images/classes:\n")
         w(table(res.unknown_predictions.head(10), ["pred_id", "image_id", "category_id",
