@@ -301,7 +301,10 @@ class DisagreementResult:
                                "label_error_image_share", "label_issue_share"}:
             return None
         cc = self.cause_counts()
-        head = "estimate" if cc["estimated"] else "count"
+        crop = cc["by"].get("label_error", {}).get("crop", 0) + \
+            cc["by"].get(MODEL_MISS, {}).get("crop", 0)
+        head = ("count" if not cc["estimated"] else
+                "count and estimate" if crop else "estimate")
         return f"{head}: {cc['basis']}"
 
     def findings(self) -> pd.DataFrame:
