@@ -108,10 +108,7 @@ POOL_TEMPERATURE = 0.1
 # planted "shifted by more than half its size" boxes of sample_data lie at 0.38-0.77.
 NEAR_DISTANCE = 1.0
 NEAR_AREA_RATIO = 4.0
-# The model's precision is measured in score bins of about this many claims (enough for a
-# share to mean something, few enough to follow the score); below MIN_CALIBRATION_CLAIMS
-# claims the raw scores stand in.
-CALIBRATION_BIN = 100
+# Below this many claims the model's precision cannot be measured: the raw scores stand in.
 MIN_CALIBRATION_CLAIMS = 30
 # How often the crop of a box drawn on nothing (or on the wrong thing) lies outside its
 # class's spread: an assumption, not measured (the false-alarm rate on boxes the model
@@ -791,23 +788,19 @@ def _compute_boxes(img_ids, ref, preds, anns, conf, thr, low, dup, *,
 
 def claim_precision(scores: np.ndarray, agreed: np.ndarray, at: np.ndarray) -> np.ndarray:
     """The model's precision at the scores ``at``: the share of its claims that a label of
-    their class confirms (IoU >= threshold), in score bins of about :data:`CALIBRATION_BIN`
-    claims, made monotone in the score, with one agreeing and one disagreeing pseudo-claim
-    per bin (Laplace) so that no claim is ever certain. Fewer than
+    their class confirms (IoU >= threshold), as a non-decreasing function of the score
+    (isotonic regression, pool-adjacent-violators), kept inside
+    ``[1/(n+2), (n+1)/(n+2)]`` for ``n`` claims so that no claim is ever certain. Fewer than
     :data:`MIN_CALIBRATION_CLAIMS` claims: the raw scores (nothing to measure against)."""
+    from sklearn.isotonic import IsotonicRegression
+
     at = np.asarray(at, np.float64)
     n = len(scores)
     if n < MIN_CALIBRATION_CLAIMS:
         return at.copy()
-    order = np.argsort(scores, kind="stable")
-    s, a = scores[order], agreed[order].astype(np.float64)
-    n_bins = max(1, n // CALIBRATION_BIN)
-    edges = np.linspace(0, n, n_bins + 1).astype(int)
-    prec = np.array([(a[lo:hi].sum() + 1.0) / (hi - lo + 2.0)
-                     for lo, hi in zip(edges[:-1], edges[1:])])
-    prec = np.maximum.accumulate(prec)  # a more confident claim is never less precise
-    upper = s[edges[1:-1]]  # the first score of each later bin
-    return prec[np.searchsorted(upper, at, side="right")]
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+    iso.fit(np.asarray(scores, np.float64), np.asarray(agreed, np.float64))
+    return np.clip(iso.predict(at), 1.0 / (n + 2), (n + 1.0) / (n + 2))
 
 
 def _near_pairs(ga, gb, geo_a: Geometry, geo_b: Geometry, ca, cb):

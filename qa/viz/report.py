@@ -108,11 +108,12 @@ def checks_table(report, *, statuses=None) -> pd.DataFrame:
             "value": value, "threshold": c.threshold, "evidence": c.n_evidence,
             "dismissed": c.n_dismissed, "points lost": round(c.points_lost, 1),
             "action / reason": c.reason if c.status == "skipped" else c.action,
+            "how measured": c.basis,
             "link": f"./{c.link}" if c.link is not None and c.n_evidence else None,
             "_order": (rank[c.status], i)})
     df = pd.DataFrame(rows, columns=["status", "check", "link", "value", "threshold",
                                      "evidence", "dismissed", "points lost", "area",
-                                     "action / reason", "_order"])
+                                     "action / reason", "how measured", "_order"])
     return df.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
