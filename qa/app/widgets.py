@@ -55,8 +55,9 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
     hl = tuple(sorted(int(a) for a in highlight_ann_ids)) if highlight_ann_ids is not None else None
     ann_key = tuple(annotators) if annotators is not None else None
     names = dict(zip(ds.images["image_id"].tolist(), ds.images["file_name"].tolist()))
-    cols = st.columns(columns)
     for i, iid in enumerate(shown):
+        if i % columns == 0:  # one row of columns at a time: a ranked list reads in rank
+            cols = st.columns(columns)  # order, left to right, row by row (no masonry)
         img, err = _thumbnail(dataset_key(), ds, iid, ann_key, show_predictions, hl)
         cap = f"#{iid} {names.get(iid, '')}"
         if iid in captions:
