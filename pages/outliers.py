@@ -4,7 +4,7 @@ import streamlit as st
 
 from qa.app import cached
 from qa.app.state import clear_focus, dataset_key, focus, require_dataset
-from qa.app.widgets import embed_button, image_gallery
+from qa.app.widgets import embed_button, image_gallery, object_gallery
 from qa.embeddings import FALLBACK, ModelError, embed_images, embed_objects
 from qa.outliers import DEFAULT_K, MAP_METHODS, METHODS, embedding_shortfall
 from qa.viz import outliers as vo
@@ -98,10 +98,13 @@ elif section == "Per-class outliers":
         embed_button("Embed the labelled boxes", key="out_embed_objects",
                      run=lambda p: embed_objects(ds, model=model, checkpoint=ckpt, progress=p))
     fc = res.flagged_class
+    if len(fc) and fc["ann_id"].notna().any():  # the odd box itself, cropped and highlighted
+        st.caption("Each odd box, cropped with its surroundings and outlined in yellow.")
+        object_gallery(ds, fc["ann_id"].dropna().astype(int), key="out_class_crops",
+                       captions=vo.class_outlier_captions(fc))
+    elif len(fc):
+        image_gallery(ds, list(dict.fromkeys(fc["image_id"])), key="out_class_gallery")
     st.dataframe(fc, hide_index=True, key="out_class_table")
-    if len(fc):
-        image_gallery(ds, list(dict.fromkeys(fc["image_id"])), key="out_class_gallery",
-                      highlight_ann_ids=fc["ann_id"].dropna().astype(int).tolist() or None)
 elif section == "Text search":
     if not emb.is_clip:
         st.info(f"Text search needs a CLIP model; these vectors come from {emb.model_label}. "

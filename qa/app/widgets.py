@@ -68,6 +68,31 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
             st.image(img, caption=cap, width="stretch")
 
 
+def object_gallery(ds: Dataset, ann_ids, *, key: str, captions=None, columns: int = 6,
+                   max_objects: int = 30) -> None:
+    """The boxes themselves, in the given order: each cropped with some context and
+    highlighted (:func:`qa.viz.boxes.render_object`), row by row. ``captions``: ann_id ->
+    text."""
+    from qa.viz.boxes import render_object
+
+    ids = [int(a) for a in list(ann_ids)][:max_objects]
+    if not ids:
+        st.caption("No boxes to show.")
+        return
+    captions = captions or {}
+    for i, a in enumerate(ids):
+        if i % columns == 0:
+            cols = st.columns(columns)
+        img, err = render_object(ds, a)
+        with cols[i % columns]:
+            if img is None:
+                st.caption(f"box #{a}: {err}")
+            else:
+                st.image(img, caption=captions.get(a, f"box #{a}") + (f" ({err})" if err
+                                                                       else ""),
+                         width="stretch")
+
+
 def linked_evidence(ds: Dataset, *, key: str, hints: dict[str, str] | None = None) -> list | None:
     """What a deep link (a report check's "open evidence", a review item) asks this page to
     show, shown first: a note naming the kind, the linked images with their boxes, and a
