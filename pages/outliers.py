@@ -40,6 +40,11 @@ if missing > 0:
 
 objects = (cached.stored_embeddings(key, ds, spec.model_id, model, ckpt, objects=True)
            if ds.has_boxes else None)
+if ds.has_boxes and (objects is None or len(objects) == 0):  # whatever the section shown
+    embed_button("Embed the labelled boxes", key="out_embed_objects",
+                 help="Per-class outliers, and each unsupported box's crop decides on Model "
+                      "disagreement: label error or model miss.",
+                 run=lambda p: embed_objects(ds, model=model, checkpoint=ckpt, progress=p))
 c1, c2, c3, c4 = st.columns(4)
 method = c1.selectbox("Method", METHODS, key="out_method")
 k = c2.slider("Neighbours k", 2, 50, DEFAULT_K, key="out_k")
@@ -94,9 +99,8 @@ elif section == "Map":
         image_gallery(ds, chosen, key="out_map_gallery", max_images=8)
 elif section == "Per-class outliers":
     if ds.has_boxes and (objects is None or len(objects) == 0):
-        st.info("Per-class outliers compare each box with the other boxes of its class.")
-        embed_button("Embed the labelled boxes", key="out_embed_objects",
-                     run=lambda p: embed_objects(ds, model=model, checkpoint=ckpt, progress=p))
+        st.info("Per-class outliers compare each box with the other boxes of its class: "
+                "embed the labelled boxes with the button above.")
     fc = res.flagged_class
     if len(fc) and fc["ann_id"].notna().any():  # the odd box itself, cropped and highlighted
         st.caption("Each odd box, cropped with its surroundings and outlined in yellow.")
