@@ -365,6 +365,12 @@ def test_cli_disagreement_and_evaluate(tmp_path, capsys):
     assert doc["model"] == "detector"  # picked up from predictions/*.json
     assert set(doc["exported"]) >= {"csv", "coco", "labelstudio"}
     assert (tmp_path / "out" / "queue.csv").is_file()
+    # issue 21: the JSON and the text both split label errors from model misses, with how
+    assert doc["causes"]["estimated"] and 12 <= doc["causes"]["label_errors"] <= 36
+    assert doc["metrics"]["label_errors_estimated"] == 1
+    assert main(["disagreement", str(SAMPLE), "--reference", "alice"]) == 0
+    out = capsys.readouterr().out
+    assert "likely label errors: ~" in out and "(estimated)" in out and "how: 18 counted" in out
     assert main(["evaluate", str(SAMPLE), "--json", "--reference", "alice"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert 0.8 < ev["stats"]["AP50"] <= 1
