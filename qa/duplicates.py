@@ -388,8 +388,11 @@ class DuplicatesResult:
             "copy_split": np.where(a_is_copy, leak["split_a"], leak["split_b"]),
             "kept_id": np.where(a_is_copy, leak["image_id_b"], leak["image_id_a"]),
             "kept_split": np.where(a_is_copy, leak["split_b"], leak["split_a"]),
+            "copy_file": np.where(a_is_copy, leak["file_a"], leak["file_b"]),
+            "kept_file": np.where(a_is_copy, leak["file_b"], leak["file_a"]),
             "method": leak["method"].to_numpy(), "similarity": leak["similarity"].to_numpy(),
-            "flipped": leak["flipped"].to_numpy(), "cluster_id": leak["cluster_id"].to_numpy()})
+            "flipped": leak["flipped"].to_numpy(), "cluster_id": leak["cluster_id"].to_numpy(),
+            "decided_by": leak["decided_by"].to_numpy()})
         exact = out["method"].isin(EXACT_METHODS)
         return out.assign(_e=~exact).sort_values(["_e", "similarity", "copy_id"],
                                                  ascending=[True, False, True],
@@ -444,23 +447,23 @@ class DuplicatesResult:
         for p in self.pairs.itertuples(index=False):
             a, b = int(p.image_id_a), int(p.image_id_b)
             copy, orig = (a, b) if a in remove and remove[a] == b else (b, a)
+            fn = {a: p.file_a, b: p.file_b}
             if p.method == LISTED_TWICE:
                 rows.append(_finding("listed_twice", copy, orig, 1.0,
-                                     f"Image #{copy} and #{orig} are the same file "
+                                     f"Image entries #{copy} and #{orig} are the same file "
                                      f"({p.file_a}) listed twice; drop one entry."))
                 continue
             exact = p.method in EXACT_METHODS
             kind = "exact_duplicate" if exact else "near_duplicate"
             how = ("an exact copy" if exact else
-                   f"a near-duplicate ({p.method}, similarity {p.similarity:.3f}"
-                   f"{', flipped' if p.flipped else ''})")
+                   f"the same picture ({getattr(p, 'reason', '') or p.method})")
             rows.append(_finding(kind, copy, orig, float(p.similarity),
-                                 f"Image #{copy} is {how} of #{orig}; keep one of them."))
+                                 f"{fn[copy]} is {how} of {fn[orig]}; keep one of them."))
             if p.cross_split:
                 sp = {a: p.split_a, b: p.split_b}
                 rows.append(_finding("leakage", copy, orig, float(p.similarity),
-                                     f"Image #{copy} ({sp[copy]}) is {how} of #{orig} "
-                                     f"({sp[orig]}): the splits leak; drop #{copy} from "
+                                     f"{fn[copy]} ({sp[copy]}) is {how} of {fn[orig]} "
+                                     f"({sp[orig]}): the splits leak; drop {fn[copy]} from "
                                      f"{sp[copy]}."))
         for r in self.inconsistent.itertuples(index=False):
             ids = list(r.image_ids)
@@ -895,14 +898,15 @@ def _clusters(ds: Dataset, pairs: pd.DataFrame, t: pd.DataFrame):
                 action = "keep"
             else:
                 action = "remove"
+                rf = im.at[rep, FILE_NAME]
                 if splits[i] and splits[rep] and splits[i] != splits[rep]:
-                    why = f"leaks #{rep} ({splits[rep]}) into {splits[i]}"
+                    why = f"leaks {rf} ({splits[rep]}) into {splits[i]}"
                 elif i in exact_ids and rep in exact_ids:
-                    why = f"a copy of #{rep}"
+                    why = f"a copy of {rf}"
                 elif rep in labels and i not in labels:
-                    why = f"an unlabelled copy of #{rep}"
+                    why = f"an unlabelled copy of {rf}"
                 else:
-                    why = f"a near-duplicate of #{rep}"
+                    why = f"a near-duplicate of {rf}"
                 removal.append((i, im.at[i, FILE_NAME], splits[i], cid, rep, why))
             rows.append((cid, i, im.at[i, FILE_NAME], splits[i], i == rep, action, why,
                          labels.get(i, "")))

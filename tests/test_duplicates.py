@@ -167,7 +167,7 @@ def test_tiny_dataset_clusters_leakage_and_labels(tmp_path):
     keep = res.clusters[res.clusters["action"] == "keep"]
     assert keep["image_id"].tolist() == [3] and "train copy" in keep["reason"].iloc[0]
     assert sorted(res.removal["image_id"]) == [1, 2, 5]
-    assert all("leaks #3 (train)" in r for r in res.removal["reason"])
+    assert all("leaks a_flip.png (train)" in r for r in res.removal["reason"])
     m = res.metrics()
     assert m["n_exact_pairs"] == 1 and m["n_near_pairs"] == 5 and m["n_clusters"] == 1
     assert m["n_leaking_images"] == 3 and m["n_inconsistent_label_clusters"] == 1

@@ -58,7 +58,7 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
     cols = st.columns(columns)
     for i, iid in enumerate(shown):
         img, err = _thumbnail(dataset_key(), ds, iid, ann_key, show_predictions, hl)
-        cap = f"#{iid} {names.get(iid, '')}"
+        cap = str(names.get(iid, f"image {iid}"))  # the file a user knows, not an internal id
         if iid in captions:
             cap += f" — {captions[iid]}"
         if err:
