@@ -73,12 +73,6 @@ def _load(path: Path, subset: str | None):
     return ds
 
 
-def _pr(tp: int, n_found: int, n_true: int) -> str:
-    p = f"{tp / n_found:.2f}" if n_found else "  - "
-    r = f"{tp / n_true:.2f}" if n_true else "  - "
-    return f"precision {p} ({tp}/{n_found})  recall {r} ({tp}/{n_true})"
-
-
 def eval_duplicates(name: str, ds, dup, judged: list[dict]) -> None:
     names = dict(zip(ds.images["image_id"], ds.images["file_name"]))
     explicit = {frozenset((r["file_a"], r["file_b"])): r["same"] == "1" for r in judged
@@ -113,9 +107,10 @@ def eval_duplicates(name: str, ds, dup, judged: list[dict]) -> None:
                                                       dup.exact_pairs["image_id_b"])}
     hit = len(true_pairs & found_set)
     judged_found = len(found) - unjudged
-    print(f"  duplicates  {_pr(tp, judged_found, len(true_pairs))[:38]}  recall "
-          f"{hit / len(true_pairs):.2f} ({hit}/{len(true_pairs)})" if true_pairs else
-          f"  duplicates  {_pr(tp, judged_found, 0)}")
+    p = f"{tp / judged_found:.2f}" if judged_found else "  - "
+    r = f"{hit / len(true_pairs):.2f}" if true_pairs else "  - "
+    print(f"  duplicates  precision {p} ({tp}/{judged_found})  recall {r} "
+          f"({hit}/{len(true_pairs)})")
     share = len(dup.removal) / max(len(ds.images), 1)
     print(f"              {len(near)} near pairs ({unjudged} unjudged), "
           f"{len(dup.exact_pairs)} exact, {len(dup.rejected)} candidates rejected on the "

@@ -25,7 +25,7 @@ try:
 except ModelError:
     pass
 n_emb = len(emb) if emb is not None else 0
-METHODS = {"phash": "Perceptual (pHash + dHash)", "embedding": "Perceptual + embeddings",
+METHODS = {"embedding": "Perceptual + embeddings", "phash": "Perceptual (pHash + dHash)",
            "exact": "Exact copies only"}
 c1, c2 = st.columns([2, 3])
 method = c1.radio("Candidates from", list(METHODS) if n_emb else ["phash", "exact"],
