@@ -44,9 +44,9 @@ def _realdata() -> Path:
 def datasets(extra: Path) -> dict[str, tuple[Path, str | None]]:
     """name -> (folder, subset rule)."""
     return {"bccd": (_realdata() / "bccd", None),
-            "chess": (extra / "chess", None),
             "chess-distinct": (extra / "chess", "one_per_source"),
-            "ricepest": (extra / "ricepest", None)}
+            "ricepest": (extra / "ricepest", None),
+            "chess": (extra / "chess", None)}
 
 
 def source_stem(file_name: str) -> str:

@@ -80,8 +80,6 @@ CLIP_LOW, CLIP_HIGH = 24.0, 232.0
 # largest share of changed pixels in one cell (a moved object fills a good part of a cell, a
 # seam along the edge of the overlap a thin strip).
 CHANGED_LEVEL = 0.5
-# Knots of the grey-level map from the second image to the first (matched quantiles).
-QUANTILE_KNOTS = 17
 # Side of the coarse map of changed pixels kept with each measurement.
 CHANGE_MAP_SIDE = 40
 # Grid of cells for the residual: GRID x GRID over the first image; a cell counts when at
@@ -232,24 +230,24 @@ def _residual(cv2, a: np.ndarray, b: np.ndarray, m: np.ndarray):
     overlap = float(mask.sum() / max(area, 1))
     if mask.sum() < 64:
         return overlap, np.inf, np.inf, None
-    av = a[mask]
-    bv = warped[mask]
-    # quantile mapping of b's grey levels onto a's over the overlap (brightness, exposure,
-    # gamma and contrast changes are monotonic): through the two cumulative histograms, as a
-    # 256-entry lookup table
-    # (a piecewise-linear map through QUANTILE_KNOTS matched quantiles: smooth, so a plain
-    # synthetic picture with a few grey levels maps onto itself)
-    qs = np.linspace(0.01, 0.99, QUANTILE_KNOTS)
-    ca = np.cumsum(np.bincount(av, minlength=256)) / len(av)
-    cb = np.cumsum(np.bincount(bv, minlength=256)) / len(bv)
-    ka = np.searchsorted(ca, qs).astype(np.float64)
-    kb = np.searchsorted(cb, qs).astype(np.float64)
-    kb = kb + np.arange(len(kb)) * 1e-3  # strictly increasing for interp
-    lut = np.interp(np.arange(256), kb, ka).astype(np.float32)
-    mapped = lut[warped]
+    # smoothed first (JPEG and resampling noise; a plain synthetic picture gets the dense
+    # histogram of its blurred edges), then b's grey levels mapped onto a's over the overlap
+    # through the two cumulative histograms (brightness, exposure, gamma and contrast changes
+    # are monotonic), as a 256-entry lookup table
     k = int(2 * round(3 * SMOOTH_SIGMA) + 1)
     sa = cv2.GaussianBlur(a.astype(np.float32), (k, k), SMOOTH_SIGMA)
-    sb = cv2.GaussianBlur(np.where(mask, mapped, sa), (k, k), SMOOTH_SIGMA)
+    sw = cv2.GaussianBlur(warped.astype(np.float32), (k, k), SMOOTH_SIGMA)
+    av = np.clip(np.rint(sa[mask]), 0, 255).astype(np.int64)
+    bv = np.clip(np.rint(sw[mask]), 0, 255).astype(np.int64)
+    ca = np.cumsum(np.bincount(av, minlength=256)) / len(av)
+    cb = np.cumsum(np.bincount(bv, minlength=256)) / len(bv)
+    lut = np.interp(cb, ca, np.arange(256, dtype=np.float64)).astype(np.float32)
+    sb = np.where(mask, lut[np.clip(np.rint(sw), 0, 255).astype(np.int64)], sa).astype(np.float32)
+    # a picture with a few flat grey levels has a histogram of spikes, where the table can
+    # send a level across a gap: then the plain levels fit better, and are used
+    plain = np.where(mask, sw, sa).astype(np.float32)
+    if np.abs(plain - sa)[mask].mean() < np.abs(sb - sa)[mask].mean():
+        sb = plain
     spread = float(av.astype(np.float32).std()) + 1.0
     # tolerant difference: how far a's pixel lies outside the range of b's pixels within
     # TOLERANCE_PX (a sub-pixel or one-pixel misfit of a tall object is no change)
@@ -514,7 +512,7 @@ def verify_pairs(dataset: Dataset, pairs: pd.DataFrame, *, progress: ProgressFn 
                              progress or (lambda f, m: None), workers, store, sha256 or {})
 
 
-MEASURE_KIND = "pixelverify/v4"
+MEASURE_KIND = "pixelverify/v5"
 
 
 def _boxes_by_image(ds: Dataset) -> dict[int, np.ndarray]:

@@ -91,11 +91,14 @@ def stored_embeddings(key: str, _ds: Dataset, model_id: str, model: str,
 
 @st.cache_data(show_spinner="Scoring outliers ...", max_entries=16)
 def outliers(key: str, _ds: Dataset, _emb, _objects, model_id: str, n: int, n_objects: int,
-             method: str, k: int):
-    """:func:`qa.outliers.compute_outliers` (keyed by model, row counts, method and k)."""
+             method: str, k: int, _stats=None, _duplicates=None):
+    """:func:`qa.outliers.compute_outliers` (keyed by model, row counts, method and k), with
+    the pixel statistics (the kind of each outlier) and the duplicate clusters (one image per
+    group of copies) when given."""
     from qa.outliers import compute_outliers
 
-    return compute_outliers(_ds, _emb, method=method, k=k, objects=_objects)
+    return compute_outliers(_ds, _emb, method=method, k=k, objects=_objects, stats=_stats,
+                            duplicates=_duplicates)
 
 
 @st.cache_data(show_spinner="Drawing the map ...", max_entries=16)
