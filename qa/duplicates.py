@@ -66,7 +66,7 @@ CANDIDATE_THRESHOLDS = {"phash": 1 - 24 / HASH_BITS, "embedding": 0.80}
 # Each image proposes at most this many candidates per method (its nearest ones), so a
 # dataset of one fixed scene (every image near every other) costs O(n) verifications, not
 # O(n^2). Copies of one picture are each other's nearest neighbours.
-CANDIDATES_PER_IMAGE = 4
+CANDIDATES_PER_IMAGE = 6
 # Verdicts of the pixel verification are kept in the store by the two files' SHA-256.
 VERIFY_KIND = "dupverify/v1"
 # Exact (brute force, BLAS) vector search up to this many vectors: 20k x 20k x 512 is ~2e11

@@ -50,6 +50,9 @@ MAD_SCALE = 1.4826
 # parts). Floors are always flagged; caps are never crossed by the relative rule.
 DARK_FLOOR, DARK_CAP = 40.0, 90.0  # brightest part under 40: nothing in the picture is lit
 BRIGHT_FLOOR, BRIGHT_CAP = 215.0, 170.0  # darkest part over 215: everything is washed out
+# With labels, dark / overexposed also need at least this share of the objects' pixels
+# crushed (luma <= 8) / blown (>= 247).
+CLIP_SHARE_MIN = 0.05
 # A nearly blank frame also has a narrow range of grey: p98 - p02 under SPREAD_CAP levels.
 SPREAD_CAP = 48.0
 BLUR_FLOOR, BLUR_CAP = 6.0, 60.0  # Laplacian variance at <= 512 px: 6 has no edges left
@@ -81,9 +84,9 @@ MESSAGES = {
 }
 RULES = {
     "dark": "objects' mean luma (no labels: the brightest 2 %) < clamp(median - 3.5 s, "
-            "floor 40, cap 90)",
+            "floor 40, cap 90), and >= 5 % of the objects' pixels crushed",
     "overexposed": "objects' mean luma (no labels: the darkest 2 %) > clamp(median + 3.5 s, "
-                   "floor 215, cap 170)",
+                   "floor 215, cap 170), and >= 5 % of the objects' pixels blown",
     "blurry": "log10(sharpness + 1) < clamp(median - 3.5 s, floor log10(7), cap log10(61)), "
               "sharpness on the objects (no labels: the sharpest cells); not when already "
               "low-information",
@@ -316,8 +319,12 @@ def _compute_quality(n_images: int, table: pd.DataFrame, objects: pd.DataFrame |
     gray_share = float(gray.mean()) if len(df) else 0.0
 
     flags = {
-        "dark": dark_stat < dark_cut,
-        "overexposed": over_stat > bright_cut,
+        # with labels, a defect also clips: some of the objects' pixels crushed or blown (a
+        # paler stain or a darker print of the same scene is a style, not a defect)
+        "dark": (dark_stat < dark_cut)
+        & (~labelled | (df["obj_dark"].fillna(0).to_numpy() >= CLIP_SHARE_MIN)),
+        "overexposed": (over_stat > bright_cut)
+        & (~labelled | (df["obj_bright"].fillna(0).to_numpy() >= CLIP_SHARE_MIN)),
         # nearly blank: little information AND a narrow range of grey (a white product shot
         # has a low entropy but the full range)
         "low_information": (entropy < ent_cut) & (spread < SPREAD_CAP),
