@@ -50,14 +50,16 @@ method = c1.selectbox("Method", METHODS, key="out_method")
 k = c2.slider("Neighbours k", 2, 50, DEFAULT_K, key="out_k")
 color_by = c3.selectbox("Colour the map by", vo.COLOR_BY, key="out_color")
 map_method = c4.selectbox("Map projection", MAP_METHODS, key="out_map")
+stats = cached.image_stats(key, ds) if ds.root is not None else None
 res = cached.outliers(key, ds, emb, objects if objects is not None and len(objects) else None,
                       emb.model_id, len(emb), len(objects) if objects is not None else 0,
-                      method, k)
+                      method, k, stats)
 m = res.metrics()
 cols = st.columns(5)
 cols[0].metric("Embedded", f"{m['n_images_embedded']:,}")
 cols[1].metric("Could not embed", m["n_failed"])
-cols[2].metric("Outliers", m["n_outliers"], help="score above Q3 + 1.5 IQR (Tukey's fence)")
+cols[2].metric("Outliers", m["n_outliers"], help="score above Tukey's fence (Q3 + 1.5 IQR) "
+               "and 1.5 x the median score: nothing is flagged when nothing is unlike the rest")
 cols[3].metric("Flag threshold", f"{res.fence:.3g}")
 cols[4].metric("Class outliers", "—" if m["n_class_outliers"] is None else m["n_class_outliers"])
 for note in res.notes[1:]:
@@ -75,7 +77,8 @@ if section == "Ranked outliers":
     st.download_button("Download the flagged list (CSV)", res.export_frame().to_csv(index=False),
                        file_name="outliers.csv", mime="text/csv", key="out_csv")
     image_gallery(ds, flagged["image_id"], key="out_gallery", captions={
-        r.image_id: f"rank {r.rank}, score {r.score:.3g}" for r in flagged.itertuples()})
+        r.image_id: f"rank {r.rank}, score {r.score:.3g}"
+        + (f", {r.kind}" if getattr(r, "kind", None) else "") for r in flagged.itertuples()})
     if len(flagged):
         names = dict(zip(flagged["image_id"], flagged["file_name"]))
         pick = st.selectbox("Nearest ordinary images of", flagged["image_id"], key="out_pick",

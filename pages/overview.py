@@ -16,7 +16,9 @@ c[0].metric("Images", f"{s['images']:,}")
 c[1].metric("Annotations", f"{s['annotations']:,}")
 c[2].metric("Annotators", len(s["annotators"]))
 c[3].metric("Classes", s["classes"])
-c[4].metric("Splits", len([k for k in s["splits"] if k != "none"]))
+named = [k for k in s["splits"] if k != "none"]
+c[4].metric("Splits", len(named) or "none", help=None if named else
+            "the images carry no train/val/test split")
 c[5].metric("Predictions", f"{s['predictions']:,}")
 c[6].metric("Models", len(s["models"]))
 st.caption(" · ".join(f"{k}: {v:,} images" for k, v in s["splits"].items())

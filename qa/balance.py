@@ -631,9 +631,14 @@ def _compute_class_balance(ds: Dataset, *, annotator, splits, min_box_side, rare
         cramers_v = float(np.sqrt(chi2 / (n * (min(t.shape) - 1))))
         resid[np.ix_(tested_rows, cols)] = _adjusted_residuals(t)
     elif n_ann:
+        n_classes = int((sc_inst.sum(axis=0) > 0).sum()) if K else 0
+        got = ("the images carry no split" if not tested_rows else
+               f"got {len(tested_rows)} split(s) with annotations, {len(cols)} class(es) in "
+               f"them" if len(tested_rows) >= 2 else
+               f"got one split with annotations ({split_order[tested_rows[0]]}), "
+               f"{n_classes} class(es)")
         notes.warn("Split class-mix chi-square is undefined: it needs at least two splits "
-                   f"(train/val/test) with annotations and two classes present "
-                   f"(got {len(tested_rows)} split(s), {len(cols)} class(es)).")
+                   f"(train/val/test) with annotations and two classes present ({got}).")
     per_split = pd.DataFrame({
         SPLIT: np.repeat(np.array(split_order, dtype=object), K),
         CATEGORY_ID: np.tile(cats[CATEGORY_ID].to_numpy(), S),

@@ -553,6 +553,9 @@ def _check_common(dataset, batch_size, device, progress) -> None:
                         f"{type(progress).__name__}")
 
 
+# Share of the progress bar given to hashing the files before embedding them.
+HASH_SHARE = 0.2
+
 def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | None = None,
                  checkpoint: str | Path | None = None, batch_size: int | None = None,
                  device: str = "auto", progress: ProgressFn | None = None,
@@ -582,9 +585,11 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
                                "reason": ["the dataset has no image folder"] * len(ids)})
         return Embeddings(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), spec.model_id,
                           spec.is_clip, failed=failed, notes=notes)
+    # hashing reads every file once (the content hash keys the cache): its own share of the
+    # bar, so the bar moves while it runs (it sat empty for minutes on slow disks)
     prog(0.0, "hashing image files")
     hashes = store.hash_files(dataset.root, names, progress=lambda d, t: prog(
-        0.1 * d / max(t, 1), f"hashing image files ({d}/{t})"))
+        HASH_SHARE * d / max(t, 1), f"hashing image files ({d:,}/{t:,})"))
     # pandas may hold a missing digest as NaN: normalise to None
     shas = [s if isinstance(s, str) else None for s in hashes["sha256"]]
     errors = [e if isinstance(e, str) else None for e in hashes["error"]]
@@ -662,7 +667,7 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
     prepare = _preparer(loaded, root, first_name, crop_of)
     n_done = 0
     total = len(todo)
-    prog(0.1, f"embedding {total} images with {spec.model_id}")
+    prog(HASH_SHARE, f"embedding {total} images with {spec.model_id}")
     for idx, batch, errs in _batches(todo, prepare, bs, workers):
         new_err = {todo[i]: e for i, e in errs}
         if new_err:
@@ -675,7 +680,8 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
             for k, v in zip(keys, out):
                 vecs[k] = v
         n_done += len(idx) + len(errs)
-        prog(0.1 + 0.9 * n_done / total, f"embedded {n_done}/{total} with {spec.model_id}")
+        prog(HASH_SHARE + (1 - HASH_SHARE) * n_done / total,
+             f"embedded {n_done}/{total} with {spec.model_id}")
     return vecs, len(vecs) - n_cached, n_cached, decode_err
 
 

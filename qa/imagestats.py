@@ -42,7 +42,7 @@ from qa.dataset import FILE_NAME, IMAGE_ID, SPLIT, Dataset
 log = logging.getLogger(__name__)
 
 # Version of the record: bump when a statistic's formula changes, so old records are ignored.
-RECORD_KIND = "imagestats/v2"
+RECORD_KIND = "imagestats/v4"
 # Statistics are computed on the image reduced by the largest whole factor that keeps its long
 # side at least STATS_SIDE (a fast box filter): blur (Laplacian variance) depends on scale, so a
 # working size within 1x-2x of 512 keeps it comparable across resolutions, and a 640 px
@@ -56,12 +56,23 @@ DARK_LEVEL, BRIGHT_LEVEL = 20, 235
 GRAY_TOLERANCE = 6
 GRAY_OUTLIER_SHARE = 0.001
 COLOR_SIDE = 160  # long side of the reduced copy the colour statistics are taken on
+# Clipped pixels: luma at most CLIP_DARK (crushed black) or at least CLIP_BRIGHT (blown out).
+CLIP_DARK, CLIP_BRIGHT = 8, 247
+# The picture is also summarised on a GRID x GRID grid of cells (mean luma, log sharpness,
+# clipped shares), so quality can judge the labelled objects, or the best part of the picture,
+# from the cached record without reading pixels again.
+GRID = 16
+# Sharpness of a cell: log10(1 + Laplacian variance) x SHARP_QUANT, stored as a byte.
+SHARP_QUANT = 50.0
 
 HASH_COLUMNS = ("phash", "dhash", "phash_flip", "dhash_flip")
 STAT_COLUMNS = ("brightness", "contrast", "blur", "entropy", "dark_share", "bright_share",
-                "colorfulness")
+                "colorfulness", "luma_p02", "luma_p98", "clip_dark", "clip_bright", "sharpness")
+# Per-cell grids (GRID x GRID bytes, hex): mean luma, sharpness (log-quantised), shares of
+# crushed and blown pixels (x 255).
+GRID_COLUMNS = ("grid_luma", "grid_sharp", "grid_dark", "grid_bright")
 COLUMNS = (IMAGE_ID, FILE_NAME, SPLIT, "sha256", "pixel_hash", *HASH_COLUMNS, *STAT_COLUMNS,
-           "is_grayscale", "width", "height", "aspect", "error")
+           *GRID_COLUMNS, "is_grayscale", "width", "height", "aspect", "error")
 
 ProgressFn = Callable[..., None]
 
@@ -215,7 +226,15 @@ def _stats_of(im, size: tuple[int, int]) -> dict:
     small_d = g.resize((9, 8), Image.LANCZOS)
     mirror = Image.Transpose.FLIP_LEFT_RIGHT
     w, h = size
+    grids = _grids(gray, gray8)
+    lo, hi = np.percentile(gray8, [2, 98])
     return {
+        "luma_p02": float(lo),
+        "luma_p98": float(hi),
+        "clip_dark": float((gray8 <= CLIP_DARK).mean()),
+        "clip_bright": float((gray8 >= CLIP_BRIGHT).mean()),
+        "sharpness": grids.pop("sharpness"),
+        **grids,
         "pixel_hash": pixel_hash,
         "phash": _hex(imagehash.phash(small_p)),
         "dhash": _hex(imagehash.dhash(small_d)),
@@ -233,6 +252,44 @@ def _stats_of(im, size: tuple[int, int]) -> dict:
         "height": int(h),
         "aspect": float(w / h) if h else None,
     }
+
+
+def _grids(gray: np.ndarray, gray8: np.ndarray) -> dict:
+    """The GRID x GRID cell summaries (hex bytes) and ``sharpness``: the 90th percentile of the
+    cells' Laplacian variance, i.e. how sharp the sharpest parts are (a product on a plain
+    background is sharp where the product is)."""
+    h, w = gray.shape
+    ys = np.linspace(0, h, GRID + 1).astype(int)
+    xs = np.linspace(0, w, GRID + 1).astype(int)
+    luma = np.zeros((GRID, GRID), np.uint8)
+    sharp = np.zeros((GRID, GRID), np.uint8)
+    dark = np.zeros((GRID, GRID), np.uint8)
+    bright = np.zeros((GRID, GRID), np.uint8)
+    lap_vars = []
+    for i in range(GRID):
+        for j in range(GRID):
+            c = gray[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            c8 = gray8[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            if not c.size:
+                continue
+            luma[i, j] = int(round(float(c.mean())))
+            v = _laplacian_var(c)
+            lap_vars.append(v)
+            sharp[i, j] = min(255, int(round(np.log10(v + 1) * SHARP_QUANT)))
+            dark[i, j] = int(round(255 * float((c8 <= CLIP_DARK).mean())))
+            bright[i, j] = int(round(255 * float((c8 >= CLIP_BRIGHT).mean())))
+    return {"grid_luma": luma.tobytes().hex(), "grid_sharp": sharp.tobytes().hex(),
+            "grid_dark": dark.tobytes().hex(), "grid_bright": bright.tobytes().hex(),
+            # cells of a tiny picture have no interior: its sharpness is the whole picture's
+            "sharpness": (float(np.percentile(lap_vars, 90)) if min(h, w) >= 3 * GRID
+                          else _laplacian_var(gray))}
+
+
+def grid_array(value) -> np.ndarray | None:
+    """A GRID x GRID uint8 array from a record's hex grid (None when absent)."""
+    if not isinstance(value, str) or len(value) != 2 * GRID * GRID:
+        return None
+    return np.frombuffer(bytes.fromhex(value), np.uint8).reshape(GRID, GRID)
 
 
 def _laplacian_var(gray: np.ndarray) -> float:

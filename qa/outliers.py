@@ -51,6 +51,13 @@ DEFAULT_K = 10
 # Tukey's fence: a value above Q3 + 1.5 * IQR is an outlier (a normal sample exceeds it 0.35 %
 # of the time).
 IQR_FACTOR = 1.5
+# ... and, relative to what the dataset looks like, at least OUTLIER_RATIO times the median
+# score: a fence on the tail of a uniform dataset (every image about as far from its
+# neighbours as any other) flags ordinary images, so an outlier must also be much further from
+# its neighbours than a typical image is from its own. Chosen on the real evaluation sets
+# (docs/findings.md): the chess, blood-smear and rice-pest sets' fence-only flags sit at
+# 1.1-1.4x the median; a picture of another subject at 1.6x and more.
+OUTLIER_RATIO = 1.5
 # Exact kNN (faiss IndexFlatL2) up to this many rows; above, an IVF index probing NPROBE of
 # 2 sqrt(n) lists (k-means of 10 iterations) over a PCA projection finds candidates, keeping
 # 100k x 512 under 10 s on 2 cores; a missed neighbour can only overestimate a distance.
@@ -171,24 +178,44 @@ def iqr_fence(values, *, factor: float = IQR_FACTOR) -> float:
     return float(q3 + factor * (q3 - q1))
 
 
-def score_outliers(vectors, *, method: str = "knn", k: int = DEFAULT_K) -> pd.DataFrame:
+def score_outliers(vectors, *, method: str = "knn", k: int = DEFAULT_K, groups=None
+                   ) -> pd.DataFrame:
     """Outlier scores of the rows of an (n, d) array.
 
     Returns a DataFrame aligned with the rows: ``score`` (higher = more unusual: the mean
     distance to the k nearest neighbours for "knn", ``-negative_outlier_factor_`` of
     scikit-learn's LocalOutlierFactor for "lof", ``-score_samples`` of IsolationForest for
     "isolation_forest"), ``knn_distance`` (always the mean kNN distance), ``percentile`` (the
-    score's rank in [0, 1]) and ``is_outlier`` (score above Tukey's fence Q3 + 1.5 IQR).
-    Fewer than 3 rows: NaN scores, no outliers, and an :class:`OutliersWarning`."""
+    score's rank in [0, 1]) and ``is_outlier`` (score above Tukey's fence Q3 + 1.5 IQR and
+    at least :data:`OUTLIER_RATIO` x the median score). ``groups``: optional labels per row
+    (e.g. duplicate clusters, -1 for none); rows of one group are not each other's neighbours,
+    so three copies of one odd picture stay odd. Fewer than 3 rows: NaN scores, no outliers,
+    and an :class:`OutliersWarning`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer number of neighbours, got {k!r}")
     v = _check_vectors(vectors)
-    return _compute_scores(v, method, int(k))[0]
+    g = None if groups is None else np.asarray(groups)
+    if g is not None and len(g) != len(v):
+        raise ValueError(f"groups must have one entry per row: {len(g)} for {len(v)} rows")
+    return _compute_scores(v, method, int(k), g)[0]
 
 
-def _compute_scores(v: np.ndarray, method: str, k: int):
+def _without_group(dist, idx, groups, want: int):
+    """Each row's neighbours without the members of its own group (groups < 0: none)."""
+    n = len(idx)
+    gi = groups[np.maximum(idx, 0)]
+    own = (groups[:, None] >= 0) & (gi == groups[:, None]) & (idx >= 0)
+    order = np.argsort(own, axis=1, kind="stable")[:, :want]
+    d = np.take_along_axis(dist, order, axis=1)
+    i = np.take_along_axis(idx, order, axis=1)
+    bad = np.take_along_axis(own, order, axis=1)
+    d[bad], i[bad] = np.inf, -1
+    return d, i
+
+
+def _compute_scores(v: np.ndarray, method: str, k: int, groups=None):
     n = len(v)
     if n < 3:
         warnings.warn(f"outlier scores need at least 3 rows, got {n}", OutliersWarning,
@@ -198,8 +225,15 @@ def _compute_scores(v: np.ndarray, method: str, k: int):
                              "is_outlier": np.zeros(n, bool)}), float("nan"), \
             np.full((n, 0), -1, np.int64)
     kk = min(k, n - 1)
-    dist, idx = _knn(v, max(kk, N_NEIGHBORS_SHOWN + kk))
-    knn_d = dist[:, :kk].mean(axis=1).astype(float)
+    want = max(kk, N_NEIGHBORS_SHOWN + kk)
+    if groups is not None and (groups >= 0).any():
+        extra = int(pd.Series(groups[groups >= 0]).value_counts().max())
+        dist, idx = _knn(v, min(want + extra, n - 1))
+        dist, idx = _without_group(dist, idx, groups, want)
+    else:
+        dist, idx = _knn(v, want)
+    fin = np.where(np.isfinite(dist[:, :kk]), dist[:, :kk], np.nan)
+    knn_d = np.nanmean(fin, axis=1).astype(float)
     if method == "knn":
         score = knn_d
     elif method == "lof":
@@ -215,6 +249,11 @@ def _compute_scores(v: np.ndarray, method: str, k: int):
         forest.fit(v)
         score = -forest.score_samples(v).astype(float)
     fence = iqr_fence(score)
+    med = float(np.nanmedian(score))
+    # relative to the dataset: the fence, and a score well above the typical one (scores of
+    # lof / isolation forest are centred near 1 / 0.5, so the ratio applies to kNN only)
+    if method == "knn" and np.isfinite(med) and med > 0:
+        fence = max(fence, OUTLIER_RATIO * med)
     pct = pd.Series(score).rank(method="average", pct=True).to_numpy()
     df = pd.DataFrame({"score": score, "knn_distance": knn_d, "percentile": pct,
                        "is_outlier": score > fence})
@@ -308,6 +347,15 @@ class OutliersResult:
         return self.per_image[self.per_image["is_outlier"]].sort_values("rank")
 
     @property
+    def ranked(self) -> pd.DataFrame:
+        """Every embedded image but the copies of another (one image per duplicate group),
+        most unusual first."""
+        per = self.per_image
+        if "duplicate_of" in per:
+            per = per[per["duplicate_of"].isna()]
+        return per.sort_values("rank")
+
+    @property
     def flagged_class(self) -> pd.DataFrame:
         """The class outliers, furthest (relative to their class) first."""
         df = self.class_outliers
@@ -349,9 +397,10 @@ class OutliersResult:
             rows.append(dict(
                 kind="outlier", severity="warning", score=float(r.percentile),
                 image_id=int(r.image_id), related_image_ids=tuple(r.neighbors),
-                message=(f"Image {r.file_name} (#{r.image_id}) is unlike the rest of the "
-                         f"dataset (rank {r.rank}, {self.method} score {r.score:.3g}, flagged "
-                         f"above {self.fence:.3g}; model {label}): check that it belongs.")))
+                message=(f"Image {r.file_name} is unlike the rest of the dataset"
+                         f"{'' if not getattr(r, 'kind', None) else f' ({r.kind})'} (rank "
+                         f"{r.rank}, {self.method} score {r.score:.3g}, flagged above "
+                         f"{self.fence:.3g}; model {label}): check that it belongs.")))
         fc = self.flagged_class
         for r in fc.itertuples(index=False):
             what = (f"box #{int(r.ann_id)} labelled '{r.name}'" if pd.notna(r.ann_id)
@@ -407,7 +456,8 @@ def embedding_shortfall(emb: Embeddings, n_images: int) -> tuple[int, str | None
 
 def compute_outliers(dataset: Dataset, embeddings: Embeddings, *, method: str = "knn",
                      k: int = DEFAULT_K, objects: Embeddings | None = None,
-                     annotator: str | None = None) -> OutliersResult:
+                     annotator: str | None = None, duplicates=None, stats=None
+                     ) -> OutliersResult:
     """Image outliers of ``embeddings`` (from :func:`qa.embeddings.embed_images`) and
     per-class outliers: of ``objects`` (from :func:`qa.embeddings.embed_objects`) when given,
     else of the images of a classification dataset (labels of ``annotator``, default the one
@@ -426,14 +476,52 @@ def compute_outliers(dataset: Dataset, embeddings: Embeddings, *, method: str = 
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer number of neighbours, got {k!r}")
-    return _compute_outliers(dataset, embeddings, method, int(k), objects, annotator)
+    return _compute_outliers(dataset, embeddings, method, int(k), objects, annotator,
+                             _cluster_map(duplicates), stats)
 
 
-def _compute_outliers(ds, emb, method, k, objects, annotator) -> OutliersResult:
+def _cluster_map(duplicates) -> dict[int, int]:
+    if duplicates is None:
+        return {}
+    clusters = getattr(duplicates, "clusters", None)
+    if isinstance(clusters, pd.DataFrame):
+        return {int(i): int(c) for i, c in zip(clusters["image_id"], clusters["cluster_id"])}
+    return {int(i): int(c) for i, c in dict(duplicates).items()}
+
+
+def outlier_kind(row, colour_set: bool, med_log_aspect: float) -> str:
+    """What kind of outlier an image is, from its pixel statistics (a row of
+    :class:`qa.imagestats.ImageStats`): a blank frame, an exposure artifact, a grey image in a
+    colour set, another format, or (nothing odd in the pixels) another subject or scene."""
+    def num(c):
+        v = getattr(row, c, None)
+        return float(v) if v is not None and pd.notna(v) else float("nan")
+
+    p02, p98, ent = num("luma_p02"), num("luma_p98"), num("entropy")
+    if (np.isfinite(p98) and np.isfinite(p02) and p98 - p02 < 16) or (np.isfinite(ent)
+                                                                       and ent < 2.0):
+        return "a blank or nearly blank frame"
+    if np.isfinite(p98) and p98 < 40:
+        return "an exposure artifact (nearly black)"
+    if np.isfinite(p02) and p02 > 215:
+        return "an exposure artifact (washed out)"
+    if colour_set and bool(getattr(row, "is_grayscale", False) is True):
+        return "a grey image in a colour set"
+    asp = num("aspect")
+    if np.isfinite(asp) and asp > 0 and abs(np.log(asp) - med_log_aspect) > np.log(1.8):
+        return "another format (aspect ratio)"
+    return "another subject or scene"
+
+
+def _compute_outliers(ds, emb, method, k, objects, annotator, clusters=None,
+                      stats=None) -> OutliersResult:
     notes = list(emb.notes)
+    clusters = clusters or {}
+    groups = np.array([clusters.get(int(i), -1) for i in emb.image_ids], np.int64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OutliersWarning)
-        scores, fence, idx = _compute_scores(emb.vectors, method, k)
+        scores, fence, idx = _compute_scores(emb.vectors, method, k,
+                                             groups if (groups >= 0).any() else None)
     notes += [str(w.message) for w in caught]
     for w in caught:
         warnings.warn(w.message, OutliersWarning, stacklevel=3)
@@ -443,7 +531,36 @@ def _compute_outliers(ds, emb, method, k, objects, annotator) -> OutliersResult:
                         FILE_NAME: info[FILE_NAME].reindex(ids).astype(object).to_numpy(),
                         SPLIT: info[SPLIT].reindex(ids).astype(object).to_numpy()})
     per = pd.concat([per, scores], axis=1)
-    per["rank"] = per["score"].rank(ascending=False, method="first").fillna(0).astype(int)
+    # one image per group of copies: the most unusual copy stands for the others
+    per["duplicate_of"] = pd.array([pd.NA] * len(per), dtype="Int64")
+    if (groups >= 0).any():
+        order = per["score"].rank(ascending=False, method="first").to_numpy()
+        first: dict[int, int] = {}
+        for r in np.argsort(order):
+            g = int(groups[r])
+            if g < 0:
+                continue
+            if g in first:
+                per.loc[r, "duplicate_of"] = int(ids[first[g]])
+            else:
+                first[g] = r
+        copies = per["duplicate_of"].notna().to_numpy()
+        per.loc[copies, "is_outlier"] = False
+        if copies.any():
+            notes.append(f"{int(copies.sum())} copies of other images are ranked once, under "
+                         "the first copy (duplicate_of).")
+    per["rank"] = per["score"].where(per["duplicate_of"].isna()).rank(
+        ascending=False, method="first").fillna(0).astype(int)
+    per["kind"] = None
+    if stats is not None and len(per):
+        st = stats.table.set_index(IMAGE_ID).reindex(ids)
+        gray = st["is_grayscale"].astype("boolean").fillna(False)
+        colour_set = float(gray.mean()) < 0.5
+        asp = st["aspect"].astype(float)
+        med_la = float(np.nanmedian(np.log(asp[asp > 0]))) if (asp > 0).any() else 0.0
+        fl = per["is_outlier"].to_numpy()
+        per.loc[fl, "kind"] = [outlier_kind(r, colour_set, med_la)
+                               for r in st[fl].itertuples()]
     flagged = per["is_outlier"].to_numpy()
     neigh = []
     for r in range(len(per)):
@@ -578,9 +695,15 @@ def run_analysis(dataset: Dataset, ctx) -> OutliersResult:
     _, why = embedding_shortfall(emb, dataset.n_images)
     if why:
         raise Skip(why)
+    stats = None
+    if dataset.root is not None:
+        try:
+            stats = ctx.image_stats()
+        except Exception as e:  # the kinds are a courtesy: never fail the analysis for them
+            log.info("outlier kinds without pixel statistics: %s", e)
     return compute_outliers(dataset, emb, method=ctx.option("outliers", "method", "knn"),
                             k=ctx.option("outliers", "k", DEFAULT_K),
-                            objects=ctx.object_embeddings())
+                            objects=ctx.object_embeddings(), stats=stats)
 
 
 def image_attributes(dataset: Dataset, image_ids) -> pd.DataFrame:

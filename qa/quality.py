@@ -44,8 +44,17 @@ Z_CUT = 3.5
 # Consistency constant: 1.4826 x MAD estimates the standard deviation of normal data.
 MAD_SCALE = 1.4826
 # Absolute floors (always flagged) and caps (never flagged by the relative rule alone).
-DARK_FLOOR, DARK_CAP = 40.0, 90.0  # mean luma: 40 is a night shot, 90 a dim room
-BRIGHT_FLOOR, BRIGHT_CAP = 215.0, 170.0  # mean luma: 215 is washed out, 170 a bright beach
+# Exposure (luma 0..255) of the labelled objects (their mean), or without labels of the part of
+# the picture that should carry light: dark = its brightest 2 % (a flash shot on black still
+# has bright objects), overexposed = its darkest 2 % (a product on white still has dark
+# parts). Floors are always flagged; caps are never crossed by the relative rule.
+DARK_FLOOR, DARK_CAP = 40.0, 90.0  # brightest part under 40: nothing in the picture is lit
+BRIGHT_FLOOR, BRIGHT_CAP = 215.0, 170.0  # darkest part over 215: everything is washed out
+# With labels, dark / overexposed also need at least this share of the objects' pixels
+# crushed (luma <= 8) / blown (>= 247).
+CLIP_SHARE_MIN = 0.05
+# A nearly blank frame also has a narrow range of grey: p98 - p02 under SPREAD_CAP levels.
+SPREAD_CAP = 48.0
 BLUR_FLOOR, BLUR_CAP = 6.0, 60.0  # Laplacian variance at <= 512 px: 6 has no edges left
 ENTROPY_FLOOR, ENTROPY_CAP = 2.0, 4.0  # bits of the luma histogram: 2 = about 4 grey levels
 GRAY_SET_SHARE = 0.5  # a set where fewer than half the images are grey is a colour set
@@ -65,25 +74,30 @@ SCORES = {
     "tiny": "1 - min side / 64, clipped",
 }
 MESSAGES = {
-    "dark": "is very dark (mean brightness {v:.0f} of 255)",
-    "overexposed": "is overexposed (mean brightness {v:.0f} of 255)",
-    "blurry": "looks blurred (Laplacian variance {v:.1f})",
+    "dark": "is very dark (its objects, or its brightest part, at {v:.0f} of 255)",
+    "overexposed": "is overexposed (its objects, or its darkest part, at {v:.0f} of 255)",
+    "blurry": "looks blurred (Laplacian variance {v:.1f} on its objects or sharpest part)",
     "low_information": "is nearly blank (entropy {v:.2f} bits)",
     "grayscale": "is grey in a colour dataset",
     "odd_aspect": "has an unusual aspect ratio ({v:.2f})",
     "tiny": "is tiny ({v:.0f} px on its short side)",
 }
 RULES = {
-    "dark": "brightness < clamp(median - 3.5 s, floor 40, cap 90)",
-    "overexposed": "brightness > clamp(median + 3.5 s, floor 215, cap 170)",
-    "blurry": "log10(blur + 1) < clamp(median - 3.5 s, floor log10(7), cap log10(61)); "
-              "not when already low-information",
-    "low_information": "entropy < clamp(median - 3.5 s, floor 2 bits, cap 4 bits)",
+    "dark": "objects' mean luma (no labels: the brightest 2 %) < clamp(median - 3.5 s, "
+            "floor 40, cap 90), and >= 5 % of the objects' pixels crushed",
+    "overexposed": "objects' mean luma (no labels: the darkest 2 %) > clamp(median + 3.5 s, "
+                   "floor 215, cap 170), and >= 5 % of the objects' pixels blown",
+    "blurry": "log10(sharpness + 1) < clamp(median - 3.5 s, floor log10(7), cap log10(61)), "
+              "sharpness on the objects (no labels: the sharpest cells); not when already "
+              "low-information",
+    "low_information": "entropy < clamp(median - 3.5 s, floor 2 bits, cap 4 bits) and "
+                       "p98 - p02 < 48 grey levels",
     "grayscale": "grey while fewer than half the images are",
     "odd_aspect": "|ln aspect - median| > max(3 IQR, ln 2), or long side >= 4 x short side",
     "tiny": "short side < 32 px, or sqrt(area) < 1/4 of the median image's",
 }
-METRIC_OF = {"dark": "brightness", "overexposed": "brightness", "blurry": "blur",
+METRIC_OF = {"dark": "exposure_dark", "overexposed": "exposure_bright",
+             "blurry": "sharp_objects",
              "low_information": "entropy", "grayscale": "colorfulness", "odd_aspect": "aspect",
              "tiny": "min_side"}
 
@@ -178,7 +192,7 @@ def compute_quality(dataset: Dataset, stats=None) -> QualityResult:
     table = getattr(stats, "table", None)
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"stats must be qa.imagestats.ImageStats, got {type(stats).__name__}")
-    return _compute_quality(len(dataset.images), table)
+    return _compute_quality(len(dataset.images), table, _object_stats(dataset, table))
 
 
 def robust_scale(x: np.ndarray) -> tuple[float, float]:
@@ -207,10 +221,64 @@ def _clamp_high(x: np.ndarray, floor: float, cap: float) -> float:
     return float(max(min(rel, floor), cap))
 
 
-def _compute_quality(n_images: int, table: pd.DataFrame) -> QualityResult:
+def _object_stats(ds: Dataset, table: pd.DataFrame) -> pd.DataFrame:
+    """Per labelled image, the statistics of the cells its boxes cover (from the pixel pass'
+    grids): ``obj_luma`` (mean luma), ``obj_bright`` (share of blown pixels), ``obj_dark``
+    (share of crushed pixels), ``obj_sharp`` (Laplacian variance of the sharpest 10 % of the
+    cells: an object's edges, since its inside may be plain). Boxes of the
+    annotator with most labels; images without boxes are absent."""
+    from qa.imagestats import GRID, SHARP_QUANT, grid_array
+
+    anns = ds.annotations
+    cols = ["obj_luma", "obj_bright", "obj_dark", "obj_sharp"]
+    if anns.empty or "w" not in anns or "grid_luma" not in table:
+        return pd.DataFrame(columns=[IMAGE_ID, *cols])
+    from qa.balance import default_annotator
+
+    who = default_annotator(ds)
+    a = anns[anns["w"].notna() & (anns["w"] > 0) & (anns["h"] > 0)]
+    if who is not None:
+        a = a[a["annotator"] == who]
+    t = table.set_index(IMAGE_ID)
+    rows = []
+    for iid, g in a.groupby(IMAGE_ID):
+        if iid not in t.index or not isinstance(t.at[iid, "grid_luma"], str):
+            continue
+        w, h = t.at[iid, "width"], t.at[iid, "height"]
+        if pd.isna(w) or pd.isna(h) or not w or not h:
+            continue
+        cover = np.zeros((GRID, GRID), bool)
+        for x, y, bw, bh in g[["x", "y", "w", "h"]].to_numpy(float):
+            x0, x1 = int(np.floor(x / w * GRID)), int(np.ceil((x + bw) / w * GRID))
+            y0, y1 = int(np.floor(y / h * GRID)), int(np.ceil((y + bh) / h * GRID))
+            cover[max(y0, 0):max(min(y1, GRID), y0 + 1), max(x0, 0):max(min(x1, GRID), x0 + 1)] = True
+        if not cover.any():
+            continue
+        luma, sharp = grid_array(t.at[iid, "grid_luma"]), grid_array(t.at[iid, "grid_sharp"])
+        bright, dark = grid_array(t.at[iid, "grid_bright"]), grid_array(t.at[iid, "grid_dark"])
+        rows.append((int(iid), float(luma[cover].mean()), float(bright[cover].mean()) / 255,
+                     float(dark[cover].mean()) / 255,
+                     float(10 ** (np.percentile(sharp[cover], 90) / SHARP_QUANT) - 1)))
+    return pd.DataFrame(rows, columns=[IMAGE_ID, *cols])
+
+
+def _compute_quality(n_images: int, table: pd.DataFrame, objects: pd.DataFrame | None = None
+                     ) -> QualityResult:
     cols = [IMAGE_ID, FILE_NAME, SPLIT, "brightness", "contrast", "blur", "entropy",
             "colorfulness", "is_grayscale", "width", "height", "aspect"]
-    df = table.loc[table["error"].isna(), cols].reset_index(drop=True)
+    extra = [c for c in ("luma_p02", "luma_p98", "sharpness", "clip_bright", "clip_dark")
+             if c in table]
+    df = table.loc[table["error"].isna(), cols + extra].reset_index(drop=True)
+    for c in ("luma_p02", "luma_p98", "sharpness", "clip_bright", "clip_dark"):
+        if c not in df:  # records of an older pixel pass: fall back to the image mean
+            df[c] = {"luma_p02": df["brightness"], "luma_p98": df["brightness"],
+                     "sharpness": df["blur"]}.get(c, np.nan)
+    obj = objects if objects is not None else pd.DataFrame(columns=[IMAGE_ID, "obj_luma",
+                                                                    "obj_bright", "obj_dark",
+                                                                    "obj_sharp"])
+    df = df.merge(obj, on=IMAGE_ID, how="left")
+    for c in ("obj_luma", "obj_bright", "obj_dark", "obj_sharp"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     notes = []
     if len(df) < len(table):
         notes.append(f"{len(table) - len(df)} unreadable image(s) are not checked (see "
@@ -218,14 +286,26 @@ def _compute_quality(n_images: int, table: pd.DataFrame) -> QualityResult:
     w = df["width"].astype(float).to_numpy()
     h = df["height"].astype(float).to_numpy()
     df["min_side"] = np.minimum(w, h)
+    df["exposure_dark"] = np.where(df["obj_luma"].notna(), df["obj_luma"], df["luma_p98"])
+    df["exposure_bright"] = np.where(df["obj_luma"].notna(), df["obj_luma"], df["luma_p02"])
+    df["sharp_objects"] = np.where(df["obj_sharp"].notna(), df["obj_sharp"], df["sharpness"])
+    labelled = df["obj_luma"].notna().to_numpy()
+    # exposure is judged on the labelled objects where there are labels, else on the part of
+    # the picture that should carry light (dark: the brightest 2 %; overexposed: the darkest
+    # 2 %): a product on a white table or a flash shot on black is not a defect
     bright = df["brightness"].to_numpy(float)
-    blur_log = np.log10(df["blur"].to_numpy(float) + 1)
+    dark_stat = np.where(labelled, df["obj_luma"], df["luma_p98"]).astype(float)
+    over_stat = np.where(labelled, df["obj_luma"], df["luma_p02"]).astype(float)
+    # blur on the objects, or on the sharpest part of the picture (90th percentile of cells)
+    blur_stat = np.where(labelled, df["obj_sharp"], df["sharpness"]).astype(float)
+    blur_log = np.log10(np.maximum(blur_stat, 0) + 1)
     entropy = df["entropy"].to_numpy(float)
+    spread = (df["luma_p98"] - df["luma_p02"]).to_numpy(float)
     log_aspect = np.log(df["aspect"].to_numpy(float))
     gray = df["is_grayscale"].fillna(False).to_numpy(bool)
 
-    dark_cut = _clamp_low(bright, DARK_FLOOR, DARK_CAP)
-    bright_cut = _clamp_high(bright, BRIGHT_FLOOR, BRIGHT_CAP)
+    dark_cut = _clamp_low(dark_stat, DARK_FLOOR, DARK_CAP)
+    bright_cut = _clamp_high(over_stat, BRIGHT_FLOOR, BRIGHT_CAP)
     blur_cut = _clamp_low(blur_log, math.log10(BLUR_FLOOR + 1), math.log10(BLUR_CAP + 1))
     ent_cut = _clamp_low(entropy, ENTROPY_FLOOR, ENTROPY_CAP)
     if len(df):
@@ -239,9 +319,15 @@ def _compute_quality(n_images: int, table: pd.DataFrame) -> QualityResult:
     gray_share = float(gray.mean()) if len(df) else 0.0
 
     flags = {
-        "dark": bright < dark_cut,
-        "overexposed": bright > bright_cut,
-        "low_information": entropy < ent_cut,
+        # with labels, a defect also clips: some of the objects' pixels crushed or blown (a
+        # paler stain or a darker print of the same scene is a style, not a defect)
+        "dark": (dark_stat < dark_cut)
+        & (~labelled | (df["obj_dark"].fillna(0).to_numpy() >= CLIP_SHARE_MIN)),
+        "overexposed": (over_stat > bright_cut)
+        & (~labelled | (df["obj_bright"].fillna(0).to_numpy() >= CLIP_SHARE_MIN)),
+        # nearly blank: little information AND a narrow range of grey (a white product shot
+        # has a low entropy but the full range)
+        "low_information": (entropy < ent_cut) & (spread < SPREAD_CAP),
         "grayscale": gray & (gray_share < GRAY_SET_SHARE),
         "odd_aspect": (np.abs(log_aspect - med_aspect) > aspect_cut)
         | (np.abs(log_aspect) >= math.log(ASPECT_FLOOR)),
@@ -249,8 +335,8 @@ def _compute_quality(n_images: int, table: pd.DataFrame) -> QualityResult:
     }
     flags["blurry"] = (blur_log < blur_cut) & ~flags["low_information"]
     scores = {
-        "dark": 1 - bright / 128,
-        "overexposed": (bright - 128) / 127,
+        "dark": 1 - dark_stat / 128,
+        "overexposed": (over_stat - 128) / 127,
         "blurry": 1 - blur_log / 3,
         "low_information": 1 - entropy / 8,
         "grayscale": np.full(len(df), 1 - gray_share),
@@ -266,9 +352,9 @@ def _compute_quality(n_images: int, table: pd.DataFrame) -> QualityResult:
     worst = np.array(CHECKS, dtype=object)[masked.argmax(axis=1)] if len(df) else []
     df["worst"] = np.where(df["n_flags"] > 0, worst, None)
     thresholds = {
-        "dark": {"metric": "brightness", "low": dark_cut, "high": None},
-        "overexposed": {"metric": "brightness", "low": None, "high": bright_cut},
-        "blurry": {"metric": "blur", "low": 10 ** blur_cut - 1, "high": None},
+        "dark": {"metric": "exposure_dark", "low": dark_cut, "high": None},
+        "overexposed": {"metric": "exposure_bright", "low": None, "high": bright_cut},
+        "blurry": {"metric": "sharp_objects", "low": 10 ** blur_cut - 1, "high": None},
         "low_information": {"metric": "entropy", "low": ent_cut, "high": None},
         "grayscale": {"metric": "is_grayscale", "low": None, "high": None,
                       "share": gray_share},

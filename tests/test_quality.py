@@ -77,8 +77,9 @@ def test_each_planted_problem_is_flagged_by_its_check(planted):
     assert m["n_flagged"] == 7 and m["flagged_share"] == pytest.approx(7 / 31)
     assert [m[f"n_{c}"] for c in ("dark", "overexposed", "blurry", "odd_aspect")] == [1] * 4
     assert m["n_tiny_image"] == 1
-    # a blank frame is also grey; a clipped or crushed picture also loses information
-    assert m["n_grayscale"] == 2 and m["n_low_information"] == 3
+    # a blank frame is also grey; a crushed picture (all within ~30 grey levels) is nearly
+    # blank too, while the clipped one keeps a wide range of grey (its coloured blocks)
+    assert m["n_grayscale"] == 2 and m["n_low_information"] == 2
 
 
 def test_findings_and_protocol(planted):
@@ -128,7 +129,9 @@ def test_sample_flags_the_odd_photos_not_the_scenes():
     print("sample quality:", m)
     assert m["flagged_share"] < 0.10  # never the normal images wholesale
     flagged = res.per_image.set_index("image_id")
-    assert flagged.loc[284, "is_dark"]  # hubble deep field
+    # the hubble deep field is black around bright galaxies, exposed as it should be: not
+    # "dark" (exposure is judged on the part that carries light); it is an outlier instead
+    assert not flagged.loc[284, "is_dark"] and m["n_dark"] == 0
     grey = set(flagged.index[flagged["is_grayscale"]])
     assert grey == {i for i, s in photos.items()
                     if s.split(".")[-1] in ("moon", "camera", "horse", "coins")}

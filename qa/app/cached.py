@@ -91,11 +91,14 @@ def stored_embeddings(key: str, _ds: Dataset, model_id: str, model: str,
 
 @st.cache_data(show_spinner="Scoring outliers ...", max_entries=16)
 def outliers(key: str, _ds: Dataset, _emb, _objects, model_id: str, n: int, n_objects: int,
-             method: str, k: int):
-    """:func:`qa.outliers.compute_outliers` (keyed by model, row counts, method and k)."""
+             method: str, k: int, _stats=None, _duplicates=None):
+    """:func:`qa.outliers.compute_outliers` (keyed by model, row counts, method and k), with
+    the pixel statistics (the kind of each outlier) and the duplicate clusters (one image per
+    group of copies) when given."""
     from qa.outliers import compute_outliers
 
-    return compute_outliers(_ds, _emb, method=method, k=k, objects=_objects)
+    return compute_outliers(_ds, _emb, method=method, k=k, objects=_objects, stats=_stats,
+                            duplicates=_duplicates)
 
 
 @st.cache_data(show_spinner="Drawing the map ...", max_entries=16)
@@ -127,19 +130,17 @@ def image_stats(key: str, _ds: Dataset):
     return compute_image_stats(_ds)
 
 
-@st.cache_data(show_spinner="Finding duplicates ...", max_entries=16)
-def duplicates(key: str, _ds: Dataset, method: str, threshold: float | None):
-    """:func:`qa.duplicates.compute_duplicates` on the cached pixel pass (and, for
-    method="embedding", the dataset's image embeddings)."""
+@st.cache_data(show_spinner=False, max_entries=16)
+def duplicates(key: str, _ds: Dataset, method: str, threshold: float | None,
+               n_embedded: int = 0, _emb=None, _progress=None):
+    """:func:`qa.duplicates.compute_duplicates` on the cached pixel pass, with the stored
+    image embeddings (``n_embedded`` keys them) adding candidates; every candidate is
+    verified on the pixels (``_progress(fraction, text)`` while it runs)."""
     from qa.duplicates import compute_duplicates
 
-    emb = None
-    if method == "embedding":
-        from qa.embeddings import embed_images  # built by the embeddings issue
-
-        emb = embed_images(_ds)
-    return compute_duplicates(_ds, stats=image_stats(key, _ds), embeddings=emb, method=method,
-                              threshold=threshold)
+    return compute_duplicates(_ds, stats=image_stats(key, _ds),
+                              embeddings=_emb if n_embedded else None, method=method,
+                              threshold=threshold, progress=_progress)
 
 
 @st.cache_data(show_spinner="Checking image quality ...", max_entries=8)
@@ -151,11 +152,12 @@ def quality(key: str, _ds: Dataset):
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
-def thumbnail(key: str, _ds: Dataset, image_id: int):
+def thumbnail(key: str, _ds: Dataset, image_id: int, show_boxes: bool = True,
+              color_by: str = "annotator"):
     """(thumbnail with every annotator's boxes, error or None) of one image."""
     from qa.viz.boxes import render_image
 
-    return render_image(_ds, int(image_id))
+    return render_image(_ds, int(image_id), show_boxes=show_boxes, color_by=color_by)
 @st.cache_data(show_spinner="Building the health report ...", max_entries=4)
 def health_report(key: str, _ds: Dataset, embeddings: str = "cached",
                   config_path: str | None = None):

@@ -229,13 +229,17 @@ def dataset_picker(default_path: str | None = None) -> None:
     _cleanup_at_startup()
     sb = st.sidebar
     sb.header("Dataset")
-    source = sb.radio("Source", SOURCES, key="picker_source")
+    # the first source is the dataset given at start (--dataset), named as such
+    first = f"Given dataset ({Path(default_path).name})" if default_path else SOURCES[0]
+    source = sb.radio("Source", SOURCES, key="picker_source",
+                      format_func=lambda x: first if x == SOURCES[0] else x)
     with_preds = sb.checkbox("Load model predictions (predictions/*.json)", value=True,
                              key="picker_predictions")
     opts = _load_options(sb) if source != SOURCES[0] else LoadOptions()
     if source == SOURCES[0]:
         path = Path(default_path) if default_path else SAMPLE_DIR
-        _try_load(path, with_preds, f"the sample dataset ({path})")
+        _try_load(path, with_preds, f"the given dataset ({path})" if default_path
+                  else f"the sample dataset ({path})")
     elif source == SOURCES[1]:
         text = sb.text_input("Folder or labels file on the server", key="picker_path",
                              placeholder="/data/my_dataset or /data/coco/instances_val.json")

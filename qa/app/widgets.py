@@ -59,7 +59,7 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
         if i % columns == 0:  # one row of columns at a time: a ranked list reads in rank
             cols = st.columns(columns)  # order, left to right, row by row (no masonry)
         img, err = _thumbnail(dataset_key(), ds, iid, ann_key, show_predictions, hl)
-        cap = f"#{iid} {names.get(iid, '')}"
+        cap = str(names.get(iid, f"image {iid}"))  # the file a user knows, not an internal id
         if iid in captions:
             cap += f" — {captions[iid]}"
         if err:

@@ -44,7 +44,8 @@ def cmd_duplicates(args) -> int:
             return EXIT_UNUSABLE
         emb = embed(ds, progress=fraction_bar("embedding", args.json))
     res = compute_duplicates(ds, stats=_stats(ds, args), embeddings=emb, method=args.method,
-                             threshold=args.threshold)
+                             threshold=args.threshold, verify=not args.no_verify,
+                             progress=fraction_bar("comparing pixels", args.json))
     if args.csv:
         write_csv(res.removal, args.csv)
     if args.json:
@@ -53,7 +54,8 @@ def cmd_duplicates(args) -> int:
         w = sys.stdout.write
         m = res.metrics()
         w(f"{res.n_checked} of {res.n_images} images compared ({', '.join(res.methods_used)}"
-          f"{'' if res.hash_radius is None else f', Hamming radius {res.hash_radius}'})\n")
+          f"{'' if res.hash_radius is None else f', Hamming radius {res.hash_radius}'}); "
+          f"{len(res.rejected):,} look-alike candidates are not the same picture\n")
         w(f"{m['n_exact_pairs']} exact pairs, {m['n_near_pairs']} near pairs, "
           f"{m['n_clusters']} clusters, {m['n_suggested_removals']} suggested removals\n")
         w(f"leakage: {m['n_cross_split_pairs']} pairs across splits, {m['n_leaking_images']} "
@@ -61,10 +63,9 @@ def cmd_duplicates(args) -> int:
           f"labels; {m['n_listed_twice']} files listed twice\n\n")
         names = image_labels(ds.images)  # files as a user reads them, not internal ids
         if len(res.leakage):
-            lt = res.leakage_table()
-            lt = lt.assign(copy=lt["copy_id"].map(names), kept=lt["kept_id"].map(names))
-            w("Leakage (copies across splits)\n" + table(lt, [
-                "copy", "kept", "method", "similarity"]) + "\n\n")
+            w("Leakage (copies across splits)\n" + table(res.leakage_table(), [
+                "copy_file", "copy_split", "kept_file", "kept_split", "decided_by"])
+              + "\n\n")
         if len(res.removal):
             rm = res.removal.assign(image=res.removal["image_id"].map(names),
                                     keep=res.removal["keep_instead"].map(names))
@@ -106,11 +107,15 @@ def register(sub) -> None:
     d = sub.add_parser("duplicates", help="exact and near-duplicates, split leakage")
     dataset_args(d)
     d.add_argument("--method", choices=METHODS[1:], default="phash",
-                   help="exact: same bytes or pixels; phash: + perceptual near-duplicates "
-                        "(default); embedding: + image embeddings")
+                   help="exact: same bytes or pixels; phash: + perceptual candidates "
+                        "(default); embedding: + image embeddings as candidates too (adds, "
+                        "never replaces); every candidate is then verified on the pixels")
     d.add_argument("--threshold", type=float, default=None,
-                   help="similarity a near pair needs (phash: 1 - Hamming/128, default 0.906; "
-                        "embedding: cosine, default 0.95)")
+                   help="similarity a candidate needs (phash: 1 - Hamming/128, default 0.81; "
+                        "embedding: cosine, default 0.80); with --no-verify the similarity a "
+                        "pair needs (0.906 / 0.95)")
+    d.add_argument("--no-verify", action="store_true",
+                   help="decide pairs by the threshold alone, without comparing pixels")
     d.add_argument("--csv", default=None, help="write the suggested removal list to this CSV")
     d.add_argument("--fail-on-leakage", action="store_true",
                    help="exit 1 when copies cross splits (a CI gate)")

@@ -13,7 +13,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from qa.dataset import ANN_ID, ANNOTATOR, CATEGORY_ID, FILE_NAME, IMAGE_ID, SCORE, H, W, X, Y
-from qa.viz.common import PREDICTION_COLOR, annotator_colors
+from qa.viz.common import PREDICTION_COLOR, annotator_colors, class_colors
 
 # Gallery thumbnails: long side in pixels. Big enough to read a label, small enough that a
 # page of 24 stays light over the websocket.
@@ -60,16 +60,28 @@ def draw_boxes(
     predictions: pd.DataFrame | None = None,
     highlight_ann_ids=None,
     show_labels: bool = True,
+    color_by: str = "annotator",
 ) -> Image.Image:
-    """A copy of ``image`` with boxes drawn: one colour per annotator, predictions dashed in
-    magenta with their score, highlighted annotations thicker. ``scale`` maps the dataset's
-    pixel coordinates to ``image``'s."""
+    """A copy of ``image`` with boxes drawn: one colour per annotator (``color_by="class"``:
+    per class, with ``colors`` keyed by class name), predictions dashed in magenta with their
+    score, highlighted annotations thicker. ``scale`` maps the dataset's pixel coordinates to
+    ``image``'s."""
+    if color_by not in ("annotator", "class"):
+        raise ValueError(f"color_by must be 'annotator' or 'class', got {color_by!r}")
     img = image.copy()
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=LABEL_FONT_PX)
     names = category_names or {}
+    if color_by == "class":
+        colors = colors or class_colors(sorted({str(v) for v in names.values()}))
     colors = colors or annotator_colors(sorted(annotations[ANNOTATOR].astype(str).unique())
                                         if len(annotations) else [])
+
+    def color_of(rd):
+        key = (names.get(rd[CATEGORY_ID], rd[CATEGORY_ID]) if color_by == "class"
+               else rd[ANNOTATOR])
+        return colors.get(str(key), "#00FF00")
+
     hl = set(int(i) for i in highlight_ann_ids) if highlight_ann_ids is not None else set()
     boxes = annotations[annotations[W].notna()] if len(annotations) else annotations
     labels = annotations[annotations[W].isna()] if len(annotations) else annotations
@@ -77,14 +89,14 @@ def draw_boxes(
     y = 2
     for r in labels.itertuples(index=False):
         rd = r._asdict()
-        col = colors.get(str(rd[ANNOTATOR]), "#00FF00")
+        col = color_of(rd)
         text = f"{rd[ANNOTATOR]}: {names.get(rd[CATEGORY_ID], rd[CATEGORY_ID])}"
         y = _label(d, font, 2, y, text, col, below=True) + 2
     for r in boxes.itertuples(index=False):
         rd = r._asdict()
         x0, y0 = rd[X] * scale, rd[Y] * scale
         x1, y1 = (rd[X] + rd[W]) * scale, (rd[Y] + rd[H]) * scale
-        col = colors.get(str(rd[ANNOTATOR]), "#00FF00")
+        col = color_of(rd)
         width = 4 if int(rd[ANN_ID]) in hl else 2
         d.rectangle([x0, y0, x1, y1], outline=col, width=width)
         if show_labels:
@@ -122,8 +134,10 @@ def _dashed_rect(d, x0, y0, x1, y1, color, dash=6):
 
 
 def render_image(ds, image_id: int, *, annotators=None, show_predictions: bool = False,
-                 highlight_ann_ids=None, max_side: int = THUMB_SIDE) -> tuple[Image.Image, str | None]:
-    """Thumbnail of one dataset image with the chosen annotators' boxes; (image, error)."""
+                 highlight_ann_ids=None, max_side: int = THUMB_SIDE, show_boxes: bool = True,
+                 color_by: str = "annotator") -> tuple[Image.Image, str | None]:
+    """Thumbnail of one dataset image with the chosen annotators' boxes (coloured per
+    annotator or per class; none with ``show_boxes=False``); (image, error)."""
     row = ds.images.loc[ds.images[IMAGE_ID] == image_id, FILE_NAME]
     img, scale, err = load_image(ds.root, str(row.iloc[0]) if len(row) else "", max_side=max_side)
     anns = ds.annotations[ds.annotations[IMAGE_ID] == image_id]
@@ -132,10 +146,12 @@ def render_image(ds, image_id: int, *, annotators=None, show_predictions: bool =
     preds = None
     if show_predictions:
         preds = ds.predictions[ds.predictions[IMAGE_ID] == image_id]
-    if err is None:
+    if err is None and show_boxes:
+        colors = (class_colors(sorted({str(v) for v in ds.category_names.values()}))
+                  if color_by == "class" else annotator_colors(ds.annotators))
         img = draw_boxes(img, anns, scale=scale, category_names=ds.category_names,
-                         colors=annotator_colors(ds.annotators), predictions=preds,
-                         highlight_ann_ids=highlight_ann_ids)
+                         colors=colors, predictions=preds,
+                         highlight_ann_ids=highlight_ann_ids, color_by=color_by)
     return img, err
 
 

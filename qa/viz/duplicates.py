@@ -18,36 +18,52 @@ def split_badge(split) -> str:
 
 
 def similarity_hist(result, *, threshold: float | None = None) -> go.Figure:
-    """Histogram of the pairs' similarity by method, with the threshold drawn."""
+    """Histogram of the candidate pairs' similarity: the duplicates found (by the method that
+    proposed them) and the candidates the pixels rejected, on fixed bins of 0.005 over the
+    range the candidates span (one pair is one thin bar, never a block filling the axis),
+    with the threshold drawn."""
     fig = go.Figure()
-    pairs = result.pairs
-    for k, (method, grp) in enumerate(pairs.groupby("method", sort=True)):
-        fig.add_trace(go.Histogram(x=grp["similarity"], name=f"{method} ({len(grp)})",
-                                   marker_color=PALETTE[k % len(PALETTE)], nbinsx=40,
-                                   opacity=0.8))
+    found = result.near_pairs
+    rejected = getattr(result, "rejected", None)
+    series = [(f"duplicate: {m}", g["similarity"]) for m, g in found.groupby(
+        found["proposed_by"] if "proposed_by" in found else found["method"], sort=True)]
+    if rejected is not None and len(rejected):
+        series.append(("rejected on the pixels", rejected["similarity"]))
     thr = threshold if threshold is not None else result.threshold
+    lows = [float(x.min()) for _, x in series if len(x)] + ([thr] if thr is not None else [])
+    lo = max(0.0, min(lows) - 0.01) if lows else 0.8
+    for k, (name, x) in enumerate(series):
+        fig.add_trace(go.Histogram(x=x, name=f"{name} ({len(x)})", opacity=0.8,
+                                   xbins=dict(start=lo, end=1.0 + 1e-9, size=0.005),
+                                   marker_color="#999999" if name.startswith("rejected")
+                                   else PALETTE[k % len(PALETTE)]))
     if thr is not None:
         fig.add_vline(x=thr, line_dash="dash", line_color="#D55E00",
-                      annotation_text=f"threshold {thr:.3f}", annotation_position="top left")
-    if pairs.empty:
-        fig.add_annotation(text="No pairs at this threshold", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
-    fig.update_layout(barmode="overlay", xaxis_title="similarity (1 = identical)",
-                      yaxis_title="pairs", legend_title="method")
-    return style(fig, title="Similarity of the pairs found", height=300)
+                      annotation_text=f"candidates from {thr:.3f}",
+                      annotation_position="top right")
+    if not series:
+        fig.add_annotation(text="No near-duplicate candidates", showarrow=False, x=0.5,
+                           y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(range=[lo, 1.0 + 0.005], title="similarity of the candidate pair "
+                     "(1 = identical; phash: 1 - Hamming/128, embedding: cosine)")
+    fig.update_layout(barmode="stack", yaxis_title="pairs", legend_title="pairs",
+                      margin=dict(t=60))
+    return style(fig, title="Similarity of the candidate pairs", height=320)
 
 
 def cluster_size_bar(result) -> go.Figure:
-    """Clusters by size, split-crossing ones apart."""
+    """Clusters by size, split-crossing ones apart (bars one image wide, whatever the count)."""
     c = result.clusters
     fig = go.Figure()
+    top = 2
     if not c.empty:
         g = c.groupby("cluster_id").agg(size=("image_id", "size"),
                                         splits=("split", lambda s: s.dropna().nunique()))
+        top = int(g["size"].max())
         for crossing, color in ((False, PALETTE[0]), (True, "#D55E00")):
             sub = g[(g["splits"] > 1) == crossing]["size"].value_counts().sort_index()
-            fig.add_trace(go.Bar(x=sub.index, y=sub.values, marker_color=color,
+            fig.add_trace(go.Bar(x=sub.index, y=sub.values, marker_color=color, width=0.6,
                                  name="across splits" if crossing else "within a split"))
-    fig.update_layout(barmode="stack", xaxis_title="images in the cluster",
-                      yaxis_title="clusters", xaxis_dtick=1)
+    fig.update_xaxes(range=[1.4, max(top, 4) + 0.6], dtick=1, title="images in the cluster")
+    fig.update_layout(barmode="stack", yaxis_title="clusters")
     return style(fig, title="Cluster sizes", height=300)

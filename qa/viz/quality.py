@@ -12,12 +12,16 @@ LABELS = {"dark": "Dark", "overexposed": "Overexposed", "blurry": "Blurry",
           "low_information": "Low information", "grayscale": "Grey in a colour set",
           "odd_aspect": "Odd aspect ratio", "tiny": "Tiny"}
 AXIS = {"brightness": "mean brightness (luma, 0-255)",
+        "exposure_dark": "exposure: the objects' luma, or the brightest 2 % (0-255)",
+        "exposure_bright": "exposure: the objects' luma, or the darkest 2 % (0-255)",
+        "sharp_objects": "sharpness: Laplacian variance on the objects or sharpest part "
+                         "(log scale; low = blurred)",
         "blur": "blur: variance of the Laplacian (log scale; low = blurred)",
         "entropy": "entropy of the luma histogram (bits; low = near-blank)",
         "colorfulness": "colourfulness: mean |R-G| + |G-B| (0 = grey)",
         "aspect": "aspect ratio width / height (log scale)",
         "min_side": "short side (px, log scale)"}
-LOG_AXIS = {"blur", "aspect", "min_side"}
+LOG_AXIS = {"blur", "sharp_objects", "aspect", "min_side"}
 
 
 def counts_bar(result) -> go.Figure:
@@ -40,7 +44,7 @@ def check_hist(result, check: str) -> go.Figure:
     x = df[metric].astype(float).to_numpy()
     flagged = df[f"is_{check}"].to_numpy(bool)
     log = metric in LOG_AXIS
-    plot_x = np.log10(np.maximum(x, 1e-3) + (1 if metric == "blur" else 0)) if log else x
+    plot_x = np.log10(np.maximum(x, 1e-3) + (1 if metric in ("blur", "sharp_objects") else 0)) if log else x
     fig = go.Figure()
     for mask, name, color in ((~flagged, "not flagged", PALETTE[0]),
                               (flagged, "flagged", "#D55E00")):
@@ -51,7 +55,7 @@ def check_hist(result, check: str) -> go.Figure:
         v = th.get(side)
         if v is None:
             continue
-        pos = np.log10(max(v, 1e-3) + (1 if metric == "blur" else 0)) if log else v
+        pos = np.log10(max(v, 1e-3) + (1 if metric in ("blur", "sharp_objects") else 0)) if log else v
         fig.add_vline(x=pos, line_dash="dash", line_color="#D55E00",
                       annotation_text=f"{side} cut {v:.3g}", annotation_position="top")
     title = f"{LABELS[check]}: {AXIS[metric].split(':')[0].split(' (')[0]}"

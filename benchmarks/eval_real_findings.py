@@ -1,0 +1,188 @@
+"""Precision and recall of the duplicates, outliers and quality findings on real datasets,
+against judgements made by looking at the images (benchmarks/real_eval/*.csv, with the reason
+for each; sources, commits and licences in benchmarks/real_eval/SOURCES.md).
+
+Run: ``.venv/bin/python benchmarks/eval_real_findings.py [--data DIR] [--only bccd,chess]``.
+``--data`` is the folder holding the downloaded Roboflow exports (``chess/``, ``ricepest/``;
+default ``$QA_REALDATA_EXTRA`` or /work/data/real); BCCD comes from ``../shared/realdata``
+(or ``$QA_REALDATA``). Image embeddings come from the store (``dataset-qa embed`` once per
+dataset; the offline model takes ~17 images/s on 2 cores); ``--embed`` computes missing ones.
+
+Truth per finding kind:
+
+* duplicates.csv: pairs judged ``same`` 1/0 by eye. For the chess set (Roboflow export with 3
+  augmented versions of each photo) a pair that is not listed is judged by its Roboflow source
+  name (the file name before ``_jpg.rf.``): same source = same picture; that rule was checked
+  by eye on a sample and every pair where it and the tool disagreed is listed with its own
+  judgement.
+* outliers.csv / quality.csv: images the tool flags, judged ``true`` 1/0 by eye; a flagged
+  image that is not listed counts as unjudged (printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EVAL = HERE / "real_eval"
+
+
+def _realdata() -> Path:
+    env = os.environ.get("QA_REALDATA")
+    if env:
+        return Path(env)
+    rel = HERE.parents[1] / "shared" / "realdata"
+    return rel if rel.exists() else Path("/work/shared/realdata")
+
+
+def datasets(extra: Path) -> dict[str, tuple[Path, str | None]]:
+    """name -> (folder, subset rule)."""
+    return {"bccd": (_realdata() / "bccd", None),
+            "chess-distinct": (extra / "chess", "one_per_source"),
+            "ricepest": (extra / "ricepest", None),
+            "chess": (extra / "chess", None)}
+
+
+def source_stem(file_name: str) -> str:
+    """A Roboflow export's source image: the file name before ``_<ext>.rf.<hash>``."""
+    return re.sub(r"_(jpe?g|png|bmp)\.rf\.[0-9a-f]+\.\w+$", "", Path(file_name).name,
+                  flags=re.I)
+
+
+def _read(name: str) -> list[dict]:
+    p = EVAL / name
+    if not p.exists():
+        return []
+    with p.open(newline="", encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if not r.get("dataset", "").startswith("#")]
+
+
+def _load(path: Path, subset: str | None):
+    import qa
+
+    ds = qa.load(path)
+    if subset == "one_per_source":
+        stems = ds.images["file_name"].map(source_stem)
+        ds = ds.subset(ds.images.loc[~stems.duplicated(), "image_id"].tolist())
+    return ds
+
+
+def eval_duplicates(name: str, ds, dup, judged: list[dict]) -> None:
+    names = dict(zip(ds.images["image_id"], ds.images["file_name"]))
+    explicit = {frozenset((r["file_a"], r["file_b"])): r["same"] == "1" for r in judged
+                if r["dataset"] in (name, name.split("-")[0])}
+    use_stem = name.startswith("chess")
+    present = set(names.values())
+
+    def truth(a: str, b: str) -> bool | None:
+        k = frozenset((a, b))
+        if k in explicit:
+            return explicit[k]
+        if use_stem:
+            return source_stem(a) == source_stem(b)
+        return None
+
+    near = dup.near_pairs
+    found = [(names[a], names[b]) for a, b in zip(near["image_id_a"], near["image_id_b"])]
+    verdicts = [truth(a, b) for a, b in found]
+    tp = sum(v is True for v in verdicts)
+    unjudged = sum(v is None for v in verdicts)
+    # every true pair: the explicit ones in this dataset, and (chess) every same-source pair
+    true_pairs = {k for k, v in explicit.items() if v and k <= present}
+    if use_stem:
+        by_stem: dict[str, list[str]] = {}
+        for f in present:
+            by_stem.setdefault(source_stem(f), []).append(f)
+        for fs in by_stem.values():
+            true_pairs |= {frozenset((x, y)) for i, x in enumerate(fs) for y in fs[i + 1:]}
+        true_pairs = {k for k in true_pairs if explicit.get(k, True)}
+    found_set = {frozenset(p) for p in found} | {
+        frozenset((names[a], names[b])) for a, b in zip(dup.exact_pairs["image_id_a"],
+                                                      dup.exact_pairs["image_id_b"])}
+    hit = len(true_pairs & found_set)
+    judged_found = len(found) - unjudged
+    p = f"{tp / judged_found:.2f}" if judged_found else "  - "
+    r = f"{hit / len(true_pairs):.2f}" if true_pairs else "  - "
+    print(f"  duplicates  precision {p} ({tp}/{judged_found})  recall {r} "
+          f"({hit}/{len(true_pairs)})")
+    share = len(dup.removal) / max(len(ds.images), 1)
+    print(f"              {len(near)} near pairs ({unjudged} unjudged), "
+          f"{len(dup.exact_pairs)} exact, {len(dup.rejected)} candidates rejected on the "
+          f"pixels; {len(dup.removal)} of {len(ds.images)} images ({share:.1%}) suggested for "
+          f"removal; {dup.metrics()['n_cross_split_pairs']} cross-split pairs")
+
+
+def eval_flags(kind: str, name: str, flagged: list[tuple[str, str]], judged: list[dict]
+               ) -> None:
+    """``flagged``: (file_name, check) pairs; judged rows: dataset, file, check, true."""
+    j = {(r["file"], r.get("check", kind)): r["true"] == "1" for r in judged
+         if r["dataset"] == name}
+    verdicts = [j.get(f) for f in flagged]
+    tp = sum(v is True for v in verdicts)
+    n_judged = sum(v is not None for v in verdicts)
+    p = f"{tp / n_judged:.2f}" if n_judged else "  - "
+    by = {}
+    for (f, c) in flagged:
+        by[c] = by.get(c, 0) + 1
+    print(f"  {kind:10s}  precision {p} ({tp}/{n_judged} judged; {len(flagged) - n_judged} "
+          f"unjudged) flagged: {by or 'nothing'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get(
+        "QA_REALDATA_EXTRA", "/work/data/real")))
+    ap.add_argument("--only", default=None, help="comma-separated dataset names")
+    ap.add_argument("--embed", action="store_true", help="embed images not in the store")
+    ap.add_argument("--list", action="store_true",
+                    help="print every finding (file names), for judging")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    from qa.duplicates import compute_duplicates
+    from qa.embeddings import embed_images
+    from qa.imagestats import compute_image_stats
+    from qa.outliers import compute_outliers
+    from qa.quality import CHECKS, compute_quality
+
+    print(f"load: {open('/proc/loadavg').read().split()[:3]} (1/5/15-min load averages)")
+    dj, oj, qj = _read("duplicates.csv"), _read("outliers.csv"), _read("quality.csv")
+    only = set(args.only.split(",")) if args.only else None
+    for name, (path, subset) in datasets(args.data).items():
+        if only and name not in only:
+            continue
+        if not path.exists():
+            print(f"{name}: {path} not found, skipped")
+            continue
+        t0 = time.perf_counter()
+        ds = _load(path, subset)
+        stats = compute_image_stats(ds)
+        emb = embed_images(ds, cached_only=not args.embed, model="efficientnet-lite0")
+        print(f"{name}: {len(ds.images)} images, {len(emb)} embedded")
+        dup = compute_duplicates(ds, stats=stats, embeddings=emb if len(emb) else None)
+        eval_duplicates(name, ds, dup, dj)
+        qual = compute_quality(ds, stats)
+        qflags = [(r.file_name, c) for c in CHECKS for r in qual.flagged(c).itertuples()]
+        eval_flags("quality", name, qflags, qj)
+        if len(emb) >= 3:
+            out = compute_outliers(ds, emb, duplicates=dup, stats=stats)
+            oflags = [(r.file_name, "outlier") for r in out.flagged.itertuples()]
+            eval_flags("outliers", name, oflags, oj)
+            if args.list:
+                for r in out.flagged.itertuples():
+                    print(f"    outlier {r.file_name}  score {r.score:.3f}  {r.kind}")
+        if args.list:
+            for f, c in qflags:
+                print(f"    quality {c} {f}")
+            for r in dup.near_pairs.itertuples():
+                print(f"    pair {r.file_a} {r.file_b} {r.reason}")
+        print(f"  ({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
