@@ -4,6 +4,8 @@ own images (a masonry: ragged rows, and the ranking zig-zags down the columns)."
 
 from __future__ import annotations
 
+import re
+
 from streamlit.testing.v1 import AppTest
 
 from qa.app.state import KEY_DATASET, KEY_DATASET_KEY
@@ -33,6 +35,7 @@ def test_gallery_rows_read_in_rank_order():
     order = []
     for row in rows:
         for col in row.children.values():
-            order += [int(im.proto.imgs[0].caption.split()[0][1:])
+            # the caption names the file, then the page's caption ("rank of 5")
+            order += [int(re.search(r"rank of (\d+)", im.proto.imgs[0].caption).group(1))
                       for im in col.children.values()]
     assert order == [5, 3, 9, 1, 7, 2, 8, 4, 6]
