@@ -474,7 +474,8 @@ def _finding(kind, image_id, related, score, message, **extra) -> dict:
 
 
 def compute_duplicates(dataset: Dataset, *, stats=None, embeddings=None, method: str = "auto",
-                       threshold: float | None = None) -> DuplicatesResult:
+                       threshold: float | None = None, ray: str | None = None
+                       ) -> DuplicatesResult:
     """Exact, perceptual and (with ``embeddings``) semantic duplicates of ``dataset``'s images,
     their clusters, the suggested removals, split leakage and inconsistent labels.
 
@@ -483,7 +484,8 @@ def compute_duplicates(dataset: Dataset, *, stats=None, embeddings=None, method:
     they come from a CLIP model). ``threshold``: the similarity a pair needs, for the near-duplicate method(s) in
     play (default :data:`DEFAULT_THRESHOLDS`; for phash it sets the Hamming radius
     ``floor((1 - threshold) * 128)``). ``stats``: :class:`qa.imagestats.ImageStats` (computed
-    here when None). Returns a :class:`DuplicatesResult`."""
+    here when None). ``ray``: a Ray cluster ("auto" or an address) for the pixel pass and the
+    embedding search (:mod:`qa.distributed`). Returns a :class:`DuplicatesResult`."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"compute_duplicates() needs a qa.Dataset, got {type(dataset).__name__}")
     if method not in METHODS:
@@ -496,12 +498,12 @@ def compute_duplicates(dataset: Dataset, *, stats=None, embeddings=None, method:
     if stats is None:
         from qa.imagestats import compute_image_stats
 
-        stats = compute_image_stats(dataset)
-    return _compute_duplicates(dataset, stats.table, embeddings, method, threshold)
+        stats = compute_image_stats(dataset, ray=ray)
+    return _compute_duplicates(dataset, stats.table, embeddings, method, threshold, ray=ray)
 
 
 def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: str,
-                        threshold: float | None) -> DuplicatesResult:
+                        threshold: float | None, ray: str | None = None) -> DuplicatesResult:
     notes: list[str] = []
     t = table.set_index(IMAGE_ID).reindex(ds.images[IMAGE_ID].to_numpy())
     ids = t.index.to_numpy(dtype=np.int64)
@@ -527,7 +529,7 @@ def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: st
         used.append("phash")
     if use_emb:
         thr = DEFAULT_THRESHOLDS["embedding"] if threshold is None else float(threshold)
-        parts.append(_embedding_pairs(embeddings, thr, ids[ok], notes))
+        parts.append(_embedding_pairs(embeddings, thr, ids[ok], notes, ray=ray))
         used.append("embedding")
     elif method == "auto" and embeddings is not None:
         notes.append(f"The embeddings come from {getattr(embeddings, 'model_id', 'a model')}, "
@@ -641,7 +643,8 @@ def _phash_pairs(ids: np.ndarray, t: pd.DataFrame, radius: int) -> pd.DataFrame:
     return out.sort_values("hamming", kind="stable").drop_duplicates(["image_id_a", "image_id_b"])
 
 
-def _embedding_pairs(emb, threshold: float, ok_ids: np.ndarray, notes: list) -> pd.DataFrame:
+def _embedding_pairs(emb, threshold: float, ok_ids: np.ndarray, notes: list,
+                     ray: str | None = None) -> pd.DataFrame:
     vectors = getattr(emb, "vectors", None)
     emb_ids = getattr(emb, "image_ids", None)
     if vectors is None or emb_ids is None:
@@ -656,7 +659,13 @@ def _embedding_pairs(emb, threshold: float, ok_ids: np.ndarray, notes: list) -> 
     if missing:
         notes.append(f"{missing} readable image(s) have no embedding and were compared by "
                      f"their pixels only.")
-    pairs = find_near_duplicates(np.asarray(vectors)[keep], threshold=threshold)
+    if ray is None:
+        pairs = find_near_duplicates(np.asarray(vectors)[keep], threshold=threshold)
+    else:  # the same pairs, the index built and searched on a cluster
+        from qa.distributed.search import find_near_duplicates_sharded
+
+        pairs = find_near_duplicates_sharded(np.asarray(vectors)[keep], threshold=threshold,
+                                             ray=ray)
     sub = emb_ids[keep]
     return _pair_frame(sub[pairs["i"]], sub[pairs["j"]], "embedding",
                        pairs["similarity"].to_numpy(), None, False)
@@ -815,7 +824,8 @@ def run_analysis(dataset: Dataset, ctx) -> DuplicatesResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return compute_duplicates(dataset, stats=stats, embeddings=emb, method=method,
-                                  threshold=ctx.option("duplicates", "threshold"))
+                                  threshold=ctx.option("duplicates", "threshold"),
+                                  ray=getattr(ctx, "ray", None))
 
 
 __all__ = [

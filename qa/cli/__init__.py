@@ -135,6 +135,17 @@ def dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def ray_args(p: argparse.ArgumentParser) -> None:
+    """``--ray`` / ``--layout``: run the per-image work on a Ray cluster (qa.distributed)."""
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="decode, hash and embed on a Ray cluster: 'auto' (the one started "
+                        "here with `ray start`, or $RAY_ADDRESS), 'local', or HOST:PORT "
+                        "(needs pip install 'dataset-qa[ray]')")
+    p.add_argument("--layout", default=None, metavar="URI",
+                   help="with --ray: where every node keeps its results (a folder all nodes "
+                        "see, s3://..., gs://...; default: the cache folder's cluster/)")
+
+
 # One module per command group; each has ``register(sub)`` adding its sub-commands. Add a
 # module here to add commands (a tuple, not a plugin system: the list is the documentation).
 COMMAND_MODULES = (
