@@ -183,7 +183,36 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
 
 
+class _MainThreadStdout:
+    """stdout for the main thread only: what other threads print (Ray's driver prints node
+    and error messages to stdout from threads of its own) goes to stderr, so ``--json``
+    output stays one JSON document."""
+
+    def __init__(self, out, err):
+        self._out, self._err = out, err
+
+    def write(self, text):
+        import threading
+
+        main = threading.current_thread() is threading.main_thread()
+        return (self._out if main else self._err).write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._out, name)
+
+
 def _run(args) -> int:
+    if getattr(args, "ray", None):
+        real = sys.stdout
+        sys.stdout = _MainThreadStdout(real, sys.stderr)
+        try:
+            return _run_command(args)
+        finally:
+            sys.stdout = real
+    return _run_command(args)
+
+
+def _run_command(args) -> int:
     try:
         return args.func(args)
     except BrokenPipeError:  # `dataset-qa info ... | head` closed the pipe: not an error

@@ -38,12 +38,17 @@ BLOCK_ROWS = 64
 BLOCKS_PER_CPU = 2
 # CPUs per model actor on a CPU-only cluster (its torch threads); the rest decode.
 ACTOR_CPUS = 1
-# Share of a CPU-only cluster's CPUs given to model actors (the rest decode and hash).
+# Share of a CPU-only cluster's CPUs given to model actors (the rest decode and hash). The
+# rest is also what lets a run survive a lost node: the actors restart on the other nodes and
+# the lost decode outputs are recomputed there, which needs free CPUs beside the actors.
 MODEL_CPU_SHARE = 0.5
 # Memory a decode task asks for: a batch of 32 decoded 12 MP photos reduced to 512 px, with
 # room. It also keeps Ray from fusing decoding into the model actors (different resources):
 # decoding stays on CPU tasks that scale apart from the models.
 DECODE_TASK_MEMORY = 256 * 2 ** 20
+# A run that returns no batch for this long is given up (a cluster that lost so many nodes
+# that the model actors cannot be placed waits forever otherwise).
+STALL_TIMEOUT_S = float(os.environ.get("QA_RAY_STALL_TIMEOUT", 900))
 # Subfolder of the cache folder used as the layout when none is given.
 DEFAULT_LAYOUT_DIR = "cluster"
 
@@ -154,16 +159,42 @@ class ClusterRun:
         return code_fingerprint()
 
     def _stream(self, ds) -> Iterator[dict]:
-        """The output batches of ``ds`` as they complete (any order), with Ray's errors
-        turned into one :class:`ClusterError` that says what failed."""
-        try:
-            yield from ds.iter_batches(batch_size=None, batch_format="numpy")
-        except Exception as exc:
-            msg = str(exc).strip().splitlines()
-            first = next((line for line in msg if "Error" in line), msg[0] if msg else "")
-            raise ClusterError(f"the cluster run failed ({type(exc).__name__}: {first[:300]}); "
-                               "what was finished is kept in the layout and a re-run resumes")\
-                from exc
+        """The output batches of ``ds`` as they complete (any order). Ray's errors, and a run
+        that makes no progress for :data:`STALL_TIMEOUT_S`, become one :class:`ClusterError`
+        saying what failed; what was finished is in the layout either way."""
+        import queue
+        import threading
+
+        q: queue.Queue = queue.Queue(maxsize=4)
+        end = object()
+
+        def pump():
+            try:
+                for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    q.put(b)
+                q.put(end)
+            except BaseException as exc:  # handed to the consumer
+                q.put(exc)
+
+        threading.Thread(target=pump, name="qa-ray-results", daemon=True).start()
+        while True:
+            try:
+                got = q.get(timeout=STALL_TIMEOUT_S)
+            except queue.Empty:
+                raise ClusterError(
+                    f"the cluster made no progress for {STALL_TIMEOUT_S:.0f} s (nodes lost, "
+                    "or too few CPUs/GPUs left for the model actors and the decoding: see "
+                    "`ray status`); what was finished is kept in the layout and a re-run "
+                    "resumes") from None
+            if got is end:
+                return
+            if isinstance(got, BaseException):
+                msg = str(got).strip().splitlines()
+                first = next((line for line in msg if "Error" in line), msg[0] if msg else "")
+                raise ClusterError(f"the cluster run failed ({type(got).__name__}: "
+                                   f"{first[:300]}); what was finished is kept in the layout "
+                                   "and a re-run resumes") from got
+            yield got
 
     # ------------------------------------------------------------------------ hashing
     def hash_files(self, root, names: Sequence[str],
