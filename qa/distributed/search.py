@@ -11,9 +11,13 @@ with i < j, most similar first), with the index built and searched by Ray tasks.
    codes understate or overstate a similarity by a little) and keeps those at the threshold.
 
 ``codec="sq8"`` (8-bit scalar quantisation: a quarter of float32, what the single-machine
-search uses) or ``"pq"`` (product quantisation, d/8 bytes per vector: 64 B for 512-d, the
-choice at 100M vectors; see docs/scale.md). Recall against exact search is measured in
-benchmarks/bench_ray.py and tested in tests/distributed.
+search uses; a range search with a margin) or ``"pq"`` (product quantisation, d/8 bytes per
+vector: 64 B for 512-d, the choice at 100M vectors, see docs/scale.md). PQ codes misjudge a
+cosine by too much for a fixed margin (on random 512-d vectors a 0.97 pair scores ~0.7), but
+keep the order of the neighbours: with PQ each vector's :data:`PQ_NEIGHBOURS` nearest are
+taken as candidates and re-scored exactly, so a group of more than that many copies of one
+picture is linked through chains of pairs rather than all its pairs. Recall against the
+single-machine search is measured in benchmarks/bench_ray.py and tested in tests/distributed.
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ CODECS = ("sq8", "pq")
 # Vectors per shard: 250k x 512 float32 = 0.5 GB per task's input, a fair unit to lose and
 # redo when a node goes away.
 DEFAULT_SHARD_SIZE = 250_000
-# Candidates within this much under the threshold are re-scored exactly. PQ codes of 8 bits
-# per 8 dimensions misjudge a cosine by up to a few hundredths (measured in bench_ray.py);
-# SQ8 by ~1e-3 (the single-machine margin).
-PQ_MARGIN = 0.08
-MARGIN = {"sq8": SQ_MARGIN, "pq": PQ_MARGIN}
+# SQ8: candidates within this much under the threshold are re-scored exactly (it misjudges a
+# cosine by ~1e-3: the single-machine margin).
+MARGIN = {"sq8": SQ_MARGIN}
+# PQ: the nearest neighbours of each vector (by its codes) re-scored exactly; near-duplicates
+# are a picture's nearest neighbours by far, so 16 covers groups of up to 16 copies in full.
+PQ_NEIGHBOURS = 16
 # Queries per range_search call inside a task: bounds the result buffers.
 _QUERY_BLOCK = 4096
 
@@ -89,18 +94,28 @@ def _add(trained: np.ndarray, shard: np.ndarray, offset: int) -> np.ndarray:
     return _index_bytes(index)
 
 
-def _search(index_bytes: np.ndarray, shard: np.ndarray, offset: int, radius: float,
+def _search(index_bytes: np.ndarray, shard: np.ndarray, offset: int, radius: float | None,
             nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (i < j) of the shard's rows against the index: within ``radius`` by
+    the codes, or (``radius=None``, PQ) each row's PQ_NEIGHBOURS nearest."""
     import faiss
 
     index = faiss.deserialize_index(index_bytes)
     index.nprobe = nprobe
     qs, js = [], []
     for start in range(0, len(shard), _QUERY_BLOCK):
-        lims, _, ids = index.range_search(
-            np.ascontiguousarray(shard[start:start + _QUERY_BLOCK], np.float32), radius)
-        q = offset + start + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
-        ids = ids.astype(np.int64)
+        block = np.ascontiguousarray(shard[start:start + _QUERY_BLOCK], np.float32)
+        if radius is None:
+            _, nn = index.search(block, PQ_NEIGHBOURS + 1)
+            q = offset + start + np.repeat(np.arange(len(block)), nn.shape[1])
+            ids = nn.reshape(-1).astype(np.int64)
+            ok = ids >= 0
+            q, ids = q[ok], ids[ok]
+        else:
+            lims, _, ids = index.range_search(block, radius)
+            q = offset + start + np.repeat(np.arange(len(lims) - 1),
+                                           np.diff(lims).astype(np.int64))
+            ids = ids.astype(np.int64)
         keep = q != ids
         qs.append(np.minimum(q[keep], ids[keep]))
         js.append(np.maximum(q[keep], ids[keep]))
@@ -171,7 +186,7 @@ def _compute_sharded(x: np.ndarray, address: str, threshold: float, nprobe: int,
         index.merge_from(faiss.deserialize_index(p), 0)
     full = ray.put(_index_bytes(index))
     del index, parts
-    radius = threshold - MARGIN[codec]
+    radius = threshold - MARGIN[codec] if codec in MARGIN else None
     found = ray.get([search.remote(full, sh, s, radius, min(nprobe, lists))
                      for sh, s in zip(shards, starts)])
     qi = np.concatenate([f[0] for f in found])

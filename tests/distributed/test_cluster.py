@@ -198,6 +198,10 @@ def test_sharded_search_finds_the_single_machine_pairs(cluster):
     assert len(truth & found) / len(truth) >= 0.99
     assert (got["similarity"] >= 0.95 - 1e-6).all() and (got["i"] < got["j"]).all()
     assert list(got.columns) == ["i", "j", "similarity"]
+    pq = find_near_duplicates_sharded(x, threshold=0.95, ray=cluster.address, exact_max=1000,
+                                      shard_size=3000, codec="pq")  # the 100M plan's codec
+    assert len(truth & set(zip(pq["i"], pq["j"]))) / len(truth) >= 0.99
+    assert (pq["similarity"] >= 0.95 - 1e-6).all()
     import ray
 
     ray.shutdown()  # the next tests drive the cluster from subprocesses
@@ -253,10 +257,10 @@ def test_cluster_stopped_mid_run_resumes(cluster, subset, local, tmp_path):
             time.sleep(0.1)
         assert proc.poll() is None, f"the run ended before the cluster could be stopped: " \
                                     f"{proc.communicate()[1][-2000:]}"
-        cluster.stop()
+        cluster.stop()  # head, worker and their workers, at once
         try:
-            proc.communicate(timeout=90)
-        except subprocess.TimeoutExpired:  # a driver may wait for its cluster a long time
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # a driver waits for its cluster: end it too
             pass
     finally:
         if proc.poll() is None:
