@@ -194,6 +194,20 @@ def cmd_cache_export(args) -> int:
     return _exchange(args, "export")
 
 
+def cmd_cache_compact(args) -> int:
+    from qa.distributed.layout import RECORDS, VECTORS, ClusterLayout
+
+    layout = ClusterLayout(args.layout)
+    done = {name: layout.compact(table, name) for table in (VECTORS, RECORDS)
+            for name in layout.names(table)}
+    if args.json:
+        print_json({"parts_removed": done, "layout": layout.uri})
+    else:
+        for name, n in done.items():
+            sys.stdout.write(f"{name}: {n:,} parts merged away\n")
+    return EXIT_OK
+
+
 def register(sub) -> None:
     from qa.outliers import DEFAULT_K, METHODS
 
@@ -243,3 +257,8 @@ def register(sub) -> None:
                                                     "(e.g. imagestats/v2)")
         c.add_argument("--json", action="store_true")
         c.set_defaults(func=fn)
+    comp = csub.add_parser("compact", help="rewrite a cluster layout's many small parts as "
+                                           "few large ones, without repeated keys")
+    comp.add_argument("layout", help="the layout: a folder or URI")
+    comp.add_argument("--json", action="store_true")
+    comp.set_defaults(func=cmd_cache_compact)

@@ -152,6 +152,10 @@ def test_cli_cache_export_and_import(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "c2"))
     assert main(["cache", "import", str(tmp_path / "lay"), "--model", MODEL]) == 0
     assert default_store().get_vectors(MODEL, ["x", "y"])[0].all()
+    ClusterLayout(str(tmp_path / "lay")).put_vectors(MODEL, ["y", "z"], _vecs(2, seed=4))
+    assert main(["cache", "compact", str(tmp_path / "lay")]) == 0
+    (info,) = ClusterLayout(str(tmp_path / "lay")).info()
+    assert (info["parts"], info["entries"], info["keys"]) == (1, 3, 3)
 
 
 def test_nothing_imports_ray_without_the_option(tmp_path):
