@@ -223,6 +223,15 @@ def _run_command(args) -> int:
     except (DatasetError, ValueError, TypeError) as exc:  # bad input or option, said in words
         log.debug("unusable input", exc_info=True)
         return _fail(str(exc))
+    except ImportError as exc:  # an optional extra that is not installed: the hint says how
+        log.debug("missing optional package", exc_info=True)
+        return _fail(str(exc))
+    except RuntimeError as exc:
+        if type(exc).__module__.startswith("qa."):  # ours (a cluster that failed): in words
+            log.debug("failed", exc_info=True)
+            return _fail(str(exc))
+        log.debug("unexpected error", exc_info=True)
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with -v for details)")
     except MemoryError:
         return _fail("ran out of memory reading this input; it is far larger than a dataset's "
                      "labels should be. Check the file.")

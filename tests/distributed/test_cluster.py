@@ -177,6 +177,35 @@ def test_cluster_results_equal_single_process(cluster, dataset, local, tmp_path)
     assert (third.n_computed, third.n_cached) == (0, N_IMAGES)
 
 
+def test_commands_and_analyses_take_the_cluster(cluster, subset, dataset, local, tmp_path,
+                                                capsys, monkeypatch):
+    """--ray on quality and duplicates, ray= in run_analyses: the same findings as one
+    process (the work is in the layout already, except for this cache's store)."""
+    from qa.analyses import run_analyses
+    from qa.cli import main
+    from qa.duplicates import compute_duplicates
+    from qa.quality import compute_quality
+    from qa.store import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    args = [str(subset / "annotations" / "alice.json"), "--image-root", str(subset / "images"),
+            "--ray", cluster.address, "--json"]
+    assert main(["quality", *args]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got == json.loads(json.dumps(compute_quality(dataset, local["stats"]).to_dict(),
+                                        default=str))
+    assert main(["duplicates", *args, "--method", "embedding"]) == 0
+    dup = json.loads(capsys.readouterr().out)
+    ref = compute_duplicates(dataset, stats=local["stats"], embeddings=local["images"],
+                             method="embedding")
+    assert dup["metrics"] == json.loads(json.dumps(ref.to_dict(), default=str))["metrics"]
+    run = run_analyses(dataset, only=["quality", "duplicates"], ray=cluster.address,
+                       embeddings="cached", model=MODEL)
+    assert not run.errors and set(run.results) == {"quality", "duplicates"}
+    assert run.results["quality"].metrics() == compute_quality(dataset,
+                                                               local["stats"]).metrics()
+
+
 def test_sharded_search_finds_the_single_machine_pairs(cluster):
     """Train on a sample, add shard by shard, search shards in parallel: >= 99 % of the
     exact single-machine pairs, nothing under the threshold."""

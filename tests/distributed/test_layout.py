@@ -167,3 +167,17 @@ def test_nothing_imports_ray_without_the_option(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_without_ray_the_option_says_how_to_install(monkeypatch, coco_dir, capsys):
+    from qa.cli import main
+    from qa.distributed import cluster_run
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'dataset-qa\[ray\]'"):
+        cluster_run("auto")
+    with pytest.raises(ValueError, match="'auto', 'local' or a cluster address"):
+        cluster_run(" ")
+    rc = main(["embed", str(coco_dir), "--model", "efficientnet-lite0", "--ray", "auto"])
+    assert rc == 2
+    assert "pip install 'dataset-qa[ray]'" in capsys.readouterr().err
