@@ -4,7 +4,7 @@ machine (the dashboard's included) can read, under a local folder or any URI fss
 
 ::
 
-    <root>/LAYOUT.json                                  {"format": "dataset-qa-layout", "version": 1}
+    <root>/LAYOUT.json                                {"format": "dataset-qa-layout", ...}
     <root>/vectors/<model_id, quoted>/part-<digest>.parquet   key, vector (float32[d]), crc
     <root>/records/<kind, quoted>/part-<digest>.parquet       key, data (JSON bytes), crc
 
