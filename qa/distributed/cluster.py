@@ -283,7 +283,7 @@ class ClusterRun:
 
     def _embed(self, spec, root, keys, first_name, crop_of, bs, device):
         from qa.distributed.stages import Embedder, decode_batch
-        from qa.embeddings import ERROR_KIND
+        from qa.embeddings import DEFAULT_BATCH_SIZE, ERROR_KIND, GPU_BATCH_SIZE
 
         boxes = np.full((len(keys), 4), -1, np.int64)
         for j, k in enumerate(keys):
@@ -299,6 +299,8 @@ class ClusterRun:
         fp = self._fingerprint()
         opts = self._actor_options(device)
         actor_device = "cuda" if opts.get("num_gpus") else "cpu"
+        if actor_device == "cuda" and bs == DEFAULT_BATCH_SIZE:
+            bs = GPU_BATCH_SIZE  # as the single-process path does on a GPU
         pool = ray.data.ActorPoolStrategy(min_size=1, max_size=opts.pop("size"))
         ds = (self._dataset(frame)
               .map_batches(decode_batch, fn_kwargs={"root": str(root), "spec": spec,

@@ -179,8 +179,8 @@ def test_cluster_results_equal_single_process(cluster, dataset, local, tmp_path)
 
 def test_commands_and_analyses_take_the_cluster(cluster, subset, dataset, local, tmp_path,
                                                 capsys, monkeypatch):
-    """--ray on quality and duplicates, ray= in run_analyses: the same findings as one
-    process (the work is in the layout already, except for this cache's store)."""
+    """--ray on quality, duplicates and report, ray= in run_analyses: the same findings as
+    one process."""
     from qa.analyses import run_analyses
     from qa.cli import main
     from qa.duplicates import compute_duplicates
@@ -199,6 +199,11 @@ def test_commands_and_analyses_take_the_cluster(cluster, subset, dataset, local,
     ref = compute_duplicates(dataset, stats=local["stats"], embeddings=local["images"],
                              method="embedding")
     assert dup["metrics"] == json.loads(json.dumps(ref.to_dict(), default=str))["metrics"]
+    out = tmp_path / "report"
+    assert main(["report", *args, "--out", str(out), "--formats", "json", "--no-history",
+                 "--embeddings", "cached"]) == 0
+    report = json.loads(capsys.readouterr().out)["report"]
+    assert report["score"] is not None and (out / "report.json").is_file()
     run = run_analyses(dataset, only=["quality", "duplicates"], ray=cluster.address,
                        embeddings="cached", model=MODEL)
     assert not run.errors and set(run.results) == {"quality", "duplicates"}
