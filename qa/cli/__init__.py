@@ -208,8 +208,19 @@ def _run(args) -> int:
         try:
             return _run_command(args)
         finally:
-            sys.stdout = real
+            real.flush()
+            sys.stdout = sys.stderr  # Ray prints what it held back when it disconnects
+            try:
+                _disconnect_ray()
+            finally:
+                sys.stdout = real
     return _run_command(args)
+
+
+def _disconnect_ray() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        ray.shutdown()
 
 
 def _run_command(args) -> int:
