@@ -50,7 +50,7 @@ test-latest:
 	$(LATEST)/bin/python -m pip install -q --upgrade -r requirements.in -e '.[test]'
 	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/versions.txt
 	@echo "versions differing from $(LOCK):"
-	@$(LATEST)/bin/python -c "import re,sys; pin=lambda t: dict(m.groups() for m in re.finditer(r'(?m)^([A-Za-z0-9_.-]+)==([^ ;\\\\]+)', t)); n=lambda k: re.sub(r'[-_.]+','-',k).lower(); a={n(k):v for k,v in pin(open('$(LOCK)').read()).items()}; b={n(k):v for k,v in pin(open('$(LATEST)/versions.txt').read()).items()}; [print(f'  {k}: {a[k]} -> {b[k]}') for k in sorted(a.keys()&b.keys()) if a[k]!=b[k]]"
+	@$(LATEST)/bin/python tools/pins_diff.py $(LOCK) $(LATEST)/versions.txt
 	HF_HUB_OFFLINE=1 $(LATEST)/bin/python -m pytest -q -p no:cacheprovider
 
 sample: $(STAMP)

@@ -2,7 +2,15 @@
 
 import streamlit as st
 
-from qa.agreement import IOU_TARGET, MASK_IOU_TARGET, METHOD_HELP, kappa_band
+from qa.agreement import (
+    IOU_TARGET,
+    MASK_IOU_TARGET,
+    METHOD_HELP,
+    dispute_captions,
+    dispute_causes,
+    dispute_summary,
+    kappa_band,
+)
 from qa.app import cached
 from qa.app.state import dataset_key, require_dataset, widget_default
 from qa.app.widgets import image_gallery, linked_evidence
@@ -42,8 +50,11 @@ m[1].metric("Fleiss' kappa", f"{res.fleiss:.3f}",
             help=f"{kappa_band(res.fleiss)}; on the {res.n_fleiss_units:,} units all rated")
 m[2].metric("Mean pairwise Cohen's kappa", f"{res.mean_pairwise_kappa:.3f}",
             help=kappa_band(res.mean_pairwise_kappa))
+causes = dispute_causes(res, ds)
+summary = dispute_summary(causes)
 m[3].metric("Disputed images", f"{int(res.per_image['is_disputed'].sum()):,}",
-            help="disagreement score (1 - soft F1) of 0.25 or more")
+            help="disagreement score (1 - soft F1) of 0.25 or more. By cause: " + "; ".join(
+                f"{r.cause} {r.images} ({r.who})" for r in summary.itertuples()))
 if res.is_classification:
     st.caption("Classification labels: units are images; kappas compare the image labels.")
 else:
@@ -81,13 +92,17 @@ with tabs[3]:
     else:
         st.plotly_chart(va.iou_histogram(res), key="agr_iou_hist")
 with tabs[4]:
+    st.caption("Per cause, who caused it; a missed object or another class (warning) matters "
+               "more than a loose box (info), so the gallery starts with those.")
+    st.dataframe(summary, hide_index=True, key="agr_causes")
     n = st.number_input("Images to show", 4, 96, 24, 4, key="agr_n_disputed")
-    top = res.most_disputed(int(n))
+    worst = res.most_disputed(len(res.per_image))
+    caps = dict(zip(worst["image_id"], worst["caption"])) | dispute_captions(causes)
+    ids = list(dict.fromkeys([*causes["image_id"].astype(int), *worst["image_id"]]))
     if linked:  # a link's images: the gallery shows those (worst first)
-        top = res.most_disputed(len(res.per_image))
-        top = top[top["image_id"].isin(linked)].head(int(n))
-    ids = top["image_id"].tolist()
-    image_gallery(ds, ids, key="agr_gallery", captions=dict(zip(ids, top["caption"])),
+        ids = [i for i in ids if i in set(linked)]
+    ids = ids[:int(n)]
+    image_gallery(ds, ids, key="agr_gallery", captions={i: caps.get(i, "") for i in ids},
                   highlight_ann_ids=res.disputed_ann_ids(ids) or None, max_images=int(n))
     st.dataframe(res.per_image, hide_index=True, key="agr_per_image")
 with tabs[5]:

@@ -5,11 +5,13 @@ import streamlit as st
 from qa.app import cached
 from qa.app.state import dataset_key, focus, require_dataset, widget_default
 from qa.app.widgets import image_gallery, linked_evidence
-from qa.balance import ALL_ANNOTATORS, available_splits, default_annotator
+from qa.balance import ALL_ANNOTATORS, available_splits
 from qa.viz import balance as vb
 
 ds = require_dataset()
-st.title("Class balance")
+annotators = ([ALL_ANNOTATORS] if len(ds.annotators) > 1 else []) + list(ds.annotators)
+widget_default("bal_annotator", annotators[0] if annotators else None)
+st.title(vb.balance_title(st.session_state.get("bal_annotator"), len(ds.annotators)))
 _LINKED_SECTION = {"rare_class": "Checks", "annotator_class_mix": "Annotators",
                    "empty_image": "Splits"}
 linked_evidence(ds, key="bal", hints={
@@ -25,12 +27,9 @@ f1, f2, f3 = st.columns([2, 2, 3])
 split_options = available_splits(ds)
 widget_default("bal_splits", split_options)
 splits = f1.multiselect("Splits", split_options, key="bal_splits")
-annotators = list(ds.annotators) + ([ALL_ANNOTATORS] if len(ds.annotators) > 1 else [])
-chosen = default_annotator(ds)
-widget_default("bal_annotator", chosen if chosen in annotators else
-               (annotators[0] if annotators else None))
 annotator = f2.selectbox("Count the labels of", annotators, key="bal_annotator",
-                         help="Pooling annotators counts an object once per annotator.",
+                         help="All annotators pooled (the default) counts an object once per "
+                              "annotator who drew it; choose one annotator for their labels.",
                          disabled=not annotators)
 widget_default("bal_classes", [])
 classes = f3.multiselect("Classes in the figures (empty: all)", list(ds.category_names.values()),

@@ -12,7 +12,7 @@ from qa.app.state import (
     widget_default,
 )
 from qa.app.widgets import image_gallery
-from qa.disagreement import CONSENSUS, DEFAULT_CONF_THRESHOLD, KIND_TITLES
+from qa.disagreement import CONSENSUS, DEFAULT_CONF_THRESHOLD
 from qa.geometry import DEFAULT_IOU_THRESHOLD
 from qa.viz import disagreement as vd
 
@@ -42,18 +42,16 @@ except ValueError as exc:
     st.error(str(exc))
     st.stop()
 
-m = res.metrics()
-cols = st.columns(6)
-cols[0].metric("Flagged images", f"{m['n_flagged_images']:,}",
-               help=f"{(m['flagged_image_share'] or 0):.1%} of the images judged")
-shown = ["label_issue"] if res.is_classification else list(KIND_TITLES)[:5]
-for col, k in zip(cols[1:], shown):
-    col.metric(KIND_TITLES[k].capitalize(), f"{res.counts()[k]:,}")
+heads = vd.headline(res)
+for row in (heads[:3], heads[3:]):
+    for col, (label, value, why) in zip(st.columns(5), row):
+        col.metric(label, value, help=why or None)
+st.caption(f"**How the split was decided:** {res.cause_counts()['basis']}")
 for note in res.notes:
     st.caption(note)
 if objects is None and not ds.is_classification:
-    st.caption("A detector's misses look like spurious labels. Embed the boxes on the Outliers "
-               "page (per-class outliers) and the crops give those flags a second opinion.")
+    st.caption("A detector's misses look like unsupported labels. Embed the boxes on the "
+               "Outliers page and each box's crop decides: label error or model miss.")
 
 ids, kind = focus()
 queue = res.queue

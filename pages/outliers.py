@@ -4,7 +4,7 @@ import streamlit as st
 
 from qa.app import cached
 from qa.app.state import clear_focus, dataset_key, focus, require_dataset
-from qa.app.widgets import embed_button, image_gallery
+from qa.app.widgets import embed_button, image_gallery, object_gallery
 from qa.embeddings import FALLBACK, ModelError, embed_images, embed_objects
 from qa.outliers import DEFAULT_K, MAP_METHODS, METHODS, embedding_shortfall
 from qa.viz import outliers as vo
@@ -40,6 +40,11 @@ if missing > 0:
 
 objects = (cached.stored_embeddings(key, ds, spec.model_id, model, ckpt, objects=True)
            if ds.has_boxes else None)
+if ds.has_boxes and (objects is None or len(objects) == 0):  # whatever the section shown
+    embed_button("Embed the labelled boxes", key="out_embed_objects",
+                 help="Per-class outliers, and each unsupported box's crop decides on Model "
+                      "disagreement: label error or model miss.",
+                 run=lambda p: embed_objects(ds, model=model, checkpoint=ckpt, progress=p))
 c1, c2, c3, c4 = st.columns(4)
 method = c1.selectbox("Method", METHODS, key="out_method")
 k = c2.slider("Neighbours k", 2, 50, DEFAULT_K, key="out_k")
@@ -94,14 +99,16 @@ elif section == "Map":
         image_gallery(ds, chosen, key="out_map_gallery", max_images=8)
 elif section == "Per-class outliers":
     if ds.has_boxes and (objects is None or len(objects) == 0):
-        st.info("Per-class outliers compare each box with the other boxes of its class.")
-        embed_button("Embed the labelled boxes", key="out_embed_objects",
-                     run=lambda p: embed_objects(ds, model=model, checkpoint=ckpt, progress=p))
+        st.info("Per-class outliers compare each box with the other boxes of its class: "
+                "embed the labelled boxes with the button above.")
     fc = res.flagged_class
+    if len(fc) and fc["ann_id"].notna().any():  # the odd box itself, cropped and highlighted
+        st.caption("Each odd box, cropped with its surroundings and outlined in yellow.")
+        object_gallery(ds, fc["ann_id"].dropna().astype(int), key="out_class_crops",
+                       captions=vo.class_outlier_captions(fc))
+    elif len(fc):
+        image_gallery(ds, list(dict.fromkeys(fc["image_id"])), key="out_class_gallery")
     st.dataframe(fc, hide_index=True, key="out_class_table")
-    if len(fc):
-        image_gallery(ds, list(dict.fromkeys(fc["image_id"])), key="out_class_gallery",
-                      highlight_ann_ids=fc["ann_id"].dropna().astype(int).tolist() or None)
 elif section == "Text search":
     if not emb.is_clip:
         st.info(f"Text search needs a CLIP model; these vectors come from {emb.model_label}. "

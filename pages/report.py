@@ -41,7 +41,11 @@ st.dataframe(vr.traffic_lights(vr.checks_table(report, statuses=shown)), hide_in
                  "link": st.column_config.LinkColumn("evidence in the app",
                                                      display_text="open evidence"),
                  "value": st.column_config.NumberColumn(format="%.3g"),
-                 "points lost": st.column_config.NumberColumn(format="%.1f")})
+                 "points lost": st.column_config.NumberColumn(format="%.1f"),
+                 "action / reason": st.column_config.TextColumn(width="large"),
+                 "how measured": st.column_config.TextColumn(width="large")})
+with st.expander("What to do, and how each value was obtained", expanded=True):
+    st.markdown(vr.actions_markdown(report))
 
 g1, g2 = st.columns(2)
 g1.plotly_chart(vr.area_scores_bar(report), key="rep_areas")
@@ -53,7 +57,7 @@ else:
                "(each new result is kept in the workspace, outside the dataset).")
 
 with st.expander("How the score is computed", expanded=False):
-    st.dataframe(vr.explanation_table(report), hide_index=True, key="rep_explain")
+    st.table(vr.explanation_table(report).set_index("check"))  # wraps long text
 
 name = (report.dataset.get("name") or "dataset").replace(" ", "_")
 d1, d2, d3 = st.columns(3)

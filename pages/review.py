@@ -23,7 +23,11 @@ if ids:
     queue = review.filter_queue(queue, image_ids=ids)
     st.info(f"Showing the items of {len(ids)} linked image(s) only.")
     st.button("Show the whole queue", on_click=clear_focus, key="rv_clear_focus")
+if "qa_reviewer" not in st.session_state:  # a reload starts a new session: the URL remembers
+    st.session_state["qa_reviewer"] = st.query_params.get("reviewer", "")
 reviewer = st.sidebar.text_input("Your name (recorded with each decision)", key="qa_reviewer")
+if reviewer.strip() and st.query_params.get("reviewer") != reviewer.strip():
+    st.query_params["reviewer"] = reviewer.strip()
 
 f = st.columns(5)
 opts = {c: sorted(queue[c].dropna().astype(str).unique()) for c in

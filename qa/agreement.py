@@ -690,6 +690,96 @@ def _top_confusions(pairs: pd.DataFrame, names: dict, k: int = 3) -> str:
     return ", ".join(f"{names.get(b, b)} as {names.get(a, a)} ({n})" for (a, b), n in vc.items())
 
 
+# The causes of a disputed image, most worth a look first: a missed object or a class
+# mismatch changes what a model learns; a loose box only where it is drawn.
+DISPUTE_CAUSES = ("label mismatch", "missed object", "loose box")
+DISPUTE_SEVERITY = {"label mismatch": "warning", "missed object": "warning",
+                    "loose box": "info"}
+
+
+def dispute_causes(result: AgreementResult, dataset: Dataset) -> pd.DataFrame:
+    """Who caused each disputed image's disagreements, per cause. One row per disputed image
+    and cause: image_id, ``cause`` (one of :data:`DISPUTE_CAUSES`), ``annotators`` (who:
+    the ones who missed the object, gave the minority class, or drew the box looser than
+    IoU :data:`LOOSE_BOX_IOU` with the consensus box), ``n_objects``, ``severity`` and the
+    image's ``disagreement_score``. Sorted: warnings first, then by score (worst first).
+    Empty for classification datasets or when no image is disputed."""
+    cols = [IMAGE_ID, "cause", "annotators", "n_objects", "severity", "disagreement_score"]
+    cl = result.clusters
+    if result.is_classification or cl.empty or "is_disputed" not in cl:
+        return pd.DataFrame(columns=cols)
+    pi = result.per_image
+    cl = cl[cl["is_disputed"] & cl[IMAGE_ID].isin(pi.loc[pi["is_disputed"], IMAGE_ID])]
+    if cl.empty:
+        return pd.DataFrame(columns=cols)
+    mem = result.members.merge(cl[["cluster_id", IMAGE_ID, CATEGORY_ID, "x", "y", "w", "h"]],
+                               on="cluster_id", suffixes=("", "_cl"))
+    anns = dataset.annotations.set_index(ANN_ID)
+    box = anns.loc[mem[ANN_ID], ["x", "y", "w", "h"]].to_numpy(np.float64)
+    cat = anns.loc[mem[ANN_ID], CATEGORY_ID].to_numpy()
+    c = mem[["x", "y", "w", "h"]].to_numpy(np.float64)
+    iw = np.clip(np.minimum(box[:, 0] + box[:, 2], c[:, 0] + c[:, 2])
+                 - np.maximum(box[:, 0], c[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[:, 1] + box[:, 3], c[:, 1] + c[:, 3])
+                 - np.maximum(box[:, 1], c[:, 1]), 0, None)
+    inter = iw * ih
+    iou = inter / np.maximum(box[:, 2] * box[:, 3] + c[:, 2] * c[:, 3] - inter, 1e-9)
+    who = mem[ANNOTATOR].astype(str).to_numpy()
+    rows = []
+    for cause, hit in (("label mismatch", cat != mem[CATEGORY_ID].to_numpy()),
+                       ("loose box", iou < LOOSE_BOX_IOU)):
+        m = mem[hit].assign(who=who[hit])
+        rows += [(i, cause, tuple(sorted(set(g["who"]))), g["cluster_id"].nunique())
+                 for i, g in m.groupby(IMAGE_ID)]
+    # missed: annotators who labelled the image but drew nothing of a consensus object
+    labelled = dataset.annotations.groupby(IMAGE_ID)[ANNOTATOR].agg(
+        lambda s: set(map(str, s)))
+    drew = mem.groupby("cluster_id")[ANNOTATOR].agg(lambda s: set(map(str, s)))
+    missed = cl[cl["n_missing"] > 0]
+    by_img: dict = {}
+    for cid, iid in zip(missed["cluster_id"], missed[IMAGE_ID]):
+        gone = labelled.get(iid, set()) - drew.get(cid, set())
+        if gone:
+            e = by_img.setdefault(iid, [set(), 0])
+            e[0] |= gone
+            e[1] += 1
+    rows += [(i, "missed object", tuple(sorted(w)), n) for i, (w, n) in by_img.items()]
+    out = pd.DataFrame(rows, columns=cols[:4])
+    if out.empty:
+        return pd.DataFrame(columns=cols)
+    out["severity"] = out["cause"].map(DISPUTE_SEVERITY)
+    score = result.per_image.set_index(IMAGE_ID)["disagreement_score"]
+    out["disagreement_score"] = out[IMAGE_ID].map(score).astype(float)
+    worst = out.groupby(IMAGE_ID)["severity"].transform(lambda s: (s == "warning").any())
+    out = out.assign(_w=~worst, _c=out["cause"].map(DISPUTE_CAUSES.index))
+    return out.sort_values(["_w", "disagreement_score", IMAGE_ID, "_c"],
+                           ascending=[True, False, True, True], kind="stable",
+                           ignore_index=True)[cols]
+
+
+def dispute_summary(causes: pd.DataFrame) -> pd.DataFrame:
+    """Per cause: images, objects, severity and who (annotator: images), from
+    :func:`dispute_causes`."""
+    rows = []
+    for cause in DISPUTE_CAUSES:
+        g = causes[causes["cause"] == cause]
+        per = pd.Series([a for t in g["annotators"] for a in t]).value_counts()
+        rows.append({"cause": cause, "severity": DISPUTE_SEVERITY[cause],
+                     "images": g[IMAGE_ID].nunique(), "objects": int(g["n_objects"].sum()),
+                     "who": ", ".join(f"{a} {n}" for a, n in per.items()) or "—"})
+    return pd.DataFrame(rows)
+
+
+def dispute_captions(causes: pd.DataFrame) -> dict[int, str]:
+    """image_id -> "carol missed 1 · bob loose 3" (who, per cause) for a gallery."""
+    verb = {"label mismatch": "other class", "missed object": "missed", "loose box": "loose"}
+    out: dict[int, list] = {}
+    for i, cause, who, n in causes[[IMAGE_ID, "cause", "annotators", "n_objects"]].itertuples(
+            index=False):
+        out.setdefault(int(i), []).append(f"{'/'.join(who)} {verb[cause]} {n}")
+    return {i: " · ".join(v) for i, v in out.items()}
+
+
 def annotator_summary(dataset: Dataset) -> pd.DataFrame:
     """What each annotator did, one row each: images labelled, boxes and image labels, boxes
     per labelled image, classes used and the most used class. Defined for any number of

@@ -70,6 +70,10 @@ DEFAULT_MIN_BOX_SIDE = 8
 # A box "touches" the border when an edge lies within 1 px of the image edge: exporters round
 # coordinates and CVAT/LabelImg clamp to the last pixel (same tolerance as qa.validation).
 BORDER_TOUCH_PX = 1.0
+# Coordinates rounded by an exporter (YOLO's normalised floats, a half-pixel convention) may
+# overshoot the image by a fraction of a pixel: within half a pixel a box touches the border,
+# it does not cross it.
+ROUNDING_PX = 0.5
 # 20x20 bins of normalised box centres: fine enough to see a centre bias, coarse enough that
 # per-class maps of a few hundred boxes are not all noise.
 CENTER_BINS = 20
@@ -735,7 +739,8 @@ def _box_tables(anns, has_box, bci, iw, ih, cats, *, min_box_side, bins, notes):
         rel[~np.isfinite(rel)] = np.nan
         aspect = np.where(h > 0, w / np.where(h > 0, h, 1), np.nan)
         x2, y2 = x + w, y + h
-        crosses = (x < 0) | (y < 0) | (x2 > iw) | (y2 > ih)
+        r = ROUNDING_PX
+        crosses = (x < -r) | (y < -r) | (x2 > iw + r) | (y2 > ih + r)
         t = BORDER_TOUCH_PX
         touches = ~crosses & ((x <= t) | (y <= t) | (x2 >= iw - t) | (y2 >= ih - t))
     tiny = np.minimum(w, h) < min_box_side

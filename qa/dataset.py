@@ -306,6 +306,27 @@ class Dataset:
         )
 
 
+def image_label(file_name, split=None) -> str:
+    """An image as a user reads it in a message: its file name (relative to the root, as
+    listed), and its split unless the name already says it: ``'JPEGImages/BloodImage_00037.jpg'
+    (val)``, ``'train/a.jpg'``. Never the internal image id, which a user would read as a
+    file number."""
+    name = str(file_name)
+    sp = None if split is None or _isna(split) else str(split)
+    if not sp:
+        return f"'{name}'"
+    first = name.replace("\\", "/").split("/")[0].lower()
+    said = first == sp or (first in ("valid", "validation") and sp == "val")
+    return f"'{name}'" if said and "/" in name else f"'{name}' ({sp})"
+
+
+def image_labels(images: pd.DataFrame) -> dict[int, str]:
+    """image_id -> :func:`image_label` for every row of an images table."""
+    splits = images[SPLIT] if SPLIT in images else [None] * len(images)
+    return {int(i): image_label(f, s) for i, f, s in
+            zip(images[IMAGE_ID], images[FILE_NAME], splits)}
+
+
 def _missing_column(dtype: str, n: int, index) -> pd.Series:
     """A column the source did not have: NaN/NA of the right dtype (0 for plain ints)."""
     if dtype in ("int8", "int64"):

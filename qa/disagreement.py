@@ -103,24 +103,41 @@ DEFAULT_DUPLICATE_IOU = 0.7
 SIZE_BUCKETS = np.array([32.0 ** 2, 96.0 ** 2])
 # ObjectLab's soft-min temperature: small enough that one bad box dominates its image's score.
 POOL_TEMPERATURE = 0.1
-# A spurious-label flag whose crop lies inside its class's spread is probably a model miss:
-# its quality is raised to at least this (an image ranks as if the flag were doubtful).
-TYPICAL_CROP_QUALITY = 0.5
+# A same-class label and claim that barely overlap but whose centres lie within one mean box
+# diagonal (and whose areas differ less than 4x) are one object drawn beside itself: the
+# planted "shifted by more than half its size" boxes of sample_data lie at 0.38-0.77.
+NEAR_DISTANCE = 1.0
+NEAR_AREA_RATIO = 4.0
+# Below this many claims the model's precision cannot be measured: the raw scores stand in.
+MIN_CALIBRATION_CLAIMS = 30
+# How often the crop of a box drawn on nothing (or on the wrong thing) lies outside its
+# class's spread: an assumption, not measured (the false-alarm rate on boxes the model
+# confirms is measured). 0.8: most such crops hold background or another class.
+CROP_SENSITIVITY = 0.8
+# Why a flag is taken for what it is (``decided_by``)
+DECIDED_BY = {"model": "the model contradicts the label with a confident prediction",
+              "labels": "the labels themselves (one box drawn twice)",
+              "crop": "the box's crop, compared with the other boxes of its class",
+              "estimate": "estimated: the share of unsupported boxes of its size that are "
+                          "label errors"}
 
 CONSENSUS = "consensus"
 OK = "ok"
 BOX_KINDS = ("missing_label", "spurious_label", "wrong_class", "poor_localisation",
              "duplicate_annotation")
+CAUSES = ("label_error", "model_miss", "undecided")
+MODEL_MISS = "model_miss"  # the finding kind of an unsupported box the crops call a miss
 LABEL_ISSUE = "label_issue"
 KINDS = BOX_KINDS + (LABEL_ISSUE,)
-KIND_TITLES = {"missing_label": "missing label", "spurious_label": "spurious label",
+KIND_TITLES = {"missing_label": "missing label", "spurious_label": "unsupported label",
                "wrong_class": "wrong class", "poor_localisation": "poor localisation",
-               "duplicate_annotation": "duplicate annotation", LABEL_ISSUE: "label issue"}
-_SEVERITY = {"poor_localisation": "info"}  # the others: "warning"
+               "duplicate_annotation": "duplicate annotation", LABEL_ISSUE: "label issue",
+               MODEL_MISS: "model miss"}
+_SEVERITY: dict = {}  # every flag kind: "warning" (model misses: "info", see findings())
 
-BOX_COLUMNS = ["image_id", "kind", "quality", "score", "ann_ids", "pred_id", "category_id",
-               "pred_category_id", "pred_score", "iou", "annotator", "x", "y", "w", "h",
-               "message"]
+BOX_COLUMNS = ["image_id", "kind", "quality", "score", "p_label_error", "cause", "decided_by",
+               "ann_ids", "pred_id", "category_id", "pred_category_id", "pred_score",
+               "pred_precision", "iou", "annotator", "x", "y", "w", "h", "message"]
 UNKNOWN_COLUMNS = [PRED_ID, IMAGE_ID, CATEGORY_ID, SCORE, "reason"]
 
 
@@ -156,6 +173,7 @@ class DisagreementResult:
     unpredicted_image_ids: tuple = ()
     notes: tuple = ()
     category_names: dict = field(default_factory=dict)
+    estimate: dict = field(default_factory=dict)
 
     ANALYSIS: ClassVar[str] = "disagreement"
 
@@ -188,15 +206,83 @@ class DisagreementResult:
         vc = self.boxes["kind"].value_counts()
         return {k: int(vc.get(k, 0)) for k in KINDS}
 
+    def cause_counts(self) -> dict:
+        """The flags split by cause, each with how it was decided::
+
+            {"label_errors": n, "model_misses": n, "estimated": bool,
+             "label_errors_counted": n, "label_errors_estimated": x,
+             "by": {cause: {decided_by: n}}, "basis": "one sentence"}
+
+        ``label_errors`` and ``model_misses`` are counts where every flag was decided (by the
+        model's confident contradiction, the labels, or the crops) and expected values
+        (floats) where unsupported boxes were left undecided (no crops): then ``estimated``
+        is True and ``basis`` says how the estimate was made."""
+        f = self.boxes[self.boxes["kind"] != OK]
+        cause = f["cause"].to_numpy(object)
+        p = f["p_label_error"].to_numpy(np.float64)
+        und = cause == "undecided"
+        counted = int((cause == "label_error").sum())
+        est = float(p[und].sum())
+        misses = int((cause == MODEL_MISS).sum()) + float((1 - p[und]).sum())
+        by: dict = {}
+        for c, h in zip(cause, f["decided_by"].to_numpy(object)):
+            by.setdefault(str(c), {}).setdefault(str(h), 0)
+            by[str(c)][str(h)] += 1
+        return {"label_errors": counted + est if und.any() else counted,
+                "model_misses": misses if und.any() else int(misses),
+                "estimated": bool(und.any()), "label_errors_counted": counted,
+                "label_errors_estimated": est, "by": by, "basis": self.basis()}
+
+    def basis(self) -> str:
+        """How the label-error and model-miss figures were obtained, in one or two sentences."""
+        if self.is_classification:
+            return ("confident learning: an image whose label the model's probabilities "
+                    "contradict beyond the per-class thresholds is a likely label error.")
+        f = self.boxes[self.boxes["kind"] != OK]
+        decided = f["cause"].isin(["label_error"]) & (f["decided_by"] != "crop")
+        parts = [f"{int(decided.sum())} counted where the model contradicts a label with a "
+                 "confident prediction (wrong class, missing or badly drawn box) or a box is "
+                 "drawn twice"]
+        unsup = f[f["kind"] == "spurious_label"]
+        crop = unsup[unsup["decided_by"] == "crop"]
+        if len(crop):
+            lab = int((crop["cause"] == "label_error").sum())
+            parts.append(f"{lab} of {len(crop)} boxes no prediction supports decided by their "
+                         f"crops (unlike their class: label error; {len(crop) - lab} like it: "
+                         "model miss)")
+        und = unsup[unsup["cause"] == "undecided"]
+        if len(und):
+            e = self.estimate
+            parts.append(
+                f"{und['p_label_error'].sum():.1f} of {len(und)} boxes no prediction supports "
+                "are estimated to be label errors, the rest model misses (assumption: a box "
+                "drawn on nothing is as common per box as a wrong-class or badly drawn one, "
+                f"{100 * e.get('rho', 0):.1f} % here, within each size bucket)"
+                + ("" if len(crop) else "; embed the boxes for a per-box decision"))
+        return "; ".join(parts) + "."
+
     def metrics(self) -> dict[str, float | int | None]:
         """Headline figures (see :mod:`qa.results`); box kinds are None for a classification
-        dataset and ``n_label_issues``/``label_issue_share`` None for a detection one."""
+        dataset and ``n_label_issues``/``label_issue_share`` None for a detection one.
+
+        ``n_likely_label_errors`` / ``n_likely_model_misses``: the flags split by cause
+        (:meth:`cause_counts`; expected values where no crops decide).
+        ``n_label_error_images``: images with at least one likely label error (expected value:
+        1 - prod(1 - p) over the image's flags), ``label_error_image_share`` of the judged.
+        ``label_errors_estimated``: 1 when those figures are estimates, else 0."""
         c = self.counts()
         n_img = len(self.per_image)
         n_flagged = int(self.per_image["is_flagged"].sum()) if n_img else 0
+        cc = self.cause_counts()
+        n_err_img = float(self.per_image["p_label_error"].sum()) if n_img else 0.0
         out: dict[str, float | int | None] = {
             "n_flags": int(sum(c.values())), "n_flagged_images": n_flagged,
             "flagged_image_share": n_flagged / n_img if n_img else None,
+            "n_likely_label_errors": cc["label_errors"],
+            "n_likely_model_misses": cc["model_misses"],
+            "n_label_error_images": n_err_img,
+            "label_error_image_share": n_err_img / n_img if n_img else None,
+            "label_errors_estimated": int(cc["estimated"]),
         }
         for k in BOX_KINDS:
             out[f"n_{k}"] = None if self.is_classification else c[k]
@@ -206,13 +292,32 @@ class DisagreementResult:
         out["n_unknown_predictions"] = len(self.unknown_predictions)
         return out
 
+    def value_basis(self, metrics) -> str | None:
+        """For the report: how a label-quality metric was obtained (None for the others)."""
+        if not set(metrics) & {"n_likely_label_errors", "n_label_error_images",
+                               "label_error_image_share", "label_issue_share"}:
+            return None
+        cc = self.cause_counts()
+        crop = cc["by"].get("label_error", {}).get("crop", 0) + \
+            cc["by"].get(MODEL_MISS, {}).get("crop", 0)
+        head = ("count" if not cc["estimated"] else
+                "count and estimate" if crop else "estimate")
+        return f"{head}: {cc['basis']}"
+
     def findings(self) -> pd.DataFrame:
-        """One finding per flag (kind = the flag kind, score = 1 - quality)."""
+        """One finding per flag (kind = the flag kind, score = 1 - quality); an unsupported box
+        the crops take for a model miss is kind "model_miss" with severity "info", one left
+        undecided says so and is a warning only when it is more likely a label error."""
         f = self.flags
         if f.empty:
             return findings_frame(analysis=self.ANALYSIS, page="disagreement")
+        cause = f["cause"].to_numpy(object)
+        kind = np.where(cause == MODEL_MISS, MODEL_MISS, f["kind"].to_numpy(object))
+        p = f["p_label_error"].to_numpy(np.float64)
+        sev = [("info" if c == MODEL_MISS or (c == "undecided" and pp < 0.5)
+                else _SEVERITY.get(k, "warning")) for k, c, pp in zip(kind, cause, p)]
         return findings_frame(pd.DataFrame({
-            "kind": f["kind"], "severity": [_SEVERITY.get(k, "warning") for k in f["kind"]],
+            "kind": kind, "severity": sev,
             "score": f["score"], "image_id": f["image_id"], "ann_ids": f["ann_ids"],
             "pred_ids": [() if pd.isna(p) else (int(p),) for p in f["pred_id"]],
             "category_id": f["category_id"].fillna(f["pred_category_id"]),
@@ -230,6 +335,7 @@ class DisagreementResult:
             "per_class": frame_records(self.per_class),
             "unknown_predictions": frame_records(self.unknown_predictions),
             "unpredicted_image_ids": [int(i) for i in self.unpredicted_image_ids],
+            "causes": self.cause_counts(), "estimate": self.estimate,
             "notes": list(self.notes),
         }
 
@@ -417,23 +523,23 @@ def compute_disagreement(dataset: Dataset, *, reference: str | None = None,
     progress(0.3, "Matching predictions to labels")
     boxes = _compute_boxes(judged, ref, preds, anns, conf, thr, low, dup,
                            per_annotator_duplicates=ref_name == CONSENSUS)
-    crops = _crop_opinion(dataset, boxes, objects, notes) if objects is not None else None
+    unlike = _crop_verdicts(dataset, objects, notes) if objects is not None else None
+    estimate = _judge(boxes, unlike, getattr(objects, "model_id", None), notes)
+    boxes = boxes[BOX_COLUMNS]
     progress(0.8, "Review queue")
     per_image = _per_image(judged, boxes)
     per_class = _per_class(boxes, dataset.category_names)
     _messages(boxes, dataset.category_names)
-    if crops is not None:
-        _crop_messages(boxes, crops, dataset.category_names)
     progress(1.0, "Done")
     return DisagreementResult(is_classification=False, boxes=boxes, per_image=per_image,
                               per_class=per_class, unpredicted_image_ids=tuple(
-                                  int(i) for i in unpredicted), notes=tuple(notes), **kw)
+                                  int(i) for i in unpredicted), notes=tuple(notes),
+                              estimate=estimate, **kw)
 
 
-def _crop_opinion(ds: Dataset, boxes: pd.DataFrame, objects, notes: list) -> pd.Series:
-    """For each ``spurious_label`` row: True when its crop looks unlike its class, False when
-    it looks typical (its quality is raised in place to TYPICAL_CROP_QUALITY), missing when
-    no crop of its boxes was embedded."""
+def _crop_verdicts(ds: Dataset, objects, notes: list) -> dict[int, bool]:
+    """ann_id -> True when the crop of that box looks unlike its class (a per-class outlier
+    of :func:`qa.outliers.class_outliers`), False when it lies inside its class's spread."""
     from qa.embeddings import Embeddings, object_categories
     from qa.outliers import class_outliers
 
@@ -442,35 +548,98 @@ def _crop_opinion(ds: Dataset, boxes: pd.DataFrame, objects, notes: list) -> pd.
     cats = object_categories(ds, objects)
     known = pd.notna(cats)
     co = class_outliers(objects.vectors[known], cats[known]) if known.any() else None
-    unlike = {} if co is None else {
+    return {} if co is None else {
         int(a): bool(o) for a, o, d in zip(objects.ann_ids[known], co["is_class_outlier"],
                                            co["distance"]) if pd.notna(d)}
-    spur = np.flatnonzero(boxes["kind"].to_numpy(object) == "spurious_label")
-    verdict = {}
-    for r in spur:
-        seen = [unlike[a] for a in boxes["ann_ids"].iat[r] if int(a) in unlike]
-        if seen:
-            verdict[boxes.index[r]] = any(seen)
-    out = pd.Series(verdict, dtype=object)
-    typical = [i for i, v in verdict.items() if not v]
-    boxes.loc[typical, "quality"] = np.maximum(boxes.loc[typical, "quality"].to_numpy(float),
-                                               TYPICAL_CROP_QUALITY)
-    if "score" in boxes.columns:
-        boxes.loc[typical, "score"] = 1.0 - boxes.loc[typical, "quality"]
-    notes.append(f"second opinion from {objects.model_id} crops on {len(verdict)} of "
-                 f"{len(spur)} spurious-label flags: {len(typical)} look like their class "
-                 "(probably model misses, ranked later), "
-                 f"{len(verdict) - len(typical)} look unlike it.")
-    return out
 
 
-def _crop_messages(boxes: pd.DataFrame, crops: pd.Series, names: dict) -> None:
-    for i, unlike in crops.items():
-        cat = boxes.at[i, "category_id"]
-        name = names.get(int(cat), str(cat)) if pd.notna(cat) else "?"
-        boxes.at[i, "message"] = str(boxes.at[i, "message"]) + (
-            f"; its crop also looks unlike other {name} boxes" if unlike else
-            f"; but its crop looks like other {name} boxes, so the model may have missed it")
+def _box_verdict(ann_ids, unlike: dict) -> bool | None:
+    seen = [unlike[int(a)] for a in ann_ids if int(a) in unlike]
+    return any(seen) if seen else None
+
+
+def _judge(boxes: pd.DataFrame, unlike: dict | None, model_id: str | None,
+           notes: list) -> dict:
+    """Decide, for every flag, whether it is a likely label error or a likely model miss, and
+    how (in place: ``quality``, ``score``, ``p_label_error``, ``cause``, ``decided_by``).
+    Returns the figures of :meth:`DisagreementResult.label_error_estimate`.
+
+    * wrong class, missing label: the model contradicts the label with a confident claim;
+      the label is wrong with the model's measured precision at that score (``cause``
+      "label_error", decided by "model").
+    * poorly located: a confident claim of the label's class lies beside the box, and the box
+      itself is unsupported: the label is right only if the claim is wrong AND the model
+      missed the labelled object (quality = (1 - precision) x (1 - p_unsupported)).
+    * duplicate annotation: a label error (decided by the labels alone).
+    * unsupported box (``spurious_label``): the model misses objects, so no prediction under
+      a box proves nothing by itself. With crops (``unlike``) Bayes' rule with the crop's
+      verdict decides ("crop"); without, each box gets the estimated share of unsupported
+      boxes of its size that are label errors ("estimate", cause "undecided"): box-level label
+      errors that leave no support (a box drawn on nothing) are taken to be as common, per
+      drawn box, as those the model does see (wrong class, badly located), the Laplace-smoothed
+      rate ``rho``; in each COCO size bucket ``min(unsupported, rho x boxes)`` of the
+      unsupported boxes are label errors, the rest model misses.
+    """
+    kind = boxes["kind"].to_numpy(object)
+    prec = boxes["pred_precision"].to_numpy(np.float64)
+    bucket = boxes["bucket"].to_numpy(np.int64)
+    n_b = len(SIZE_BUCKETS) + 1
+    drawn = np.array([len(a) > 0 for a in boxes["ann_ids"]]) & (kind != "duplicate_annotation")
+    p = np.zeros(len(boxes))
+    cause = np.full(len(boxes), None, dtype=object)
+    how = np.full(len(boxes), None, dtype=object)
+    quality = boxes["quality"].to_numpy(np.float64).copy()
+    for k in ("wrong_class", "missing_label"):
+        m = kind == k
+        p[m], cause[m], how[m] = prec[m], "label_error", "model"
+        quality[m] = 1.0 - prec[m]
+    dup = kind == "duplicate_annotation"
+    p[dup], cause[dup], how[dup] = 1.0 - quality[dup], "label_error", "labels"
+    pl = kind == "poor_localisation"
+    seen = (kind == "wrong_class") | pl
+    n_drawn = int(drawn.sum())
+    rho = (float(prec[seen].sum()) + 1.0) / (n_drawn + 2.0)
+    unsup = kind == "spurious_label"
+    N = np.bincount(bucket[drawn], minlength=n_b).astype(np.float64)
+    U = np.bincount(bucket[unsup], minlength=n_b).astype(np.float64)
+    E = np.minimum(U, rho * N)
+    p_u = np.divide(E, U, out=np.zeros(n_b), where=U > 0)
+    p[pl], cause[pl], how[pl] = 0.0, "label_error", "model"
+    quality[pl] = (1.0 - prec[pl]) * (1.0 - p_u[bucket[pl]])
+    p[pl] = 1.0 - quality[pl]
+    p[unsup], cause[unsup], how[unsup] = p_u[bucket[unsup]], "undecided", "estimate"
+    fpr = None
+    if unlike is not None:
+        ok = np.flatnonzero(kind == OK)
+        ok_v = [v for v in (_box_verdict(boxes["ann_ids"].iat[r], unlike) for r in ok)
+                if v is not None]
+        # how often a crop of a box the model confirms still looks unlike its class
+        fpr = (sum(ok_v) + 1.0) / (len(ok_v) + 2.0)
+        for r in np.flatnonzero(unsup):
+            v = _box_verdict(boxes["ann_ids"].iat[r], unlike)
+            if v is None:
+                continue
+            prior = p[r]
+            hit, miss = (CROP_SENSITIVITY, fpr) if v else (1 - CROP_SENSITIVITY, 1 - fpr)
+            p[r] = prior * hit / max(prior * hit + (1 - prior) * miss, 1e-12)
+            cause[r] = "label_error" if p[r] >= 0.5 else "model_miss"
+            how[r] = "crop"
+    quality[unsup] = 1.0 - p[unsup]
+    boxes["quality"] = np.clip(quality, 0.0, 1.0)
+    boxes["score"] = 1.0 - boxes["quality"]
+    boxes["p_label_error"] = np.where(kind == OK, 0.0, p)
+    boxes["cause"] = cause
+    boxes["decided_by"] = how
+    n_crop = int(((how == "crop") & unsup).sum())
+    if unlike is not None:
+        lab = int(((how == "crop") & (cause == "label_error")).sum())
+        notes.append(f"second opinion from {model_id} crops on {n_crop} of {int(unsup.sum())} "
+                     f"unsupported boxes: {n_crop - lab} look like their class (probably model "
+                     f"misses, ranked later), {lab} look unlike it (probably label errors).")
+    und = cause == "undecided"
+    return {"rho": rho, "crop_false_alarm_rate": fpr, "boxes_per_bucket": N.tolist(),
+            "unsupported_per_bucket": U.tolist(), "label_errors_per_bucket": E.tolist(),
+            "n_undecided": int(und.sum()), "n_estimated_label_errors": float(p[und].sum())}
 
 
 def _unreadable_ids(ds: Dataset) -> np.ndarray:
@@ -528,6 +697,16 @@ def _compute_boxes(img_ids, ref, preds, anns, conf, thr, low, dup, *,
     kind[pa], quality[pa], r_pred[pa], r_iou[pa] = "poor_localisation", piou, c[pc], piou
     used_r[pa] = True
     used_c[pc] = True
+    # 2b. leftovers of the same class that barely touch but lie next to each other: one
+    # object whose box was drawn beside it (ObjectLab's "badly located" box), not a spurious
+    # label plus a missing one
+    lr, lc = np.flatnonzero(~used_r), np.flatnonzero(~used_c)
+    na, nc, niou = _near_pairs(r_img[lr], p_img[c[lc]], r_geo.take(lr), c_geo.take(lc),
+                               r_cat[lr], p_cat[c[lc]])
+    na, nc = lr[na], lc[nc]
+    kind[na], quality[na], r_pred[na], r_iou[na] = "poor_localisation", niou, c[nc], niou
+    used_r[na] = True
+    used_c[nc] = True
     # 3. boxes still left: supported by any same-class prediction at IoU >= thr?
     sr = np.flatnonzero(~used_r)
     support = np.full(len(sr), -1.0)  # -1: no same-class prediction there at all
@@ -540,14 +719,6 @@ def _compute_boxes(img_ids, ref, preds, anns, conf, thr, low, dup, *,
     support = np.maximum(support, 0.0)
     kind[sr[spur]] = "spurious_label"
     quality[sr] = support
-    # how often the model misses boxes of this size anyway: an unsupported box of a size the
-    # model usually finds is more suspicious than one of a size it often misses
-    bucket = np.searchsorted(SIZE_BUCKETS, r_geo.area, side="right")
-    unsupported = np.zeros(nr, bool)
-    unsupported[sr[spur]] = True
-    miss_rate = (np.bincount(bucket, unsupported, minlength=len(SIZE_BUCKETS) + 1)
-                 / np.maximum(np.bincount(bucket, minlength=len(SIZE_BUCKETS) + 1), 1))
-    quality[sr[spur]] = np.maximum(support[spur], miss_rate[bucket[sr[spur]]])
     # 4. claims still left: missing unless they overlap a reference box (a duplicate detection)
     # (against the reference boxes and every reference annotator's own boxes: an object some
     # annotators drew is an annotator disagreement, not a missing label)
@@ -600,10 +771,68 @@ def _compute_boxes(img_ids, ref, preds, anns, conf, thr, low, dup, *,
     frames = [f for f in (rows, missing) if len(f)]
     out = pd.concat(frames, ignore_index=True) if frames else rows
     out["quality"] = out["quality"].astype(np.float64).clip(0.0, 1.0)
+    # the model's measured precision at each claim's score, against the labels it agrees with
+    agreed = np.zeros(len(c), bool)
+    agreed[mc] = True
+    out["pred_precision"] = np.nan
+    has_claim = out["kind"].isin(["wrong_class", "missing_label", "poor_localisation"]) \
+        & out["pred_score"].notna()
+    out.loc[has_claim, "pred_precision"] = claim_precision(
+        p_score[c], agreed, out.loc[has_claim, "pred_score"].to_numpy(np.float64))
+    out["bucket"] = np.searchsorted(SIZE_BUCKETS, (out["w"] * out["h"]).fillna(0).to_numpy(),
+                                    side="right")
     out["score"] = 1.0 - out["quality"]
     out["message"] = None
-    return out[BOX_COLUMNS].sort_values(["image_id", "quality"], kind="stable",
-                                        ignore_index=True)
+    return out.sort_values(["image_id", "quality"], kind="stable", ignore_index=True)
+
+
+def claim_precision(scores: np.ndarray, agreed: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The model's precision at the scores ``at``: the share of its claims that a label of
+    their class confirms (IoU >= threshold), as a non-decreasing function of the score
+    (isotonic regression, pool-adjacent-violators), kept inside
+    ``[1/(n+2), (n+1)/(n+2)]`` for ``n`` claims so that no claim is ever certain. Fewer than
+    :data:`MIN_CALIBRATION_CLAIMS` claims: the raw scores (nothing to measure against)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    at = np.asarray(at, np.float64)
+    n = len(scores)
+    if n < MIN_CALIBRATION_CLAIMS:
+        return at.copy()
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+    iso.fit(np.asarray(scores, np.float64), np.asarray(agreed, np.float64))
+    return np.clip(iso.predict(at), 1.0 / (n + 2), (n + 1.0) / (n + 2))
+
+
+def _near_pairs(ga, gb, geo_a: Geometry, geo_b: Geometry, ca, cb):
+    """Same-class pairs within a group (both sorted by group) whose centres lie within
+    :data:`NEAR_DISTANCE` mean box diagonals and whose areas differ by less than
+    :data:`NEAR_AREA_RATIO`: one-to-one, nearest first. Returns (positions a, positions b,
+    IoU)."""
+    pa, pb = cross_pairs(ga, gb)
+    if not len(pa):
+        return pa, pb, np.zeros(0)
+    keep = ca[pa] == cb[pb]
+    pa, pb = pa[keep], pb[keep]
+    a, b = geo_a.xyxy, geo_b.xyxy
+    ca_xy = (a[pa, :2] + a[pa, 2:]) / 2
+    cb_xy = (b[pb, :2] + b[pb, 2:]) / 2
+    diag = (np.hypot(*(a[pa, 2:] - a[pa, :2]).T) + np.hypot(*(b[pb, 2:] - b[pb, :2]).T)) / 2
+    d = np.hypot(*(ca_xy - cb_xy).T) / np.maximum(diag, 1e-9)
+    ar = geo_a.area[pa] / np.maximum(geo_b.area[pb], 1e-9)
+    ok = (d <= NEAR_DISTANCE) & (ar < NEAR_AREA_RATIO) & (ar > 1.0 / NEAR_AREA_RATIO)
+    pa, pb, d = pa[ok], pb[ok], d[ok]
+    taken_a, taken_b, out = set(), set(), []
+    for k in np.argsort(d, kind="stable"):
+        if pa[k] not in taken_a and pb[k] not in taken_b:
+            taken_a.add(pa[k])
+            taken_b.add(pb[k])
+            out.append(k)
+    out = np.array(out, dtype=np.int64)
+    if not len(out):
+        return pa[:0], pb[:0], np.zeros(0)
+    return pa[out], pb[out], geo_a.take(pa[out]).box_iou(geo_b.take(pb[out]),
+                                                         np.arange(len(out)),
+                                                         np.arange(len(out)))
 
 
 def _duplicates(anns: pd.DataFrame, dup: float) -> pd.DataFrame:
@@ -672,6 +901,15 @@ def _per_image(img_ids: np.ndarray, boxes: pd.DataFrame, kinds=BOX_KINDS) -> pd.
     out["label_quality"] = q
     out["score"] = 1.0 - q
     out["is_flagged"] = out["n_flags"] > 0
+    # the chance that the image holds at least one label error (flags taken as independent)
+    p = boxes["p_label_error"].to_numpy(np.float64) if "p_label_error" in boxes else \
+        np.zeros(len(boxes))
+    log_ok = np.bincount(pos, np.log1p(-np.clip(p, 0.0, 1.0 - 1e-12)), minlength=n)
+    out["p_label_error"] = 1.0 - np.exp(log_ok)
+    cause = boxes["cause"].to_numpy(object) if "cause" in boxes else np.full(len(boxes), None)
+    out["n_label_errors"] = np.bincount(pos[cause == "label_error"], minlength=n)
+    out["n_model_misses"] = np.bincount(pos[cause == MODEL_MISS], minlength=n)
+    out["n_undecided"] = np.bincount(pos[cause == "undecided"], minlength=n)
     counts = out[[f"n_{k}" for k in kinds]].to_numpy()
     reasons = np.full(n, "", dtype=object)
     for r in np.flatnonzero(out["is_flagged"].to_numpy()):
@@ -693,27 +931,38 @@ def _per_class(boxes: pd.DataFrame, names: dict) -> pd.DataFrame:
 
 
 def _messages(boxes: pd.DataFrame, names: dict) -> None:
-    """Fill ``message`` of the flagged rows (in place; ok rows keep None)."""
+    """Fill ``message`` of the flagged rows (in place; ok rows keep None): what the model and
+    the label say, what to do, and whether it is a likely label error or model miss and why."""
     def nm(c):
         return "?" if pd.isna(c) else names.get(int(c), str(c))
 
     msgs = boxes["message"].to_numpy(object).copy()
     cols = [boxes[c].to_numpy(object) for c in
-            ("kind", "category_id", "pred_category_id", "pred_score", "iou", "annotator")]
+            ("kind", "category_id", "pred_category_id", "pred_score", "iou", "annotator",
+             "cause", "decided_by", "p_label_error", "pred_precision")]
     for r in np.flatnonzero(boxes["kind"].to_numpy(object) != OK):
-        k, cat, pcat, s, iou, who = (col[r] for col in cols)
+        k, cat, pcat, s, iou, who, cause, how, p, prec = (col[r] for col in cols)
+        sure = "" if pd.isna(prec) else f"; the model is right {prec:.0%} of the time at that score"
         if k == "missing_label":
             m = (f"the model sees a {nm(pcat)} (score {s:.2f}) that no label covers: add the "
-                 "box if the object is there")
+                 f"box if the object is there{sure}")
         elif k == "spurious_label":
-            m = (f"no prediction supports this {nm(cat)} box (best same-class score "
-                 f"{0 if pd.isna(s) else s:.2f}): remove it if nothing is there")
+            m = f"no prediction supports this {nm(cat)} box"
+            if how == "crop" and cause == MODEL_MISS:
+                m += (f", but its crop looks like other {nm(cat)} boxes, so the model may have "
+                      f"missed it: likely a model miss (label error {p:.0%})")
+            elif how == "crop":
+                m += (f" and its crop also looks unlike other {nm(cat)} boxes: likely a label "
+                      f"error ({p:.0%}); remove it if nothing is there")
+            else:
+                m += (f": a label error or a model miss (about {p:.0%} of unsupported boxes of "
+                      "its size are label errors); remove it if nothing is there")
         elif k == "wrong_class":
             m = (f"labelled {nm(cat)}, the model says {nm(pcat)} (score {s:.2f}, IoU "
-                 f"{iou:.2f}): check the class")
+                 f"{iou:.2f}): check the class{sure}")
         elif k == "poor_localisation":
             m = (f"this {nm(cat)} box overlaps the model's {nm(pcat)} box only at IoU "
-                 f"{iou:.2f}: redraw it")
+                 f"{iou:.2f}: redraw it{sure}")
         elif k == "duplicate_annotation":
             m = f"{who}'s {nm(cat)} box repeats another of theirs (IoU {iou:.2f}): delete one"
         else:
@@ -758,8 +1007,13 @@ def _compute_classification(ds: Dataset, preds, ref_annotators, notes, kw) -> Di
         "pred_category_id": pd.array(np.where(sugg >= 0, cat_ids[np.maximum(sugg, 0)], 0),
                                      dtype="Int64"),
         "pred_score": np.where(sugg >= 0, p[np.arange(len(img)), np.maximum(sugg, 0)], np.nan),
+        "pred_precision": np.nan,
         "iou": np.nan, "annotator": kw["reference"], "x": np.nan, "y": np.nan, "w": np.nan,
         "h": np.nan, "message": None})
+    issue = boxes["kind"].to_numpy(object) == LABEL_ISSUE
+    boxes["p_label_error"] = np.where(issue, 1.0 - boxes["quality"].to_numpy(), 0.0)
+    boxes["cause"] = np.where(issue, "label_error", None)
+    boxes["decided_by"] = np.where(issue, "model", None)
     boxes.loc[sugg < 0, "pred_category_id"] = pd.NA
     boxes["score"] = 1.0 - boxes["quality"]
     boxes = boxes[BOX_COLUMNS]

@@ -4,7 +4,8 @@ Every pixel or header that dataset-qa reads goes through here: thumbnails, the h
 embeddings, hashes and pixel statistics. It
 
 * confines reads to the dataset root (:func:`qa.paths.open_inside`: ``..``, absolute names and
-  symlinks, linked folders included, that lead outside are refused);
+  symlinks, linked folders included, that lead outside are refused before anything is opened,
+  and so is whatever is not a regular file: a FIFO or a device named like an image);
 * applies the EXIF orientation and converts to RGB;
 * refuses decompression bombs with a clear per-image reason (:data:`MAX_PIXELS`), instead of
   PIL's warning or a crash;
@@ -49,6 +50,7 @@ NOT_FOUND = "file not found"
 OUTSIDE_ROOT = "outside the dataset root"
 NO_ROOT = "the dataset has no image folder"
 LINK_OUTSIDE = "symbolic link pointing outside the dataset root"
+NOT_REGULAR = "not a regular file (a pipe, socket or device); never opened"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ def _reason(exc: BaseException) -> str:
         return "is a folder, not an image file"
     if isinstance(exc, PermissionError):
         return "permission denied"
+    if isinstance(exc, OSError) and "not a regular file" in str(exc):
+        return NOT_REGULAR
     if isinstance(exc, ImageTooLarge):
         return str(exc)
     from PIL import UnidentifiedImageError

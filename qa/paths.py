@@ -133,25 +133,44 @@ def _opened_path(fd: int) -> Path | None:
 def open_inside(root: Path | str, file_name: str | Path, *, real_root: Path | None = None):
     """Open ``root / file_name`` for binary reading, confined to ``root``.
 
-    Raises :class:`OutsideRootError` when the name or the file actually opened (symlinks,
-    linked folders) lies outside the root, ``FileNotFoundError`` / ``IsADirectoryError`` /
-    ``OSError`` as ``open`` does. ``real_root``: ``realpath(root)``, when the caller opens many
-    files. ``file_name`` may also be an absolute path already below the root.
+    The real path (symlinks and linked folders followed) is checked *before* the open: a name
+    that leads outside the root is never opened, and neither is anything that is not a regular
+    file (a FIFO or a device would block or never end). The path the kernel actually opened is
+    checked again after the open (``/proc/self/fd``), so a link swapped in between cannot
+    escape; the open itself does not wait on a FIFO swapped in (``O_NONBLOCK``).
+
+    Raises :class:`OutsideRootError` when the name or the file lies outside the root,
+    ``FileNotFoundError`` / ``IsADirectoryError`` / ``OSError`` (not a regular file) otherwise.
+    ``real_root``: ``realpath(root)``, when the caller opens many files. ``file_name`` may also
+    be an absolute path already below the root.
     """
+    import stat
+
     rroot = real_root if real_root is not None else _real_root(root)
     name = str(file_name)
     lex = lexically_inside(Path(root), name)
     if lex is None and lexically_inside(rroot, name) is None:
         raise OutsideRootError(f"{name}: resolves outside the dataset root {root}")
     path = lex if lex is not None else lexically_inside(rroot, name)
-    f = open(path, "rb")
+    real = Path(os.path.realpath(path))
+    if not is_inside(rroot, real):
+        raise OutsideRootError(f"{name}: a symbolic link leads outside the dataset root")
+    st = os.stat(real)  # FileNotFoundError for a dangling name
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{name}: is a folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"{name}: not a regular file (a pipe, socket or device); not read")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        opened = _opened_path(f.fileno())
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{name}: not a regular file (a pipe, socket or device); not read")
+        opened = _opened_path(fd)
         if opened is None:  # no /proc (not Linux): fall back to realpath, checked just after open
             opened = Path(os.path.realpath(path))
         if not is_inside(rroot, opened):
             raise OutsideRootError(f"{name}: a symbolic link leads outside the dataset root")
+        f = os.fdopen(fd, "rb")
     except BaseException:
-        f.close()
+        os.close(fd)
         raise
     return f

@@ -31,12 +31,15 @@ from qa.dataset import (
     SCORE,
     UNSAFE_PATH,
     WIDTH,
+    SPLIT,
     Dataset,
     H,
     W,
     X,
     Y,
     empty_frame,
+    image_label,
+    image_labels,
 )
 from qa.images import LINK_OUTSIDE
 
@@ -66,6 +69,15 @@ MAX_SWAP_IMAGES = 2000
 MIN_MISSING_FOR_HINT = 2
 MISSING_SHARE_FOR_HINT = 0.5
 _SEVERITY_SCORE = {"error": 1.0, "warning": 0.5, "info": 0.1}
+# A box at most this many pixels wide or high is a point or a line, not an object: a stray
+# click, or the VOC devkit's xmin == xmax (BCCD has two such RBC boxes among ~100 px cells).
+DEGENERATE_SIDE_PX = 1.0
+# A box whose side (sqrt of its area) is under this share of its class's median side is far
+# smaller than the rest of its class: on BCCD the two point boxes are at 0.01 and the smallest
+# real cell at 0.16; on the sample and the raccoon set nothing is under 0.12.
+TINY_FOR_CLASS_RATIO = 0.05
+# ... judged only for classes with enough boxes for a median to mean something.
+MIN_CLASS_BOXES = 20
 
 
 @dataclass(frozen=True)
@@ -157,14 +169,29 @@ def _rows(severity, check, df, message_fn, *, image_col=IMAGE_ID, ann_col=None):
 
 
 def _ann_where(ds: Dataset):
-    """A function naming an annotation for a message: id, image file and annotator."""
-    names = dict(zip(ds.images[IMAGE_ID].tolist(), ds.images[FILE_NAME].tolist()))
+    """A function naming an annotation for a message: the image's file (and split), the
+    annotation's id and class, and the annotator."""
+    names = image_labels(ds.images)
+    classes = ds.category_names
 
     def where(d: dict) -> str:
-        img = names.get(d[IMAGE_ID])
-        img = f"image {d[IMAGE_ID]} ('{img}')" if img is not None else f"image {d[IMAGE_ID]}"
-        who = f", {d[ANNOTATOR]}" if d.get(ANNOTATOR) is not None else ""
-        return f"annotation {d[ANN_ID]} on {img}{who}"
+        img = names.get(d[IMAGE_ID], f"an image (id {d[IMAGE_ID]}) not in the images list")
+        cls = classes.get(d.get(CATEGORY_ID))
+        what = f"annotation {d[ANN_ID]}" + (f" ({cls})" if cls is not None else "")
+        who = f", {d[ANNOTATOR]}" if d.get(ANNOTATOR) is not None and len(ds.annotators) > 1 \
+            else ""
+        return f"{img}: {what}{who}"
+
+    return where
+
+
+def _pred_where(ds: Dataset):
+    """A function naming a prediction for a message: its id, model and image file."""
+    names = image_labels(ds.images)
+
+    def where(d: dict) -> str:
+        img = names.get(d[IMAGE_ID], f"image id {d[IMAGE_ID]} (not in the dataset)")
+        return f"prediction {d[PRED_ID]} ({d[MODEL]}) on {img}"
 
     return where
 
@@ -182,8 +209,8 @@ def check_duplicate_ids(ds: Dataset) -> list[dict]:
                      ann_col=ANN_ID if table == "annotations" else None)
     dupf = ds.images[ds.images[FILE_NAME].duplicated(keep="first")]
     out += _rows("warning", "duplicate_file_name", dupf,
-                 lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is listed more than "
-                           "once; merge the entries.")
+                 lambda d: f"{_img(d)} is listed more than once (image id {d[IMAGE_ID]}); "
+                           "merge the entries.")
     return out
 
 
@@ -195,8 +222,9 @@ def check_unknown_category(ds: Dataset) -> list[dict]:
                 lambda d: f"{where(d)}: category_id {d[CATEGORY_ID]} is not in the categories "
                 "list; add the category or fix the id.", ann_col=ANN_ID)
     p = ds.predictions[~ds.predictions[CATEGORY_ID].isin(known)]
+    pwhere = _pred_where(ds)
     out += _rows("error", "unknown_category", p,
-                 lambda d: f"prediction {d[PRED_ID]} ({d['model']}) on image {d[IMAGE_ID]}: "
+                 lambda d: f"{pwhere(d)}: "
                  f"category_id {d[CATEGORY_ID]} is not in the categories list; check that the "
                  "model was trained on this dataset's classes.")
     return out
@@ -226,6 +254,41 @@ def check_box_size(ds: Dataset) -> list[dict]:
                  "non-finite size; redraw or delete it.", ann_col=ANN_ID)
 
 
+def check_degenerate_boxes(ds: Dataset) -> list[dict]:
+    """Boxes of positive size that cannot be objects: at most ``DEGENERATE_SIDE_PX`` wide or
+    high (``degenerate_box``, an error), or far smaller than the rest of their class
+    (``tiny_for_class``, a warning: side under ``TINY_FOR_CLASS_RATIO`` of the class median,
+    classes with at least ``MIN_CLASS_BOXES`` boxes)."""
+    a = ds.annotations
+    box = a[[X, Y, W, H]].to_numpy(dtype=float, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(box).all(axis=1) & (box[:, 2] > 0) & (box[:, 3] > 0)
+        degenerate = ok & ((box[:, 2] <= DEGENERATE_SIDE_PX) | (box[:, 3] <= DEGENERATE_SIDE_PX))
+    side = pd.Series(np.sqrt(np.where(ok, box[:, 2] * box[:, 3], np.nan)), index=a.index)
+    grp = side.groupby(a[CATEGORY_ID].to_numpy())
+    med = grp.transform("median").to_numpy()
+    n = grp.transform("count").to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tiny = ok & ~degenerate & (n >= MIN_CLASS_BOXES) & (side.to_numpy() < TINY_FOR_CLASS_RATIO
+                                                              * med)
+    where = _ann_where(ds)
+
+    def shape(d) -> str:
+        w, h = d[W], d[H]
+        return "a point" if w <= DEGENERATE_SIDE_PX and h <= DEGENERATE_SIDE_PX else "a line"
+
+    out = _rows("error", "degenerate_box", a[degenerate].assign(class_median=med[degenerate]),
+                lambda d: f"{where(d)}: box {d[W]:g}x{d[H]:g} px at x {d[X]:g}, y {d[Y]:g} is "
+                f"{shape(d)}, not an object (e.g. xmin == xmax in the source); its class's "
+                f"boxes are typically {d['class_median']:.0f} px. Delete it or redraw it.", ann_col=ANN_ID)
+    out += _rows("warning", "tiny_for_class", a[tiny].assign(class_median=med[tiny],
+                                                           box_side=side.to_numpy()[tiny]),
+                 lambda d: f"{where(d)}: box {d[W]:.0f}x{d[H]:.0f} px is far smaller than the "
+                 f"rest of its class (typically {d['class_median']:.0f} px, this one {d['box_side']:.0f}); "
+                 "check that it is an object and not a stray click.", ann_col=ANN_ID)
+    return out
+
+
 def check_box_outside(ds: Dataset) -> list[dict]:
     a = ds.annotations
     if a.empty:
@@ -247,6 +310,11 @@ def check_box_outside(ds: Dataset) -> list[dict]:
                  ann_col=ANN_ID)
 
 
+def _img(d: dict) -> str:
+    """An images-table row as a user reads it (file name and split)."""
+    return image_label(d[FILE_NAME], d.get(SPLIT))
+
+
 def check_files(ds: Dataset) -> list[dict]:
     im = ds.images
     if EXISTS not in im:  # not probed: load(probe=False)
@@ -254,7 +322,7 @@ def check_files(ds: Dataset) -> list[dict]:
     out = []
     unsafe = im[im[UNSAFE_PATH]] if UNSAFE_PATH in im else im.iloc[:0]
     out += _rows("error", "unsafe_path", unsafe,
-                 lambda d: f"image {d[IMAGE_ID]}: file name '{d[FILE_NAME]}' "
+                 lambda d: f"{_img(d)}: the file name "
                  + ("is a symbolic link that leads" if d.get(FILE_ERROR) == LINK_OUTSIDE
                     else "resolves") + f" outside the dataset root {ds.root}; it was not "
                  "read. Use a path relative to the root (copy linked files in).")
@@ -268,20 +336,20 @@ def check_files(ds: Dataset) -> list[dict]:
             f"'{missing[FILE_NAME].iloc[0]}' are relative to.") | {COUNT: 0})  # a hint: the
         # files are counted by their own missing_file rows
     out += _rows("error", "missing_file", missing,
-                 lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is listed but not found "
-                 f"under {ds.root}; add the file or remove the entry.")
+                 lambda d: f"{_img(d)} is listed but not found under {ds.root}; add the file "
+                 "or remove the entry.")
     corrupt = im[im[EXISTS] & ~im[READABLE]]
     out += _rows("error", "unreadable_file", corrupt,
-                 lambda d: f"image {d[IMAGE_ID]}: file '{d[FILE_NAME]}' is "
-                 f"{d[FILE_ERROR] or 'not a readable image'}; replace the file.")
+                 lambda d: f"{_img(d)} is {d[FILE_ERROR] or 'not a readable image'}; replace "
+                 "the file.")
     hw = im[HEADER_WIDTH].astype("Float64")
     hh = im[HEADER_HEIGHT].astype("Float64")
     mism = im[(hw.notna() & (im[WIDTH].astype("Float64") != hw)).fillna(False)
               | (hh.notna() & (im[HEIGHT].astype("Float64") != hh)).fillna(False)]
     out += _rows("warning", "size_mismatch", mism,
-                 lambda d: f"image {d[IMAGE_ID]}: the labels say {d[WIDTH]}x{d[HEIGHT]} but the "
-                 f"file '{d[FILE_NAME]}' is {d[HEADER_WIDTH]}x{d[HEADER_HEIGHT]}; boxes may be "
-                 "scaled wrong. Re-export the labels for this image.")
+                 lambda d: f"{_img(d)}: the labels say {d[WIDTH]}x{d[HEIGHT]} but the file is "
+                 f"{d[HEADER_WIDTH]}x{d[HEADER_HEIGHT]}; boxes may be scaled wrong. Re-export "
+                 "the labels for this image.")
     return out
 
 
@@ -294,17 +362,18 @@ def check_predictions(ds: Dataset) -> list[dict]:
     if p.empty:
         return []
     out = []
+    pwhere = _pred_where(ds)
     score = p[SCORE].to_numpy(dtype=float, na_value=np.nan)
     bad_score = ~np.isfinite(score) | (score < 0) | (score > 1)
     out += _rows("error", "bad_score", p[bad_score],
-                 lambda d: f"prediction {d[PRED_ID]} ({d[MODEL]}) on image {d[IMAGE_ID]}: score "
+                 lambda d: f"{pwhere(d)}: score "
                  f"{d[SCORE]} is not a probability in [0, 1]; check the model's output (a "
                  "logit, a percentage, or the columns read in the wrong order).")
     box = p[[X, Y, W, H]].to_numpy(dtype=float, na_value=np.nan)
     has_box = ~np.isnan(box).all(axis=1)
     bad_box = has_box & (~np.isfinite(box).all(axis=1) | (box[:, 2] <= 0) | (box[:, 3] <= 0))
     out += _rows("error", "bad_box_size", p[bad_box],
-                 lambda d: f"prediction {d[PRED_ID]} ({d[MODEL]}) on image {d[IMAGE_ID]}: box "
+                 lambda d: f"{pwhere(d)}: box "
                  f"[x={d[X]}, y={d[Y]}, w={d[W]}, h={d[H]}] has a non-positive or non-finite "
                  "size; check the box format (x, y, w, h in pixels).")
     sizes = ds.images.set_index(IMAGE_ID)[[WIDTH, HEIGHT]]
@@ -317,7 +386,7 @@ def check_predictions(ds: Dataset) -> list[dict]:
     outside &= np.isfinite(wh).all(axis=1) & has_box & ~bad_box
     out += _rows("warning", "box_outside_image", p[outside].assign(img_w=wh[outside, 0],
                                                                     img_h=wh[outside, 1]),
-                 lambda d: f"prediction {d[PRED_ID]} ({d[MODEL]}) on image {d[IMAGE_ID]}: box "
+                 lambda d: f"{pwhere(d)}: box "
                  f"x {d[X]:.1f}..{d[X] + d[W]:.1f}, y {d[Y]:.1f}..{d[Y] + d[H]:.1f} lies outside "
                  f"the {d['img_w']:.0f}x{d['img_h']:.0f} image.")
     known = p[IMAGE_ID].isin(set(ds.images[IMAGE_ID].tolist())).to_numpy()
@@ -451,6 +520,7 @@ CHECKS = {
     "unknown_category": check_unknown_category,
     "unknown_image": check_unknown_image,
     "bad_box_size": check_box_size,
+    "degenerate_box": check_degenerate_boxes,
     "box_outside_image": check_box_outside,
     "files": check_files,
     "predictions": check_predictions,

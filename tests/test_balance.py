@@ -230,10 +230,11 @@ def test_touching_is_within_one_pixel():
             (2, 1, 1, 1.5, 10, 10, 10),   # x = 1.5: interior
             (3, 1, 1, 80, 10, 19, 10),    # x2 = 99: touches
             (4, 1, 1, 80, 10, 18.5, 10),  # x2 = 98.5: interior
-            (5, 1, 1, 10, -0.5, 10, 10)]  # y < 0: crosses
+            (5, 1, 1, 10, -0.6, 10, 10),  # y < -0.5: crosses
+            (6, 1, 1, 90, 20, 10.01, 10)]  # x2 = 100.01: rounding, touches (not crossing)
     r = compute_class_balance(make_ds([(1, 100, 100, "train")], [(1, "a")], anns))
-    assert r.boxes["touches_border"].tolist() == [True, False, True, False, False]
-    assert r.boxes["crosses_border"].tolist() == [False, False, False, False, True]
+    assert r.boxes["touches_border"].tolist() == [True, False, True, False, False, True]
+    assert r.boxes["crosses_border"].tolist() == [False] * 4 + [True, False]
 
 
 def test_center_histogram(res):

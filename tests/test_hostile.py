@@ -664,7 +664,7 @@ def test_cli_messages_suggest_image_root_and_name_predictions_flag(tmp_path, cap
     (tmp_path / "folder.csv").mkdir()
     assert main(["info", str(tmp_path / "folder.csv"), "--format", "csv"]) == 2
     err = capsys.readouterr().err
-    assert "is a folder, but a file was expected" in err and err.count("\n") == 1
+    assert "folder.csv: no CSV files here" in err and err.count("\n") == 1
 
 
 def test_open_images_csv_is_named(tmp_path):

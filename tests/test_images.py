@@ -63,6 +63,31 @@ def test_open_inside_refuses_every_escape(layout, name):
     assert not readable and w is None and "outside the dataset root" in err
 
 
+def test_links_out_and_fifos_are_never_opened(layout, tmp_path, monkeypatch):
+    """A FIFO (or a link to one outside the root) named like an image is refused from its real
+    path before any open: opening a FIFO would block until a writer comes."""
+    import builtins
+
+    from qa.images import LINK_OUTSIDE, NOT_REGULAR
+
+    os.mkfifo(layout / "pipe.jpg")
+    os.mkfifo(tmp_path / "outside" / "pipe.jpg")
+    os.symlink(tmp_path / "outside" / "pipe.jpg", layout / "out_pipe.jpg")
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: opened.append(str(p)) or real_open(p, *a, **k))
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: opened.append(str(p)) or
+                        pytest.fail(f"builtins.open({p})"))
+    t0 = time.monotonic()
+    assert read_header(layout, "out_pipe.jpg")[4] == LINK_OUTSIDE
+    assert read_image(layout, "out_pipe.jpg").error == LINK_OUTSIDE
+    assert read_header(layout, "pipe.jpg")[:2] == (True, False)
+    assert read_image(layout, "pipe.jpg").error == NOT_REGULAR
+    assert read_header(layout, "link.jpg")[4] == LINK_OUTSIDE
+    assert time.monotonic() - t0 < 5 and opened == []  # nothing was opened, nothing blocked
+    assert read_header(layout, "a.jpg")[1] and opened == [str(layout / "a.jpg")]
+
+
 def test_reads_inside_and_through_inner_links(layout):
     with open_inside(layout, "alias.jpg") as f:
         assert f.read(2) == b"\xff\xd8"

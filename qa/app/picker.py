@@ -167,7 +167,8 @@ def _extract(digest: str, data: bytes) -> Path:
 
 
 def _try_load(path: Path, with_predictions: bool, label: str,
-              confine_to: Path | None = None, opts: LoadOptions = LoadOptions()) -> None:
+              confine_to: Path | None = None, opts: LoadOptions = LoadOptions(),
+              name: str | None = None) -> None:
     from qa.io.predictions import find_predictions
 
     preds = tuple(str(p) for p in find_predictions(path)) if with_predictions and path.is_dir() \
@@ -197,7 +198,17 @@ def _try_load(path: Path, with_predictions: bool, label: str,
     st.session_state[state.KEY_LOAD_ERROR] = None
     st.session_state[state.KEY_LOAD_WARNINGS] = [
         f"Predictions not loaded: {p}" for p in problems]
+    if name and ds.name != name:  # an upload is named after its zip, not the temp folder
+        from dataclasses import replace
+
+        ds = replace(ds, name=name)
     state.set_dataset(ds, key)
+
+
+def upload_name(file_name: str) -> str:
+    """A dataset's name from its uploaded zip's file name: "my_set.zip" -> "my_set"."""
+    stem = Path(str(file_name)).name
+    return stem[:-4] if stem.lower().endswith(".zip") else stem
 
 
 def default_dataset() -> str | None:
@@ -248,7 +259,8 @@ def dataset_picker(default_path: str | None = None) -> None:
                 from qa.io.archive import extraction_folder
 
                 _try_load(folder, with_preds, up.name,
-                          confine_to=extraction_folder(folder) or folder, opts=opts)
+                          confine_to=extraction_folder(folder) or folder, opts=opts,
+                          name=upload_name(up.name))
     ds = state.current_dataset()
     if ds is not None:
         s = ds.summary()

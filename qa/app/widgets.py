@@ -55,8 +55,9 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
     hl = tuple(sorted(int(a) for a in highlight_ann_ids)) if highlight_ann_ids is not None else None
     ann_key = tuple(annotators) if annotators is not None else None
     names = dict(zip(ds.images["image_id"].tolist(), ds.images["file_name"].tolist()))
-    cols = st.columns(columns)
     for i, iid in enumerate(shown):
+        if i % columns == 0:  # one row of columns at a time: a ranked list reads in rank
+            cols = st.columns(columns)  # order, left to right, row by row (no masonry)
         img, err = _thumbnail(dataset_key(), ds, iid, ann_key, show_predictions, hl)
         cap = f"#{iid} {names.get(iid, '')}"
         if iid in captions:
@@ -65,6 +66,31 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
             cap += f" ({err})"
         with cols[i % columns]:
             st.image(img, caption=cap, width="stretch")
+
+
+def object_gallery(ds: Dataset, ann_ids, *, key: str, captions=None, columns: int = 6,
+                   max_objects: int = 30) -> None:
+    """The boxes themselves, in the given order: each cropped with some context and
+    highlighted (:func:`qa.viz.boxes.render_object`), row by row. ``captions``: ann_id ->
+    text."""
+    from qa.viz.boxes import render_object
+
+    ids = [int(a) for a in list(ann_ids)][:max_objects]
+    if not ids:
+        st.caption("No boxes to show.")
+        return
+    captions = captions or {}
+    for i, a in enumerate(ids):
+        if i % columns == 0:
+            cols = st.columns(columns)
+        img, err = render_object(ds, a)
+        with cols[i % columns]:
+            if img is None:
+                st.caption(f"box #{a}: {err}")
+            else:
+                st.image(img, caption=captions.get(a, f"box #{a}") + (f" ({err})" if err
+                                                                       else ""),
+                         width="stretch")
 
 
 def linked_evidence(ds: Dataset, *, key: str, hints: dict[str, str] | None = None) -> list | None:

@@ -19,8 +19,21 @@ log = logging.getLogger("qa")
 EXIT_OK, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 
 
+def on_terminal() -> bool:
+    """Whether progress bars can be drawn: stderr is a terminal. Redirected to a file or a
+    pipe (``dataset-qa duplicates ... > out.txt 2>&1``, a CI log) a bar would write thousands
+    of lines, so none is drawn."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def progress_bar(desc: str):
-    """A tqdm-backed progress(done, total) callback for slow steps."""
+    """A tqdm-backed progress(done, total) callback for slow steps; None (no bar) when stderr
+    is not a terminal."""
+    if not on_terminal():
+        return None
     from tqdm import tqdm
 
     bar = {"t": None}
@@ -38,8 +51,9 @@ def progress_bar(desc: str):
 
 def fraction_bar(desc: str, quiet: bool = False):
     """A ``progress(fraction, message)`` callback (the analyses' kind) drawing a tqdm bar
-    with the step's message on stderr; None when ``quiet`` (``--json``)."""
-    if quiet:
+    with the step's message on stderr; None when ``quiet`` (``--json``) or when stderr is not a
+    terminal."""
+    if quiet or not on_terminal():
         return None
     from tqdm import tqdm
 

@@ -69,10 +69,19 @@ def cmd_disagreement(args) -> int:
     w(f"Model {res.model} vs {res.reference} labels (confidence >= {res.conf_threshold}, "
       f"IoU >= {res.iou_threshold}): {m['n_flags']} flags on {m['n_flagged_images']} images\n")
     w("  " + ", ".join(f"{k}: {v}" for k, v in res.counts().items() if v) + "\n")
+    cc = res.cause_counts()
+    fmt = (lambda v: f"~{v:.1f}") if cc["estimated"] else (lambda v: f"{int(v)}")
+    w(f"  likely label errors: {fmt(cc['label_errors'])}, likely model misses: "
+      f"{fmt(cc['model_misses'])}{' (estimated)' if cc['estimated'] else ''}\n"
+      f"  how: {cc['basis']}\n")
     for note in res.notes:
         w(f"  note: {note}\n")
     w(f"\nReview queue (top {args.top}, most likely wrong first):\n")
-    w(table(res.queue.head(args.top), ["image_id", "label_quality", "reasons"]) + "\n")
+    from qa.dataset import image_labels
+
+    q = res.queue.head(args.top)
+    q = q.assign(image=q["image_id"].map(image_labels(ds.images)))
+    w(table(q, ["image", "label_quality", "reasons"]) + "\n")
     if len(res.unknown_predictions):
         w(f"\n{len(res.unknown_predictions)} predictions for unknown images/classes:\n")
         w(table(res.unknown_predictions.head(10), ["pred_id", "image_id", "category_id",

@@ -31,6 +31,7 @@ def write_csv(df, path: str) -> None:
 
 
 def cmd_duplicates(args) -> int:
+    from qa.dataset import image_labels
     from qa.duplicates import compute_duplicates
 
     ds = load_dataset(args)
@@ -61,13 +62,17 @@ def cmd_duplicates(args) -> int:
         w(f"leakage: {m['n_cross_split_pairs']} pairs across splits, {m['n_leaking_images']} "
           f"leaking images; {m['n_inconsistent_label_clusters']} clusters with inconsistent "
           f"labels; {m['n_listed_twice']} files listed twice\n\n")
+        names = image_labels(ds.images)  # files as a user reads them, not internal ids
         if len(res.leakage):
-            w("Leakage (copies across splits)\n" + table(res.leakage_table(), [
-                "copy_id", "copy_split", "kept_id", "kept_split", "method", "similarity"])
-              + "\n\n")
+            lt = res.leakage_table()
+            lt = lt.assign(copy=lt["copy_id"].map(names), kept=lt["kept_id"].map(names))
+            w("Leakage (copies across splits)\n" + table(lt, [
+                "copy", "kept", "method", "similarity"]) + "\n\n")
         if len(res.removal):
+            rm = res.removal.assign(image=res.removal["image_id"].map(names),
+                                    keep=res.removal["keep_instead"].map(names))
             w("Suggested removals (nothing was deleted)\n"
-              + table(res.removal, ["image_id", "file_name", "keep_instead", "reason"]) + "\n")
+              + table(rm, ["image", "keep", "reason"]) + "\n")
         for note in res.notes:
             w(f"  note: {note}\n")
         if args.csv:

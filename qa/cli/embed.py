@@ -117,7 +117,10 @@ def cmd_outliers(args) -> int:
         fc = res.flagged_class
         w(f"\n{len(fc)} per-class outliers ({res.class_level})\n")
         if len(fc):
-            w(table(fc.head(30), ["ann_id", "image_id", "name", "nearest_name", "excess"]) + "\n")
+            from qa.dataset import image_labels
+
+            fc = fc.head(30).assign(image=fc.head(30)["image_id"].map(image_labels(ds.images)))
+            w(table(fc, ["image", "ann_id", "name", "nearest_name", "excess"]) + "\n")
     for note in res.notes[1:]:
         w(f"note: {note}\n")
     if args.csv:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -29,9 +30,10 @@ FORMATS = {
     "labelstudio": "qa.io.labelstudio",
     "cvat": "qa.io.cvat",
     "imagefolder": "qa.io.classification",
-    "csv": "qa.io.classification",
+    "csv": "qa.io.csvlabels",
+    "createml": "qa.io.createml",
 }
-_READ_FN = {"imagefolder": "read_imagefolder", "csv": "read_csv"}
+_READ_FN = {"imagefolder": "read_imagefolder"}
 
 
 def _peek_json(path: Path, n: int = 4096) -> str:
@@ -40,9 +42,18 @@ def _peek_json(path: Path, n: int = 4096) -> str:
     return head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
 
 
+_COCO_LIST = re.compile(r'"(?:images|categories)"\s*:\s*\[')
+_COCO_ANNOTATIONS = re.compile(r'"annotations"\s*:\s*\[')
+
+
 def _sniff_json(path: Path) -> str | None:
-    head = _peek_json(path, 1 << 16)
+    try:
+        head = _peek_json(path, 1 << 16)
+    except OSError:
+        return None
     if head.startswith("["):
+        if '"image"' in head and '"coordinates"' in head:
+            return "createml"
         if '"data"' in head and ('"annotations"' in head or '"predictions"' in head
                                  or '"id"' in head):
             return "labelstudio"
@@ -52,11 +63,11 @@ def _sniff_json(path: Path) -> str | None:
             return "labelstudio"
         return None
     if head.startswith("{"):
-        if '"images"' in head or '"categories"' in head:
+        if _COCO_LIST.search(head):  # "images": [ ... (not a summary's "images": 364)
             return "coco"
         if '"data"' in head:  # a single Label Studio task: {"data": ..., "annotations": ...}
             return "labelstudio"
-        if '"annotations"' in head:
+        if _COCO_ANNOTATIONS.search(head):
             return "coco"
     return None
 
@@ -103,45 +114,16 @@ def sniff_format(path: Path | str) -> str:
             return "csv"
         raise DatasetError(
             f"{p}: cannot tell the format of this file. Expected COCO or Label Studio JSON, "
-            "CVAT or VOC XML, a YOLO data.yaml or a classification CSV; pass format=... to "
+            "CVAT or VOC XML, a YOLO data.yaml, a Create ML JSON or a CSV; pass format=... to "
             f"choose one of {sorted(FORMATS)}."
         )
     # a directory
-    for name in ("data.yaml", "data.yml", "dataset.yaml"):
-        if (p / name).is_file():
-            return "yolo"
-    if (p / "Annotations").is_dir():
-        return "voc"
-    ann_dir = p / "annotations"
-    candidates = sorted(ann_dir.glob("*.json")) if ann_dir.is_dir() else []
-    candidates += sorted(p.glob("*.json"))
-    for c in candidates:
-        fmt = _sniff_json(c)
-        if fmt in ("coco", "labelstudio"):
-            return fmt
-    xmls = sorted(ann_dir.glob("*.xml")) if ann_dir.is_dir() else []
-    xmls += sorted(p.glob("*.xml"))
-    kinds = [_sniff_xml(c) for c in xmls[:20]]
-    if "cvat" in kinds:
-        return "cvat"
-    if "voc" in kinds:  # a flat folder of VOC files (LabelImg's default output)
-        return "voc"
-    if (p / "labels").is_dir() and (p / "images").is_dir():
-        return "yolo"
-    from qa.io.yolo import is_darknet
+    from qa.io.layout import detect_folder, refusal
 
-    if is_darknet(p):  # CVAT "YOLO 1.1" / Roboflow "YOLO Darknet"
-        return "yolo"
-    if list(p.glob("*.csv")):
-        return "csv"
-    subdirs = [d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    if subdirs:
-        return "imagefolder"
-    raise DatasetError(
-        f"{p}: found no labels in this folder. Expected annotations/*.json (COCO or Label "
-        "Studio), *.xml (CVAT), Annotations/ (VOC), data.yaml (YOLO), a CSV, or class "
-        "sub-folders of images."
-    )
+    fmt = detect_folder(p)
+    if fmt is None:
+        raise DatasetError(refusal(p))
+    return fmt
 
 
 def read_labels(path: Path | str, *, format: str = "auto", image_root=None,
@@ -181,7 +163,9 @@ _EXPECTED = {
     "labelstudio": "tasks whose 'data' names an image",
     "cvat": "<image> elements in the XML",
     "imagefolder": "class sub-folders holding image files (root/class/img.jpg)",
-    "csv": "rows 'image,label' under the header",
+    "csv": "rows under the header: 'filename,...,class,xmin,ymin,xmax,ymax', 'image,label' "
+           "or 'filename,<class 1>,<class 2>...'",
+    "createml": "entries {image, annotations} in the JSON list",
 }
 
 

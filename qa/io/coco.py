@@ -10,8 +10,10 @@ position, and the rest loads.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +38,7 @@ from qa.dataset import (
     SUPERCATEGORY,
     WIDTH,
     Dataset,
+    DatasetError,
     H,
     W,
     X,
@@ -275,26 +278,70 @@ def read_coco_file(path: Path, issues: IssueLog):
     data = read_bytes(path)
     try:
         with _gc_paused():
-            return _tables_typed(parse_json(path, data, decoder=_DECODER), path, issues)
+            out = _tables_typed(parse_json(path, data, decoder=_DECODER), path, issues)
     except msgspec.ValidationError as exc:
         log.info("%s: typed COCO parse failed (%s); re-reading leniently", path, exc)
-    return _tables_lenient(path, parse_json(path, data), issues)
+        out = _tables_lenient(path, parse_json(path, data), issues)
+    if out[1][W].isna().any():  # image-level labels: make sure they are not boxes in disguise
+        _refuse_hidden_boxes(path, data)
+    return out
+
+
+# Keys that carry a box or a shape under another name than COCO's "bbox": an annotation that
+# has one is not an image-level label.
+BOX_KEYS = ("box", "boxes", "bndbox", "coordinates", "points", "polygon", "rect", "xmin", "x1",
+            "x", "segmentation")
+_MAX_CHECKED = 50
+
+
+def _refuse_hidden_boxes(path: Path, data: bytes) -> None:
+    """DatasetError when annotations without 'bbox' carry a box under another key (or only a
+    segmentation): such a file must never load as image-level labels."""
+    doc = parse_json(path, data)
+    anns = doc.get("annotations") if isinstance(doc, dict) else None
+    if not isinstance(anns, list):
+        return
+    checked = 0
+    for i, a in enumerate(anns):
+        if not isinstance(a, dict) or "bbox" in a:
+            continue
+        checked += 1
+        keys = [k for k in BOX_KEYS if a.get(k) not in (None, [], {}, "")]
+        if keys:
+            raise DatasetError(
+                f"{path}: annotations[{i}] has no 'bbox' but carries {keys} (keys: "
+                f"{sorted(a)[:10]}); without 'bbox' it would read as an image-level label, so "
+                "the file is refused. Give each box as 'bbox': [x, y, w, h] (COCO), or load the "
+                "file in its own format with --format (format=...).")
+        if checked >= _MAX_CHECKED:
+            return
 
 
 # ----------------------------------------------------------------------------- dataset
-def _guess_root(json_path: Path, file_names: list[str], image_root) -> Path:
-    """Where the images of a labels file are: ``image_root`` if given, else the first of the
-    labels file's folder, its ``images/``, the parent folder and its ``images/`` that holds
-    most of the first 50 listed files. In a load confined to an upload
-    (:func:`qa.paths.confined_to`) only folders inside it are considered."""
+def _guess_root(json_path: Path, file_names: list[str], image_root,
+                split: str | None = None) -> Path:
+    """Where the images of a labels file are: the first of the labels file's folder, its
+    ``images/``, the parent folder and its ``images/`` (and, for a file of one ``split``, the
+    split folders beside them: ``annotations/train.json`` -> ``train/``) that holds most of the
+    first 50 listed files. With ``image_root``, that folder or its split folder. In a load
+    confined to an upload (:func:`qa.paths.confined_to`) only folders inside it are
+    considered."""
     if image_root is not None:
-        return check_root(Path(image_root), json_path, "image_root")
-    base = json_path.parent
-    fallback = base.parent if base.name == "annotations" else base
-    cands = [c for c in (base, base / "images", base.parent, base.parent / "images")
-             if within_boundary(c)]
-    if not within_boundary(fallback):
-        fallback = base
+        image_root = check_root(Path(image_root), json_path, "image_root")
+        if split is None:
+            return image_root
+        cands = [image_root, *_split_dirs(image_root, split)]
+        fallback = image_root
+    else:
+        base = json_path.parent
+        fallback = base.parent if base.name == "annotations" else base
+        cands = [base, base / "images", base.parent, base.parent / "images"]
+        if split is not None:
+            cands += [d for c in (base.parent, base.parent / "images", base)
+                      for d in _split_dirs(c, split)]
+        cands = [c for c in dict.fromkeys(cands) if within_boundary(c)]
+        if not within_boundary(fallback):
+            fallback = base
     sample = [f for f in file_names[:50] if isinstance(f, str) and f]
     if not sample or not cands:
         return fallback
@@ -305,6 +352,38 @@ def _guess_root(json_path: Path, file_names: list[str], image_root) -> Path:
     scores = [hits(c) for c in cands]
     best = max(range(len(cands)), key=lambda i: scores[i])
     return cands[best] if scores[best] else fallback
+
+
+def _split_dirs(folder: Path, split: str) -> list[Path]:
+    """Sub-folders of ``folder`` named for ``split`` (``val`` matches valid/, val2017/ ...)."""
+    from qa.io._splits import split_of_folder
+
+    try:
+        return sorted(d for d in folder.iterdir() if d.is_dir()
+                      and split_of_folder(d.name) == split)
+    except OSError:
+        return []
+
+
+def _drop_superclass(cats: pd.DataFrame, anns: pd.DataFrame, path: Path,
+                     issues: IssueLog) -> pd.DataFrame:
+    """``cats`` without a category that only names the supercategory of all the others and
+    labels nothing: Roboflow adds one (id 0, e.g. 'pieces' above 'black-bishop' ...). It is
+    said as info, not counted as a class."""
+    if len(cats) < 2:
+        return cats
+    used = set(anns[CATEGORY_ID].tolist())
+    for i, r in cats.iterrows():
+        others = cats.drop(index=i)
+        sup = str(r[SUPERCATEGORY] or "").strip().lower()
+        if (r[NAME] and r[CATEGORY_ID] not in used and sup in ("", "none")
+                and (others[SUPERCATEGORY].astype(str) == str(r[NAME])).all()):
+            issues.add("info", "superclass_category",
+                       f"{path}: category {r[CATEGORY_ID]} '{r[NAME]}' only names the "
+                       f"supercategory of the {len(others)} other classes and labels no object "
+                       "(Roboflow adds one); it is not counted as a class.")
+            return others.reset_index(drop=True)
+    return cats
 
 
 def _dedupe_ids(df: pd.DataFrame, col: str, what: str, path: Path, issues: IssueLog,
@@ -322,14 +401,40 @@ def _dedupe_ids(df: pd.DataFrame, col: str, what: str, path: Path, issues: Issue
     return df
 
 
+def _coco_files(path: Path) -> list[tuple[str | None, Path]]:
+    """(split or None, file) of the COCO files of a folder: ``annotations/*.json``, else
+    ``*.json`` in it, else Roboflow's ``<split>/_annotations.coco.json`` (or the one COCO JSON
+    of each split folder)."""
+    from qa.io import _sniff_json
+    from qa.io._splits import split_folders
+    from qa.io.layout import found as found_here
+
+    ann_dir = path / "annotations" if (path / "annotations").is_dir() else path
+    files = sorted(ann_dir.glob("*.json"))
+    if not files and ann_dir != path:
+        files = sorted(path.glob("*.json"))
+    if files:
+        return [(None, f) for f in files]
+    out = []
+    for split, d in split_folders(path):
+        named = d / "_annotations.coco.json"
+        found = [named] if is_file(named) else [f for f in sorted(d.glob("*.json"))
+                                                if _sniff_json(f) == "coco"][:1]
+        out += [(split, f) for f in found]
+    expect(bool(out), path, "no COCO *.json file in annotations/, in the folder itself or in "
+                            "split folders (train/_annotations.coco.json). "
+                            + found_here(path))
+    return out
+
+
 def read(path: Path | str, *, image_root=None) -> Dataset:
     path = Path(path)
     issues = IssueLog()
     if path.is_dir():
-        ann_dir = path / "annotations" if (path / "annotations").is_dir() else path
-        files = sorted(ann_dir.glob("*.json"))
-        expect(bool(files), path, "no COCO *.json files found (looked in annotations/ and the "
-                                  "folder itself).")
+        listed = _coco_files(path)
+        files = [f for _, f in listed]
+        if listed[0][0] is not None:  # Roboflow: one labels file in each split folder
+            return _read_split_folders(path, listed, image_root)
     else:
         files = [path]
     per_split = len(files) > 1 and all(split_from_name(f.stem) for f in files)
@@ -337,7 +442,8 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     for f in files:
         images, anns, cats = read_coco_file(f, issues)
         images = _dedupe_ids(images, IMAGE_ID, "image", f, issues, id_col_image=True)
-        cats = _dedupe_ids(cats, CATEGORY_ID, "category", f, issues)
+        cats = _drop_superclass(_dedupe_ids(cats, CATEGORY_ID, "category", f, issues), anns, f,
+                                issues)
         if anns[ANN_ID].notna().all():
             dup = anns[ANN_ID].duplicated(keep="first")
             for v in anns.loc[dup, ANN_ID].head(20):
@@ -346,7 +452,7 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
                              "were given new ids. Give each annotation a unique id.",
                              ann_id=int(v))
         # split: explicit key, else a train/val/test folder in file_name, else the file name
-        file_split = split_from_name(f.stem)
+        file_split = split_from_name(f.stem) or _folder_split(f)
         if images[SPLIT].isna().any():
             from_path = images[FILE_NAME].map(
                 lambda s: split_from_name(s.split("/")[0]) if "/" in s else None)
@@ -356,7 +462,65 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         if len(files) > 1 and not per_split:
             anns[ANNOTATOR] = anns[ANNOTATOR].fillna(f.stem) if ANNOTATOR in anns else f.stem
         parts.append((f, images, anns, cats))
+    if per_split and path.is_dir():
+        # one file per split: each split's images may sit in their own folder (train/, val/)
+        return _combine_per_split(path, parts, issues, image_root)
     return _merge(path, parts, issues, image_root=image_root)
+
+
+def _folder_split(f: Path) -> str | None:
+    """The split a labels file's folder names (Roboflow's ``valid/_annotations.coco.json``)."""
+    from qa.io._splits import split_of_folder
+
+    return split_of_folder(f.parent.name)
+
+
+def _read_split_folders(path: Path, listed, image_root) -> Dataset:
+    """Roboflow's COCO export: ``<split>/_annotations.coco.json`` with the images beside it."""
+    from qa.io._splits import combine_splits, note_unlisted_images
+
+    out = []
+    for k, (split, f) in enumerate(listed):
+        issues = IssueLog()
+        images, anns, cats = read_coco_file(f, issues)
+        images = _dedupe_ids(images, IMAGE_ID, "image", f, issues, id_col_image=True)
+        cats = _drop_superclass(_dedupe_ids(cats, CATEGORY_ID, "category", f, issues), anns, f,
+                                issues if k == 0 else IssueLog())  # said once, not per split
+        ds = _merge(f, [(f, images, anns, cats)], issues,
+                    image_root=None if image_root is None else Path(image_root) / f.parent.name)
+        out.append((split, ds))
+    ds = combine_splits(path, out, fmt="coco", name=path.name,
+                        root=None if image_root is None else Path(image_root))
+    issues = IssueLog()
+    names = {f.parent.name: f.name for _, f in listed}
+    if note_unlisted_images(ds.images, ds.root, issues, lambda d: names.get(d)):
+        ds = dataclasses.replace(ds, load_issues=pd.concat(
+            [x for x in (ds.load_issues, issues.frame()) if len(x)], ignore_index=True))
+    return ds
+
+
+def _combine_per_split(path: Path, parts, issues: IssueLog, image_root) -> Dataset:
+    """COCO with one JSON per split (``annotations/train.json``, ``val.json``): each file's
+    images are resolved against the folder that holds them (``<root>/train/``,
+    ``<root>/val2017/`` ...), then the splits are joined with file names relative to one
+    root."""
+    from qa.io._splits import combine_splits
+
+    out = []
+    for k, (f, images, anns, cats) in enumerate(parts):
+        split = split_from_name(f.stem)
+        root = _guess_root(f, images[FILE_NAME].tolist(), image_root, split=split)
+        part_issues = issues if k == 0 else IssueLog()
+        ds = _merge(f, [(f, images, anns, cats)], part_issues, image_root=root)
+        out.append((split, ds))
+    top = path.parent if path.name == "annotations" else path
+    if image_root is not None:
+        top = Path(image_root)
+    roots = [Path(d.root) for _, d in out]
+    common = Path(os.path.commonpath(roots)) if roots else top
+    if not common.is_relative_to(top) and top.is_relative_to(common):
+        common = top
+    return combine_splits(path, out, fmt="coco", name=path.name, root=common)
 
 
 def _merge(path: Path, parts, issues: IssueLog, *, image_root) -> Dataset:

@@ -104,7 +104,7 @@ def _read_file(path: Path, annotator: str | None, issues: IssueLog):
         raise DatasetError(f"{path}: this is a 'CVAT for video' export (<track> elements). "
                            "Export the task as 'CVAT for images 1.1'.")
     images, rows = [], []
-    warned = set()
+    skipped: dict[str, list] = {}  # unsupported shape -> [count, first item]
     for k, im in enumerate(image_els):
         name = (im.get("name") or "").strip().replace("\\", "/")
         if not name:
@@ -121,11 +121,7 @@ def _read_file(path: Path, annotator: str | None, issues: IssueLog):
             label = (sh.get("label") or "").strip()
             item = f"{path}: image {name!r} <{tag}> #{j}"
             if tag not in _SUPPORTED:
-                if tag not in warned:
-                    warned.add(tag)
-                    issues.warning("unsupported_shape",
-                                   f"{item}: CVAT shape <{tag}> is not supported (box, "
-                                   "polygon and tag are); such shapes are skipped.")
+                skipped.setdefault(tag, [0, item])[0] += 1
                 continue
             if not label:
                 issues.error("malformed_annotation",
@@ -171,6 +167,11 @@ def _read_file(path: Path, annotator: str | None, issues: IssueLog):
             rows.append({FILE_NAME: name, ANNOTATOR: who, NAME: label, X: box[0], Y: box[1],
                          W: box[2], H: box[3], OCCLUDED: _int(sh.get("occluded")) or 0,
                          SEGMENTATION: seg})
+    for tag, (n, first) in skipped.items():
+        issues.warning("unsupported_shape",
+                       f"{path}: {n} CVAT <{tag}> shape{'s' if n != 1 else ''} skipped (first: "
+                       f"{first.split(': ', 1)[1]}); box, polygon and tag are read. Export "
+                       f"the {tag}s as polygons to check them here.")
     return images, rows, labels, who
 
 
@@ -183,8 +184,11 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     elif path.is_dir():
         ann_dir = path / "annotations" if (path / "annotations").is_dir() else path
         files = sorted(ann_dir.glob("*.xml"))
-        expect(bool(files), path, "no CVAT *.xml files found (looked in annotations/ and the "
-                                  "folder itself).")
+        if not files:
+            from qa.io.layout import found
+
+            raise DatasetError(f"{path}: no CVAT *.xml files found (looked in annotations/ and "
+                               f"the folder itself). {found(path)}")
     else:
         raise DatasetError(f"{path}: no such file or directory. Check the path.")
     images: dict[str, dict] = {}

@@ -304,8 +304,11 @@ def _export_files(path: Path) -> list[Path]:
     if path.is_dir():
         ann_dir = path / "annotations" if (path / "annotations").is_dir() else path
         files = sorted(ann_dir.glob("*.json"))
-        expect(bool(files), path, "no Label Studio *.json exports found (looked in "
-                                  "annotations/ and the folder itself).")
+        if not files:
+            from qa.io.layout import found
+
+            raise DatasetError(f"{path}: no Label Studio *.json exports found (looked in "
+                               f"annotations/ and the folder itself). {found(path)}")
         return files
     raise DatasetError(f"{path}: no such file or directory. Check the path.")
 

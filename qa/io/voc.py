@@ -146,17 +146,45 @@ def _image_name(fname: str, root: Path, dirs: tuple[str, ...]) -> str:
             for cand in (stem + suf, stem + suf.upper()):
                 if cand != fname and is_file(base / cand):
                     return rel(d, cand)
-    return rel(dirs[0], fname if suffix else f"{fname}.jpg")
+    first = next((d for d in dirs if is_dir(root / d if d else root)), dirs[0])
+    return rel(first, fname if suffix else f"{fname}.jpg")
+
+
+def _hinted_dirs(doc, xml: Path, root: Path, dirs: tuple[str, ...]) -> tuple[str, ...]:
+    """Folders (relative to ``root``) to look for the image of one LabelImg/Roboflow XML
+    file, most likely first: the XML's own folder, the ``<folder>`` it names, and the trailing
+    folders of its ``<path>`` (written on the labeller's machine: ``/Users/me/raccoon/images/
+    a.jpg`` hints ``images/``), then ``dirs``. Hints are only followed inside the root."""
+    out = []
+    try:
+        own = xml.parent.relative_to(root).as_posix()
+    except ValueError:
+        own = None
+    hint_dirs = []
+    folder = (_text(doc, "folder") or "").replace("\\", "/").strip("/")
+    if folder:
+        hint_dirs.append(folder)
+    path = (_text(doc, "path") or "").replace("\\", "/")
+    parts = [p for p in path.split("/") if p][:-1]
+    hint_dirs += ["/".join(parts[k:]) for k in range(len(parts) - 1, -1, -1)][:4]
+    if own is not None:
+        out.append("" if own == "." else own)
+    for d in hint_dirs:
+        if lexically_inside(root, d) is not None and is_dir(root / d) and is_within(root, root / d):
+            out.append(d)
+    return tuple(dict.fromkeys(out + list(dirs)))
 
 
 def _read_one(xml: Path, root: Path, issues: IssueLog, rows: list, dirs: tuple[str, ...],
-              coordinates: str):
+              coordinates: str, hints: bool = False):
     """The image record of one annotation file; appends its objects to ``rows``."""
     doc = parse_xml(xml)
     expect(doc.tag == "annotation", xml,
            f"expected a VOC <annotation> root element, got <{doc.tag}>. Is this a VOC file?")
     zero_based = coordinates == "zero_based" or (coordinates == "auto" and _is_datumaro(doc))
     fname = (_text(doc, "filename") or f"{xml.stem}.jpg").replace("\\", "/")
+    if hints:
+        dirs = _hinted_dirs(doc, xml, root, dirs)
     file_name = _image_name(fname, root, dirs)
     size = doc.find("size")
     w = _int_or(_text(size, "width"), None)
@@ -202,6 +230,36 @@ def _read_one(xml: Path, root: Path, issues: IssueLog, rows: list, dirs: tuple[s
     return image
 
 
+def _annotation_files(path: Path) -> tuple[list[Path], bool, dict[Path, str]]:
+    """(XML files, flat?, XML -> split) of a VOC folder: the devkit's ``Annotations/``;
+    LabelImg's ``annotations/`` (any case) with the images in ``images/``; Roboflow's split
+    folders holding each image's XML beside it; or the XML files of the folder itself."""
+    from qa.io._splits import split_folders
+    from qa.io.layout import found as found_here
+
+    def xmls_in(d: Path) -> list[Path]:
+        return [x for x in sorted(d.glob("*.xml")) if is_within(path, x)]
+
+    ann_dir = path / "Annotations"
+    if is_dir(ann_dir):
+        xmls = xmls_in(ann_dir)
+        expect(bool(xmls), ann_dir, "no *.xml annotation files in Annotations/. "
+                                    + found_here(path))
+        return xmls, False, {}
+    other = [d for d in sorted(path.iterdir()) if is_dir(d) and d.name.lower() == "annotations"]
+    for d in other:
+        if xmls_in(d):
+            return xmls_in(d), True, {}
+    by_split = {x: s for s, d in split_folders(path) for x in xmls_in(d)}
+    if by_split:
+        return list(by_split), True, by_split
+    xmls = xmls_in(path)
+    expect(bool(xmls), path, "no VOC XML files in Annotations/, annotations/, split folders "
+                             "(train/*.xml) or the folder itself. "
+                             + found_here(path))
+    return xmls, True, {}
+
+
 def read(path: Path | str, *, image_root=None, voc_coordinates: str = "auto") -> Dataset:
     """Read a Pascal VOC folder (``Annotations/``, or a flat folder of XML files) or one
     annotation .xml into a Dataset. ``voc_coordinates``: see the module doc."""
@@ -210,20 +268,16 @@ def read(path: Path | str, *, image_root=None, voc_coordinates: str = "auto") ->
                          f"{voc_coordinates!r}.")
     path = Path(path)
     issues = IssueLog()
+    hints = False
+    xml_split: dict[Path, str] = {}
     if path.is_file():
         xmls = [path]
         root = path.parent.parent if path.parent.name == "Annotations" else path.parent
         flat = path.parent.name != "Annotations"
+        hints = flat
     elif path.is_dir():
-        ann_dir = path / "Annotations"
-        flat = not is_dir(ann_dir)
-        if flat:
-            xmls = [x for x in sorted(path.glob("*.xml")) if is_within(path, x)]
-            expect(bool(xmls), path, "no Annotations/ folder and no *.xml files: not a Pascal "
-                                     "VOC dataset.")
-        else:
-            xmls = [x for x in sorted(ann_dir.glob("*.xml")) if is_within(path, x)]
-            expect(bool(xmls), ann_dir, "no *.xml annotation files found.")
+        xmls, flat, xml_split = _annotation_files(path)
+        hints = flat
         root = path
     else:
         raise DatasetError(f"{path}: no such file or directory. Check the path.")
@@ -233,7 +287,9 @@ def read(path: Path | str, *, image_root=None, voc_coordinates: str = "auto") ->
     rows: list[dict] = []
     images = []
     for x in xmls:
-        images.append(_read_one(x, root, issues, rows, dirs, voc_coordinates))
+        im = _read_one(x, root, issues, rows, dirs, voc_coordinates, hints=hints)
+        im["_split"] = xml_split.get(x)
+        images.append(im)
     n_zero = sum(im["_zero_based"] for im in images)
     if n_zero and voc_coordinates == "auto":
         issues.add("info", "voc_coordinates",
@@ -241,7 +297,7 @@ def read(path: Path | str, *, image_root=None, voc_coordinates: str = "auto") ->
                    "exports and were read with 0-based coordinates (x = xmin); the others with "
                    "the VOC devkit's 1-based ones (x = xmin - 1). Pass "
                    "voc_coordinates='one_based' or 'zero_based' to choose.")
-    imgs = pd.DataFrame(images, columns=[FILE_NAME, WIDTH, HEIGHT, "_stem"])
+    imgs = pd.DataFrame(images, columns=[FILE_NAME, WIDTH, HEIGHT, "_stem", "_split"])
     dup = imgs[FILE_NAME].duplicated(keep="first")
     for fn in imgs.loc[dup, FILE_NAME].head(20):
         issues.warning("duplicate_image",
@@ -250,8 +306,9 @@ def read(path: Path | str, *, image_root=None, voc_coordinates: str = "auto") ->
     imgs = imgs[~dup]
     ids = ids_by_file_name(imgs[FILE_NAME])
     imgs.insert(0, IMAGE_ID, imgs[FILE_NAME].map(ids).astype("int64"))
-    imgs[SPLIT] = imgs["_stem"].map(splits)
-    imgs = imgs.drop(columns="_stem").sort_values(IMAGE_ID, ignore_index=True)
+    from_lists = imgs["_stem"].map(splits).astype("object")
+    imgs[SPLIT] = from_lists.where(from_lists.notna(), imgs["_split"].astype("object"))
+    imgs = imgs.drop(columns=["_stem", "_split"]).sort_values(IMAGE_ID, ignore_index=True)
 
     cat_ids, cats = categories_by_name(sorted({r[NAME] for r in rows}))
     a = pd.DataFrame(rows, columns=[FILE_NAME, NAME, X, Y, W, H, DIFFICULT, TRUNCATED])
@@ -259,6 +316,10 @@ def read(path: Path | str, *, image_root=None, voc_coordinates: str = "auto") ->
     anns[DIFFICULT] = a[DIFFICULT].astype("int64")
     anns[TRUNCATED] = a[TRUNCATED].astype("int64")
     root = Path(image_root) if image_root is not None else root
+    if path.is_dir():
+        from qa.io._splits import note_unlisted_images
+
+        note_unlisted_images(imgs, root, issues, lambda d: "any XML file")
     return Dataset(images=imgs, categories=cats, annotations=anns, root=root, format="voc",
                    name=path.stem if path.is_file() else path.name,
                    annotators=(DEFAULT_ANNOTATOR,), load_issues=issues.frame())

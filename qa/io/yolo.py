@@ -18,7 +18,9 @@ Layouts
 The label of ``.../images/<sub>/a.jpg`` is ``.../labels/<sub>/a.txt`` (the last ``images``
 path component replaced, as Ultralytics does): one object per line, ``class cx cy w h``
 normalised to [0, 1]. Lines with an odd number >= 7 of fields are polygons (``class x1 y1 x2
-y2 ...``); their bbox is kept with the points in ``segmentation``. A 6th column is a
+y2 ...``, Ultralytics/Roboflow segmentation, mixed with box lines in one file); their bbox is
+kept with the points (in pixels) as a COCO polygon in ``segmentation``, and a box line of such
+a dataset gets its rectangle there. A 6th column is a
 confidence: that is a predictions file, quarantined here (load it with ``predictions=``).
 
 Category ids are the YOLO class indices (0-based), so that YOLO prediction files match them.
@@ -307,8 +309,21 @@ def _layout_from_darknet(folder: Path, issues: IssueLog):
 def _layout_from_folder(folder: Path, issues: IssueLog):
     images_dir = folder / "images"
     if not images_dir.is_dir() or not (folder / "labels").is_dir():
+        from qa.io._splits import split_folders
+
+        per_split = [(s, d / "images") for s, d in split_folders(folder)
+                     if is_dir(d / "images") and is_dir(d / "labels")]
+        if per_split:  # train/images + train/labels ... without a data.yaml
+            names = _names_from_classes_txt(folder)
+            split_images = [(p, s) for s, d in per_split
+                            for p in list_images(d, root=folder, issues=issues)]
+            return folder, names, split_images, [d for _, d in per_split]
+        from qa.io.layout import found as found_here
+
         raise DatasetError(
-            f"{folder}: not a YOLO dataset: expected data.yaml, or images/ and labels/ folders.")
+            f"{folder}: not a YOLO dataset: expected a data.yaml, images/ and labels/ folders "
+            "(also inside train/ valid/ test/), or a darknet obj.data. "
+            + found_here(folder))
     names = _names_from_classes_txt(folder)
     split_images = []
     for p in list_images(images_dir, root=folder, issues=issues):
@@ -316,6 +331,22 @@ def _layout_from_folder(folder: Path, issues: IssueLog):
         split = split_from_name(rel[0]) if len(rel) > 1 else None
         split_images.append((p, split if split in SPLITS else None))
     return folder, names, split_images, [images_dir]
+
+
+def _under_image_root(file_name: str, image_root: Path) -> str:
+    """The name, relative to ``image_root``, of the image a label file's listing calls
+    ``file_name``: the whole relative path if it is there, else the path with its leading
+    folders dropped one by one (CVAT's ``obj_train_data/sub/a.jpg`` is ``sub/a.jpg`` or
+    ``a.jpg`` in the task's image folder). Unchanged when none exists (reported missing)."""
+    from qa.paths import lexically_inside
+
+    parts = file_name.split("/")
+    for k in range(len(parts)):
+        cand = "/".join(parts[k:])
+        p = lexically_inside(image_root, cand)
+        if p is not None and is_file(p):
+            return cand
+    return file_name
 
 
 # ----------------------------------------------------------------------------- labels
@@ -433,13 +464,15 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
     ids = {fn: i + 1 for i, fn in enumerate(file_names)}
     paths = [seen[fn][0] for fn in file_names]
     label_root = root  # label files are read from the dataset root, images from image_root
-    if image_root is not None:  # file names stay relative to the dataset root
+    image_names = file_names
+    if image_root is not None:  # images elsewhere (CVAT "YOLO 1.1" without images)
         root = check_root(Path(image_root), path, "image_root")
+        image_names = [_under_image_root(fn, root) for fn in file_names]
     # the headers are read once, here: load() sees the probe columns and does not probe again;
     # a listed image outside the root is not opened (and its labels cannot be converted)
     images = probe_images(pd.DataFrame({
         IMAGE_ID: np.arange(1, len(file_names) + 1, dtype=np.int64),
-        FILE_NAME: file_names,
+        FILE_NAME: image_names,
         SPLIT: [seen[fn][1] for fn in file_names],
     }), root)
     sizes = [(None if pd.isna(w) else int(w), None if pd.isna(h) else int(h))
@@ -487,7 +520,11 @@ def read(path: Path | str, *, image_root=None) -> Dataset:
         X: box[:, 0], Y: box[:, 1], W: box[:, 2], H: box[:, 3],
     })
     if any(r[6] is not None for r in rows):
-        anns[SEGMENTATION] = [r[6] for r in rows]
+        # polygons kept as COCO polygons (mask IoU, the gallery); a box line among them is its
+        # rectangle, so that every object of a segmentation set has a mask
+        anns[SEGMENTATION] = [r[6] if r[6] is not None else
+                              [[r[2], r[3], r[2] + r[4], r[3], r[2] + r[4], r[3] + r[5], r[2],
+                                r[3] + r[5]]] for r in rows]
     name = (yaml_path.parent.name if yaml_path is not None else path.name) or path.name
     return Dataset(images=images, categories=cats, annotations=anns, root=root, format="yolo",
                    name=name, annotators=(DEFAULT_ANNOTATOR,), load_issues=issues.frame())

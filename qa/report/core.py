@@ -76,6 +76,7 @@ class CheckResult:
     dismissed_by: dict = field(default_factory=dict)
     points_lost: float = 0.0
     explanation: str = ""
+    basis: str | None = None  # how the value was obtained ("estimate: ..." / "count: ...")
 
     def to_dict(self) -> dict:
         return {k: to_jsonable(v) for k, v in self.__dict__.items()}
@@ -133,7 +134,7 @@ class HealthReport:
     def checks_frame(self) -> pd.DataFrame:
         """One row per check (the traffic-light table)."""
         cols = ["id", "area", "title", "status", "value", "threshold", "n_evidence",
-                "n_dismissed", "points_lost", "action", "reason", "link", "analysis"]
+                "n_dismissed", "points_lost", "action", "reason", "link", "analysis", "basis"]
         return pd.DataFrame([{k: getattr(c, k) for k in cols} for c in self.checks],
                             columns=cols)
 
@@ -371,6 +372,8 @@ def _evaluate(spec: CheckSpec, run, metrics: dict, findings: pd.DataFrame,
         return CheckResult(**base, **evidence, status="skipped", value=None, measured=None,
                            reason=why)
     value = measured
+    how = getattr(run.results[spec.analysis], "value_basis", None)
+    evidence["basis"] = how(spec.metric) if callable(how) else None
     if spec.counts_evidence and len(dismissed):
         # The metric may count pairs while findings are per image (or the reverse): scale by
         # the share of evidence still open, which is measured - dismissed when units agree.

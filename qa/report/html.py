@@ -62,9 +62,13 @@ def _checks_table(checks) -> str:
     rows = []
     for c in checks:
         detail = _e(c.reason) if c.status == "skipped" else _e(c.action)
+        if c.basis:
+            detail += (f"<div class='muted'><b>How the value was obtained</b>: "
+                       f"{_e(c.basis)}</div>")
+        est = "≈ " if (c.basis or "").startswith("estimate") else ""
         rows.append(f"<tr><td>{_chip(c.status)}</td><td><b>{_e(c.title)}</b><br>"
                     f"<span class='muted'>{_e(c.id)} · {_e(c.metric)}</span></td>"
-                    f"<td>{_num(c.value)}</td><td>{_e(c.threshold)}</td>"
+                    f"<td>{est}{_num(c.value)}</td><td>{_e(c.threshold)}</td>"
                     f"<td>{c.n_evidence}</td><td>{c.points_lost:.1f}</td><td>{detail}</td></tr>")
     return ("<table><tr><th>status</th><th>check</th><th>value</th><th>threshold</th>"
             "<th>evidence</th><th>points lost</th><th>action / reason</th></tr>"

@@ -22,9 +22,9 @@ MARGIN_MM = 15
 TEXT_W = 210 - 2 * MARGIN_MM
 CHART_DPI = 120  # sharp on paper at the printed width, and quick to draw
 # Evidence sentences printed per warning/failing check (the JSON and HTML hold more).
-PDF_MESSAGES = 3
-# Checks in the "points lost" chart: the costliest, so that it fits on the first page.
-PDF_CHART_CHECKS = 10
+PDF_MESSAGES = 2
+# Warning/failing checks listed under "What to fix first", costliest first.
+PDF_FIX_FIRST = 6
 _RGB = {"pass": (0, 158, 115), "warn": (230, 159, 0), "fail": (213, 94, 0),
         "skipped": (153, 153, 153)}
 
@@ -73,25 +73,6 @@ def area_chart(report) -> io.BytesIO:
     ax.set_xlim(0, 115)
     ax.invert_yaxis()
     ax.set_xlabel("sub-score (0-100)")
-    ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)
-
-
-def points_chart(report, checks=None) -> io.BytesIO | None:
-    """Points lost per warning/failing check (PNG), None when no check lost points."""
-    from matplotlib.figure import Figure
-
-    rows = sorted([c for c in (checks or report.checks) if c.points_lost > 0],
-                  key=lambda c: c.points_lost, reverse=True)[:PDF_CHART_CHECKS]
-    if not rows:
-        return None
-    fig = Figure(figsize=(7, 0.6 + 0.32 * len(rows)))
-    ax = fig.subplots()
-    ax.barh([c.title[:60] for c in rows], [c.points_lost for c in rows],
-            color=[_hex(c.status) for c in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("points lost of 100")
-    ax.tick_params(axis="y", labelsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)
 
@@ -150,100 +131,104 @@ def render_pdf(report, *, history: pd.DataFrame | None = None, comparison=None) 
 
     # ---- page 1: summary
     pdf.add_page()
-    text(f"Dataset health report: {ds.get('name')}", 20, bold=True, h=10)
+    text(f"Dataset health report: {ds.get('name')}", 18, bold=True, h=9)
     text(f"{report.created} · {ds.get('images', '?')} images · "
          f"{ds.get('annotations', '?')} annotations · annotators: "
-         f"{', '.join(ds.get('annotators') or []) or '—'}", 9, color=(100, 100, 100))
-    pdf.ln(4)
+         f"{', '.join(ds.get('annotators') or []) or '—'}", 8.5, color=(100, 100, 100))
+    pdf.ln(2)
     counts = report.status_counts()
     score = "—" if report.score is None else f"{report.score:.0f}"
-    text(f"Health score {score} / 100", 26, bold=True,
-         color=_RGB[_score_status(report.score)], h=13)
+    text(f"Health score {score} / 100", 22, bold=True,
+         color=_RGB[_score_status(report.score)], h=11)
     text(f"{counts['fail']} failed · {counts['warn']} warnings · {counts['pass']} passed · "
-         f"{counts['skipped']} skipped (could not run; not counted)", 11)
+         f"{counts['skipped']} skipped (could not run; not counted)", 10)
     rv = report.review or {}
     if rv.get("available"):
         by = ", ".join(f"{k}: {v}" for k, v in (rv.get("by") or {}).items())
         text(f"Reviewers dismissed {rv.get('n_dismissed', 0)} finding(s) as not an issue"
-             + (f" ({by})" if by else "") + ".", 9, color=(100, 100, 100))
+             + (f" ({by})" if by else "") + ".", 8.5, color=(100, 100, 100))
     elif rv.get("error"):
-        text(rv["error"], 9, color=(100, 100, 100))
-    pdf.ln(2)
-    pdf.image(area_chart(report), w=TEXT_W * 0.9)
+        text(rv["error"], 8.5, color=(100, 100, 100))
+    pdf.image(area_chart(report), w=TEXT_W * 0.75)
     worst = sorted([c for c in report.checks if c.status in ("fail", "warn")],
                    key=lambda c: c.points_lost, reverse=True)
     if worst:
-        heading("What to fix first", 13)
-        for c in worst[:8]:
-            text(f"[{c.status.upper()}] {c.title} — {c.action}", 9.5,
-                 color=_RGB[c.status] if c.status == "fail" else (34, 34, 34))
-    pts = points_chart(report)
-    if pts is not None:
-        chart(f"Points lost per check (the {PDF_CHART_CHECKS} costliest)", pts)
+        heading("What to fix first", 12, need_mm=30)
+        told = set()  # a basis shared by several checks is printed once
+        for c in worst[:PDF_FIX_FIRST]:
+            text(f"[{c.status.upper()}] {c.title} ({_value(c)}; −{c.points_lost:.1f} points)"
+                 f" — {c.action}", 9, color=_RGB[c.status] if c.status == "fail"
+                 else (34, 34, 34), h=4.5)
+            if c.basis and c.basis not in told:
+                told.add(c.basis)
+                text(f"    how the value was obtained: {c.basis}", 7.5, color=(100, 100, 100),
+                     h=3.6)
     if history is not None and len(history) > 1:
         chart("Trend against earlier reports", trend_chart(history))
     if comparison is not None:
-        heading(f"Compared with the report of {comparison.old_created}", 13)
-        text(comparison.summary(), 10)
+        heading(f"Compared with the report of {comparison.old_created}", 12, need_mm=30)
+        text(comparison.summary(), 9)
         for r in comparison.checks.itertuples(index=False):
             if r.change != "unchanged":
-                text(f"{r.title}: {r.old_status} -> {r.new_status} ({r.change})", 9)
+                text(f"{r.title}: {r.old_status} -> {r.new_status} ({r.change})", 8.5)
 
-    # ---- one section per area
-    for area in AREAS:
-        checks = [c for c in report.checks if c.area == area]
-        if not checks:
-            continue
-        sub = report.area_scores.get(area)
-        pdf.add_page()
-        heading(f"{area.capitalize()}: {'not measured' if sub is None else f'{sub:.0f} / 100'}")
-        pdf.set_font("dejavu", "", 8.5)
-        pdf.set_text_color(34, 34, 34)
-        with pdf.table(col_widths=(16, 62, 18, 46, 18), line_height=4.6,
-                       text_align=("LEFT", "LEFT", "RIGHT", "LEFT", "RIGHT")) as table:
-            table.row(["status", "check", "value", "threshold", "evidence"])
+    # ---- every check in one table, area by area (no page per area: a manager reads it in
+    # two minutes)
+    heading("All checks", 12, need_mm=40)
+    pdf.set_font("dejavu", "", 8)
+    pdf.set_text_color(34, 34, 34)
+    with pdf.table(col_widths=(14, 70, 18, 44, 14, 14), line_height=4.2,
+                   text_align=("LEFT", "LEFT", "RIGHT", "LEFT", "RIGHT", "RIGHT")) as table:
+        table.row(["status", "check", "value", "threshold", "items", "−pts"])
+        for area in AREAS:
+            checks = [c for c in report.checks if c.area == area]
+            if not checks:
+                continue
+            sub = report.area_scores.get(area)
+            row = table.row()
+            row.cell(f"{area.capitalize()}: "
+                     f"{'not measured' if sub is None else f'{sub:.0f} / 100'}", colspan=6)
             for c in checks:
-                value = "—" if c.value is None else f"{c.value:.3g}"
                 row = table.row()
                 pdf.set_text_color(*_RGB[c.status])
                 row.cell(c.status.upper())
                 pdf.set_text_color(34, 34, 34)
-                row.cell(c.title)
-                row.cell(value)
+                row.cell(c.title if c.status != "skipped" else f"{c.title} ({c.reason})")
+                row.cell(_value(c))
                 row.cell(c.threshold)
                 row.cell(str(c.n_evidence))
-        pdf.ln(2)
-        for c in checks:
-            if c.status == "skipped":
-                text(f"Skipped — {c.title}: {c.reason}", 8.5, color=(120, 120, 120), h=4.3)
-        shown: dict[tuple, str] = {}  # evidence already printed in this area -> its check
-        for c in checks:
-            if c.status not in ("warn", "fail"):
-                continue
-            pdf.ln(1.5)
-            text(f"{c.title} ({c.status})", 10.5, bold=True, color=_RGB[c.status])
-            text(f"Action: {c.action}", 9)
-            text(c.explanation, 8, color=(100, 100, 100), h=4)
-            if c.n_dismissed:
-                text(f"{c.n_dismissed} item(s) dismissed by reviewers: "
-                     + ", ".join(f"{k}: {v}" for k, v in c.dismissed_by.items()), 8.5)
-            same = (c.evidence_kinds, c.evidence_image_ids, c.evidence_messages)
-            if c.n_evidence and same in shown:
-                text(f"Evidence: the same {c.n_evidence} item(s) as \"{shown[same]}\".", 8.5)
-                continue
-            shown[same] = c.title
-            for m in c.evidence_messages[:PDF_MESSAGES]:
-                text(f"• {m}", 8.5, h=4.3)
-            if c.evidence_image_ids:
-                ids = ", ".join(map(str, c.evidence_image_ids[:25]))
-                text(f"Images ({c.n_evidence} item(s)): {ids}"
-                     + (" ..." if len(c.evidence_image_ids) > 25 else ""), 8,
-                     color=(100, 100, 100), h=4)
+                row.cell(f"{c.points_lost:.1f}")
 
-    # ---- analyses that ran or not
-    pdf.add_page()
-    heading("Analyses")
-    for name, a in report.analyses.items():
-        reason = f": {a['reason']}" if a.get("reason") else ""
-        text(f"{name}: {a['status']}{reason}", 9)
+    # ---- the evidence of what warns or fails, briefly
+    heading("Evidence", 12, need_mm=30)
+    shown: dict[tuple, str] = {}  # evidence already printed -> its check
+    for c in worst:
+        text(f"{c.title} ({c.status})", 9.5, bold=True, color=_RGB[c.status], h=4.6)
+        if c.n_dismissed:
+            text(f"{c.n_dismissed} item(s) dismissed by reviewers: "
+                 + ", ".join(f"{k}: {v}" for k, v in c.dismissed_by.items()), 8, h=4)
+        same = (c.evidence_image_ids, c.evidence_messages)
+        if c.n_evidence and same in shown:
+            text(f"The same {c.n_evidence} item(s) as \"{shown[same]}\".", 8, h=4)
+            continue
+        shown[same] = c.title
+        for m in c.evidence_messages[:PDF_MESSAGES]:
+            text(f"• {m}", 8, h=4)
+        if c.evidence_image_ids:
+            ids = ", ".join(map(str, c.evidence_image_ids[:20]))
+            text(f"Images ({c.n_evidence} item(s)): {ids}"
+                 + (" ..." if len(c.evidence_image_ids) > 20 else ""), 7.5,
+                 color=(100, 100, 100), h=3.8)
+    pdf.ln(2)
+    text("Analyses: " + "; ".join(
+        f"{name} {a['status']}" + (f" ({a['reason']})" if a.get("reason") else "")
+        for name, a in report.analyses.items()), 7.5, color=(100, 100, 100), h=3.8)
     return bytes(pdf.output())
+
+
+def _value(c) -> str:
+    """A check's value for print: "—" when skipped, "≈" before an estimate."""
+    if c.value is None:
+        return "—"
+    est = "≈ " if (c.basis or "").startswith("estimate") else ""
+    return f"{est}{c.value:.3g}"

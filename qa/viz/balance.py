@@ -284,3 +284,14 @@ def image_aspect_hist(result: BalanceResult, *, bins: int = HIST_BINS) -> go.Fig
     fig.update_xaxes(title="width / height")
     fig.update_yaxes(title="images")
     return style(fig, title="Image aspect ratio")
+
+
+def balance_title(annotator: str | None, n_annotators: int) -> str:
+    """The Class balance page's title, saying whose labels are counted."""
+    from qa.balance import ALL_ANNOTATORS
+
+    if n_annotators < 2 or annotator is None:
+        return "Class balance"
+    if annotator == ALL_ANNOTATORS:
+        return f"Class balance: all {n_annotators} annotators pooled"
+    return f"Class balance: {annotator}'s labels"

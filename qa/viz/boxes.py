@@ -139,4 +139,46 @@ def render_image(ds, image_id: int, *, annotators=None, show_predictions: bool =
     return img, err
 
 
-__all__ = ["draw_boxes", "load_image", "render_image"]
+# Context kept around an object's crop, as a share of the box on each side, and the crop's
+# shortest side on screen (a small box is enlarged to be seen).
+CROP_CONTEXT = 0.75
+CROP_MIN_SIDE = 160
+HIGHLIGHT_COLOR = "#FFD400"
+
+
+def render_object(ds, ann_id: int, *, context: float = CROP_CONTEXT,
+                  min_side: int = CROP_MIN_SIDE) -> tuple[Image.Image | None, str | None]:
+    """One labelled box shown on its own: the image cropped to the box plus ``context`` of
+    its size on each side, the box outlined thick in :data:`HIGHLIGHT_COLOR` (the other
+    boxes of its annotator thin), enlarged so its shorter side is at least ``min_side`` px.
+    (image, error); image None when the annotation or its file is unusable."""
+    a = ds.annotations[ds.annotations[ANN_ID] == int(ann_id)]
+    if a.empty or pd.isna(a[W].iloc[0]):
+        return None, f"annotation {ann_id} has no box"
+    r = a.iloc[0]
+    row = ds.images.loc[ds.images[IMAGE_ID] == r[IMAGE_ID], FILE_NAME]
+    from qa.images import read_image
+
+    res = read_image(ds.root, str(row.iloc[0]) if len(row) else "")
+    if not res.ok:
+        return None, res.error
+    img, scale = res.image.convert("RGB"), res.image.width / res.size[0] if res.size[0] else 1.0
+    others = ds.annotations[(ds.annotations[IMAGE_ID] == r[IMAGE_ID])
+                            & (ds.annotations[ANNOTATOR] == r[ANNOTATOR])]
+    img = draw_boxes(img, others[others[ANN_ID] != int(ann_id)], scale=scale,
+                     category_names=ds.category_names, show_labels=False,
+                     colors=annotator_colors(ds.annotators))
+    x0, y0, w, h = (float(r[c]) * scale for c in (X, Y, W, H))
+    ImageDraw.Draw(img).rectangle([x0 - 2, y0 - 2, x0 + w + 2, y0 + h + 2],
+                                  outline=HIGHLIGHT_COLOR, width=4)
+    cx0, cy0 = max(0, int(x0 - context * w) - 4), max(0, int(y0 - context * h) - 4)
+    cx1 = min(img.width, int(x0 + w + context * w) + 4)
+    cy1 = min(img.height, int(y0 + h + context * h) + 4)
+    crop = img.crop((cx0, cy0, max(cx1, cx0 + 1), max(cy1, cy0 + 1)))
+    k = max(1.0, min_side / max(1, min(crop.size)))
+    if k > 1:
+        crop = crop.resize((round(crop.width * k), round(crop.height * k)), Image.NEAREST)
+    return crop, None
+
+
+__all__ = ["draw_boxes", "load_image", "render_image", "render_object"]

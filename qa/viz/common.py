@@ -25,9 +25,20 @@ def class_colors(names) -> dict[str, str]:
     return _colors(names)
 
 
+# Plotly's toolbar (the modebar) floats over the top right of a chart, about this high: the
+# title is drawn below it, left-aligned just above the plot, so the icons never cover it.
+MODEBAR_PX = 32
+TITLE_PX = 16
+
+
 def style(fig: go.Figure, *, title: str | None = None, height: int | None = None) -> go.Figure:
-    """Apply the house template; returns the same figure."""
-    fig.update_layout(template=TEMPLATE, title=title, margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+    """Apply the house template; returns the same figure. A title sits in a top margin
+    below the toolbar's strip (:data:`MODEBAR_PX`), left-aligned above the plot."""
+    top = MODEBAR_PX + TITLE_PX + 16 if title else MODEBAR_PX
+    fig.update_layout(template=TEMPLATE, margin=dict(l=10, r=10, t=top, b=10),
+                      title=None if title is None else dict(
+                          text=title, x=0, xref="paper", xanchor="left", y=1, yref="paper",
+                          yanchor="bottom", pad=dict(b=10), font=dict(size=TITLE_PX)))
     if height:
         fig.update_layout(height=height)
     return fig

@@ -12,6 +12,31 @@ from qa.viz.common import PALETTE, class_colors, style
 KIND_COLORS = dict(zip(KINDS, PALETTE))
 
 
+def count_text(value: float, estimated: bool) -> str:
+    """A count for a person: "24", or "≈ 30.9" (an estimate, one decimal)."""
+    return f"≈ {value:,.1f}" if estimated else f"{int(round(value)):,}"
+
+
+def headline(result) -> list[tuple[str, str, str]]:
+    """The page's headline metrics of a :class:`qa.disagreement.DisagreementResult`:
+    (label, value, help) for flagged images, likely label errors and likely model misses
+    (each saying how it was decided), then the flags per kind."""
+    m, cc = result.metrics(), result.cause_counts()
+    est = cc["estimated"]
+    how = "Estimated (no box embeddings decide the unsupported boxes). " if est else "Counted. "
+    out = [("Flagged images", f"{m['n_flagged_images']:,}",
+            f"{(m['flagged_image_share'] or 0):.1%} of the images judged; "
+            f"≈ {m['n_label_error_images']:.1f} of them hold a likely label error"),
+           ("Likely label errors", count_text(cc["label_errors"], est), how + cc["basis"]),
+           ("Likely model misses", count_text(cc["model_misses"], est),
+            how + "Boxes no prediction supports although the object is probably there: the "
+                  "model's recall, not the labels, is at fault.")]
+    kinds = ["label_issue"] if result.is_classification else list(KIND_TITLES)[:5]
+    c = result.counts()
+    out += [(KIND_TITLES[k].capitalize(), f"{c[k]:,}", "") for k in kinds]
+    return out
+
+
 def flag_counts(per_class: pd.DataFrame) -> go.Figure:
     """Stacked bars: flags per class (x) and kind (colour), from ``result.per_class``."""
     fig = go.Figure()
@@ -54,4 +79,4 @@ def confusion_heatmap(confusion: pd.DataFrame) -> go.Figure:
                  height=160 + 45 * n)
 
 
-__all__ = ["confusion_heatmap", "flag_counts", "pr_curves"]
+__all__ = ["confusion_heatmap", "count_text", "flag_counts", "headline", "pr_curves"]

@@ -68,3 +68,14 @@ def score_histogram(res: OutliersResult, *, bins: int = 40) -> go.Figure:
     fig.update_xaxes(title=f"{res.method} score (higher = more unusual)")
     fig.update_yaxes(title="images")
     return style(fig, title="Outlier scores", height=300)
+
+
+def class_outlier_captions(flagged_class: pd.DataFrame) -> dict[int, str]:
+    """ann_id -> "#78 circle, looks like square (2.1x its class's spread)" for a crop gallery."""
+    out = {}
+    for r in flagged_class.itertuples(index=False):
+        if pd.isna(r.ann_id):
+            continue
+        like = f", looks like {r.nearest_name}" if r.nearest_name != r.name else ""
+        out[int(r.ann_id)] = f"#{int(r.image_id)} {r.name}{like} ({r.excess:.1f}x spread)"
+    return out

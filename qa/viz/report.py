@@ -108,11 +108,12 @@ def checks_table(report, *, statuses=None) -> pd.DataFrame:
             "value": value, "threshold": c.threshold, "evidence": c.n_evidence,
             "dismissed": c.n_dismissed, "points lost": round(c.points_lost, 1),
             "action / reason": c.reason if c.status == "skipped" else c.action,
+            "how measured": c.basis,
             "link": f"./{c.link}" if c.link is not None and c.n_evidence else None,
             "_order": (rank[c.status], i)})
     df = pd.DataFrame(rows, columns=["status", "check", "link", "value", "threshold",
                                      "evidence", "dismissed", "points lost", "area",
-                                     "action / reason", "_order"])
+                                     "action / reason", "how measured", "_order"])
     return df.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
@@ -149,3 +150,23 @@ def explanation_table(report) -> pd.DataFrame:
                           "points lost": round(c.points_lost, 2), "explanation": c.explanation}
                          for c in report.checks],
                         columns=["check", "status", "points lost", "explanation"])
+
+
+def actions_markdown(report) -> str:
+    """The warning and failing checks, costliest first, as a markdown list a person can read
+    whole: status, title, value, the action, and how the value was obtained (a table cell
+    cuts such text off)."""
+    rows = sorted([c for c in report.checks if c.status in ("fail", "warn")],
+                  key=lambda c: c.points_lost, reverse=True)
+    if not rows:
+        return "Every check that ran passes."
+    out = []
+    for c in rows:
+        est = "≈ " if (c.basis or "").startswith("estimate") else ""
+        value = "—" if c.value is None else f"{est}{c.value:.3g}"
+        line = (f"- **{c.status.upper()} · {c.title}** ({value}; {c.threshold}; "
+                f"−{c.points_lost:.1f} points): {c.action}")
+        if c.basis:
+            line += f"  \n  *How the value was obtained:* {c.basis}"
+        out.append(line)
+    return "\n".join(out)

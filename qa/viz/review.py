@@ -10,7 +10,7 @@ from PIL import Image
 from qa.dataset import IMAGE_ID, PRED_ID, Dataset
 from qa.review.store import STATUSES
 from qa.viz.boxes import THUMB_SIDE, draw_boxes, load_image
-from qa.viz.common import PALETTE, annotator_colors, style
+from qa.viz.common import MODEBAR_PX, PALETTE, annotator_colors, style
 
 # Status colours: open grey (to do), confirmed vermillion (a real issue), not an issue green,
 # fixed blue (Okabe-Ito, colour-blind safe).
@@ -75,9 +75,13 @@ def progress_by_kind(queue: pd.DataFrame) -> go.Figure:
         fig.add_bar(y=t.index.tolist(), x=t[status].tolist(), name=status.replace("_", " "),
                     orientation="h", marker_color=STATUS_COLORS[status],
                     hovertemplate="%{y}: %{x} " + status.replace("_", " ") + "<extra></extra>")
-    fig.update_layout(barmode="stack", xaxis_title="items", legend_orientation="h",
-                      legend_y=-0.25, legend_x=0)
-    return style(fig, height=max(240, 90 + 28 * len(t)))
+    # the legend right above the bars (below them it drifted far off on a tall chart), left
+    # of the toolbar
+    fig = style(fig, height=max(240, 90 + 28 * len(t)))
+    fig.update_layout(barmode="stack", xaxis_title="items", legend=dict(
+        orientation="h", x=0, xanchor="left", y=1, yanchor="bottom"),
+        margin=dict(t=MODEBAR_PX + 28))
+    return fig
 
 
 __all__ = ["item_image", "progress_by_kind", "related_images"]

@@ -63,3 +63,36 @@ def test_renders_classification_with_confusion():
     assert "Classification labels" in texts(at)
     at.selectbox(key="agr_conf_a").set_value("bob").run()
     assert not at.exception, at.exception
+
+
+def test_sample_disputes_are_split_by_cause_and_name_who():
+    """Issue 21: 257 of 300 images are disputed, mostly bob's loose boxes. The page gives the
+    count per cause with who, starts the gallery with missed objects and class mismatches
+    (warnings) before loose boxes (info), and each caption names the annotator."""
+    from pathlib import Path
+
+    import qa
+    from qa.agreement import compute_agreement, dispute_causes
+
+    sample = Path(__file__).resolve().parents[2] / "sample_data"
+    ds = qa.load(sample)
+    causes = dispute_causes(compute_agreement(ds), ds)
+    first_info = causes.index[causes["severity"] == "info"]
+    worst = causes.groupby("image_id", sort=False)["severity"].agg(
+        lambda s: (s == "warning").any())
+    assert worst.iloc[:worst.sum()].all() and not worst.iloc[worst.sum():].any()
+    assert len(first_info)
+    at = run_page(ds, "agr-sample")
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "cause" in d.value.columns)
+    row = table.set_index("cause")
+    assert row.at["label mismatch", "who"].startswith("carol")
+    assert row.at["missed object", "who"].startswith("carol")
+    assert row.at["loose box", "who"].startswith("bob")
+    assert row.at["loose box", "severity"] == "info"
+    assert "By cause: label mismatch" in at.metric[3].proto.help
+    from qa.agreement import dispute_captions
+
+    caps = dispute_captions(causes)
+    first = int(causes["image_id"].iloc[0])
+    assert "carol other class 1" in caps[first] and "bob loose" in caps[first]

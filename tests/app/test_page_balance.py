@@ -56,3 +56,17 @@ def test_degenerate_datasets_explain(anns, cats, expect):
     for section in ["Splits", "Boxes", "Images", "Where objects are", "Annotators", "Checks"]:
         at.radio(key="bal_section").set_value(section).run()
         assert not at.exception, (section, at.exception)
+
+
+def test_starts_on_all_annotators_pooled_and_says_so():
+    """Issue 21: with several annotators the page starts on all of them pooled, in the
+    title; one annotator's labels say whose in the title too."""
+    from qa.balance import ALL_ANNOTATORS
+    from tests.test_balance import three_annotators
+
+    at = run_page(three_annotators(), "balance-pooled")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="bal_annotator").value == ALL_ANNOTATORS
+    assert at.title[0].value == "Class balance: all 3 annotators pooled"
+    at.selectbox(key="bal_annotator").set_value("c").run()
+    assert at.title[0].value == "Class balance: c's labels"

@@ -26,8 +26,15 @@ def test_renders_sample_data_with_every_section():
     assert not at.exception, at.exception
     assert at.title[0].value == "Model disagreement"
     vals = {m.label: m.value for m in at.metric}
-    assert vals["Wrong class"] == "6" and vals["Poor localisation"] == "4"
+    assert vals["Wrong class"] == "6" and vals["Poor localisation"] == "6"
     assert vals["mAP"] != "n/a"
+    # issue 21: the unsupported boxes are split into likely label errors and model misses,
+    # an estimate here (no box embeddings), and the page says how it was decided
+    assert vals["Likely label errors"].startswith("≈ ")
+    assert 12 <= float(vals["Likely label errors"][2:]) <= 36
+    assert 40 <= float(vals["Likely model misses"][2:]) <= 66
+    assert "How the split was decided:** 18 counted where the model contradicts" in texts(at)
+    assert "estimated to be label errors" in texts(at)
     assert at.selectbox(key="dis_reference").value == "consensus"
     # no object embeddings in this session's store: the page says how to get the crops' opinion
     assert "Embed the boxes on the Outliers page" in texts(at)
@@ -96,5 +103,8 @@ def test_complete_box_embeddings_give_the_second_opinion(monkeypatch):
     at = run_page(ds, "dis-crops")
     assert not at.exception, at.exception
     shown = texts(at)
-    assert "second opinion from test/model crops on 2 of 2 spurious-label flags" in shown
+    assert "second opinion from test/model crops on 2 of 2 unsupported boxes" in shown
+    vals = {m.label: m.value for m in at.metric}
+    assert (vals["Likely label errors"], vals["Likely model misses"]) == ("1", "1")  # counted
+    assert "decided by their crops" in shown
     assert "Embed the boxes on the Outliers page" not in shown

@@ -42,6 +42,9 @@ def test_outliers_page_embeds_on_click_then_shows_every_section(tmp_path, monkey
     at.button(key="out_embed").click().run()
     assert not at.exception, at.exception
     assert "not embedded yet" not in texts(at)
+    # issue 21: the box-embedding button is there at once, not only in one section
+    assert at.radio(key="out_section").value == "Ranked outliers"
+    assert [b for b in at.button if b.key == "out_embed_objects"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Embedded"] == "10" and metrics["Could not embed"] == "0"
     assert "timm/tf_efficientnet_lite0" in texts(at)

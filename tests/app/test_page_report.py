@@ -35,6 +35,12 @@ def test_renders_sample_report(sample, tmp_path, monkeypatch):
     assert skipped["action / reason"].str.contains("applies to classification").any()
     assert [b.label for b in at.get("download_button")] == \
         ["Download HTML", "Download PDF", "Download JSON"]
+    # issue 21: long text is readable whole: each warning/failure's action in a list (a
+    # table cell cuts it off), and the score explanation in a wrapping table
+    listed = " ".join(m.value for m in at.markdown)
+    worst = table[table["status"] == "fail"].iloc[0]
+    assert f"FAIL · {worst['check']}" in listed and worst["action / reason"] in listed
+    assert any("loses" in str(v) for v in at.table[0].value.to_numpy().ravel())
     # status filter
     at.multiselect(key="rep_statuses").set_value(["fail"]).run()
     assert not at.exception, at.exception

@@ -74,8 +74,21 @@ def test_bad_shapes_are_quarantined_with_file_and_item(tmp_path):
     assert "image 'a.jpg' <box> #0 (car) needs numeric" in msgs[0]
     assert "<box> #1 has no label" in msgs[1]
     assert "<polygon> #2" in msgs[2]
-    assert "<points>" in msgs[3] and "not supported" in msgs[3]
-    assert "<image> #1" in msgs[4]
+    assert "<image> #1" in msgs[3]
+    assert "1 CVAT <points> shape skipped (first: image 'a.jpg' <points> #3)" in msgs[4]
+    assert len(ds.annotations) == 1
+
+
+def test_skipped_masks_are_counted(tmp_path):
+    # CVAT writes a <mask> per brush-drawn object: the warning says how many, not 1
+    masks = "".join(f'<mask label="car" rle="1, 2" left="0" top="0" width="2" height="2"/>'
+                    for _ in range(245))
+    p = tmp_path / "t.xml"
+    p.write_text(f'<annotations><image id="0" name="a.jpg" width="10" height="10">{masks}'
+                 '<box label="car" xtl="1" ytl="1" xbr="2" ybr="5"/></image></annotations>')
+    ds = read(p)
+    (msg,) = ds.load_issues.loc[ds.load_issues["check"] == "unsupported_shape", "message"]
+    assert "245 CVAT <mask> shapes skipped" in msg and "polygons" in msg
     assert len(ds.annotations) == 1
 
 

@@ -75,7 +75,8 @@ def test_voc_wrong_root_and_single_file(tmp_path):
     (root / "Annotations" / "x.xml").write_text("<annotations/>")
     with pytest.raises(DatasetError, match=r"x\.xml: expected a VOC <annotation>"):
         read(root)
-    with pytest.raises(DatasetError, match="no Annotations/"):
+    with pytest.raises(DatasetError, match=r"no VOC XML files in Annotations/.*sub-folder `VOC/` "
+                                           "holds a voc dataset"):
         read(tmp_path)
 
 

@@ -45,6 +45,9 @@ QUALITY = dict(n_flagged=3, flagged_share=0.01, n_dark=1, n_overexposed=1, n_blu
                n_low_information=0, n_grayscale=0, n_odd_aspect=0, n_tiny_image=0)
 DISAGREEMENT = dict(n_flags=40, n_flagged_images=30, flagged_image_share=0.1, n_missing_label=8,
                     n_spurious_label=4, n_wrong_class=6, n_poor_localisation=6,
+                    n_likely_label_errors=24, n_likely_model_misses=16,
+                    n_label_error_images=30, label_error_image_share=0.1,
+                    label_errors_estimated=0,
                     n_duplicate_annotation=0, n_label_issues=None, label_issue_share=None,
                     n_unknown_predictions=0)  # detection: the image-label figures are None
 
