@@ -212,6 +212,8 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 pass
         shutil.rmtree(self.temp, ignore_errors=True)
+        time.sleep(0.5)  # a process that was ending may still have written a log folder
+        shutil.rmtree(self.temp, ignore_errors=True)
 
     def __enter__(self) -> "LocalCluster":
         return self.start()
