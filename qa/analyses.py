@@ -61,6 +61,8 @@ class RunContext:
     model: str = "auto"
     embed_objects: bool = False
     progress: ProgressFn = field(default=lambda frac, msg: None)
+    ray: str | None = None  # a Ray cluster for the per-image work (qa.distributed)
+    layout: str | None = None  # where the cluster keeps its results
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -98,7 +100,7 @@ class RunContext:
             from qa.embeddings import embed_objects
 
             objects = embed_objects(ds, model=self.model, progress=self.progress,
-                                    cached_only=not self.embed_objects)
+                                    cached_only=not self.embed_objects, **self._cluster())
         except Exception as exc:  # a bonus analysis: it never fails the run
             log.info("no object embeddings: %s", exc)
             return None
@@ -112,7 +114,8 @@ class RunContext:
         embed = getattr(emb, "embed_images", None)
         if embed is None:
             return Skip("this build has no image embedder")
-        kwargs: dict[str, Any] = {"model": self.model, "progress": self.progress}
+        kwargs: dict[str, Any] = {"model": self.model, "progress": self.progress,
+                                  **self._cluster()}
         if self.embeddings_mode == "cached":
             kwargs["cached_only"] = True
         try:
@@ -128,6 +131,10 @@ class RunContext:
                         "(or the Outliers page's button) first")
         return result
 
+    def _cluster(self) -> dict[str, Any]:
+        """``ray=`` / ``layout=`` for the per-image work, only when a cluster was asked for."""
+        return {"ray": self.ray, "layout": self.layout} if self.ray else {}
+
     def image_stats(self):
         """The one pixel pass over every image (hashes and quality statistics), computed once."""
         if "image_stats" not in self._memo:
@@ -136,8 +143,8 @@ class RunContext:
             except ImportError as e:
                 self._memo["image_stats"] = Skip(f"image statistics are unavailable: {e}")
             else:
-                self._memo["image_stats"] = mod.compute_image_stats(self.dataset,
-                                                                    progress=self.progress)
+                self._memo["image_stats"] = mod.compute_image_stats(
+                    self.dataset, progress=self.progress, **self._cluster())
         value = self._memo["image_stats"]
         if isinstance(value, Skip):
             raise value
@@ -176,8 +183,13 @@ def resolve_runner(name: str) -> Callable:
 def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None = None,
                  embeddings: str = "auto", model: str = "auto",
                  options: dict[str, dict[str, Any]] | None = None,
-                 progress: ProgressFn | None = None, objects: bool = False) -> AnalysisRun:
+                 progress: ProgressFn | None = None, objects: bool = False,
+                 ray: str | None = None, layout: str | None = None) -> AnalysisRun:
     """Run the analyses in :data:`RUNNERS` (or ``only`` those) on ``dataset``.
+
+    ``ray="auto"`` (or a cluster address) runs the per-image work (pixel pass, embeddings,
+    the duplicate search) on a Ray cluster (:mod:`qa.distributed`), keeping its results in
+    ``layout``; the figures are the same.
 
     ``objects=True`` also embeds the labelled boxes (per-class outliers, and the crops'
     second opinion on spurious labels); by default only a complete stored set is used.
@@ -201,7 +213,7 @@ def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None =
             progress((_i + min(max(frac, 0.0), 1.0)) / len(names), f"{_name}: {msg}")
 
         ctx = RunContext(dataset, embeddings_mode=embeddings, model=model, progress=sub,
-                         options=options or {}, embed_objects=objects,
+                         options=options or {}, embed_objects=objects, ray=ray, layout=layout,
                          _memo=run.context._memo if run.context else {})
         run.context = ctx
         sub(0.0, "starting")

@@ -494,7 +494,8 @@ def _finding(kind, image_id, related, score, message, **extra) -> dict:
 
 def compute_duplicates(dataset: Dataset, *, stats=None, embeddings=None, method: str = "auto",
                        threshold: float | None = None, verify: bool | None = None,
-                       progress=None, store=None) -> DuplicatesResult:
+                       progress=None, store=None, ray: str | None = None
+                       ) -> DuplicatesResult:
     """Exact and near-duplicates of ``dataset``'s images, their clusters, the suggested
     removals, split leakage and inconsistent labels.
 
@@ -516,7 +517,9 @@ def compute_duplicates(dataset: Dataset, *, stats=None, embeddings=None, method:
 
     ``stats``: :class:`qa.imagestats.ImageStats` (computed here when None). ``progress``:
     ``progress(fraction, message)`` while pixels are compared. ``store``: where pixel
-    measurements are kept (default the project's cache). Returns a :class:`DuplicatesResult`."""
+    measurements are kept (default the project's cache). ``ray``: a Ray cluster ("auto" or
+    an address) for the pixel pass and the embedding search (:mod:`qa.distributed`). Returns a
+    :class:`DuplicatesResult`."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"compute_duplicates() needs a qa.Dataset, got {type(dataset).__name__}")
     if method not in METHODS:
@@ -529,16 +532,17 @@ def compute_duplicates(dataset: Dataset, *, stats=None, embeddings=None, method:
     if stats is None:
         from qa.imagestats import compute_image_stats
 
-        stats = compute_image_stats(dataset)
+        stats = compute_image_stats(dataset, ray=ray)
     if verify is None:
         verify = dataset.root is not None
     return _compute_duplicates(dataset, stats.table, embeddings, method, threshold,
-                               bool(verify), progress or (lambda f, m: None), store)
+                               bool(verify), progress or (lambda f, m: None), store, ray=ray)
 
 
 def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: str,
                         threshold: float | None, verify: bool = False,
-                        progress=lambda f, m: None, store=None) -> DuplicatesResult:
+                        progress=lambda f, m: None, store=None,
+                        ray: str | None = None) -> DuplicatesResult:
     notes: list[str] = []
     t = table.set_index(IMAGE_ID).reindex(ds.images[IMAGE_ID].to_numpy())
     ids = t.index.to_numpy(dtype=np.int64)
@@ -568,7 +572,8 @@ def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: st
         used.append("phash")
     if use_emb:
         near.append(_embedding_pairs(embeddings, emb_thr, ids[ok], notes,
-                                     per_image=CANDIDATES_PER_IMAGE if verify else None))
+                                     per_image=CANDIDATES_PER_IMAGE if verify else None,
+                                     ray=ray))
         used.append("embedding")
     elif method == "auto" and method != "exact":
         notes.append("No embeddings: candidates are perceptual (pHash/dHash) only; a shifted "
@@ -768,7 +773,7 @@ def _phash_pairs(ids: np.ndarray, t: pd.DataFrame, radius: int) -> pd.DataFrame:
 
 
 def _embedding_pairs(emb, threshold: float, ok_ids: np.ndarray, notes: list,
-                     per_image: int | None = None) -> pd.DataFrame:
+                     per_image: int | None = None, ray: str | None = None) -> pd.DataFrame:
     vectors = getattr(emb, "vectors", None)
     emb_ids = getattr(emb, "image_ids", None)
     if vectors is None or emb_ids is None:
@@ -784,12 +789,20 @@ def _embedding_pairs(emb, threshold: float, ok_ids: np.ndarray, notes: list,
         notes.append(f"{missing} readable image(s) have no embedding and were compared by "
                      f"their pixels only.")
     sub = emb_ids[keep]
-    if per_image is not None:  # each image's nearest neighbours above the threshold
-        pairs = _knn_pairs(np.asarray(vectors)[keep], threshold, per_image)
+    x = np.asarray(vectors)[keep]
+    if ray is not None:  # the same pairs, the index built and searched on a cluster
+        from qa.distributed.search import find_near_duplicates_sharded
+
+        pairs = find_near_duplicates_sharded(x, threshold=threshold, ray=ray)
+    elif per_image is not None:  # each image's nearest neighbours above the threshold
+        pairs = _knn_pairs(x, threshold, per_image)
     else:
-        pairs = find_near_duplicates(np.asarray(vectors)[keep], threshold=threshold)
-    return _pair_frame(sub[pairs["i"]], sub[pairs["j"]], "embedding",
-                       pairs["similarity"].to_numpy(), None, False)
+        pairs = find_near_duplicates(x, threshold=threshold)
+    found = _pair_frame(sub[pairs["i"]], sub[pairs["j"]], "embedding",
+                        pairs["similarity"].to_numpy(), None, False)
+    if ray is not None and per_image is not None:
+        found = _nearest_per_image(found, "similarity", ascending=False, k=per_image)
+    return found
 
 
 def _knn_pairs(vectors: np.ndarray, threshold: float, k: int) -> pd.DataFrame:
@@ -966,7 +979,8 @@ def run_analysis(dataset: Dataset, ctx) -> DuplicatesResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return compute_duplicates(dataset, stats=stats, embeddings=emb, method=method,
-                                  threshold=ctx.option("duplicates", "threshold"))
+                                  threshold=ctx.option("duplicates", "threshold"),
+                                  ray=getattr(ctx, "ray", None))
 
 
 __all__ = [

@@ -411,6 +411,29 @@ def _fallback_preprocess(im) -> np.ndarray:
     return resize_crop(im, short=int(FALLBACK_SIZE / FALLBACK_CROP_PCT), size=FALLBACK_SIZE)
 
 
+_PREPROCESSORS: dict[str, Callable] = {}
+
+
+def preprocessor(spec: ModelSpec) -> Callable:
+    """The per-image preprocessing of ``spec``'s model (PIL image -> (3, s, s) array) without
+    keeping the model in memory: what a cluster's decode workers run. The fallback's is fixed;
+    an open_clip model's comes with its weights' configuration, so the model is loaded once
+    per process on the CPU to read it, and dropped."""
+    if spec.backend != "open_clip":
+        return _fallback_preprocess
+    with _MODELS_LOCK:
+        pre = _PREPROCESSORS.get(spec.model_id)
+        if pre is None:
+            for (model_id, _), loaded in _MODELS.items():  # already loaded here: reuse
+                if model_id == spec.model_id:
+                    pre = loaded.preprocess
+                    break
+            else:
+                pre = _load_open_clip(spec, "cpu").preprocess
+            _PREPROCESSORS[spec.model_id] = pre
+        return pre
+
+
 def _load_open_clip(spec: ModelSpec, device: str) -> LoadedModel:
     try:
         import open_clip
@@ -559,8 +582,8 @@ HASH_SHARE = 0.2
 def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | None = None,
                  checkpoint: str | Path | None = None, batch_size: int | None = None,
                  device: str = "auto", progress: ProgressFn | None = None,
-                 cached_only: bool = False, store=None, workers: int | None = None
-                 ) -> Embeddings:
+                 cached_only: bool = False, store=None, workers: int | None = None,
+                 ray: str | None = None, layout=None) -> Embeddings:
     """Embed every image of ``dataset``; returns :class:`Embeddings` aligned to the images that
     could be embedded, with ``failed`` (image_id, file_name, reason) for the others.
 
@@ -568,6 +591,8 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
     new ones are written batch by batch. ``cached_only=True`` computes nothing and returns only
     the vectors already stored (possibly zero rows; images not embedded yet are neither rows
     nor failures). ``progress(fraction, message)`` is called as work proceeds.
+    ``ray="auto"`` (or a cluster address) decodes and embeds on a Ray cluster
+    (:mod:`qa.distributed`; vectors also kept in the cluster ``layout``): the same vectors.
     Raises :class:`ModelError` for an unusable model or checkpoint (before reading images)."""
     bs = batch_size if batch_size is not None else DEFAULT_BATCH_SIZE
     _check_common(dataset, bs, device, progress)
@@ -585,19 +610,21 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
                                "reason": ["the dataset has no image folder"] * len(ids)})
         return Embeddings(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), spec.model_id,
                           spec.is_clip, failed=failed, notes=notes)
+    remote = _cluster(ray, layout, cached_only)
     # hashing reads every file once (the content hash keys the cache): its own share of the
     # bar, so the bar moves while it runs (it sat empty for minutes on slow disks)
     prog(0.0, "hashing image files")
     hashes = store.hash_files(dataset.root, names, progress=lambda d, t: prog(
-        HASH_SHARE * d / max(t, 1), f"hashing image files ({d:,}/{t:,})"))
+        HASH_SHARE * d / max(t, 1), f"hashing image files ({d:,}/{t:,})"),
+        hasher=remote.hash_files if remote is not None else None)
     # pandas may hold a missing digest as NaN: normalise to None
     shas = [s if isinstance(s, str) else None for s in hashes["sha256"]]
     errors = [e if isinstance(e, str) else None for e in hashes["error"]]
     corrupt_before = store.n_corrupt
     vecs, n_computed, n_cached, decode_err = _vectors_for(
         spec, dataset.root, [(s, n) for s, n in zip(shas, names)], store=store, bs=bs,
-        device=device, prog=prog, cached_only=cached_only, workers=workers)
-    notes += _store_notes(store, corrupt_before)
+        device=device, prog=prog, cached_only=cached_only, workers=workers, remote=remote)
+    notes += _store_notes(store, corrupt_before) + _cluster_notes(remote)
     rows, out_ids, fail = [], [], []
     for i, (iid, name, sha) in enumerate(zip(ids, names, shas)):
         if sha is None:
@@ -625,6 +652,19 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
                       n_not_cached=n_not_cached)
 
 
+def _cluster(ray, layout, cached_only: bool):
+    """The :class:`qa.distributed.ClusterRun` for ``ray=`` (None: this process computes)."""
+    if ray is None or cached_only:
+        return None
+    from qa.distributed import cluster_run
+
+    return cluster_run(ray, layout=layout)
+
+
+def _cluster_notes(remote) -> tuple[str, ...]:
+    return () if remote is None else tuple(remote.notes())
+
+
 def _store_notes(store, corrupt_before: int) -> tuple[str, ...]:
     """Sentences about damage found in the store (entries dropped, an unreadable file)."""
     notes = []
@@ -639,10 +679,12 @@ def _store_notes(store, corrupt_before: int) -> tuple[str, ...]:
 
 
 def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, store, bs,
-                 device, prog, cached_only, workers, crop_of: dict | None = None):
+                 device, prog, cached_only, workers, crop_of: dict | None = None,
+                 remote=None):
     """{key: vector} for the unique keys of ``items`` [(key, file_name)], from the store or
     computed (and stored per batch); plus (n_computed, n_cached, {key: decode error}).
-    ``crop_of`` maps a key to a crop box (x0, y0, x1, y1) for object embeddings."""
+    ``crop_of`` maps a key to a crop box (x0, y0, x1, y1) for object embeddings. ``remote``
+    (a :class:`qa.distributed.ClusterRun`) computes them on a Ray cluster instead."""
     order = list(dict.fromkeys(k for k, _ in items if k is not None))
     first_name = {}
     for k, n in items:
@@ -657,6 +699,22 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
     todo = [k for k in todo if k not in decode_err]
     if cached_only or not todo:
         return vecs, 0, n_cached, decode_err
+    total = len(todo)
+    if remote is not None:
+        prog(0.1, f"embedding {total} images with {spec.model_id} on the cluster")
+        batches = remote.vectors(spec, root, todo, first_name, crop_of, batch_size=bs,
+                                 device=device)
+        n_done = 0
+        for keys, out, new_err in batches:  # streamed like the local loop: resumable
+            if new_err:
+                store.put_records(ERROR_KIND, {k: {"reason": e} for k, e in new_err.items()})
+                decode_err.update(new_err)
+            if len(keys):
+                store.put_vectors(spec.model_id, keys, out)
+                vecs.update(zip(keys, out))
+            n_done += len(keys) + len(new_err)
+            prog(0.1 + 0.9 * n_done / total, f"embedded {n_done}/{total} on the cluster")
+        return vecs, len(vecs) - n_cached, n_cached, decode_err
     loaded = load_model(spec, device=device)
     if device == "auto" and loaded.device != "cpu" and bs == DEFAULT_BATCH_SIZE:
         bs = GPU_BATCH_SIZE
@@ -664,7 +722,7 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
         # the model needs the cores; decoding is a small share of the work, and more threads
         # than cores only preempt the model's OpenMP threads (a stalled thread stalls the op)
         workers = CPU_DECODE_WORKERS
-    prepare = _preparer(loaded, root, first_name, crop_of)
+    prepare = _preparer(loaded.preprocess, root, first_name, crop_of)
     n_done = 0
     total = len(todo)
     prog(HASH_SHARE, f"embedding {total} images with {spec.model_id}")
@@ -685,11 +743,13 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
     return vecs, len(vecs) - n_cached, n_cached, decode_err
 
 
-def _preparer(loaded: LoadedModel, root, first_name: dict, crop_of: dict | None):
+def _preparer(pre: Callable, root, first_name: dict, crop_of: dict | None):
+    """``prepare(key) -> (array, None) | (None, reason)``: read the image of ``key`` (reduced
+    for a whole image, the crop box for an object) and preprocess it with ``pre``; the same
+    function runs here and on a cluster's decode workers (:mod:`qa.distributed`)."""
     from qa.images import read_image
 
     real_root = Path(os.path.realpath(root))
-    pre = loaded.preprocess
 
     def prepare(key):
         name = first_name[key]
@@ -715,11 +775,13 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
                   batch_size: int | None = None, device: str = "auto",
                   progress: ProgressFn | None = None, cached_only: bool = False,
                   min_side: float = MIN_OBJECT_SIDE, margin: float = CROP_MARGIN, store=None,
-                  workers: int | None = None) -> Embeddings:
+                  workers: int | None = None, ray: str | None = None,
+                  layout=None) -> Embeddings:
     """Embed the labelled boxes of ``annotator`` (default: the one with most labels) as crops
     with a ``margin`` (fraction of the box on each side). Returns :class:`Embeddings` with
     ``ann_ids`` (and the box's ``image_ids``); boxes whose shorter side is under ``min_side``
-    px are skipped and counted in ``notes``; boxes of unreadable images are in ``failed``."""
+    px are skipped and counted in ``notes``; boxes of unreadable images are in ``failed``.
+    ``ray``/``layout``: as for :func:`embed_images` (crops decoded and embedded on a cluster)."""
     bs = batch_size if batch_size is not None else DEFAULT_BATCH_SIZE
     _check_common(dataset, bs, device, progress)
     if not (isinstance(margin, (int, float)) and 0 <= margin <= 1):
@@ -748,7 +810,9 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
     img = dataset.images.set_index(IMAGE_ID)
     names_all = img[FILE_NAME].astype(str)
     used = anns[IMAGE_ID].unique()
-    hashes = store.hash_files(dataset.root, names_all.loc[used].tolist())
+    remote = _cluster(ray, layout, cached_only)
+    hashes = store.hash_files(dataset.root, names_all.loc[used].tolist(),
+                              hasher=remote.hash_files if remote is not None else None)
     sha_of = {i: s for i, s in zip(used, hashes["sha256"]) if isinstance(s, str)}
     err_of = {i: e for i, e in zip(used, hashes["error"]) if isinstance(e, str)}
     items, crop_of, keys = [], {}, []
@@ -768,8 +832,8 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
     corrupt_before = store.n_corrupt
     vecs, n_computed, n_cached, decode_err = _vectors_for(
         spec, dataset.root, items, store=store, bs=bs, device=device, prog=prog,
-        cached_only=cached_only, workers=workers, crop_of=crop_of)
-    notes += _store_notes(store, corrupt_before)
+        cached_only=cached_only, workers=workers, crop_of=crop_of, remote=remote)
+    notes += _store_notes(store, corrupt_before) + _cluster_notes(remote)
     rows, out_img, out_ann, fail = [], [], [], {}
     for key, (ann_id, iid) in zip(keys, anns[[ANN_ID, IMAGE_ID]].itertuples(index=False,
                                                                                  name=None)):

@@ -98,22 +98,43 @@ class ImageStats:
 
 
 def compute_image_stats(dataset: Dataset, *, progress: ProgressFn | None = None,
-                        workers: int | None = None, store=None) -> ImageStats:
+                        workers: int | None = None, store=None, ray: str | None = None,
+                        layout=None) -> ImageStats:
     """Decode every image of ``dataset`` once (or take its record from the store) and return
     :class:`ImageStats`. ``progress`` is called as ``progress(fraction, message)`` (the
-    :mod:`qa.analyses` convention). Never raises for a bad image: its row has ``error``."""
+    :mod:`qa.analyses` convention). Never raises for a bad image: its row has ``error``.
+    ``ray="auto"`` or a cluster address decodes on a Ray cluster (:mod:`qa.distributed`,
+    results also kept in the cluster ``layout``); the same records either way."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"compute_image_stats() needs a qa.Dataset, got {type(dataset).__name__}")
     from qa.images import DEFAULT_WORKERS
     from qa.store import default_store
 
+    remote = None
+    if ray is not None:
+        from qa.distributed import cluster_run
+
+        remote = cluster_run(ray, layout=layout)
     return _compute_image_stats(dataset, progress=progress or (lambda frac, msg: None),
                                 workers=workers or DEFAULT_WORKERS,
-                                store=store if store is not None else default_store())
+                                store=store if store is not None else default_store(),
+                                remote=remote)
 
 
-def _compute_image_stats(ds: Dataset, *, progress, workers: int, store) -> ImageStats:
-    from qa.images import NO_ROOT, iter_images, read_image
+def image_record(root, file_name: str) -> dict:
+    """The stored record of one image file (see the module docstring), or ``{"error": why}``:
+    the unit of work of the pixel pass, here and on a cluster's nodes."""
+    from qa.images import read_image
+
+    read = read_image(root, file_name)
+    if not read.ok:
+        return {"error": read.error}
+    return _stats_of(read.image, read.size)
+
+
+def _compute_image_stats(ds: Dataset, *, progress, workers: int, store,
+                         remote=None) -> ImageStats:
+    from qa.images import NO_ROOT, iter_images
 
     images = ds.images
     names = images[FILE_NAME].astype(str).tolist()
@@ -124,7 +145,8 @@ def _compute_image_stats(ds: Dataset, *, progress, workers: int, store) -> Image
         progress(0.0, "hashing files")
         hashed = store.hash_files(ds.root, names, workers=workers,
                                   progress=lambda d, t: progress(0.3 * d / max(t, 1),
-                                                                 "hashing files"))
+                                                                 "hashing files"),
+                                  hasher=remote.hash_files if remote is not None else None)
     shas = [s if isinstance(s, str) else None for s in hashed["sha256"].tolist()]
     errors = [e if isinstance(e, str) else None for e in hashed["error"].tolist()]
     known = sorted({s for s in shas if s})
@@ -136,15 +158,17 @@ def _compute_image_stats(ds: Dataset, *, progress, workers: int, store) -> Image
     n_cached = sum(1 for s in shas if s and s in records)
 
     def one(i: int) -> dict:
-        read = read_image(ds.root, names[i])
-        if not read.ok:
-            return {"error": read.error}
-        return _stats_of(read.image, read.size)
+        return image_record(ds.root, names[i])
 
     fresh: dict[str, dict] = {}
     rows = list(todo.values())
     total = len(rows)
-    for k, (sha, rec) in enumerate(zip(todo, iter_images(rows, one, workers=workers))):
+    if remote is not None and rows:  # a cluster computes them (or its layout has them)
+        results = remote.image_records(ds.root, [names[i] for i in rows], list(todo),
+                                       RECORD_KIND)
+    else:
+        results = iter_images(rows, one, workers=workers)
+    for k, (sha, rec) in enumerate(zip(todo, results)):
         # an undecodable file stays undecodable: its reason is cached like any record
         fresh[sha] = rec
         if "error" in rec:

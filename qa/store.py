@@ -148,10 +148,13 @@ class Store:
     # ------------------------------------------------------------------------ file hashes
     def hash_files(self, root: Path | str, file_names: Sequence[str], *,
                    workers: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                   progress: Callable[[int, int], None] | None = None,
+                   hasher: Callable | None = None) -> pd.DataFrame:
         """SHA-256 of each file's bytes: a DataFrame (file_name, sha256, error) aligned with
         ``file_names``. Files whose path, size, mtime and inode match a memoised entry are not
-        read again. Unreadable or unsafe files get ``sha256`` None and ``error`` in words."""
+        read again. Unreadable or unsafe files get ``sha256`` None and ``error`` in words.
+        ``hasher(root, names, progress)``, when given, hashes the files that are not memoised
+        elsewhere (on a cluster: :mod:`qa.distributed`) and yields (digest, error) in order."""
         from qa.images import DEFAULT_WORKERS, NOT_FOUND, OUTSIDE_ROOT, _reason, iter_images, \
             sha256_file
         from qa.paths import lexically_inside
@@ -194,8 +197,12 @@ class Store:
                 return None, _reason(exc)
 
         fresh = []
-        for i, (digest, e) in zip(todo, iter_images(todo, one, workers=workers or DEFAULT_WORKERS,
-                                                    progress=progress, total=len(todo))):
+        if hasher is not None and todo:
+            results = hasher(rroot, [names[i] for i in todo], progress)
+        else:
+            results = iter_images(todo, one, workers=workers or DEFAULT_WORKERS,
+                                  progress=progress, total=len(todo))
+        for i, (digest, e) in zip(todo, results):
             sha[i], err[i] = digest, e
             if digest is not None:
                 fresh.append((*stats[i], digest))
@@ -268,7 +275,31 @@ class Store:
         with self._lock, _transaction(self._con):
             self._con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?, ?)", rows)
 
+    def vector_models(self) -> list[str]:
+        """The model_ids that have vectors in the store."""
+        with self._lock:
+            return [r[0] for r in self._con.execute(
+                "SELECT DISTINCT model_id FROM vectors ORDER BY model_id")]
+
+    def vector_keys(self, model_id: str) -> list[str]:
+        """Every key with a vector of ``model_id`` (for exporting the store)."""
+        with self._lock:
+            return [r[0] for r in self._con.execute(
+                "SELECT key FROM vectors WHERE model_id = ? ORDER BY key", (model_id,))]
+
     # ------------------------------------------------------------------------ records
+    def record_kinds(self) -> list[str]:
+        """The record kinds present in the store."""
+        with self._lock:
+            return [r[0] for r in self._con.execute(
+                "SELECT DISTINCT kind FROM records ORDER BY kind")]
+
+    def record_keys(self, kind: str) -> list[str]:
+        """Every key with a record of ``kind``."""
+        with self._lock:
+            return [r[0] for r in self._con.execute(
+                "SELECT key FROM records WHERE kind = ? ORDER BY key", (kind,))]
+
     def get_records(self, kind: str, keys: Sequence[str]) -> dict[str, dict]:
         """The stored records (JSON objects) of ``kind`` for the ``keys`` that have one."""
         import msgspec

@@ -149,6 +149,17 @@ def dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def ray_args(p: argparse.ArgumentParser) -> None:
+    """``--ray`` / ``--layout``: run the per-image work on a Ray cluster (qa.distributed)."""
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="decode, hash and embed on a Ray cluster: 'auto' (the one started "
+                        "here with `ray start`, or $RAY_ADDRESS), 'local', or HOST:PORT "
+                        "(needs pip install 'dataset-qa[ray]')")
+    p.add_argument("--layout", default=None, metavar="URI",
+                   help="with --ray: where every node keeps its results (a folder all nodes "
+                        "see, s3://..., gs://...; default: the cache folder's cluster/)")
+
+
 # One module per command group; each has ``register(sub)`` adding its sub-commands. Add a
 # module here to add commands (a tuple, not a plugin system: the list is the documentation).
 COMMAND_MODULES = (
@@ -186,7 +197,47 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
 
 
+class _MainThreadStdout:
+    """stdout for the main thread only: what other threads print (Ray's driver prints node
+    and error messages to stdout from threads of its own) goes to stderr, so ``--json``
+    output stays one JSON document."""
+
+    def __init__(self, out, err):
+        self._out, self._err = out, err
+
+    def write(self, text):
+        import threading
+
+        main = threading.current_thread() is threading.main_thread()
+        return (self._out if main else self._err).write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._out, name)
+
+
 def _run(args) -> int:
+    if getattr(args, "ray", None):
+        real = sys.stdout
+        sys.stdout = _MainThreadStdout(real, sys.stderr)
+        try:
+            return _run_command(args)
+        finally:
+            real.flush()
+            sys.stdout = sys.stderr  # Ray prints what it held back when it disconnects
+            try:
+                _disconnect_ray()
+            finally:
+                sys.stdout = real
+    return _run_command(args)
+
+
+def _disconnect_ray() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        ray.shutdown()
+
+
+def _run_command(args) -> int:
     try:
         return args.func(args)
     except BrokenPipeError:  # `dataset-qa info ... | head` closed the pipe: not an error
@@ -197,6 +248,15 @@ def _run(args) -> int:
     except (DatasetError, ValueError, TypeError) as exc:  # bad input or option, said in words
         log.debug("unusable input", exc_info=True)
         return _fail(str(exc))
+    except ImportError as exc:  # an optional extra that is not installed: the hint says how
+        log.debug("missing optional package", exc_info=True)
+        return _fail(str(exc))
+    except RuntimeError as exc:
+        if type(exc).__module__.startswith("qa."):  # ours (a cluster that failed): in words
+            log.debug("failed", exc_info=True)
+            return _fail(str(exc))
+        log.debug("unexpected error", exc_info=True)
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with -v for details)")
     except MemoryError:
         return _fail("ran out of memory reading this input; it is far larger than a dataset's "
                      "labels should be. Check the file.")

@@ -12,6 +12,7 @@ from qa.cli import (
     load_dataset,
     print_json,
     fraction_bar,
+    ray_args,
     table,
     write_text_atomic,
 )
@@ -20,7 +21,8 @@ from qa.cli import (
 def _stats(ds, args):
     from qa.imagestats import compute_image_stats
 
-    return compute_image_stats(ds, progress=fraction_bar("reading pixels", args.json))
+    return compute_image_stats(ds, progress=fraction_bar("reading pixels", args.json),
+                               ray=args.ray, layout=args.layout)
 
 
 def write_csv(df, path: str) -> None:
@@ -42,10 +44,11 @@ def cmd_duplicates(args) -> int:
             sys.stderr.write("dataset-qa: error: this build has no image embedder; use "
                              "--method phash\n")
             return EXIT_UNUSABLE
-        emb = embed(ds, progress=fraction_bar("embedding", args.json))
+        emb = embed(ds, progress=fraction_bar("embedding", args.json), ray=args.ray,
+                    layout=args.layout)
     res = compute_duplicates(ds, stats=_stats(ds, args), embeddings=emb, method=args.method,
                              threshold=args.threshold, verify=not args.no_verify,
-                             progress=fraction_bar("comparing pixels", args.json))
+                             progress=fraction_bar("comparing pixels", args.json), ray=args.ray)
     if args.csv:
         write_csv(res.removal, args.csv)
     if args.json:
@@ -119,9 +122,11 @@ def register(sub) -> None:
     d.add_argument("--csv", default=None, help="write the suggested removal list to this CSV")
     d.add_argument("--fail-on-leakage", action="store_true",
                    help="exit 1 when copies cross splits (a CI gate)")
+    ray_args(d)
     d.set_defaults(func=cmd_duplicates)
     q = sub.add_parser("quality", help="dark, blurry, blank, grey, tiny, odd-aspect images")
     dataset_args(q)
     q.add_argument("--csv", default=None, help="write the flagged images to this CSV")
     q.add_argument("--top", type=int, default=30, help="flagged images to list")
+    ray_args(q)
     q.set_defaults(func=cmd_quality)

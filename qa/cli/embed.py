@@ -11,6 +11,7 @@ from qa.cli import (
     EXIT_UNUSABLE,
     dataset_args,
     fraction_bar,
+    ray_args,
     load_dataset,
     print_json,
     table,
@@ -35,7 +36,8 @@ def _embed(args, ds, *, objects: bool = False):
 
     kw = dict(model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
               batch_size=args.batch_size, device=args.device,
-              cached_only=getattr(args, "cached", False))
+              cached_only=getattr(args, "cached", False), ray=getattr(args, "ray", None),
+              layout=getattr(args, "layout", None))
     if objects:
         return embed_objects(ds, annotator=getattr(args, "annotator", None),
                              progress=fraction_bar("embedding boxes", args.json), **kw)
@@ -166,6 +168,49 @@ def cmd_cache_clear(args) -> int:
     return EXIT_OK
 
 
+def _exchange(args, direction: str) -> int:
+    from qa.distributed.layout import ClusterLayout, export_from_store, import_into_store
+    from qa.store import default_store
+
+    layout = ClusterLayout(args.layout)
+    fn = import_into_store if direction == "import" else export_from_store
+    if direction == "import":
+        done = fn(layout, default_store(), model=args.model, kind=args.kind)
+    else:
+        done = fn(default_store(), layout, model=args.model, kind=args.kind)
+    if args.json:
+        print_json({direction: done, "layout": layout.uri})
+        return EXIT_OK
+    w = sys.stdout.write
+    for name, n in done.items():
+        w(f"{direction}ed {n:,} entries of {name}\n")
+    if not done:
+        w(f"nothing to {direction}\n")
+    return EXIT_OK
+
+
+def cmd_cache_import(args) -> int:
+    return _exchange(args, "import")
+
+
+def cmd_cache_export(args) -> int:
+    return _exchange(args, "export")
+
+
+def cmd_cache_compact(args) -> int:
+    from qa.distributed.layout import RECORDS, VECTORS, ClusterLayout
+
+    layout = ClusterLayout(args.layout)
+    done = {name: layout.compact(table, name) for table in (VECTORS, RECORDS)
+            for name in layout.names(table)}
+    if args.json:
+        print_json({"parts_removed": done, "layout": layout.uri})
+    else:
+        for name, n in done.items():
+            sys.stdout.write(f"{name}: {n:,} parts merged away\n")
+    return EXIT_OK
+
+
 def register(sub) -> None:
     from qa.outliers import DEFAULT_K, METHODS
 
@@ -176,6 +221,7 @@ def register(sub) -> None:
     embed.add_argument("--objects", action="store_true",
                        help="also embed the labelled boxes (for per-class outliers)")
     embed.add_argument("--annotator", default=None, help="whose boxes (default: most labels)")
+    ray_args(embed)
     embed.set_defaults(func=cmd_embed)
 
     out = sub.add_parser("outliers", help="images unlike the rest, and labels far from their "
@@ -203,3 +249,19 @@ def register(sub) -> None:
     clear.add_argument("--pretrained", default=None)
     clear.add_argument("--json", action="store_true")
     clear.set_defaults(func=cmd_cache_clear)
+    for name, fn, what in (("import", cmd_cache_import, "copy a cluster layout's results into "
+                                                        "this machine's cache"),
+                           ("export", cmd_cache_export, "copy this machine's cache into a "
+                                                        "cluster layout")):
+        c = csub.add_parser(name, help=what)
+        c.add_argument("layout", help="the layout: a folder or URI (s3://..., gs://...)")
+        c.add_argument("--model", default=None, help="only the vectors of this model_id")
+        c.add_argument("--kind", default=None, help="only the records of this kind "
+                                                    "(e.g. imagestats/v2)")
+        c.add_argument("--json", action="store_true")
+        c.set_defaults(func=fn)
+    comp = csub.add_parser("compact", help="rewrite a cluster layout's many small parts as "
+                                           "few large ones, without repeated keys")
+    comp.add_argument("layout", help="the layout: a folder or URI")
+    comp.add_argument("--json", action="store_true")
+    comp.set_defaults(func=cmd_cache_compact)

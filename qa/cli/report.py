@@ -13,6 +13,7 @@ from qa.cli import (
     fraction_bar,
     load_dataset,
     print_json,
+    ray_args,
 )
 
 _MARK = {"pass": "pass", "warn": "WARN", "fail": "FAIL", "skipped": "skip"}
@@ -44,7 +45,14 @@ def cmd_report(args) -> int:
         out = refuse_inside_dataset(args.out, ds.root)
     except ValueError as e:
         return _fail(str(e))
-    report = build_report(ds, config, embeddings=args.embeddings, objects=args.objects,
+    source = ds
+    if args.ray:  # the analyses' per-image work on the cluster, then the report as usual
+        from qa.analyses import run_analyses
+
+        source = run_analyses(ds, embeddings=args.embeddings, objects=args.objects,
+                              progress=fraction_bar("report", args.json), ray=args.ray,
+                              layout=args.layout)
+    report = build_report(source, config, embeddings=args.embeddings, objects=args.objects,
                           progress=fraction_bar("report", args.json))
     comparison = None
     if args.compare:
@@ -114,4 +122,5 @@ def register(sub) -> None:
                    help="comma-separated subset of json,html,pdf (default: all)")
     p.add_argument("--no-history", action="store_true",
                    help="do not add this report to the dataset's history in the workspace")
+    ray_args(p)
     p.set_defaults(func=cmd_report)
