@@ -570,21 +570,24 @@ def krippendorff_alpha(data, *, level: str = "nominal") -> float:
 
 
 def _compute_alpha(arr: np.ndarray, level: str) -> float:
+    from scipy.sparse import csr_matrix, diags
+
     mask = ~np.isnan(arr)
     unit_of = np.nonzero(mask)[1]
     values, inv = np.unique(arr[mask], return_inverse=True)
     n_val, n_units = len(values), arr.shape[1]
-    counts = np.bincount(unit_of * n_val + inv, minlength=n_units * n_val).reshape(
-        n_units, n_val).astype(np.float64)
-    m_u = counts.sum(axis=1)
+    # units x values counts, sparse: a few ratings per unit (a dense table of 400k consensus
+    # objects x 81 values would be 260 MB)
+    counts = csr_matrix((np.ones(len(inv)), (unit_of, inv)), shape=(n_units, n_val))
+    m_u = np.asarray(counts.sum(axis=1)).ravel()
     counts, m_u = counts[m_u >= 2], m_u[m_u >= 2]
     if len(m_u) == 0 or n_val < 2:
         _warn("Krippendorff's alpha is undefined: no unit has two ratings, or only one value "
               "is used; returning NaN.")
         return math.nan
-    w = 1.0 / (m_u - 1)
-    coinc = (counts * w[:, None]).T @ counts
-    coinc[np.diag_indices(n_val)] -= (counts * w[:, None]).sum(axis=0)
+    weighted = diags(1.0 / (m_u - 1)) @ counts
+    coinc = np.asarray((weighted.T @ counts).todense(), dtype=np.float64)
+    coinc[np.diag_indices(n_val)] -= np.asarray(weighted.sum(axis=0)).ravel()
     n_c = coinc.sum(axis=1)
     n = n_c.sum()
     d2 = _delta2(values, n_c, level)
@@ -756,9 +759,15 @@ def compute_agreement(dataset: Dataset, *, iou_threshold: float = DEFAULT_IOU_TH
     if len(annotators) < 2:
         _warn(f"Agreement needs at least 2 annotators; this dataset has {len(annotators)} "
               f"({', '.join(annotators) or 'none'}). Coefficients are NaN.")
+    from qa.memo import remembered
+
     if dataset.is_classification:
-        return _compute_classification(dataset, annotators, thr, progress)
-    return _compute_boxes(dataset, annotators, thr, iou_type, coverage, progress)
+        compute = lambda: _compute_classification(dataset, annotators, thr, progress)  # noqa: E731
+    else:
+        compute = lambda: _compute_boxes(dataset, annotators, thr, iou_type,  # noqa: E731
+                                         coverage, progress)
+    # the app shares one result between the agreement page and disagreement's consensus
+    return remembered(dataset, ("agreement", thr, iou_type, coverage), compute)
 
 
 def _coverage(dataset: Dataset, annotators, mode: str = "annotated"):
@@ -949,22 +958,36 @@ def _label_confusion(fit: DawidSkene | None, annotators, names, cl, code, cat,
         return pd.DataFrame(columns=_CONFUSION_COLUMNS)
     lab = fit.labels.astype(np.int64)
     n_lab = len(lab)
+    k = len(annotators)
     no = np.flatnonzero(lab == NO_OBJECT)
+    # the boxes behind each off-diagonal cell: one sort, then a dict (not a MultiIndex lookup
+    # per cell: 3 x 81 x 81 of them at COCO's 80 classes)
     true_of_box = fit.label.astype(np.int64)[cl]
-    box_key = pd.Series(ann_id).groupby([code, true_of_box, cat]).agg(tuple)
+    order = np.lexsort((cat, true_of_box, code))  # stable: boxes keep their order
+    cells = np.stack([code[order], true_of_box[order], cat[order]], axis=1)
+    cuts = np.flatnonzero((np.diff(cells, axis=0) != 0).any(axis=1)) + 1
+    sorted_ids = ann_id[order].tolist()
+    box_key = {tuple(cells[a].tolist()): tuple(sorted_ids[a:b]) for a, b in
+               zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(order)].tolist())} if len(order) \
+        else {}
     all_names = {**names, NO_OBJECT: NO_OBJECT_NAME}
-    rows = []
-    for j, name in enumerate(annotators):
-        conf = fit.confusion[j]
-        drew = 1.0 - conf[:, no[0]] if len(no) else np.ones(n_lab)
-        for t in range(n_lab):
-            for g in range(n_lab):
-                rows.append((name, lab[t], all_names.get(lab[t], str(lab[t])), lab[g],
-                             all_names.get(lab[g], str(lab[g])), fit.counts[j, t, g], conf[t, g],
-                             conf[t, g] / drew[t] if lab[g] != NO_OBJECT and drew[t] > 0
-                             else np.nan,
-                             box_key.get((j, lab[t], lab[g]), ()) if t != g else ()))
-    return pd.DataFrame(rows, columns=_CONFUSION_COLUMNS)
+    label_names = [all_names.get(v, str(v)) for v in lab.tolist()]
+    j, t, g = (a.ravel() for a in np.meshgrid(np.arange(k), np.arange(n_lab), np.arange(n_lab),
+                                             indexing="ij"))
+    conf = fit.confusion[:k]
+    drew = (1.0 - conf[:, :, no[0]]) if len(no) else np.ones((k, n_lab))
+    rate = conf[j, t, g]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        given_box = np.where((lab[g] != NO_OBJECT) & (drew[j, t] > 0), rate / drew[j, t], np.nan)
+    lab_list, t_list, g_list, j_list = lab.tolist(), t.tolist(), g.tolist(), j.tolist()
+    return pd.DataFrame({
+        ANNOTATOR: [annotators[x] for x in j_list],
+        "true_category_id": lab[t], "true_name": [label_names[x] for x in t_list],
+        "given_category_id": lab[g], "given_name": [label_names[x] for x in g_list],
+        "n": fit.counts[:k][j, t, g], "rate": rate, "rate_given_box": given_box,
+        "ann_ids": [box_key.get((a, lab_list[b], lab_list[c]), ()) if b != c else ()
+                    for a, b, c in zip(j_list, t_list, g_list)],
+    }, columns=_CONFUSION_COLUMNS)
 
 
 def _add_label_habits(scorecard: pd.DataFrame, lc: pd.DataFrame) -> pd.DataFrame:

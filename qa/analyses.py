@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from qa.dataset import Dataset
+from qa.memo import remembered
 from qa.results import concat_findings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ RUNNERS: dict[str, str] = {
     "quality": "qa.quality:run_analysis",
     "disagreement": "qa.disagreement:run_analysis",
 }
+
+#: Analyses whose result changes when image or object embeddings are added to the store (what
+#: the app forgets after an embedding run).
+READS_EMBEDDINGS = ("outliers", "duplicates", "disagreement")
 
 #: ``embeddings=`` modes: compute what is missing / use only what the store already has /
 #: never embed (analyses that need vectors are skipped).
@@ -67,6 +72,12 @@ class RunContext:
     def option(self, analysis: str, name: str, default: Any = None) -> Any:
         """A per-analysis option (``options={"duplicates": {"threshold": 0.95}}``)."""
         return self.options.get(analysis, {}).get(name, default)
+
+    def computed(self, name: str) -> Any:
+        """A shared input already computed in this run ("embeddings", "objects",
+        "image_stats"), else None: computes nothing."""
+        value = self._memo.get(name)
+        return None if isinstance(value, Skip) else value
 
     def embeddings(self):
         """The dataset's image embeddings (:class:`qa.embeddings.Embeddings`), computed once.
@@ -196,28 +207,52 @@ def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None =
         raise ValueError(f"unknown analyses {unknown}; known: {list(RUNNERS)}")
     progress = progress or (lambda frac, msg: None)
     run = AnalysisRun()
+    # shared inputs (embeddings, the pixel pass) live as long as the dataset's memo when the
+    # app has opted it in (qa.memo.share_results), else for this run
+    shared = remembered(dataset, ("run_inputs", embeddings, model, objects), dict)
     for i, name in enumerate(names):
         def sub(frac: float, msg: str, _i=i, _name=name) -> None:
             progress((_i + min(max(frac, 0.0), 1.0)) / len(names), f"{_name}: {msg}")
 
         ctx = RunContext(dataset, embeddings_mode=embeddings, model=model, progress=sub,
-                         options=options or {}, embed_objects=objects,
-                         _memo=run.context._memo if run.context else {})
+                         options=options or {}, embed_objects=objects, _memo=shared)
         run.context = ctx
         sub(0.0, "starting")
-        t0 = time.perf_counter()
-        try:
-            runner = resolve_runner(name)
-        except (ImportError, AttributeError) as e:
-            run.skipped[name] = f"not available in this installation ({e})"
-            continue
-        try:
-            run.results[name] = runner(dataset, ctx)
-        except Skip as e:
-            run.skipped[name] = str(e)
-        except Exception as e:
-            log.exception("analysis %s failed", name)
-            run.errors[name] = f"{type(e).__name__}: {e}"
-        run.seconds[name] = time.perf_counter() - t0
+        key = ("analysis", name, embeddings, model, objects, _frozen((options or {}).get(name)))
+        outcome, value, seconds = remembered(dataset, key, lambda: _run_one(name, dataset, ctx))
+        {"ok": run.results, "skipped": run.skipped, "error": run.errors}[outcome][name] = value
+        if seconds is not None:
+            run.seconds[name] = seconds
     progress(1.0, "done")
     return run
+
+
+def _run_one(name: str, dataset: Dataset, ctx: RunContext) -> tuple[str, Any, float | None]:
+    """("ok", result) / ("skipped", reason) / ("error", message) of one analysis, and its
+    seconds (None when its module is missing)."""
+    t0 = time.perf_counter()
+    try:
+        runner = resolve_runner(name)
+    except (ImportError, AttributeError) as e:
+        return "skipped", f"not available in this installation ({e})", None
+    try:
+        out = "ok", runner(dataset, ctx)
+    except Skip as e:
+        out = "skipped", str(e)
+    except Exception as e:
+        log.exception("analysis %s failed", name)
+        out = "error", f"{type(e).__name__}: {e}"
+    return (*out, time.perf_counter() - t0)
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for an options dict (part of a memo key)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set)):
+        return tuple(_frozen(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
