@@ -100,14 +100,14 @@ else:
         st.plotly_chart(vd.confusion_heatmap(ev.confusion), key="dis_confusion")
 with tabs[4]:
     st.caption("Send the queue back for relabelling. The dataset itself is never changed.")
-    files = cached.disagreement_exports(dataset_key(), ds, reference, model, conf, iou, objects,
-                                     n_obj)
-    e = st.columns(3)
-    e[0].download_button("Queue (CSV)", files["csv"], "queue.csv", "text/csv", key="dis_csv")
-    e[1].download_button("Flagged images (COCO)", files["coco"], "flagged_coco.json",
-                         "application/json", key="dis_coco")
-    if "labelstudio" in files:
-        e[2].download_button("Label Studio tasks", files["labelstudio"],
-                             "labelstudio_tasks.json", "application/json", key="dis_ls",
-                             help="Import into Label Studio: labels as annotations, the "
-                                  "model's boxes as predictions.")
+    e = st.columns(3)  # each file is made when its button is clicked (not on every rerun)
+    exports = [("Queue (CSV)", "csv", "queue.csv", "text/csv", None),
+               ("Flagged images (COCO)", "coco", "flagged_coco.json", "application/json", None)]
+    if not res.is_classification:
+        exports.append(("Label Studio tasks", "labelstudio", "labelstudio_tasks.json",
+                        "application/json", "Import into Label Studio: labels as annotations, "
+                        "the model's boxes as predictions."))
+    for col, (label, fmt, name, mime, tip) in zip(e, exports):
+        col.download_button(label, lambda fmt=fmt: cached.disagreement_file(ds, res, fmt), name,
+                            mime, key=f"dis_{'ls' if fmt == 'labelstudio' else fmt}", help=tip,
+                            on_click="ignore")

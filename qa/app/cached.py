@@ -1,22 +1,31 @@
 """Cached wrappers around qa's analyses for the pages.
 
 Pattern: the first argument is ``key`` (``qa.app.state.dataset_key()``, a string Streamlit
-hashes cheaply); the Dataset is passed as ``_ds`` (underscore: not hashed). Result tables use
-``st.cache_data``; models and indexes ``st.cache_resource``. Append new wrappers at the end.
+hashes cheaply); the Dataset is passed as ``_ds`` (underscore: not hashed). Small result
+tables use ``st.cache_data``; models and indexes ``st.cache_resource``.
+
+The analyses that several pages share (validation, agreement, disagreement, the health report,
+the review queue) are kept once per loaded Dataset object in its memo (:mod:`qa.memo`), not in
+``st.cache_data``: one object for every page and session (cache_data would copy a million-row
+result on every rerun) and one computation even when two pages ask at once. Their first
+computation runs in the background with a progress bar (:mod:`qa.app.jobs`).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from qa.app import jobs
 from qa.dataset import Dataset
 
 
-@st.cache_data(show_spinner="Validating ...", max_entries=8)
 def validation_report(key: str, _ds: Dataset):
-    from qa.validation import validate
-
-    return validate(_ds)
+    """:func:`qa.validation.validate`, once per dataset: the same report object the health
+    report and the review queue read (:func:`analysis`)."""
+    run = analysis(key, _ds, "validation", title="Validating the labels")
+    if "validation" in run.results:
+        return run.results["validation"]
+    raise RuntimeError(f"validation failed: {run.errors.get('validation')}")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -49,17 +58,23 @@ def class_balance(key: str, _ds: Dataset, annotator: str | None = None,
                                      min_box_side=min_box_side)
 
 
-@st.cache_data(show_spinner="Comparing annotators ...", max_entries=8)
 def agreement(key: str, _ds: Dataset, iou_threshold: float, iou_type: str = "bbox"):
-    """:func:`qa.agreement.compute_agreement` (warnings, e.g. one annotator, are silenced: the
-    page explains them)."""
+    """:func:`qa.agreement.compute_agreement`, once per dataset and settings (the default one
+    is also the disagreement consensus' reference); warnings, e.g. one annotator, are
+    silenced: the page explains them."""
     import warnings
 
     from qa.agreement import AgreementWarning, compute_agreement
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AgreementWarning)
-        return compute_agreement(_ds, iou_threshold=iou_threshold, iou_type=iou_type)
+    def compute(progress):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AgreementWarning)
+            return compute_agreement(_ds, iou_threshold=iou_threshold, iou_type=iou_type,
+                                     progress=progress)
+
+    shared(_ds)
+    return jobs.wait_for((key, "agreement", float(iou_threshold), iou_type),
+                         "Comparing annotators", compute)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -156,18 +171,44 @@ def thumbnail(key: str, _ds: Dataset, image_id: int):
     from qa.viz.boxes import render_image
 
     return render_image(_ds, int(image_id))
-@st.cache_data(show_spinner="Building the health report ...", max_entries=4)
 def health_report(key: str, _ds: Dataset, embeddings: str = "cached",
                   config_path: str | None = None):
-    """:func:`qa.report.build_report` with every analysis (``embeddings``: "cached" uses only
-    vectors already in the store, so the page never starts a long embedding run)."""
+    """:func:`qa.report.build_report` over the dataset's shared analyses (the review queue
+    reads the same ones), once per dataset, embeddings mode, configuration and number of
+    review decisions (a new dismissal changes the report). ``embeddings``: "cached" uses only
+    vectors already in the store, so the page never starts a long embedding run."""
     import warnings
 
+    from qa.analyses import run_analyses
+    from qa.memo import remembered
     from qa.report import build_report, load_config
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return build_report(_ds, load_config(config_path), embeddings=embeddings)
+    config = load_config(config_path)
+    n_decisions = _decision_count()
+
+    def compute(progress):
+        def build():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run = run_analyses(_ds, embeddings=embeddings, progress=progress)
+                progress(1.0, "scoring the checks")
+                return build_report(run, config)
+
+        return remembered(_ds, ("health_report", embeddings, config_path, n_decisions), build)
+
+    shared(_ds)
+    return jobs.wait_for((key, "health_report", embeddings, config_path, n_decisions),
+                         "Building the health report", compute)
+
+
+def _decision_count() -> int | None:
+    """How many review decisions the database holds (None when it cannot be opened)."""
+    from qa.review import ReviewDatabaseError
+
+    try:
+        return review_store(_review_url()).count()
+    except (ReviewDatabaseError, ValueError):
+        return None
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -198,19 +239,47 @@ def report_file(key: str, _report, created: str, fmt: str, _history=None) -> byt
 
         return render_pdf(_report, history=_history)
     raise ValueError(f"unknown report format {fmt!r}; use html, pdf or json")
-@st.cache_data(show_spinner="Collecting every analysis' findings ...", max_entries=4)
-def review_items(key: str, _ds: Dataset):
-    """(every analysis' findings, their item keys) for the review queue: the slow part, done
-    once per dataset. Embeddings only from the store (opening the queue never embeds); the
-    decisions are read fresh on every rerun by :func:`qa.review.build_queue`."""
+def _review_url() -> str:
+    from qa.review import default_url
+
+    return default_url()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def review_store(url: str):
+    """The decisions database at ``url`` (one engine per server, not one per rerun)."""
+    from qa.review import ReviewStore
+
+    return ReviewStore(url)
+
+
+def review_queue(key: str, _ds: Dataset):
+    """The dataset's :class:`qa.review.ReviewQueue`: every analysis' findings (the health
+    report's), built once per dataset and decisions database; decisions are applied to it,
+    never rebuilding it. Embeddings only from the store (opening the queue never embeds)."""
     import warnings
 
-    from qa.review import collect_findings, item_keys
+    from qa.analyses import run_analyses
+    from qa.memo import remembered
+    from qa.review.queue import ReviewQueue
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        findings = collect_findings(_ds, embeddings="cached")
-    return findings, item_keys(_ds, findings)
+    url = _review_url()
+    store = review_store(url)
+    memo = shared(_ds)
+
+    def compute(progress):
+        def build():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run = run_analyses(_ds, embeddings="cached",
+                                   progress=lambda f, m: progress(0.9 * f, m))
+            progress(0.9, "marking the findings with the decisions")
+            return ReviewQueue(_ds, run.findings(), store=store)
+
+        return remembered(_ds, ("review_queue", url, memo.generation), build)
+
+    return jobs.wait_for((key, "review_queue", url, memo.generation),
+                         "Building the review queue", compute)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -239,42 +308,123 @@ def complete_object_embeddings(key: str, ds: Dataset):
     return emb if len(emb) and not emb.n_not_cached else None
 
 
-@st.cache_data(show_spinner="Comparing the model with the labels ...", max_entries=8)
+def _runner_settings(ds: Dataset, reference: str | None, model: str | None,
+                     conf_threshold: float, iou_threshold: float) -> bool:
+    """Whether the page's settings are those of the disagreement analysis that the health
+    report and the review queue run (then they share one result)."""
+    from qa.disagreement import DEFAULT_CONF_THRESHOLD, reference_names
+    from qa.geometry import DEFAULT_IOU_THRESHOLD
+
+    try:
+        same_ref = reference_names(ds, reference)[0] == reference_names(ds, None)[0]
+    except ValueError:
+        return False
+    return (same_ref and ds.models and (model or ds.models[0]) == ds.models[0]
+            and abs(conf_threshold - DEFAULT_CONF_THRESHOLD) < 1e-9
+            and abs(iou_threshold - DEFAULT_IOU_THRESHOLD) < 1e-9)
+
+
 def disagreement(key: str, _ds: Dataset, reference: str | None, model: str | None,
                  conf_threshold: float, iou_threshold: float, _objects=None,
                  n_objects: int = 0):
     """:func:`qa.disagreement.compute_disagreement` with the page's thresholds, and the
-    object embeddings' second opinion when they are complete (``n_objects`` keys it)."""
+    object embeddings' second opinion when they are complete (``n_objects`` keys it). With
+    the default settings it is the result the health report and the review queue use."""
     from qa.disagreement import compute_disagreement
+    from qa.memo import remembered
 
-    return compute_disagreement(_ds, reference=reference, model=model,
-                                conf_threshold=conf_threshold, iou_threshold=iou_threshold,
-                                objects=_objects)
+    title = "Comparing the model with the labels"
+    if _runner_settings(_ds, reference, model, conf_threshold, iou_threshold):
+        run = analysis(key, _ds, "disagreement", title=title)
+        used = run.context.computed("objects") if run.context is not None else None
+        if (len(used) if used is not None else 0) == n_objects:  # the same second opinion
+            if "disagreement" in run.results:
+                return run.results["disagreement"]
+            raise ValueError(run.errors.get("disagreement") or run.skipped.get("disagreement"))
+    settings = ("disagreement", reference, model, float(conf_threshold), float(iou_threshold),
+                n_objects)
+
+    def compute(progress):
+        return remembered(_ds, settings, lambda: compute_disagreement(
+            _ds, reference=reference, model=model, conf_threshold=conf_threshold,
+            iou_threshold=iou_threshold, objects=_objects, progress=progress))
+
+    shared(_ds)
+    return jobs.wait_for((key, *settings), title, compute)
 
 
-@st.cache_data(show_spinner="Evaluating the model ...", max_entries=8)
 def detection_metrics(key: str, _ds: Dataset, reference: str | None, model: str | None,
                       conf_threshold: float):
-    """:func:`qa.evaluation.evaluate_detections` (COCO metrics equal to pycocotools')."""
+    """:func:`qa.evaluation.evaluate_detections` (COCO metrics equal to pycocotools'), once
+    per dataset and settings."""
     from qa.evaluation import evaluate_detections
+    from qa.memo import remembered
 
-    return evaluate_detections(_ds, model=model, reference=reference,
-                               conf_threshold=conf_threshold)
+    settings = ("detection_metrics", reference, model, float(conf_threshold))
+
+    def compute(progress):
+        return remembered(_ds, settings, lambda: evaluate_detections(
+            _ds, model=model, reference=reference, conf_threshold=conf_threshold))
+
+    shared(_ds)
+    return jobs.wait_for((key, *settings), "Evaluating the model", compute)
 
 
-@st.cache_data(show_spinner="Preparing the export ...", max_entries=8)
-def disagreement_exports(key: str, _ds: Dataset, reference: str | None, model: str | None,
-                         conf_threshold: float, iou_threshold: float, _objects=None,
-                         n_objects: int = 0) -> dict[str, bytes]:
-    """The review queue as downloadable files: {"csv", "coco", "labelstudio"} -> bytes."""
+def disagreement_file(_ds: Dataset, _res, fmt: str) -> bytes:
+    """One export of a disagreement result as bytes ("csv", "coco" or "labelstudio"), made
+    when the user clicks its download button (pass it as a callable: the page never builds
+    the files it only offers)."""
     import json
 
     from qa.io.export import flagged_coco, labelstudio_tasks, queue_csv
 
-    res = disagreement(key, _ds, reference, model, conf_threshold, iou_threshold, _objects,
-                       n_objects)
-    out = {"csv": queue_csv(_ds, res),
-           "coco": json.dumps(flagged_coco(_ds, res)).encode()}
-    if not res.is_classification:
-        out["labelstudio"] = json.dumps(labelstudio_tasks(_ds, res)[0], indent=1).encode()
-    return out
+    if fmt == "csv":
+        return queue_csv(_ds, _res)
+    if fmt == "coco":
+        return json.dumps(flagged_coco(_ds, _res)).encode()
+    if fmt == "labelstudio":
+        return json.dumps(labelstudio_tasks(_ds, _res)[0], indent=1).encode()
+    raise ValueError(f"unknown export {fmt!r}; use csv, coco or labelstudio")
+
+
+# ------------------------------------------------------------ shared work, once per dataset
+def shared(ds: Dataset):
+    """Opt the loaded dataset in to :mod:`qa.memo` (idempotent): every page, session and
+    background job then shares its results. Returns its memo."""
+    from qa.memo import share_results
+
+    return share_results(ds)
+
+
+def analysis(key: str, ds: Dataset, name: str, *, embeddings: str = "cached",
+             title: str | None = None):
+    """The :class:`qa.analyses.AnalysisRun` of analysis ``name`` alone, as the health report
+    and the review queue run it (the same result object), computed once per dataset in the
+    background; look in ``.results`` / ``.skipped`` / ``.errors``."""
+    import warnings
+
+    from qa.analyses import run_analyses
+
+    def compute(progress):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return run_analyses(ds, only=[name], embeddings=embeddings, progress=progress)
+
+    shared(ds)
+    return jobs.wait_for((key, "analysis", name, embeddings), title or f"Running {name}",
+                         compute)
+
+
+def forget_embedding_results(ds: Dataset) -> None:
+    """After an embedding run: forget the shared results that read embeddings (outliers,
+    duplicates, the disagreement's second opinion, the report and the queue built on them);
+    the rest (agreement, validation ...) stays."""
+    from qa.analyses import READS_EMBEDDINGS
+
+    def stale(k) -> bool:
+        if not isinstance(k, tuple) or not k:
+            return False
+        return (k[0] == "analysis" and k[1] in READS_EMBEDDINGS) or k[0] in (
+            "run_inputs", "health_report", "review_queue", "disagreement")
+
+    shared(ds).discard(stale)

@@ -106,5 +106,9 @@ def embed_button(label: str, *, key: str, run, **button_kw) -> None:
         st.error(str(e))
         st.stop()
     cached.stored_embeddings.clear()
+    from qa.app.state import current_dataset
+
+    if current_dataset() is not None:  # results that read embeddings are stale now
+        cached.forget_embedding_results(current_dataset())
     st.toast(f"{done.n_computed:,} computed, {done.n_cached:,} from the cache")
     st.rerun()
