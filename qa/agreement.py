@@ -538,11 +538,32 @@ def _compute_fleiss(counts: np.ndarray) -> tuple[float, np.ndarray]:
     if n < 2:
         _warn("Fleiss' kappa needs at least 2 ratings per subject; returning NaN.")
         return math.nan, np.full(n_cat, np.nan)
-    p = counts.sum(axis=0) / (n_sub * n)
-    p_i = (counts * (counts - 1)).sum(axis=1) / (n * (n - 1))
+    return _fleiss_from_sums(n_sub, n, counts.sum(axis=0),
+                             (counts * (counts - 1)).sum(axis=1),
+                             (counts * (n - counts)).sum(axis=0))
+
+
+def _fleiss_of_ratings(rows: np.ndarray, labels: np.ndarray, n_sub: int, n: int, n_cat: int
+                       ) -> tuple[float, np.ndarray]:
+    """Fleiss from (subject, label position) pairs, n ratings per subject, without the dense
+    subjects x categories table (400k consensus objects x 81 classes at 50k images): the
+    sums run over the non-zero cells only."""
+    cell = rows * n_cat + labels
+    uniq, c = np.unique(cell, return_counts=True)
+    sub, cat = uniq // n_cat, uniq % n_cat
+    c = c.astype(np.float64)
+    return _fleiss_from_sums(n_sub, n, np.bincount(cat, c, n_cat),
+                             np.bincount(sub, c * (c - 1), n_sub),
+                             np.bincount(cat, c * (n - c), n_cat))
+
+
+def _fleiss_from_sums(n_sub, n, col_sum, row_pairs, col_disagree) -> tuple[float, np.ndarray]:
+    n_cat = len(col_sum)
+    p = col_sum / (n_sub * n)
+    p_i = row_pairs / (n * (n - 1))
     p_e = float((p ** 2).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_cat = 1 - (counts * (n - counts)).sum(axis=0) / (n_sub * n * (n - 1) * p * (1 - p))
+        per_cat = 1 - col_disagree / (n_sub * n * (n - 1) * p * (1 - p))
     per_cat = np.where((p > 0) & (p < 1), per_cat, np.nan)
     if p_e >= 1 - 1e-12:
         _warn("Fleiss' kappa is undefined when all ratings fall in one category; returning NaN.")
@@ -1041,9 +1062,8 @@ def _coefficients(ratings: np.ndarray, annotators, names) -> dict:
             warnings.simplefilter("ignore", AgreementWarning)
             if n_full:
                 labels, inv = np.unique(full, return_inverse=True)
-                counts = np.zeros((n_full, len(labels)))
-                np.add.at(counts, (np.repeat(np.arange(n_full), k), inv.ravel()), 1)
-                fleiss, pc = _compute_fleiss(counts)
+                fleiss, pc = _fleiss_of_ratings(np.repeat(np.arange(n_full), k), inv.ravel(),
+                                                n_full, k, len(labels))
                 per_cat = pd.DataFrame({CATEGORY_ID: labels,
                                         NAME: [names.get(v, NO_OBJECT_NAME if v == NO_OBJECT
                                                          else str(v)) for v in labels],

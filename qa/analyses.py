@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from qa.dataset import Dataset
-from qa.memo import remembered
+from qa.memo import remembered, sharing
 from qa.results import concat_findings
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,11 @@ def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None =
     unknown = [n for n in names if n not in RUNNERS]
     if unknown:
         raise ValueError(f"unknown analyses {unknown}; known: {list(RUNNERS)}")
+    with sharing(dataset):  # results shared within the run (and beyond, in the app)
+        return _run_all(dataset, names, embeddings, model, options, progress, objects)
+
+
+def _run_all(dataset, names, embeddings, model, options, progress, objects) -> AnalysisRun:
     progress = progress or (lambda frac, msg: None)
     run = AnalysisRun()
     # shared inputs (embeddings, the pixel pass) live as long as the dataset's memo when the

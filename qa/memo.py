@@ -16,6 +16,7 @@ check that a rerun or a second page computed nothing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections import Counter, OrderedDict
@@ -107,6 +108,21 @@ def _forget(key: int, memo: DatasetMemo) -> None:
             del _MEMOS[key]
 
 
+@contextlib.contextmanager
+def sharing(dataset):
+    """Within this block ``dataset`` shares its results (a run of every analysis: the
+    disagreement's consensus is the agreement analysis' result); an opt-in made here ends
+    with the block, one made before (the app's) stays."""
+    if memo_of(dataset) is not None:
+        yield memo_of(dataset)
+        return
+    memo = share_results(dataset)
+    try:
+        yield memo
+    finally:
+        _forget(id(dataset), memo)
+
+
 def memo_of(dataset) -> DatasetMemo | None:
     """The memo of an opted-in ``dataset``, else None."""
     return _MEMOS.get(id(dataset))
@@ -118,4 +134,4 @@ def remembered(dataset, key: Hashable, compute: Callable[[], Any]) -> Any:
     return compute() if memo is None else memo.get(key, compute)
 
 
-__all__ = ["DatasetMemo", "memo_of", "remembered", "share_results"]
+__all__ = ["DatasetMemo", "memo_of", "remembered", "share_results", "sharing"]

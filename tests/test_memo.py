@@ -138,3 +138,14 @@ def test_a_second_run_of_every_analysis_computes_nothing(sample_path, monkeypatc
     run_analyses(plain, embeddings="skip", only=["balance"])
     run_analyses(plain, embeddings="skip", only=["balance"])
     assert ran[-2:] == ["balance", "balance"]
+
+
+def test_one_run_shares_the_agreement_without_the_app(sample_path, monkeypatch):
+    """A script's run (the CLI's report): the consensus reuses the agreement analysis' result
+    within the run, and nothing is kept after it."""
+    ds = _load(sample_path)
+    calls = _counting(monkeypatch, qa.agreement, "_compute_boxes")
+    run = run_analyses(ds, embeddings="skip", only=["agreement", "disagreement"])
+    assert set(run.results) == {"agreement", "disagreement"}
+    assert calls == ["_compute_boxes"]
+    assert memo.memo_of(ds) is None
