@@ -61,12 +61,21 @@ PAGES = {
                                                  "images with validation problems")),
     "report": ("Health report", ("multiselect", "rep_statuses", ["fail", "warn"])),
     "balance": ("Class balance", ("radio", "bal_sort", "name")),
-    "agreement": ("Annotator agreement", ("number_input", "agr_n_disputed", 48)),
+    "agreement": ("Annotator agreement", ("state", "agr_tab", "Disputed images")),
     "outliers": ("Outliers", ("selectbox", "out_model", "efficientnet-lite0")),
     "duplicates": ("Duplicates & leakage", ("radio", "dup_method", "exact")),
     "quality": ("Image quality", ("selectbox", "qual_check", "dark")),
     "disagreement": ("Model disagreement", ("number_input", "dis_n", 24)),
     "review": ("Review", ("multiselect", "rv_kinds", None)),  # None: the first kind offered
+}
+
+# further clicks on a page: (step, control, target); a tab computed when first opened has
+# the first-visit target
+EXTRA_STEPS = {
+    "agreement": [("tab Confusion", ("state", "agr_tab", "Confusion"), RERUN_TARGET_S)],
+    "disagreement": [
+        ("tab Metrics", ("state", "dis_tab", "Model metrics"), FIRST_VISIT_TARGET_S),
+        ("tab Confusion", ("state", "dis_tab", "Confusion"), RERUN_TARGET_S)],
 }
 
 
@@ -243,6 +252,9 @@ def _problems(at) -> str | None:
 def _set(at, kind: str, key: str, value):
     """Change widget ``key`` for the next run (through session state, which also works for
     widgets whose options are shown through a format_func); None when it is not shown."""
+    if kind == "state":  # a tab: what a click on it does
+        at.session_state[key] = value
+        return at
     widgets = [w for w in getattr(at, kind) if w.key == key]
     if not widgets:
         return None
@@ -297,6 +309,10 @@ def run_dataset(name: str, path: Path | None, pages: list[str], *, timeout: floa
             print(f"  {title:<30} rerun        (no control {key} shown)", flush=True)
         else:
             step(title, "rerun", at.run, RERUN_TARGET_S, slow=0.5)
+        for what, (kind, key, value), target in EXTRA_STEPS.get(page, ()):
+            if _set(at, kind, key, value) is not None:
+                step(title, what, at.run,
+                     first_target if target == FIRST_VISIT_TARGET_S else target, slow=0.5)
         if page == "review":
             _review_decisions(at, step)
     return rows

@@ -13,6 +13,9 @@ computation runs in the background with a progress bar (:mod:`qa.app.jobs`).
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import streamlit as st
 
 from qa.app import jobs
@@ -428,3 +431,30 @@ def forget_embedding_results(ds: Dataset) -> None:
             "run_inputs", "health_report", "review_queue", "disagreement")
 
     shared(ds).discard(stale)
+
+
+# ------------------------------------------------------------- made from a shared result
+_DERIVED: dict[int, dict] = {}
+_DERIVED_LOCK = threading.Lock()
+
+
+def derived(owner, fn, *args):
+    """``fn(*args)`` made once per ``owner`` (a shared result object) and arguments: a figure
+    or a table a page draws from a result on every rerun (80 PR curves, a confusion matrix
+    over 400k consensus objects). Kept as long as ``owner`` lives; ``args`` must be hashable
+    or ``owner`` itself, and ``fn`` a function or a method of ``owner``."""
+    fn_key = (fn.__func__, id(fn.__self__)) if hasattr(fn, "__self__") and hasattr(
+        fn, "__func__") else fn  # a bound method: its object by identity
+    key = (fn_key, *(id(a) if a is owner else a for a in args))
+    with _DERIVED_LOCK:
+        table = _DERIVED.get(id(owner))
+        if table is not None and key in table:
+            return table[key]
+    value = fn(*args)
+    with _DERIVED_LOCK:
+        table = _DERIVED.get(id(owner))
+        if table is None:
+            table = _DERIVED[id(owner)] = {}
+            weakref.finalize(owner, _DERIVED.pop, id(owner), None)
+        table[key] = value
+    return value
