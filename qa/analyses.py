@@ -101,9 +101,24 @@ class RunContext:
             self._memo["objects"] = self._object_embeddings()
         return self._memo["objects"]
 
+    def _nothing_stored(self) -> bool:
+        """In "cached" mode: whether the store holds no vector of the model at all (one
+        indexed lookup), so there is nothing to look up file by file (hashing 50k files)."""
+        if self.embeddings_mode != "cached":
+            return False
+        try:
+            from qa.embeddings import resolve_model
+            from qa.store import default_store
+
+            return not default_store().has_vectors(resolve_model(self.model).model_id)
+        except Exception:  # noqa: BLE001 (let the embedder give the real reason)
+            return False
+
     def _object_embeddings(self):
         ds = self.dataset
         if self.embeddings_mode == "skip" or not ds.has_boxes or ds.is_classification:
+            return None
+        if self._nothing_stored():
             return None
         try:
             from qa.embeddings import embed_objects
@@ -123,6 +138,8 @@ class RunContext:
         embed = getattr(emb, "embed_images", None)
         if embed is None:
             return Skip("this build has no image embedder")
+        if self._nothing_stored():
+            return Skip("no cached embeddings for this dataset; run `dataset-qa embed` first")
         kwargs: dict[str, Any] = {"model": self.model, "progress": self.progress}
         if self.embeddings_mode == "cached":
             kwargs["cached_only"] = True
