@@ -180,28 +180,34 @@ def health_report(key: str, _ds: Dataset, embeddings: str = "cached",
     reads the same ones), once per dataset, embeddings mode, configuration and number of
     review decisions (a new dismissal changes the report). ``embeddings``: "cached" uses only
     vectors already in the store, so the page never starts a long embedding run."""
+    from qa.report import load_config
+
+    config = load_config(config_path)
+    n_decisions = _decision_count()
+    shared(_ds)
+    return jobs.wait_for((key, "health_report", embeddings, config_path, n_decisions),
+                         "Building the health report", lambda progress: _build_report(
+                             _ds, embeddings, config, config_path, n_decisions, progress))
+
+
+def _build_report(ds: Dataset, embeddings: str, config, config_path, n_decisions, progress):
+    """The health report over the shared analyses, kept in the dataset's memo (runs in a
+    background job: no Streamlit)."""
     import warnings
 
     from qa.analyses import run_analyses
     from qa.memo import remembered
-    from qa.report import build_report, load_config
+    from qa.report import build_report
 
-    config = load_config(config_path)
-    n_decisions = _decision_count()
+    def build():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run = run_analyses(ds, embeddings=embeddings,
+                               progress=lambda f, m: progress(0.8 * f, m))
+            progress(0.8, "scoring the checks")
+            return build_report(run, config)
 
-    def compute(progress):
-        def build():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                run = run_analyses(_ds, embeddings=embeddings, progress=progress)
-                progress(1.0, "scoring the checks")
-                return build_report(run, config)
-
-        return remembered(_ds, ("health_report", embeddings, config_path, n_decisions), build)
-
-    shared(_ds)
-    return jobs.wait_for((key, "health_report", embeddings, config_path, n_decisions),
-                         "Building the health report", compute)
+    return remembered(ds, ("health_report", embeddings, config_path, n_decisions), build)
 
 
 def _decision_count() -> int | None:
@@ -269,20 +275,72 @@ def review_queue(key: str, _ds: Dataset):
     url = _review_url()
     store = review_store(url)
     memo = shared(_ds)
-
-    def compute(progress):
-        def build():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                run = run_analyses(_ds, embeddings="cached",
-                                   progress=lambda f, m: progress(0.9 * f, m))
-            progress(0.9, "marking the findings with the decisions")
-            return ReviewQueue(_ds, run.findings(), store=store)
-
-        return remembered(_ds, ("review_queue", url, memo.generation), build)
-
     return jobs.wait_for((key, "review_queue", url, memo.generation),
-                         "Building the review queue", compute)
+                         "Building the review queue",
+                         lambda progress: _build_queue(_ds, url, store, progress))
+
+
+def _build_queue(ds: Dataset, url: str, store, progress):
+    """The dataset's ReviewQueue from the shared analyses (kept in its memo); runs in a
+    background job, so it calls no Streamlit."""
+    import warnings
+
+    from qa.analyses import run_analyses
+    from qa.memo import remembered
+    from qa.review.queue import ReviewQueue
+
+    def build():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run = run_analyses(ds, embeddings="cached",
+                               progress=lambda f, m: progress(0.8 * f, m))
+        progress(0.8, "keying the findings and reading the decisions")
+        return ReviewQueue(ds, run.findings(), store=store)
+
+    return remembered(ds, ("review_queue", url, shared(ds).generation), build)
+
+
+#: Set to 0 to compute nothing before a page asks for it.
+WARM_UP_ENV = "DATASET_QA_WARM_UP"
+
+
+def warm_up(key: str, ds: Dataset) -> None:
+    """Start, in the background, what the pages that read every analysis need (the health
+    report, the review queue, the disagreement page at its defaults), right after a dataset
+    is loaded: while the user reads the Overview, it is being computed (a page that needs it
+    earlier waits for the same computation with a progress bar). ``$DATASET_QA_WARM_UP=0``
+    turns it off."""
+    import os
+
+    if os.environ.get(WARM_UP_ENV, "1") == "0":
+        return
+    from qa.review import ReviewDatabaseError
+
+    from qa.report import load_config
+
+    shared(ds)
+    try:
+        url = _review_url()
+        store = review_store(url)
+    except (ReviewDatabaseError, ValueError):  # the Review page will say why
+        url = store = None
+    config, n_decisions = load_config(None), _decision_count()
+
+    def run(progress):
+        import warnings
+
+        from qa.analyses import run_analyses
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_analyses(ds, embeddings="cached", progress=lambda f, m: progress(0.7 * f, m))
+        if store is not None:  # the queue first: it keys the findings the report reuses
+            _build_queue(ds, url, store, lambda f, m: progress(0.7 + 0.2 * f, m))
+        _build_report(ds, "cached", config, None, n_decisions,
+                      lambda f, m: progress(0.9 + 0.1 * f, m))
+        progress(1.0, "done")
+
+    jobs.start((key, "warm_up"), "Preparing every analysis", run)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -73,6 +73,15 @@ def start(key: Hashable, title: str, fn: Callable[[Callable], Any]) -> Job:
     return job
 
 
+def _note(job: Job) -> str:
+    """What else runs for the same dataset (a warm-up this job may be waiting for)."""
+    same = [j for j in running() if j is not job and isinstance(j.key, tuple)
+            and isinstance(job.key, tuple) and j.key[:1] == job.key[:1]]
+    also = "".join(f"  \nAlso running: {j.text()}" for j in same)
+    return ("Computed once per dataset, in the background: you can read another page "
+            "meanwhile and come back." + also)
+
+
 def running() -> list[Job]:
     """The jobs running now (for a status line)."""
     with _LOCK:
@@ -88,10 +97,10 @@ def wait_for(key: Hashable, title: str, fn: Callable[[Callable], Any]) -> Any:
         holder = st.empty()
         with holder.container():
             bar = st.progress(job.fraction, text=job.text())
-            st.caption("Computed once per dataset, in the background: you can read another "
-                       "page meanwhile and come back.")
+            note = st.empty()
         while not job.done.wait(POLL_S):
             bar.progress(job.fraction, text=job.text())  # a stop or rerun request lands here
+            note.caption(_note(job))
         holder.empty()
     if job.error is not None:
         raise job.error

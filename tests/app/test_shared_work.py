@@ -19,6 +19,13 @@ from tests.conftest import SAMPLE
 def counts(monkeypatch, tmp_path):
     """Calls of every analysis runner, of agreement's box computation and of the review
     queue's construction, while the pages run (AppTest runs them in this process)."""
+    import time
+
+    from qa.app import jobs
+
+    end = time.monotonic() + 180  # another test's background work must not be counted
+    while jobs.running() and time.monotonic() < end:
+        time.sleep(0.1)
     monkeypatch.setenv("DATASET_QA_DB", f"sqlite:///{tmp_path / 'review.sqlite'}")
     calls: list[str] = []
     resolve = qa.analyses.resolve_runner
@@ -69,15 +76,21 @@ def test_pages_share_one_computation_per_dataset(counts):
     at.text_input(key="rv_note").set_value("a note").run()
     assert sorted(counts) == sorted(once + ["queue built"])  # decisions: no rebuild
 
-    for page, control in (("disagreement", ("number_input", "dis_n", 16)),
-                          ("agreement", ("number_input", "agr_n_disputed", 8)),
-                          ("overview", ("selectbox", "ov_show",
-                                        "images with validation problems"))):
+    def tab(name, label):
+        return lambda at: at.session_state.__setitem__(name, label)  # a click on a tab
+
+    for page, clicks in (
+            ("disagreement", [lambda at: at.number_input(key="dis_n").set_value(16),
+                              tab("dis_tab", "Flags by type and class")]),
+            ("agreement", [tab("agr_tab", "Disputed images"), tab("agr_tab", "Confusion")]),
+            ("overview", [lambda at: at.selectbox(key="ov_show").set_value(
+                "images with validation problems")])):
         at = run_page(page, ds, key)
         assert not at.exception and not at.error, (page, at.exception)
-        kind, wkey, value = control
-        getattr(at, kind)(key=wkey).set_value(value).run()
-        assert not at.exception, (page, at.exception)
+        for click in clicks:
+            click(at)
+            at.run()
+            assert not at.exception, (page, at.exception)
     # the disagreement page at its defaults shows the report's result; agreement and
     # validation are the report's too
     assert sorted(counts) == sorted(once + ["queue built"])
@@ -102,3 +115,53 @@ def test_other_settings_compute_their_own_result_once(counts, monkeypatch):
     assert counts.count("agreement boxes") == 1  # one consensus for every setting
     assert "Flagged images" in " ".join(m.label for m in at.metric)
     assert texts(at)
+
+
+def _wait_for_jobs(prefix: str, timeout: float = 120.0) -> None:
+    import time
+
+    from qa.app import jobs
+
+    end = time.monotonic() + timeout
+    while any(j.key[:1] == (prefix,) for j in jobs.running()):
+        assert time.monotonic() < end, "the warm-up did not finish"
+        time.sleep(0.1)
+
+
+def test_loading_a_dataset_prepares_the_shared_pages_in_the_background(counts, monkeypatch):
+    """The picker starts every analysis, the review queue and the report right after the
+    load; the pages then find them done (nothing runs again when they are opened)."""
+    from streamlit.testing.v1 import AppTest
+
+    from qa.app import state
+    from tests.app.pagetest import ROOT
+
+    from qa.app import picker
+
+    picker._load.clear()  # a Dataset object of its own: its memo starts empty
+    monkeypatch.setenv("DATASET_QA_DATASET", str(SAMPLE))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    key = at.session_state[state.KEY_DATASET_KEY]
+    _wait_for_jobs(key)
+    once = sorted([*qa.analyses.RUNNERS, "agreement boxes", "queue built"])
+    assert sorted(counts) == once
+    for page in ("report", "review", "disagreement", "agreement"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception and not at.error, (page, at.exception)
+    assert sorted(counts) == once
+
+
+def test_warm_up_can_be_turned_off(counts, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from qa.app import cached, jobs, picker
+    from tests.app.pagetest import ROOT
+
+    picker._load.clear()
+    monkeypatch.setenv("DATASET_QA_DATASET", str(SAMPLE))
+    monkeypatch.setenv(cached.WARM_UP_ENV, "0")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert counts == ["validation"]  # the Overview's own validation only
+    assert not [j for j in jobs.running() if j.key[1:] == ("warm_up",)]
