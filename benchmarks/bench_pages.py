@@ -62,7 +62,7 @@ PAGES = {
     "report": ("Health report", ("multiselect", "rep_statuses", ["fail", "warn"])),
     "balance": ("Class balance", ("radio", "bal_sort", "name")),
     "agreement": ("Annotator agreement", ("state", "agr_tab", "Disputed images")),
-    "outliers": ("Outliers", ("selectbox", "out_model", "efficientnet-lite0")),
+    "outliers": ("Outliers", ("state", "out_ckpt", "")),  # nothing embedded: a bare rerun
     "duplicates": ("Duplicates & leakage", ("radio", "dup_method", "exact")),
     "quality": ("Image quality", ("selectbox", "qual_check", "dark")),
     "disagreement": ("Model disagreement", ("number_input", "dis_n", 24)),
@@ -268,7 +268,8 @@ def _set(at, kind: str, key: str, value):
 
 
 def run_dataset(name: str, path: Path | None, pages: list[str], *, timeout: float,
-                profile_dir: Path | None, workdir: Path, first_target: float) -> list[dict]:
+                profile_dir: Path | None, workdir: Path, first_target: float,
+                read_seconds: float = 0.0) -> list[dict]:
     """One AppTest session through ``pages``; one row per measured step."""
     from streamlit.testing.v1 import AppTest
 
@@ -315,6 +316,7 @@ def run_dataset(name: str, path: Path | None, pages: list[str], *, timeout: floa
                      first_target if target == FIRST_VISIT_TARGET_S else target, slow=0.5)
         if page == "review":
             _review_decisions(at, step)
+        time.sleep(read_seconds)
     return rows
 
 
@@ -409,6 +411,9 @@ def main(argv=None) -> int:
                     help="folder for a cProfile (.prof) of every step slower than 2 s "
                          "(reruns: 0.5 s)")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--read-seconds", type=float, default=0.0,
+                    help="pause after each page, as a user reading it (the dashboard computes "
+                         "the shared analyses in the background meanwhile); 0: click on at once")
     args = ap.parse_args(argv)
 
     import logging
@@ -449,12 +454,14 @@ def main(argv=None) -> int:
         path, title, target = None, "sample_data (300 images)", SAMPLE_FIRST_VISIT_TARGET_S
     else:
         ap.error(f"unknown dataset {name!r}")
-    print(f"\n# {title} (load {loadavg()})", flush=True)
+    print(f"\n# {title} (load {loadavg()}; {args.read_seconds:g} s of reading after each "
+          "page)", flush=True)
     import shutil
 
     try:
         rows = run_dataset(name, path, pages, timeout=args.timeout, profile_dir=profile_dir,
-                           workdir=workdir, first_target=target)
+                           workdir=workdir, first_target=target,
+                           read_seconds=args.read_seconds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     base_s = baseline_seconds(path if path is not None else ROOT / "sample_data")

@@ -72,7 +72,7 @@ if tabs[0].open:
                    "magenta; flagged labels highlighted.")
         n = int(st.number_input("Images to show", 4, 96, 12, 4, key="dis_n"))
         top = queue.head(n)["image_id"].tolist()
-        caps = res.queue_captions()
+        caps = cached.derived(res, res.queue_captions)  # once per result, not per rerun
         image_gallery(ds, top, key="dis_gallery", captions={i: caps[i] for i in top},
                       annotators=None if reference == CONSENSUS else [reference],
                       highlight_ann_ids=res.flagged_ann_ids(top) or None,

@@ -106,10 +106,10 @@ with right:
 prog = queue.progress()
 st.progress(prog["reviewed"] / max(prog["total"], 1),
             text=f"{prog['reviewed']} of {prog['total']} items reviewed")
-firsts = queue.first_rows()
+by_kind, reviewers = cached.review_progress(queue)  # redrawn after a decision only
 c1, c2 = st.columns([3, 2])
-c1.plotly_chart(vr.progress_by_kind(firsts), key="rv_progress")
-c2.container(key="rv_reviewers").table(review.reviewer_counts(firsts), hide_index=True)
+c1.plotly_chart(by_kind, key="rv_progress")
+c2.container(key="rv_reviewers").table(reviewers, hide_index=True)
 with st.expander("Exports"):  # files are made when a button is clicked, not on every rerun
     e = st.columns(3)
     for col, fmt in zip(e[:2], ("csv", "json")):

@@ -234,12 +234,15 @@ class AgreementResult:
                 raise ValueError(f"Unknown annotator {a!r}; choose one of {list(self.annotators)}.")
         ra, rb = self.ratings[annotator_a], self.ratings[annotator_b]
         both = ra.notna() & rb.notna()
-        ra, rb = ra[both].astype(int), rb[both].astype(int)
+        ra = ra[both].to_numpy(dtype=np.int64)
+        rb = rb[both].to_numpy(dtype=np.int64)
         names = {**self.category_names, NO_OBJECT: NO_OBJECT_NAME}
-        labels = sorted(set(ra) | set(rb))
-        cats = list(dict.fromkeys(names.get(v, str(v)) for v in labels))
-        la = pd.Categorical([names.get(v, str(v)) for v in ra], categories=cats)
-        lb = pd.Categorical([names.get(v, str(v)) for v in rb], categories=cats)
+        labels = np.union1d(ra, rb)
+        label_names = [names.get(v, str(v)) for v in labels.tolist()]
+        cats = list(dict.fromkeys(label_names))
+        code = np.array([cats.index(n) for n in label_names], dtype=np.int64)  # per label
+        la = pd.Categorical.from_codes(code[np.searchsorted(labels, ra)], categories=cats)
+        lb = pd.Categorical.from_codes(code[np.searchsorted(labels, rb)], categories=cats)
         tab = pd.crosstab(la, lb, dropna=False)
         tab.index.name, tab.columns.name = annotator_a, annotator_b
         return tab

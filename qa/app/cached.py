@@ -300,6 +300,20 @@ def _build_queue(ds: Dataset, url: str, store, progress):
     return remembered(ds, ("review_queue", url, shared(ds).generation), build)
 
 
+def review_progress(queue):
+    """(progress-by-kind figure, reviewer table) of a ReviewQueue, made once per state of its
+    decisions (``queue.version``): a filter or a move to the next item redraws nothing."""
+    return derived(queue, _review_progress, queue, queue.version)
+
+
+def _review_progress(queue, version: int):
+    from qa.review import reviewer_counts
+    from qa.viz.review import progress_by_kind
+
+    items = queue.first_rows(columns=("item_key", "kind", "status", "decided_by"))
+    return progress_by_kind(items), reviewer_counts(items[items["status"] != "open"])
+
+
 #: Set to 0 to compute nothing before a page asks for it.
 WARM_UP_ENV = "DATASET_QA_WARM_UP"
 
@@ -337,7 +351,17 @@ def warm_up(key: str, ds: Dataset) -> None:
         if store is not None:  # the queue first: it keys the findings the report reuses
             _build_queue(ds, url, store, lambda f, m: progress(0.7 + 0.2 * f, m))
         _build_report(ds, "cached", config, None, n_decisions,
-                      lambda f, m: progress(0.9 + 0.1 * f, m))
+                      lambda f, m: progress(0.85 + 0.1 * f, m))
+        if ds.models and ds.has_boxes and not ds.is_classification:
+            # the disagreement page's Metrics tab at its default settings
+            from qa.disagreement import CONSENSUS, DEFAULT_CONF_THRESHOLD
+
+            progress(0.95, "evaluating the model")
+            reference = CONSENSUS if len(ds.annotators) > 1 else ds.annotators[0]
+            try:
+                _metrics(ds, reference, ds.models[0], DEFAULT_CONF_THRESHOLD)
+            except ValueError:  # the page says why when it is opened
+                pass
         progress(1.0, "done")
 
     jobs.start((key, "warm_up"), "Preparing every analysis", run)
@@ -418,17 +442,19 @@ def detection_metrics(key: str, _ds: Dataset, reference: str | None, model: str 
                       conf_threshold: float):
     """:func:`qa.evaluation.evaluate_detections` (COCO metrics equal to pycocotools'), once
     per dataset and settings."""
+    settings = ("detection_metrics", reference, model, float(conf_threshold))
+    shared(_ds)
+    return jobs.wait_for((key, *settings), "Evaluating the model",
+                         lambda progress: _metrics(_ds, reference, model, conf_threshold))
+
+
+def _metrics(ds: Dataset, reference, model, conf_threshold):
     from qa.evaluation import evaluate_detections
     from qa.memo import remembered
 
-    settings = ("detection_metrics", reference, model, float(conf_threshold))
-
-    def compute(progress):
-        return remembered(_ds, settings, lambda: evaluate_detections(
-            _ds, model=model, reference=reference, conf_threshold=conf_threshold))
-
-    shared(_ds)
-    return jobs.wait_for((key, *settings), "Evaluating the model", compute)
+    return remembered(ds, ("detection_metrics", reference, model, float(conf_threshold)),
+                      lambda: evaluate_detections(ds, model=model, reference=reference,
+                                                  conf_threshold=conf_threshold))
 
 
 def disagreement_file(_ds: Dataset, _res, fmt: str) -> bytes:

@@ -253,11 +253,20 @@ class ReviewQueue:
         return {"total": len(status), "reviewed": int(len(status) - by_status["open"]),
                 "open": by_status["open"], "by_status": by_status}
 
-    def first_rows(self) -> pd.DataFrame:
+    def first_rows(self, columns=None) -> pd.DataFrame:
         """One row per item (its first finding), with its current decision: what the
-        progress figure and the reviewer table count."""
+        progress figure and the reviewer table count. ``columns``: only these (a narrow
+        frame is cheap to build at 600k items)."""
         with self._lock:
             marks = {c: v[self._first] for c, v in self._marks.items()}
+        if columns is not None:
+            out = {}
+            for c in columns:
+                if c in marks:
+                    out[c] = pd.Series(marks[c], dtype=bool if c == "reopened" else object)
+                else:
+                    out[c] = self._static[c].iloc[self._first].reset_index(drop=True)
+            return pd.DataFrame(out)
         frame = self._static.iloc[self._first].reset_index(drop=True)
         return self._with_marks(frame, marks)
 
