@@ -365,7 +365,8 @@ def print_table(rows: list[dict], title: str, baseline: float | None) -> None:
         first = steps.get("first visit", {})
         extra = [s for s in steps if s not in ("first visit", "rerun")]
         print(f"| {page} | {cell('first visit')} | {cell('rerun')} | "
-              f"< {first.get('target', 0):g} s / < {RERUN_TARGET_S:g} s | {first.get('load', '')} |")
+              f"< {first.get('target', 0):g} s / < {RERUN_TARGET_S:g} s | "
+              f"{first.get('load', '')} |")
         for s in extra:
             print(f"| {page}: {s} | | {cell(s)} | < {steps[s]['target']:g} s | "
                   f"{steps[s]['load']} |")

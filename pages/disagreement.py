@@ -87,11 +87,10 @@ if tabs[1].open:
 if ds.is_classification:
     for tab in tabs[2:4]:
         tab.info("Detection metrics need boxes; this dataset has image labels only.")
-else:
-    metrics = lambda: cached.detection_metrics(dataset_key(), ds, reference, model, conf)  # noqa: E731
+else:  # the metrics are evaluated when one of their tabs is opened (then kept)
     if tabs[2].open:
         with tabs[2]:
-            ev = metrics()
+            ev = cached.detection_metrics(dataset_key(), ds, reference, model, conf)
             mc = st.columns(6)
             for col, name in zip(mc, ["AP", "AP50", "AP75", "AP_small", "AP_medium",
                                       "AP_large"]):
@@ -105,7 +104,7 @@ else:
                             key="dis_pr")
     if tabs[3].open:
         with tabs[3]:
-            ev = metrics()
+            ev = cached.detection_metrics(dataset_key(), ds, reference, model, conf)
             st.plotly_chart(cached.derived(ev.confusion, vd.confusion_heatmap, ev.confusion),
                             key="dis_confusion")
 if tabs[4].open:
