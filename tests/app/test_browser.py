@@ -116,11 +116,14 @@ def _wait(drv, css: str, timeout: float = RENDER_S):
 def _wait_text(drv, css: str, text: str, timeout: float = RENDER_S):
     """Wait until an element matching ``css`` shows ``text`` (a tab's content is made when
     the tab is opened: it arrives with the rerun the click starts)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(drv, timeout).until(lambda d: any(
-        text in e.text for e in d.find_elements(By.CSS_SELECTOR, css)))
+    # an element can be replaced by the rerun while it is read: look again
+    return WebDriverWait(drv, timeout, ignored_exceptions=[StaleElementReferenceException]
+                         ).until(lambda d: any(text in e.text for e in
+                                               d.find_elements(By.CSS_SELECTOR, css)))
 
 
 def _settle(drv, timeout: float = RENDER_S):
