@@ -140,6 +140,7 @@ def test_loading_a_dataset_prepares_the_shared_pages_in_the_background(counts, m
 
     picker._load.clear()  # a Dataset object of its own: its memo starts empty
     monkeypatch.setenv("DATASET_QA_DATASET", str(SAMPLE))
+    monkeypatch.setenv("DATASET_QA_WARM_UP", "1")  # the suite turns it off elsewhere
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception, at.exception
     key = at.session_state[state.KEY_DATASET_KEY]
