@@ -62,50 +62,61 @@ if ids:
     st.button("Show the whole queue", on_click=clear_focus, key="dis_clear_focus")
 
 tabs = st.tabs(["Review queue", "Flags by type and class", "Model metrics", "Confusion",
-                "Export"])
-with tabs[0]:
-    st.caption("Most likely wrong first: each image's box qualities pooled by a soft minimum "
-               "(ObjectLab). Labels in the annotators' colours, predictions dashed magenta; "
-               "flagged labels highlighted.")
-    n = int(st.number_input("Images to show", 4, 96, 12, 4, key="dis_n"))
-    top = queue.head(n)["image_id"].tolist()
-    caps = res.queue_captions()
-    image_gallery(ds, top, key="dis_gallery", captions={i: caps[i] for i in top},
-                  annotators=None if reference == CONSENSUS else [reference],
-                  highlight_ann_ids=res.flagged_ann_ids(top) or None, show_predictions=True,
-                  max_images=n)
-    flags = res.flags
-    st.dataframe(flags[flags["image_id"].isin(top)], hide_index=True, key="dis_flags")
-with tabs[1]:
-    st.plotly_chart(vd.flag_counts(res.per_class), key="dis_counts")
-    st.dataframe(res.per_class, hide_index=True, key="dis_per_class")
+                "Export"], key="dis_tab", on_change="rerun")  # only the open tab is computed
+if tabs[0].open:
+    with tabs[0]:
+        st.caption("Most likely wrong first: each image's box qualities pooled by a soft "
+                   "minimum (ObjectLab). Labels in the annotators' colours, predictions dashed "
+                   "magenta; flagged labels highlighted.")
+        n = int(st.number_input("Images to show", 4, 96, 12, 4, key="dis_n"))
+        top = queue.head(n)["image_id"].tolist()
+        caps = cached.derived(res, res.queue_captions)  # once per result, not per rerun
+        image_gallery(ds, top, key="dis_gallery", captions={i: caps[i] for i in top},
+                      annotators=None if reference == CONSENSUS else [reference],
+                      highlight_ann_ids=res.flagged_ann_ids(top) or None,
+                      show_predictions=True, max_images=n)
+        flags = res.flags
+        st.dataframe(flags[flags["image_id"].isin(top)], hide_index=True, key="dis_flags")
+if tabs[1].open:
+    with tabs[1]:
+        st.plotly_chart(cached.derived(res.per_class, vd.flag_counts, res.per_class),
+                        key="dis_counts")
+        st.dataframe(res.per_class, hide_index=True, key="dis_per_class")
 if ds.is_classification:
     for tab in tabs[2:4]:
         tab.info("Detection metrics need boxes; this dataset has image labels only.")
-else:
-    ev = cached.detection_metrics(dataset_key(), ds, reference, model, conf)
-    with tabs[2]:
-        mc = st.columns(6)
-        for col, name in zip(mc, ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"]):
-            v = ev.stats[name]
-            col.metric(name.replace("AP", "mAP", 1) if name == "AP" else name,
-                       "n/a" if v < 0 else f"{v:.3f}")
-        st.caption(f"COCO bbox metrics, equal to pycocotools; precision and recall at IoU 0.5 "
-                   f"for predictions with confidence ≥ {conf:.2f}.")
-        st.dataframe(ev.per_class, hide_index=True, key="dis_metrics")
-        st.plotly_chart(vd.pr_curves(ev.pr_curves), key="dis_pr")
-    with tabs[3]:
-        st.plotly_chart(vd.confusion_heatmap(ev.confusion), key="dis_confusion")
-with tabs[4]:
-    st.caption("Send the queue back for relabelling. The dataset itself is never changed.")
-    files = cached.disagreement_exports(dataset_key(), ds, reference, model, conf, iou, objects,
-                                     n_obj)
-    e = st.columns(3)
-    e[0].download_button("Queue (CSV)", files["csv"], "queue.csv", "text/csv", key="dis_csv")
-    e[1].download_button("Flagged images (COCO)", files["coco"], "flagged_coco.json",
-                         "application/json", key="dis_coco")
-    if "labelstudio" in files:
-        e[2].download_button("Label Studio tasks", files["labelstudio"],
-                             "labelstudio_tasks.json", "application/json", key="dis_ls",
-                             help="Import into Label Studio: labels as annotations, the "
-                                  "model's boxes as predictions.")
+else:  # the metrics are evaluated when one of their tabs is opened (then kept)
+    if tabs[2].open:
+        with tabs[2]:
+            ev = cached.detection_metrics(dataset_key(), ds, reference, model, conf)
+            mc = st.columns(6)
+            for col, name in zip(mc, ["AP", "AP50", "AP75", "AP_small", "AP_medium",
+                                      "AP_large"]):
+                v = ev.stats[name]
+                col.metric(name.replace("AP", "mAP", 1) if name == "AP" else name,
+                           "n/a" if v < 0 else f"{v:.3f}")
+            st.caption(f"COCO bbox metrics, equal to pycocotools; precision and recall at IoU "
+                       f"0.5 for predictions with confidence ≥ {conf:.2f}.")
+            st.dataframe(ev.per_class, hide_index=True, key="dis_metrics")
+            st.plotly_chart(cached.derived(ev.pr_curves, vd.pr_curves, ev.pr_curves),
+                            key="dis_pr")
+    if tabs[3].open:
+        with tabs[3]:
+            ev = cached.detection_metrics(dataset_key(), ds, reference, model, conf)
+            st.plotly_chart(cached.derived(ev.confusion, vd.confusion_heatmap, ev.confusion),
+                            key="dis_confusion")
+if tabs[4].open:
+    with tabs[4]:
+        st.caption("Send the queue back for relabelling. The dataset itself is never changed.")
+        e = st.columns(3)  # each file is made when its button is clicked, not on each rerun
+        exports = [("Queue (CSV)", "csv", "queue.csv", "text/csv", None),
+                   ("Flagged images (COCO)", "coco", "flagged_coco.json", "application/json",
+                    None)]
+        if not res.is_classification:
+            exports.append(("Label Studio tasks", "labelstudio", "labelstudio_tasks.json",
+                            "application/json", "Import into Label Studio: labels as "
+                            "annotations, the model's boxes as predictions."))
+        for col, (label, fmt, name, mime, tip) in zip(e, exports):
+            col.download_button(label, lambda fmt=fmt: cached.disagreement_file(ds, res, fmt),
+                                name, mime, key=f"dis_{'ls' if fmt == 'labelstudio' else fmt}",
+                                help=tip, on_click="ignore")

@@ -8,19 +8,20 @@ from qa.app.state import clear_focus, dataset_key, focus, require_dataset
 from qa.review.exchange import dataset_decisions, decisions_text, relabel_text
 from qa.viz import review as vr
 
+TABLE_ROWS = 500  # rows of the table below the item: a window, not 200k rows per rerun
+
 ds = require_dataset()
 st.title("Review")
-findings, keys = cached.review_items(dataset_key(), ds)
-try:
-    store = review.default_review_store()
+try:  # built once per dataset; a decision is applied to it, never rebuilding it
+    queue = cached.review_queue(dataset_key(), ds)
 except (review.ReviewDatabaseError, ValueError) as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
-queue = review.build_queue(ds, findings, keys=keys, store=store, open_first=False)
+queue.refresh()  # decisions made elsewhere (another process, an import); else one COUNT
+store = queue.store
 
 ids, kind = focus()
 if ids:
-    queue = review.filter_queue(queue, image_ids=ids)
     st.info(f"Showing the items of {len(ids)} linked image(s) only.")
     st.button("Show the whole queue", on_click=clear_focus, key="rv_clear_focus")
 if "qa_reviewer" not in st.session_state:  # a reload starts a new session: the URL remembers
@@ -30,19 +31,16 @@ if reviewer.strip() and st.query_params.get("reviewer") != reviewer.strip():
     st.query_params["reviewer"] = reviewer.strip()
 
 f = st.columns(5)
-opts = {c: sorted(queue[c].dropna().astype(str).unique()) for c in
-        ("kind", "class_name", "split", "annotator")}
+opts = dict(queue.options)
 opts["status"] = list(review.STATUSES)  # fixed: a status must stay choosable when emptied
 if kind and st.session_state.get("rv_focus_kind") != kind and kind in opts["kind"]:
     st.session_state["rv_kinds"] = [kind]  # once per deep link: the reviewer may widen it
     st.session_state["rv_focus_kind"] = kind
 sel = {c: f[i].multiselect(c.replace("_name", "").capitalize(), opts[c], key=f"rv_{c}s")
        for i, c in enumerate(opts)}
-shown = review.filter_queue(queue, kinds=sel["kind"], classes=sel["class_name"],
-                            splits=sel["split"], annotators=sel["annotator"],
-                            statuses=sel["status"])
-shown = review.one_per_item(shown)  # identical copies of an image share one decision
-n = len(shown)
+shown = queue.items(kinds=sel["kind"], classes=sel["class_name"], splits=sel["split"],
+                    annotators=sel["annotator"], statuses=sel["status"], image_ids=ids)
+n = len(shown)  # one row per item: identical copies of an image share one decision
 if not n:
     st.info("No items match: every analysis that ran found nothing here, or the filters "
             "exclude everything." if len(queue) else "No findings to review in this dataset.")
@@ -57,9 +55,8 @@ def _move(step: int) -> None:
 
 
 def _decide(status: str) -> None:
-    review.record_decision(item, status, reviewer=st.session_state.get("qa_reviewer", ""),
-                           note=st.session_state.get("rv_note") or None, dataset_name=ds.name,
-                           store=store)
+    queue.record(item, status, reviewer=st.session_state.get("qa_reviewer", ""),
+                 note=st.session_state.get("rv_note") or None, dataset_name=ds.name)
     st.session_state["rv_note"] = ""
     if status != "open":
         _move(1)
@@ -88,9 +85,10 @@ with right:
     score = "" if item["score"] != item["score"] else f" · score {item['score']:.2f}"  # NaN
     st.markdown(f"**{item['kind']}** · {item['analysis']} · {item['severity']}{score}")
     st.write(item["message"] or "")
-    if item["same_as"]:
+    copies = queue.copies_of(item)
+    if copies:
         st.caption("The same finding on identical copies (same file content), settled by this "
-                   "decision too: " + ", ".join(f"#{j}" for j in item["same_as"]))
+                   "decision too: " + ", ".join(f"#{j}" for j in copies))
     st.markdown(f"Status: **{item['status'].replace('_', ' ')}**"
                 + (f" by {item['decided_by']}" if item["decided_by"] else "")
                 + (" · *re-opened: the evidence changed*" if item["reopened"] else ""))
@@ -109,19 +107,23 @@ with right:
         st.dataframe(review.history_table(store, item["item_key"]), hide_index=True,
                      key="rv_history")
 
-prog = review.queue_progress(queue)
+prog = queue.progress()
 st.progress(prog["reviewed"] / max(prog["total"], 1),
             text=f"{prog['reviewed']} of {prog['total']} items reviewed")
+by_kind, reviewers = cached.review_progress(queue)  # redrawn after a decision only
 c1, c2 = st.columns([3, 2])
-c1.plotly_chart(vr.progress_by_kind(queue), key="rv_progress")
-c2.container(key="rv_reviewers").table(review.reviewer_counts(queue), hide_index=True)
-with st.expander("Exports"):
-    decisions = dataset_decisions(ds, store=store)
+c1.plotly_chart(by_kind, key="rv_progress")
+c2.container(key="rv_reviewers").table(reviewers, hide_index=True)
+with st.expander("Exports"):  # files are made when a button is clicked, not on every rerun
     e = st.columns(3)
-    e[0].download_button("Decisions (CSV)", decisions_text(decisions, "csv"), "decisions.csv",
-                         key="rv_dl_csv")
-    e[1].download_button("Decisions (JSON)", decisions_text(decisions, "json"),
-                         "decisions.json", key="rv_dl_json")
-    e[2].download_button("Relabel tasks (Label Studio)", relabel_text(ds, queue),
-                         "relabel_tasks.json", key="rv_dl_relabel")
-st.dataframe(shown[list(review.QUEUE_TABLE)], hide_index=True, key="rv_table")
+    for col, fmt in zip(e[:2], ("csv", "json")):
+        col.download_button(f"Decisions ({fmt.upper()})", key=f"rv_dl_{fmt}", on_click="ignore",
+                            file_name=f"decisions.{fmt}", data=lambda fmt=fmt: decisions_text(
+                                dataset_decisions(ds, store=store), fmt))
+    e[2].download_button("Relabel tasks (Label Studio)", key="rv_dl_relabel", on_click="ignore",
+                         file_name="relabel_tasks.json",
+                         data=lambda: relabel_text(ds, queue.table()))
+window = shown.iloc[pos: pos + TABLE_ROWS]
+st.caption(f"Items {pos + 1}–{pos + len(window)} of {n} from the current one"
+           + ("; the exports hold them all." if n > TABLE_ROWS else "."))
+st.dataframe(window[list(review.QUEUE_TABLE)], hide_index=True, key="rv_table")

@@ -234,12 +234,15 @@ class AgreementResult:
                 raise ValueError(f"Unknown annotator {a!r}; choose one of {list(self.annotators)}.")
         ra, rb = self.ratings[annotator_a], self.ratings[annotator_b]
         both = ra.notna() & rb.notna()
-        ra, rb = ra[both].astype(int), rb[both].astype(int)
+        ra = ra[both].to_numpy(dtype=np.int64)
+        rb = rb[both].to_numpy(dtype=np.int64)
         names = {**self.category_names, NO_OBJECT: NO_OBJECT_NAME}
-        labels = sorted(set(ra) | set(rb))
-        cats = list(dict.fromkeys(names.get(v, str(v)) for v in labels))
-        la = pd.Categorical([names.get(v, str(v)) for v in ra], categories=cats)
-        lb = pd.Categorical([names.get(v, str(v)) for v in rb], categories=cats)
+        labels = np.union1d(ra, rb)
+        label_names = [names.get(v, str(v)) for v in labels.tolist()]
+        cats = list(dict.fromkeys(label_names))
+        code = np.array([cats.index(n) for n in label_names], dtype=np.int64)  # per label
+        la = pd.Categorical.from_codes(code[np.searchsorted(labels, ra)], categories=cats)
+        lb = pd.Categorical.from_codes(code[np.searchsorted(labels, rb)], categories=cats)
         tab = pd.crosstab(la, lb, dropna=False)
         tab.index.name, tab.columns.name = annotator_a, annotator_b
         return tab
@@ -538,11 +541,32 @@ def _compute_fleiss(counts: np.ndarray) -> tuple[float, np.ndarray]:
     if n < 2:
         _warn("Fleiss' kappa needs at least 2 ratings per subject; returning NaN.")
         return math.nan, np.full(n_cat, np.nan)
-    p = counts.sum(axis=0) / (n_sub * n)
-    p_i = (counts * (counts - 1)).sum(axis=1) / (n * (n - 1))
+    return _fleiss_from_sums(n_sub, n, counts.sum(axis=0),
+                             (counts * (counts - 1)).sum(axis=1),
+                             (counts * (n - counts)).sum(axis=0))
+
+
+def _fleiss_of_ratings(rows: np.ndarray, labels: np.ndarray, n_sub: int, n: int, n_cat: int
+                       ) -> tuple[float, np.ndarray]:
+    """Fleiss from (subject, label position) pairs, n ratings per subject, without the dense
+    subjects x categories table (400k consensus objects x 81 classes at 50k images): the
+    sums run over the non-zero cells only."""
+    cell = rows * n_cat + labels
+    uniq, c = np.unique(cell, return_counts=True)
+    sub, cat = uniq // n_cat, uniq % n_cat
+    c = c.astype(np.float64)
+    return _fleiss_from_sums(n_sub, n, np.bincount(cat, c, n_cat),
+                             np.bincount(sub, c * (c - 1), n_sub),
+                             np.bincount(cat, c * (n - c), n_cat))
+
+
+def _fleiss_from_sums(n_sub, n, col_sum, row_pairs, col_disagree) -> tuple[float, np.ndarray]:
+    n_cat = len(col_sum)
+    p = col_sum / (n_sub * n)
+    p_i = row_pairs / (n * (n - 1))
     p_e = float((p ** 2).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_cat = 1 - (counts * (n - counts)).sum(axis=0) / (n_sub * n * (n - 1) * p * (1 - p))
+        per_cat = 1 - col_disagree / (n_sub * n * (n - 1) * p * (1 - p))
     per_cat = np.where((p > 0) & (p < 1), per_cat, np.nan)
     if p_e >= 1 - 1e-12:
         _warn("Fleiss' kappa is undefined when all ratings fall in one category; returning NaN.")
@@ -570,21 +594,24 @@ def krippendorff_alpha(data, *, level: str = "nominal") -> float:
 
 
 def _compute_alpha(arr: np.ndarray, level: str) -> float:
+    from scipy.sparse import csr_matrix, diags
+
     mask = ~np.isnan(arr)
     unit_of = np.nonzero(mask)[1]
     values, inv = np.unique(arr[mask], return_inverse=True)
     n_val, n_units = len(values), arr.shape[1]
-    counts = np.bincount(unit_of * n_val + inv, minlength=n_units * n_val).reshape(
-        n_units, n_val).astype(np.float64)
-    m_u = counts.sum(axis=1)
+    # units x values counts, sparse: a few ratings per unit (a dense table of 400k consensus
+    # objects x 81 values would be 260 MB)
+    counts = csr_matrix((np.ones(len(inv)), (unit_of, inv)), shape=(n_units, n_val))
+    m_u = np.asarray(counts.sum(axis=1)).ravel()
     counts, m_u = counts[m_u >= 2], m_u[m_u >= 2]
     if len(m_u) == 0 or n_val < 2:
         _warn("Krippendorff's alpha is undefined: no unit has two ratings, or only one value "
               "is used; returning NaN.")
         return math.nan
-    w = 1.0 / (m_u - 1)
-    coinc = (counts * w[:, None]).T @ counts
-    coinc[np.diag_indices(n_val)] -= (counts * w[:, None]).sum(axis=0)
+    weighted = diags(1.0 / (m_u - 1)) @ counts
+    coinc = np.asarray((weighted.T @ counts).todense(), dtype=np.float64)
+    coinc[np.diag_indices(n_val)] -= np.asarray(weighted.sum(axis=0)).ravel()
     n_c = coinc.sum(axis=1)
     n = n_c.sum()
     d2 = _delta2(values, n_c, level)
@@ -780,6 +807,22 @@ def dispute_captions(causes: pd.DataFrame) -> dict[int, str]:
     return {i: " · ".join(v) for i, v in out.items()}
 
 
+
+def disputed_gallery(result: AgreementResult, causes: pd.DataFrame, *, limit: int,
+                     only=None) -> tuple[list[int], dict[int, str]]:
+    """The disputed images a gallery shows, in order, and their captions: images with a cause
+    (:func:`dispute_causes`, warnings first) then the rest by disagreement score, at most
+    ``limit``; ``only`` keeps those image ids (a report link's). Captions name who caused
+    what (:func:`dispute_captions`) after the score caption."""
+    worst = result.most_disputed(len(result.per_image))
+    caps = dict(zip(worst[IMAGE_ID], worst["caption"])) | dispute_captions(causes)
+    ids = list(dict.fromkeys([*causes[IMAGE_ID].astype(int), *worst[IMAGE_ID]]))
+    if only is not None:
+        keep = set(only)
+        ids = [i for i in ids if i in keep]
+    ids = ids[:int(limit)]
+    return ids, {i: caps.get(i, "") for i in ids}
+
 def annotator_summary(dataset: Dataset) -> pd.DataFrame:
     """What each annotator did, one row each: images labelled, boxes and image labels, boxes
     per labelled image, classes used and the most used class. Defined for any number of
@@ -846,9 +889,15 @@ def compute_agreement(dataset: Dataset, *, iou_threshold: float = DEFAULT_IOU_TH
     if len(annotators) < 2:
         _warn(f"Agreement needs at least 2 annotators; this dataset has {len(annotators)} "
               f"({', '.join(annotators) or 'none'}). Coefficients are NaN.")
+    from qa.memo import remembered
+
     if dataset.is_classification:
-        return _compute_classification(dataset, annotators, thr, progress)
-    return _compute_boxes(dataset, annotators, thr, iou_type, coverage, progress)
+        compute = lambda: _compute_classification(dataset, annotators, thr, progress)  # noqa: E731
+    else:
+        compute = lambda: _compute_boxes(dataset, annotators, thr, iou_type,  # noqa: E731
+                                         coverage, progress)
+    # the app shares one result between the agreement page and disagreement's consensus
+    return remembered(dataset, ("agreement", thr, iou_type, coverage), compute)
 
 
 def _coverage(dataset: Dataset, annotators, mode: str = "annotated"):
@@ -1039,22 +1088,36 @@ def _label_confusion(fit: DawidSkene | None, annotators, names, cl, code, cat,
         return pd.DataFrame(columns=_CONFUSION_COLUMNS)
     lab = fit.labels.astype(np.int64)
     n_lab = len(lab)
+    k = len(annotators)
     no = np.flatnonzero(lab == NO_OBJECT)
+    # the boxes behind each off-diagonal cell: one sort, then a dict (not a MultiIndex lookup
+    # per cell: 3 x 81 x 81 of them at COCO's 80 classes)
     true_of_box = fit.label.astype(np.int64)[cl]
-    box_key = pd.Series(ann_id).groupby([code, true_of_box, cat]).agg(tuple)
+    order = np.lexsort((cat, true_of_box, code))  # stable: boxes keep their order
+    cells = np.stack([code[order], true_of_box[order], cat[order]], axis=1)
+    cuts = np.flatnonzero((np.diff(cells, axis=0) != 0).any(axis=1)) + 1
+    sorted_ids = ann_id[order].tolist()
+    box_key = {tuple(cells[a].tolist()): tuple(sorted_ids[a:b]) for a, b in
+               zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(order)].tolist())} if len(order) \
+        else {}
     all_names = {**names, NO_OBJECT: NO_OBJECT_NAME}
-    rows = []
-    for j, name in enumerate(annotators):
-        conf = fit.confusion[j]
-        drew = 1.0 - conf[:, no[0]] if len(no) else np.ones(n_lab)
-        for t in range(n_lab):
-            for g in range(n_lab):
-                rows.append((name, lab[t], all_names.get(lab[t], str(lab[t])), lab[g],
-                             all_names.get(lab[g], str(lab[g])), fit.counts[j, t, g], conf[t, g],
-                             conf[t, g] / drew[t] if lab[g] != NO_OBJECT and drew[t] > 0
-                             else np.nan,
-                             box_key.get((j, lab[t], lab[g]), ()) if t != g else ()))
-    return pd.DataFrame(rows, columns=_CONFUSION_COLUMNS)
+    label_names = [all_names.get(v, str(v)) for v in lab.tolist()]
+    j, t, g = (a.ravel() for a in np.meshgrid(np.arange(k), np.arange(n_lab), np.arange(n_lab),
+                                             indexing="ij"))
+    conf = fit.confusion[:k]
+    drew = (1.0 - conf[:, :, no[0]]) if len(no) else np.ones((k, n_lab))
+    rate = conf[j, t, g]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        given_box = np.where((lab[g] != NO_OBJECT) & (drew[j, t] > 0), rate / drew[j, t], np.nan)
+    lab_list, t_list, g_list, j_list = lab.tolist(), t.tolist(), g.tolist(), j.tolist()
+    return pd.DataFrame({
+        ANNOTATOR: [annotators[x] for x in j_list],
+        "true_category_id": lab[t], "true_name": [label_names[x] for x in t_list],
+        "given_category_id": lab[g], "given_name": [label_names[x] for x in g_list],
+        "n": fit.counts[:k][j, t, g], "rate": rate, "rate_given_box": given_box,
+        "ann_ids": [box_key.get((a, lab_list[b], lab_list[c]), ()) if b != c else ()
+                    for a, b, c in zip(j_list, t_list, g_list)],
+    }, columns=_CONFUSION_COLUMNS)
 
 
 def _add_label_habits(scorecard: pd.DataFrame, lc: pd.DataFrame) -> pd.DataFrame:
@@ -1108,9 +1171,8 @@ def _coefficients(ratings: np.ndarray, annotators, names) -> dict:
             warnings.simplefilter("ignore", AgreementWarning)
             if n_full:
                 labels, inv = np.unique(full, return_inverse=True)
-                counts = np.zeros((n_full, len(labels)))
-                np.add.at(counts, (np.repeat(np.arange(n_full), k), inv.ravel()), 1)
-                fleiss, pc = _compute_fleiss(counts)
+                fleiss, pc = _fleiss_of_ratings(np.repeat(np.arange(n_full), k), inv.ravel(),
+                                                n_full, k, len(labels))
                 per_cat = pd.DataFrame({CATEGORY_ID: labels,
                                         NAME: [names.get(v, NO_OBJECT_NAME if v == NO_OBJECT
                                                          else str(v)) for v in labels],

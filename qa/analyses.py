@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from qa.dataset import Dataset
+from qa.memo import remembered, sharing
 from qa.results import concat_findings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ RUNNERS: dict[str, str] = {
     "quality": "qa.quality:run_analysis",
     "disagreement": "qa.disagreement:run_analysis",
 }
+
+#: Analyses whose result changes when image or object embeddings are added to the store (what
+#: the app forgets after an embedding run).
+READS_EMBEDDINGS = ("outliers", "duplicates", "disagreement")
 
 #: ``embeddings=`` modes: compute what is missing / use only what the store already has /
 #: never embed (analyses that need vectors are skipped).
@@ -70,6 +75,12 @@ class RunContext:
         """A per-analysis option (``options={"duplicates": {"threshold": 0.95}}``)."""
         return self.options.get(analysis, {}).get(name, default)
 
+    def computed(self, name: str) -> Any:
+        """A shared input already computed in this run ("embeddings", "objects",
+        "image_stats"), else None: computes nothing."""
+        value = self._memo.get(name)
+        return None if isinstance(value, Skip) else value
+
     def embeddings(self):
         """The dataset's image embeddings (:class:`qa.embeddings.Embeddings`), computed once.
 
@@ -92,9 +103,24 @@ class RunContext:
             self._memo["objects"] = self._object_embeddings()
         return self._memo["objects"]
 
+    def _nothing_stored(self) -> bool:
+        """In "cached" mode: whether the store holds no vector of the model at all (one
+        indexed lookup), so there is nothing to look up file by file (hashing 50k files)."""
+        if self.embeddings_mode != "cached" or self.ray:  # a cluster layout may hold them
+            return False
+        try:
+            from qa.embeddings import resolve_model
+            from qa.store import default_store
+
+            return not default_store().has_vectors(resolve_model(self.model).model_id)
+        except Exception:  # noqa: BLE001 (let the embedder give the real reason)
+            return False
+
     def _object_embeddings(self):
         ds = self.dataset
         if self.embeddings_mode == "skip" or not ds.has_boxes or ds.is_classification:
+            return None
+        if self._nothing_stored():
             return None
         try:
             from qa.embeddings import embed_objects
@@ -114,6 +140,8 @@ class RunContext:
         embed = getattr(emb, "embed_images", None)
         if embed is None:
             return Skip("this build has no image embedder")
+        if self._nothing_stored():
+            return Skip("no cached embeddings for this dataset; run `dataset-qa embed` first")
         kwargs: dict[str, Any] = {"model": self.model, "progress": self.progress,
                                   **self._cluster()}
         if self.embeddings_mode == "cached":
@@ -206,30 +234,60 @@ def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None =
     unknown = [n for n in names if n not in RUNNERS]
     if unknown:
         raise ValueError(f"unknown analyses {unknown}; known: {list(RUNNERS)}")
+    with sharing(dataset):  # results shared within the run (and beyond, in the app)
+        return _run_all(dataset, names, embeddings, model, options, progress, objects)
+
+
+def _run_all(dataset, names, embeddings, model, options, progress, objects) -> AnalysisRun:
     progress = progress or (lambda frac, msg: None)
     run = AnalysisRun()
+    # shared inputs (embeddings, the pixel pass) live as long as the dataset's memo when the
+    # app has opted it in (qa.memo.share_results), else for this run
+    shared = remembered(dataset, ("run_inputs", embeddings, model, objects), dict)
     for i, name in enumerate(names):
         def sub(frac: float, msg: str, _i=i, _name=name) -> None:
             progress((_i + min(max(frac, 0.0), 1.0)) / len(names), f"{_name}: {msg}")
 
         ctx = RunContext(dataset, embeddings_mode=embeddings, model=model, progress=sub,
                          options=options or {}, embed_objects=objects, ray=ray, layout=layout,
-                         _memo=run.context._memo if run.context else {})
+                         _memo=shared)
         run.context = ctx
         sub(0.0, "starting")
-        t0 = time.perf_counter()
-        try:
-            runner = resolve_runner(name)
-        except (ImportError, AttributeError) as e:
-            run.skipped[name] = f"not available in this installation ({e})"
-            continue
-        try:
-            run.results[name] = runner(dataset, ctx)
-        except Skip as e:
-            run.skipped[name] = str(e)
-        except Exception as e:
-            log.exception("analysis %s failed", name)
-            run.errors[name] = f"{type(e).__name__}: {e}"
-        run.seconds[name] = time.perf_counter() - t0
+        key = ("analysis", name, embeddings, model, objects, _frozen((options or {}).get(name)))
+        outcome, value, seconds = remembered(dataset, key, lambda: _run_one(name, dataset, ctx))
+        {"ok": run.results, "skipped": run.skipped, "error": run.errors}[outcome][name] = value
+        if seconds is not None:
+            run.seconds[name] = seconds
     progress(1.0, "done")
     return run
+
+
+def _run_one(name: str, dataset: Dataset, ctx: RunContext) -> tuple[str, Any, float | None]:
+    """("ok", result) / ("skipped", reason) / ("error", message) of one analysis, and its
+    seconds (None when its module is missing)."""
+    t0 = time.perf_counter()
+    try:
+        runner = resolve_runner(name)
+    except (ImportError, AttributeError) as e:
+        return "skipped", f"not available in this installation ({e})", None
+    try:
+        out = "ok", runner(dataset, ctx)
+    except Skip as e:
+        out = "skipped", str(e)
+    except Exception as e:
+        log.exception("analysis %s failed", name)
+        out = "error", f"{type(e).__name__}: {e}"
+    return (*out, time.perf_counter() - t0)
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for an options dict (part of a memo key)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set)):
+        return tuple(_frozen(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value

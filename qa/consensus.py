@@ -383,9 +383,15 @@ def _compute_dawid_skene(codes, labels, max_iter, tol) -> DawidSkene:
 
 
 def _ds_em(codes, weight, n_lab, n_items, max_iter, tol):
+    from scipy.sparse import csr_matrix
+
     n, k = codes.shape
     obs = [np.flatnonzero(codes[:, j] >= 0) for j in range(k)]
     lab = [codes[o, j] for j, o in enumerate(obs)]
+    # given label x observed pattern, one-hot: the M-step's expected counts are one sparse
+    # product per annotator (np.add.at row by row is slow with 80 classes)
+    given = [csr_matrix((np.ones(len(o)), (lb, o)), shape=(max(n_lab, 1), n))
+             for o, lb in zip(obs, lab)]
     post = np.zeros((n, max(n_lab, 1)))
     for o, lb in zip(obs, lab):
         np.add.at(post, (o, lb), 1.0)
@@ -400,9 +406,8 @@ def _ds_em(codes, weight, n_lab, n_items, max_iter, tol):
         # M-step: class priors and confusion matrices from the expected counts
         wpost = post * weight[:, None]
         prior = (wpost.sum(axis=0) + DS_PSEUDO_COUNT) / (n_items + DS_PSEUDO_COUNT * n_lab)
-        for j, (o, lb) in enumerate(zip(obs, lab)):
-            counts[j] = 0.0
-            np.add.at(counts[j].T, lb, wpost[o])
+        for j in range(k):
+            counts[j] = np.asarray(given[j] @ wpost).T  # [true, given]
         conf = counts + DS_PSEUDO_COUNT
         conf /= conf.sum(axis=2, keepdims=True)
         # E-step: posterior of the true class of every pattern

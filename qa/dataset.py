@@ -214,7 +214,9 @@ class Dataset:
 
     @property
     def models(self) -> tuple[str, ...]:
-        return tuple(sorted(str(m) for m in pd.unique(self.predictions[MODEL].astype(str))))
+        # unique of the column itself (categorical: over its codes), not of a string copy of
+        # a million predictions: pages ask on every rerun
+        return tuple(sorted({str(m) for m in pd.unique(self.predictions[MODEL])}))
 
     @property
     def has_boxes(self) -> bool:

@@ -443,13 +443,24 @@ def reference_boxes(ds: Dataset, reference: str) -> pd.DataFrame:
         ag = compute_agreement(ds)
     cl = ag.clusters
     keep = cl[(cl["n_raters"] > 0) & (2 * cl["n_boxes"] >= cl["n_raters"])]
-    members = ag.members.groupby("cluster_id")[ANN_ID].agg(lambda s: tuple(sorted(map(int, s))))
     out = keep[[IMAGE_ID, CATEGORY_ID, *BOX]].reset_index(drop=True)
     out[AREA] = out["w"] * out["h"]
     out[ISCROWD] = 0
-    out["ann_ids"] = members.reindex(keep["cluster_id"]).tolist()
+    out["ann_ids"] = _members_of(ag.members, keep["cluster_id"].to_numpy(np.int64))
     out["annotator"] = CONSENSUS
     return out
+
+
+def _members_of(members: pd.DataFrame, cluster_ids: np.ndarray) -> list[tuple]:
+    """The sorted ann_ids of each cluster in ``cluster_ids`` (one sort, no per-group Python
+    function: 400k clusters at 50k images)."""
+    cid = members["cluster_id"].to_numpy(np.int64)
+    aid = members[ANN_ID].to_numpy(np.int64)
+    order = np.lexsort((aid, cid))
+    cid, ids = cid[order], aid[order].tolist()
+    lo = np.searchsorted(cid, cluster_ids, "left").tolist()
+    hi = np.searchsorted(cid, cluster_ids, "right").tolist()
+    return [tuple(ids[a:b]) for a, b in zip(lo, hi)]
 
 
 # ---------------------------------------------------------------------------------------------

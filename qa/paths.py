@@ -105,9 +105,11 @@ def lexically_inside(root: Path | str, file_name: str) -> Path | None:
     when the file is opened (:func:`open_inside`)."""
     if not file_name or "\x00" in str(file_name):
         return None
-    root = Path(root)
-    p = Path(os.path.normpath(os.path.join(root, file_name)))
-    return p if is_inside(root, p) else None
+    # strings, not Path.parents: this runs once per image name (50k-1M per listing or hash)
+    base = os.path.normpath(os.fspath(root))
+    p = os.path.normpath(os.path.join(base, file_name))
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    return Path(p) if p == base or p.startswith(prefix) else None
 
 
 def resolve_inside(root: Path | str, file_name: str) -> Path | None:

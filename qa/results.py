@@ -65,6 +65,8 @@ class AnalysisResult(Protocol):
 
 
 def _as_tuple(v) -> tuple:
+    if type(v) is tuple and all(type(x) is int for x in v):  # already one: most rows
+        return v
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
         return ()
     if isinstance(v, (list, tuple, np.ndarray, pd.Index, pd.Series, set, frozenset)):
@@ -97,7 +99,8 @@ def findings_frame(rows: Iterable[dict] | pd.DataFrame | None = None, **defaults
             if dtype == "float64":
                 s = pd.to_numeric(s, errors="coerce").astype("float64")
             elif dtype == "Int64":
-                s = pd.array([None if pd.isna(v) else int(v) for v in s], dtype="Int64")
+                s = pd.array([None if v is None or v is pd.NA or v != v else int(v)
+                              for v in s.tolist()], dtype="Int64")
             else:
                 s = s.astype("object")
                 s = s.where(s.notna(), None)

@@ -11,6 +11,10 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The app's warm-up computes every analysis in a background thread after a load; in-process
+# AppTest tests would leave those threads competing with the tests after them. Tests that
+# check it (and the real-browser servers) turn it on.
+os.environ.setdefault("DATASET_QA_WARM_UP", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"

@@ -195,6 +195,9 @@ def _try_load(path: Path, with_predictions: bool, label: str,
             f"Could not load {label}: unexpected {type(exc).__name__}: {exc}. "
             "Please report this with the dataset's layout.")
         return
+    from qa.app.cached import warm_up
+
+    warm_up(key, ds)  # every page shares this dataset's results; computed from now on
     st.session_state[state.KEY_LOAD_ERROR] = None
     st.session_state[state.KEY_LOAD_WARNINGS] = [
         f"Predictions not loaded: {p}" for p in problems]

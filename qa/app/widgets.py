@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import streamlit as st
 
 from qa.dataset import Dataset
@@ -10,11 +13,13 @@ from qa.viz.common import PREDICTION_COLOR, annotator_colors
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _thumbnail(key: str, _ds: Dataset, image_id: int, annotators: tuple | None,
-               show_predictions: bool, highlight: tuple | None):
+               show_predictions: bool, highlight_key: str | None, _highlight: tuple | None):
+    """``highlight_key`` stands for ``_highlight`` (a digest made once per gallery: hashing
+    the whole tuple again for each thumbnail cost a second per rerun on a large page)."""
     from qa.viz.boxes import render_image
 
     return render_image(_ds, image_id, annotators=annotators, show_predictions=show_predictions,
-                        highlight_ann_ids=highlight)
+                        highlight_ann_ids=_highlight)
 
 
 def annotator_legend(ds: Dataset, annotators=None, *, show_predictions: bool = False) -> None:
@@ -53,12 +58,13 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
     shown = ids[(page - 1) * max_images: page * max_images]
     annotator_legend(ds, annotators, show_predictions=show_predictions)
     hl = tuple(sorted(int(a) for a in highlight_ann_ids)) if highlight_ann_ids is not None else None
+    hl_key = None if hl is None else hashlib.sha1(np.asarray(hl, dtype=np.int64)).hexdigest()
     ann_key = tuple(annotators) if annotators is not None else None
     names = dict(zip(ds.images["image_id"].tolist(), ds.images["file_name"].tolist()))
     for i, iid in enumerate(shown):
         if i % columns == 0:  # one row of columns at a time: a ranked list reads in rank
             cols = st.columns(columns)  # order, left to right, row by row (no masonry)
-        img, err = _thumbnail(dataset_key(), ds, iid, ann_key, show_predictions, hl)
+        img, err = _thumbnail(dataset_key(), ds, iid, ann_key, show_predictions, hl_key, hl)
         cap = str(names.get(iid, f"image {iid}"))  # the file a user knows, not an internal id
         if iid in captions:
             cap += f" — {captions[iid]}"
@@ -132,5 +138,9 @@ def embed_button(label: str, *, key: str, run, **button_kw) -> None:
         st.error(str(e))
         st.stop()
     cached.stored_embeddings.clear()
+    from qa.app.state import current_dataset
+
+    if current_dataset() is not None:  # results that read embeddings are stale now
+        cached.forget_embedding_results(current_dataset())
     st.toast(f"{done.n_computed:,} computed, {done.n_cached:,} from the cache")
     st.rerun()

@@ -26,6 +26,7 @@ Studio when given). Bad input raises :class:`DatasetError` naming the file and t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import posixpath
@@ -101,11 +102,49 @@ def _int(v) -> int | None:
 
 
 # ----------------------------------------------------------------------------- COCO results
+def _coco_results_fast(doc: list, cmap=None) -> dict | None:
+    """The columns of a well-formed COCO results list (every item an object with integer
+    image_id and category_id, a numeric score and a 4-number bbox, no file_name), built
+    column-wise: 800k predictions in well under a second instead of several. None when any
+    item is not like that; the item-by-item reader then names the first bad one."""
+    if not all(type(r) is dict for r in doc) or any("file_name" in r for r in doc):
+        return None
+    ids = [r.get("image_id") for r in doc]
+    cats = [r.get("category_id") for r in doc]
+    scores = [r.get("score") for r in doc]
+    boxes = [r.get("bbox") for r in doc]
+    numbers = {int, float}
+    if not (set(map(type, ids)) <= numbers and set(map(type, cats)) <= numbers
+            and set(map(type, scores)) <= numbers and set(map(type, boxes)) <= {list}
+            and all(len(b) == 4 for b in boxes)
+            and set(map(type, itertools.chain.from_iterable(boxes))) <= numbers):
+        return None  # bools, strings, nulls, short boxes: the careful path
+    ids_f, cats_f = np.array(ids, dtype=np.float64), np.array(cats, dtype=np.float64)
+    score = np.array(scores, dtype=np.float64)
+    box = np.array(boxes, dtype=np.float64).reshape(len(doc), 4)
+    finite = (np.isfinite(ids_f).all() and np.isfinite(cats_f).all()
+              and np.isfinite(score).all() and np.isfinite(box).all())
+    if not finite or (ids_f != np.floor(ids_f)).any() or (cats_f != np.floor(cats_f)).any():
+        return None
+    cat = cats_f.astype(np.int64)
+    if cmap is not None:
+        cat = np.array([cmap(c) for c in cat.tolist()], dtype=np.int64)
+    return {IMAGE_ID: ids_f.astype(np.int64), CATEGORY_ID: cat, SCORE: score,
+            X: box[:, 0], Y: box[:, 1], W: box[:, 2], H: box[:, 3]}
+
+
 def _coco_results(path: Path, doc: list, ds: Dataset, cmap=None) -> pd.DataFrame:
     by_name = dict(zip(ds.images[FILE_NAME].astype(str), ds.images[IMAGE_ID]))
     by_base = {}
     for fn, iid in by_name.items():
         by_base.setdefault(posixpath.basename(fn), []).append(iid)
+    rows = _coco_results_fast(doc, cmap)
+    if rows is not None:
+        unknown = set(np.setdiff1d(rows[IMAGE_ID], ds.images[IMAGE_ID].to_numpy()).tolist())
+        if unknown:
+            log.warning("%s: %d prediction image ids are not in the dataset (e.g. %s)", path,
+                        len(unknown), sorted(unknown)[:5])
+        return _frame(rows, path.stem)
     rows = {IMAGE_ID: [], CATEGORY_ID: [], SCORE: [], X: [], Y: [], W: [], H: []}
     for i, r in enumerate(doc):
         if not isinstance(r, dict):

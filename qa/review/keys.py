@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from qa.dataset import (
@@ -91,47 +92,108 @@ def item_keys(dataset: Dataset, findings: pd.DataFrame, *,
     if missing:
         raise ValueError(f"findings lack columns {sorted(missing)}; build them with "
                          "qa.results.findings_frame()")
-    return _compute_keys(dataset, findings, image_hashes(dataset) if hashes is None else hashes)
+    from qa.memo import memo_of
+
+    memo = memo_of(dataset)
+    if memo is None or hashes is not None:
+        return _compute_keys(dataset, findings,
+                             image_hashes(dataset) if hashes is None else hashes)
+    return _remembered_keys(dataset, findings, memo)
 
 
-def _rows(df: pd.DataFrame, id_col: str, who_col: str, prefix: str) -> dict[int, tuple]:
-    """{id: (who, x, y, w, h, category_id)} built column-wise (no per-row pandas lookups)."""
-    cols = [df[c].tolist() for c in (id_col, who_col, X, Y, W, H, CATEGORY_ID)]
-    return {int(i): (f"{prefix}:{who}", x, y, w, h, c) for i, who, x, y, w, h, c in zip(*cols)}
+_KEY_COLUMNS = ("image_id", "ann_ids", "pred_ids", "related_image_ids", "category_id",
+                "analysis", "kind", "annotator")
+
+
+def _remembered_keys(ds: Dataset, findings: pd.DataFrame, memo) -> pd.DataFrame:
+    """:func:`_compute_keys` for a dataset the app shares (:mod:`qa.memo`): the health report
+    and the review queue key the same 200k findings; each distinct finding is keyed once
+    (a few seconds at 50k images), later calls look it up."""
+    known = memo.get(("item_keys",), dict)
+    hashes = memo.get(("image_hashes",), lambda: image_hashes(ds))
+    cols = [findings[c].astype(object).where(findings[c].notna(), None).tolist()
+            for c in _KEY_COLUMNS]
+    rows = list(zip(*cols))
+    todo = [i for i, r in enumerate(rows) if r not in known]
+    if todo:
+        fresh = _compute_keys(ds, findings.iloc[todo], hashes)
+        for i, k, f, sha in zip(todo, fresh["item_key"], fresh["fingerprint"],
+                                fresh["image_sha"]):
+            known[rows[i]] = (k, f, sha)
+    got = [known[r] for r in rows]
+    return pd.DataFrame({"item_key": pd.Series([g[0] for g in got], dtype=object),
+                         "fingerprint": pd.Series([g[1] for g in got], dtype=object),
+                         "image_sha": pd.Series([g[2] for g in got], dtype=object)}
+                        ).set_index(findings.index)
+
+
+def _box_tokens(df: pd.DataFrame, id_col: str, who_col: str, prefix: str, names: dict,
+                wanted: set[int]) -> dict[int, tuple[str, str]]:
+    """{id: (key token, fingerprint token with the class name)} of the boxes in ``wanted``:
+    the strings of :func:`_box_token`, made once per box (a box is named by several findings;
+    a million references at 50k images) with one f-string per box."""
+    df = df[df[id_col].isin(list(wanted))]
+    if not len(df):
+        return {}
+    xywh = df[[X, Y, W, H]].to_numpy(dtype=np.float64)
+    label = np.isnan(xywh[:, 2]) | np.isnan(xywh[:, 3])
+    plain = ~label & np.isfinite(xywh).all(axis=1)
+    r = KEY_ROUND_PX
+    out = {}
+    for i, who, (x, y, w, h), c, is_label, ok in zip(
+            df[id_col].tolist(), df[who_col].tolist(), xywh.tolist(), df[CATEGORY_ID].tolist(),
+            label.tolist(), plain.tolist()):
+        who = f"{prefix}:{who}"
+        cls = names.get(int(c), c)
+        if is_label:
+            coarse = fine = f"{who}:label"
+        elif ok:
+            coarse = f"{who}:{round(x / r)},{round(y / r)},{round(w / r)},{round(h / r)}"
+            fine = f"{who}:{x:.{FINGERPRINT_DECIMALS}f},{y:.{FINGERPRINT_DECIMALS}f}," \
+                   f"{w:.{FINGERPRINT_DECIMALS}f},{h:.{FINGERPRINT_DECIMALS}f}"
+        else:  # a non-finite corner: the general function decides
+            coarse = _box_token(who, x, y, w, h, fine=False)
+            fine = _box_token(who, x, y, w, h, fine=True)
+        out[int(i)] = (coarse, f"{fine}:{cls}")
+    return out
+
+
+def _named(ids_column) -> set[int]:
+    return {int(i) for ids in ids_column if ids for i in ids}
+
+
+def _missing(v) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
 
 
 def _compute_keys(ds: Dataset, findings: pd.DataFrame, hashes: dict[int, str]) -> pd.DataFrame:
-    anns = _rows(ds.annotations, ANN_ID, ANNOTATOR, "a")
-    preds = _rows(ds.predictions, PRED_ID, MODEL, "p")
     names = ds.category_names
+    anns = _box_tokens(ds.annotations, ANN_ID, ANNOTATOR, "a", names,
+                       _named(findings["ann_ids"]))
+    preds = _box_tokens(ds.predictions, PRED_ID, MODEL, "p", names,
+                        _named(findings["pred_ids"]))
     n_labels = ds.annotations.groupby(IMAGE_ID).size().to_dict()
+    a_gone, p_gone = ("a:gone", "a:gone"), ("p:gone", "p:gone")
     keys, prints, shas = [], [], []
     cols = ["image_id", "ann_ids", "pred_ids", "related_image_ids", "category_id", "analysis",
             "kind", "annotator"]
     for iid, ann_ids, pred_ids, rel, cat, analysis, kind, annotator in zip(
             *(findings[c].tolist() for c in cols)):
-        iid = None if pd.isna(iid) else int(iid)
+        iid = None if _missing(iid) else int(iid)
         sha = hashes.get(iid, f"unknown-image:{iid}") if iid is not None else None
-        coarse, fine = [], []
-        for table, ids, gone in ((anns, ann_ids, "a:gone"), (preds, pred_ids, "p:gone")):
-            for i in ids or ():
-                r = table.get(int(i))
-                if r is None:
-                    coarse.append(gone)
-                    fine.append(gone)
-                    continue
-                who, x, y, w, h, c = r
-                coarse.append(_box_token(who, x, y, w, h, fine=False))
-                fine.append(_box_token(who, x, y, w, h, fine=True) + f":{names.get(int(c), c)}")
+        toks = [anns.get(int(i), a_gone) for i in ann_ids or ()] + \
+            [preds.get(int(i), p_gone) for i in pred_ids or ()]
+        coarse = sorted(t[0] for t in toks)
+        fine = sorted(t[1] for t in toks)
         related = sorted(hashes.get(int(j), f"unknown-image:{j}") for j in (rel or ()))
-        cls = None if pd.isna(cat) else names.get(int(cat), str(cat))
+        cls = None if _missing(cat) else names.get(int(cat), str(cat))
         scope = sha if sha is not None else f"dataset:{ds.name}"
-        base = [scope, str(analysis), str(kind), *sorted(coarse), "|", *related, "|",
-                f"annotator:{'' if annotator is None or pd.isna(annotator) else annotator}"]
+        base = [scope, str(analysis), str(kind), *coarse, "|", *related, "|",
+                f"annotator:{'' if _missing(annotator) else annotator}"]
         if not coarse:
             base.append(f"class:{cls or ''}")
         keys.append(_digest(base))
-        evidence = [*sorted(fine), f"class:{cls or ''}"]
+        evidence = [*fine, f"class:{cls or ''}"]
         if not fine and iid is not None:  # the image as a whole: its labels are the evidence
             evidence.append(f"labels:{n_labels.get(iid, 0)}")
         prints.append(_digest(evidence))

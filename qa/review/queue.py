@@ -139,6 +139,185 @@ def _compute_queue(ds: Dataset, marked: pd.DataFrame, *, open_first: bool) -> pd
     return q.iloc[idx].reset_index(drop=True)
 
 
+class ReviewQueue:
+    """The review queue of one dataset, built once per dataset and analysis results, with
+    reviewers' decisions applied to it as they are made (the dashboard's Review page).
+
+    :func:`build_queue` recomputes everything (item keys, every item's decision, the order):
+    right for a script, a minute per click for a page with 200k findings. This object does
+    that work once; :meth:`record` writes one decision and updates that item's rows in place;
+    :meth:`refresh` reloads the decisions only when the database changed behind its back
+    (another process, an import), which costs one ``COUNT(*)`` to find out. The order is
+    fixed (severity, then score: ``build_queue(open_first=False)``), so an item does not move
+    while it is decided. Thread-safe: sessions of one server share it.
+
+    ``version`` increases with every change of a decision, so a caller can cache what it
+    derives (a figure, a table) per version.
+    """
+
+    #: Columns that :meth:`record` and :meth:`refresh` change.
+    MARKS = ("status", "decided_by", "decided_at", "note", "reopened")
+
+    def __init__(self, dataset: Dataset, findings: pd.DataFrame, *,
+                 store: ReviewStore | None = None, keys: pd.DataFrame | None = None) -> None:
+        import threading
+
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"ReviewQueue() needs a qa.Dataset, got {type(dataset).__name__}")
+        self.store = store or default_review_store()
+        self.dataset_name = dataset.name
+        self._lock = threading.Lock()
+        self._n_decisions = self.store.count()
+        table = build_queue(dataset, findings, store=self.store, keys=keys, open_first=False)
+        self._columns = list(table.columns)
+        self._at_dtype = "datetime64[ns, UTC]"
+        self._static = table.drop(columns=list(self.MARKS))
+        self._marks = {c: table[c].to_numpy(dtype=object, copy=True)
+                       for c in ("status", "decided_by", "note")}
+        self._marks["reopened"] = table["reopened"].to_numpy(dtype=bool, copy=True)
+        epoch = pd.Timestamp(0, tz="UTC")  # decided_at as float seconds, NaN when open
+        self._marks["decided_at"] = (table["decided_at"] - epoch).dt.total_seconds() \
+            .to_numpy(dtype=float, copy=True)
+        keys_col = table["item_key"].to_numpy(dtype=object)
+        self._code, uniq = pd.factorize(keys_col)
+        self._keys = np.asarray(uniq, dtype=object)
+        self._first = np.unique(self._code, return_index=True)[1]  # first row of each item
+        order = np.argsort(self._code, kind="stable")
+        bounds = np.searchsorted(self._code[order], np.arange(len(self._keys) + 1))
+        self._rows_of = {k: order[bounds[i]:bounds[i + 1]] for i, k in enumerate(self._keys)}
+        self.options = {c: sorted(self._static[c].dropna().astype(str).unique())
+                        for c in ("kind", "class_name", "split", "annotator")}
+        self.version = 0
+
+    def __len__(self) -> int:
+        return len(self._static)
+
+    @property
+    def n_items(self) -> int:
+        return len(self._keys)
+
+    # ------------------------------------------------------------------ reading
+    def table(self) -> pd.DataFrame:
+        """Every finding with its current decision: what :func:`build_queue` returns."""
+        with self._lock:
+            marks = {c: v.copy() for c, v in self._marks.items()}
+        return self._with_marks(self._static, marks)
+
+    def _with_marks(self, frame: pd.DataFrame, marks: dict) -> pd.DataFrame:
+        idx = frame.index
+        out = frame.assign(
+            status=pd.Series(marks["status"], index=idx, dtype=object),
+            decided_by=pd.Series(marks["decided_by"], index=idx, dtype=object),
+            decided_at=pd.Series(pd.to_datetime(marks["decided_at"], unit="s", utc=True),
+                                 index=idx).astype(self._at_dtype),
+            note=pd.Series(marks["note"], index=idx, dtype=object),
+            reopened=pd.Series(marks["reopened"].astype(bool), index=idx))
+        return out[self._columns]
+
+    def items(self, *, kinds=None, classes=None, splits=None, annotators=None, statuses=None,
+              image_ids=None) -> pd.DataFrame:
+        """One row per item (its first finding in queue order) among the findings that match
+        every given filter (None or empty = no filter; see :func:`filter_queue`), with the
+        current decision; index 0..n-1. :meth:`copies_of` names an item's identical copies."""
+        st = self._static
+        m = np.ones(len(st), dtype=bool)
+        for col, values in (("kind", kinds), ("class_name", classes), ("split", splits),
+                            ("annotator", annotators), ("image_id", image_ids)):
+            if values:
+                m &= st[col].isin(list(values)).to_numpy()
+        with self._lock:
+            if statuses:
+                m &= np.isin(self._marks["status"], list(statuses))
+            rows = np.flatnonzero(m)
+            first = np.unique(self._code[rows], return_index=True)[1]
+            rows = rows[np.sort(first)]
+            marks = {c: v[rows] for c, v in self._marks.items()}
+        frame = st.iloc[rows].reset_index(drop=True)
+        return self._with_marks(frame, marks)
+
+    def copies_of(self, item: pd.Series | dict) -> list[int]:
+        """The other image ids whose finding has the same item key as ``item`` (identical
+        copies of the image, settled by the same decision)."""
+        rows = self._rows_of.get(item.get("item_key"), ())
+        ids = self._static["image_id"].to_numpy()[rows] if len(rows) else []
+        own = item.get("image_id")
+        return [int(j) for j in ids if not pd.isna(j)
+                and (own is None or pd.isna(own) or int(j) != int(own))]
+
+    def progress(self) -> dict:
+        """:func:`queue_progress` of the whole queue (an item counts once)."""
+        with self._lock:
+            status = self._marks["status"][self._first]
+        counts = pd.Series(status).value_counts()
+        by_status = {s: int(counts.get(s, 0)) for s in STATUSES}
+        return {"total": len(status), "reviewed": int(len(status) - by_status["open"]),
+                "open": by_status["open"], "by_status": by_status}
+
+    def first_rows(self, columns=None) -> pd.DataFrame:
+        """One row per item (its first finding), with its current decision: what the
+        progress figure and the reviewer table count. ``columns``: only these (a narrow
+        frame is cheap to build at 600k items)."""
+        with self._lock:
+            marks = {c: v[self._first] for c, v in self._marks.items()}
+        if columns is not None:
+            out = {}
+            for c in columns:
+                if c in marks:
+                    out[c] = pd.Series(marks[c], dtype=bool if c == "reopened" else object)
+                else:
+                    out[c] = self._static[c].iloc[self._first].reset_index(drop=True)
+            return pd.DataFrame(out)
+        frame = self._static.iloc[self._first].reset_index(drop=True)
+        return self._with_marks(frame, marks)
+
+    # ------------------------------------------------------------------ decisions
+    def record(self, item: pd.Series | dict, status: str, *, reviewer: str,
+               note: str | None = None, dataset_name: str | None = None) -> str:
+        """Write a decision about ``item`` (a row of :meth:`items`) to the store and apply it
+        to the queue: no rebuild. Returns the decision's uid."""
+        uid = record_decision(item, status, reviewer=reviewer, note=note,
+                              dataset_name=dataset_name or self.dataset_name, store=self.store)
+        key = item.get("item_key")
+        current = self.store.current([key])
+        with self._lock:
+            self._n_decisions += 1
+            self._apply(current)
+        return uid
+
+    def refresh(self) -> bool:
+        """Reload the decisions if the database holds decisions this queue has not seen (made
+        by another process, or imported); True when it did. Costs one COUNT query otherwise."""
+        n = self.store.count()
+        if n == self._n_decisions:
+            return False
+        current = self.store.current(self._keys.tolist())
+        with self._lock:
+            self._n_decisions = n
+            self._apply(current)
+        return True
+
+    def _apply(self, current: pd.DataFrame) -> None:
+        """Set the marks of the rows of the items in ``current`` (store.current() rows); the
+        caller holds the lock."""
+        if not len(current):
+            return
+        fp = self._static["fingerprint"].to_numpy(dtype=object)
+        for r in current.drop_duplicates("item_key").itertuples(index=False):
+            rows = self._rows_of.get(r.item_key)
+            if rows is None or not len(rows):
+                continue
+            changed = isinstance(r.fingerprint, str) and r.fingerprint != fp[rows[0]]
+            decided = not changed
+            m = self._marks
+            m["status"][rows] = r.status if decided else "open"
+            m["decided_by"][rows] = r.reviewer if decided and isinstance(r.reviewer, str) \
+                else None
+            m["decided_at"][rows] = float(r.decided_at) if decided else np.nan
+            m["note"][rows] = r.note if decided and isinstance(r.note, str) else None
+            m["reopened"][rows] = changed and r.status != "open"
+        self.version += 1
+
+
 def filter_queue(queue: pd.DataFrame, *, kinds=None, classes=None, splits=None,
                  annotators=None, statuses=None, image_ids=None) -> pd.DataFrame:
     """The rows of ``queue`` matching every given filter (None or empty = no filter). A
@@ -161,13 +340,22 @@ def one_per_item(queue: pd.DataFrame) -> pd.DataFrame:
     agrees with :func:`queue_progress`."""
     if not len(queue):
         return queue.assign(same_as=pd.Series(dtype=object))
-    ids = queue.groupby("item_key", sort=False)["image_id"].agg(
-        lambda s: [int(v) for v in s.dropna()])
-    first = queue.drop_duplicates("item_key").reset_index(drop=True)
-    first_id = first["image_id"]
-    same = [[j for j in ids[k] if pd.isna(i) or j != int(i)]
-            for k, i in zip(first["item_key"], first_id)]
-    return first.assign(same_as=same)
+    code = pd.factorize(queue["item_key"])[0]
+    first = np.unique(code, return_index=True)[1]
+    out = queue.iloc[np.sort(first)].reset_index(drop=True)
+    same = [[] for _ in range(len(out))]
+    shared = np.flatnonzero(np.bincount(code)[code] > 1)  # rows of keys held by 2+ rows
+    if len(shared):
+        slot = np.empty(code.max() + 1, dtype=np.int64)
+        slot[code[np.sort(first)]] = np.arange(len(out))
+        ids = queue["image_id"].to_numpy()
+        first_id = out["image_id"].to_numpy()
+        for r in shared.tolist():  # only copies: a few rows
+            k = slot[code[r]]
+            j, i = ids[r], first_id[k]
+            if not pd.isna(j) and (pd.isna(i) or int(j) != int(i)):
+                same[k].append(int(j))
+    return out.assign(same_as=same)
 
 
 def queue_progress(queue: pd.DataFrame) -> dict:
@@ -258,6 +446,7 @@ def history_table(store: ReviewStore, item_key: str) -> pd.DataFrame:
 
 __all__ = [
     "DECISION_BUTTONS",
+    "ReviewQueue",
     "QUEUE_TABLE",
     "build_queue",
     "collect_findings",

@@ -41,7 +41,7 @@ PAGES = [
     ("outliers", "Outliers", '[data-testid="stMarkdown"]'),
     ("duplicates", "Duplicates & leakage", ".js-plotly-plot"),
     ("quality", "Image quality", ".js-plotly-plot"),
-    ("disagreement", "Model disagreement", ".js-plotly-plot"),
+    ("disagreement", "Model disagreement", '[data-testid="stImage"]'),  # the queue tab
     ("report", "Health report", ".js-plotly-plot"),
     ("review", "Review", '[data-testid="stImage"]'),
 ]
@@ -58,7 +58,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server():
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DATASET_QA_WARM_UP": "1"}  # as users run it
     (ROOT / "artifacts").mkdir(exist_ok=True)
     log = open(ROOT / "artifacts" / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -111,6 +111,19 @@ def _wait(drv, css: str, timeout: float = RENDER_S):
 
     return WebDriverWait(drv, timeout).until(
         EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def _wait_text(drv, css: str, text: str, timeout: float = RENDER_S):
+    """Wait until an element matching ``css`` shows ``text`` (a tab's content is made when
+    the tab is opened: it arrives with the rerun the click starts)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # an element can be replaced by the rerun while it is read: look again
+    return WebDriverWait(drv, timeout, ignored_exceptions=[StaleElementReferenceException]
+                         ).until(lambda d: any(text in e.text for e in
+                                               d.find_elements(By.CSS_SELECTOR, css)))
 
 
 def _settle(drv, timeout: float = RENDER_S):
@@ -217,6 +230,7 @@ def test_agreement_disputed_gallery_and_pair_heatmaps(server, browser):
     assert len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 3
     _shot(browser, "agreement_pairs")
     _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Disputed images')]")
+    _wait(browser, '[data-testid="stImage"] img')  # a tab's content is made when it opens
     _settle(browser)
     imgs = [i for i in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')
             if i.is_displayed()]
@@ -332,6 +346,7 @@ def test_agreement_scorecard_noise_and_dawid_skene_confusion(server, browser):
     assert _errors(browser) == []
     _shot(browser, "agreement_scorecard")
     _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Confusion')]")
+    _wait_text(browser, ".js-plotly-plot", "Dawid-Skene")
     _settle(browser)
     plots = " ".join(p.text for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
     assert "Dawid-Skene" in plots and "what carol gave" in plots  # the most confused first
@@ -394,13 +409,16 @@ def test_disagreement_queue_gallery_metrics_and_confusion(server, browser):
     assert "predictions" in browser.page_source  # the legend names the dashed model boxes
     _shot(browser, "disagreement_queue")
     _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Flags by type')]")
+    _wait(browser, ".js-plotly-plot")
     _settle(browser)
     _shot(browser, "disagreement_counts")
     _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Model metrics')]")
+    _wait_text(browser, "body", "AP50")
     _settle(browser)
     assert "AP50" in browser.find_element(By.TAG_NAME, "body").text
     _shot(browser, "disagreement_metrics")
     _click_text(browser, "//*[@role='tab'][contains(normalize-space(.), 'Confusion')]")
+    _wait_text(browser, ".js-plotly-plot", "background")
     _settle(browser)
     assert _errors(browser) == []
     _shot(browser, "disagreement_confusion")

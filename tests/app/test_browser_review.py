@@ -79,7 +79,8 @@ def test_five_decisions_survive_a_server_restart(browser, tmp_path):
 
     (ROOT / "artifacts").mkdir(exist_ok=True)
     db = tmp_path / "team.sqlite"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DATASET_QA_DB": f"sqlite:///{db}"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DATASET_QA_DB": f"sqlite:///{db}",
+           "DATASET_QA_WARM_UP": "1"}
     proc, url = _start(env)
     try:
         _open_review(browser, url)

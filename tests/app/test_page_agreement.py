@@ -21,17 +21,29 @@ def test_renders_three_annotators():
     assert len(at.metric) == 4
     at.slider(key="agr_iou").set_value(0.7).run()
     assert not at.exception, at.exception
-    at.selectbox(key="agr_conf_b").set_value("carol").run()
-    at.number_input(key="agr_n_disputed").set_value(8).run()
-    assert not at.exception, at.exception
     assert "consensus" in texts(at)
     assert "consensus is undefined" not in texts(at)
     assert "Warfield" in texts(at) and "Dawid & Skene" in texts(at)  # method + citations
-    at.selectbox(key="agr_ds_annotator").set_value("carol").run()
-    assert not at.exception, at.exception
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Box noise per annotator" in t for t in titles)
-    assert any("Dawid-Skene" in t for t in titles)
+    assert not any("Dawid-Skene" in t for t in titles)  # other tabs: computed when opened
+    _open(at, "Confusion")
+    at.selectbox(key="agr_conf_b").set_value("carol").run()
+    at.selectbox(key="agr_ds_annotator").set_value("carol").run()
+    assert not at.exception, at.exception
+    assert any("Dawid-Skene" in c.proto.spec for c in at.get("plotly_chart"))
+    _open(at, "Disputed images")
+    at.number_input(key="agr_n_disputed").set_value(8).run()
+    assert not at.exception, at.exception
+    for tab in ("Pairs", "Classes", "IoU"):
+        _open(at, tab)
+        assert not at.exception, (tab, at.exception)
+        assert at.get("plotly_chart"), tab
+
+
+def _open(at, tab: str) -> None:
+    at.session_state["agr_tab"] = tab  # what a click on the tab does
+    at.run()
 
 
 def test_two_annotators_say_consensus_is_undefined():
@@ -61,6 +73,7 @@ def test_renders_classification_with_confusion():
     at = run_page(make_ds(rows), "agr-cls")
     assert not at.exception, at.exception
     assert "Classification labels" in texts(at)
+    _open(at, "Confusion")
     at.selectbox(key="agr_conf_a").set_value("bob").run()
     assert not at.exception, at.exception
 
