@@ -40,6 +40,7 @@ RUNNERS: dict[str, str] = {
     "duplicates": "qa.duplicates:run_analysis",
     "quality": "qa.quality:run_analysis",
     "disagreement": "qa.disagreement:run_analysis",
+    "drift": "qa.drift:run_analysis",  # skipped unless a reference dataset is configured
 }
 
 #: ``embeddings=`` modes: compute what is missing / use only what the store already has /
