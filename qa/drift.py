@@ -750,10 +750,12 @@ def _verdict(signals: pd.DataFrame, na: str, nb: str, clusters: pd.DataFrame) ->
     drifting = measured[measured["drift"]]
     m = len(measured)
     if drifting.empty:
-        return "no drift", (f"No drift: {nb} is like {na} in all {m} signals measured "
+        return "no drift", (f"No drift: {nb} is like {na} in all {m} signal"
+                            f"{'s' if m > 1 else ''} measured "
                             f"({', '.join(measured['signal'])}).")
     parts = [f"{r.signal} ({r.what})" for r in drifting.itertuples()]
-    text = f"Drift in {len(drifting)} of {m} signals: " + "; ".join(parts) + "."
+    text = f"Drift in {len(drifting)} of {m} signal{'s' if m > 1 else ''}: " + \
+        "; ".join(parts) + "."
     return "drift", text
 
 
@@ -1316,8 +1318,10 @@ def _coverage_space(a: _Side, b: _Side, notes) -> tuple:
     cols = [c for c in COVERAGE_FEATURES if fa[c].notna().any()]
     fa = fa.dropna(subset=cols)
     fb = fb.dropna(subset=cols)
-    if len(fa) < MIN_SAMPLES or len(fb) < 1:
-        return f"fewer than {MIN_SAMPLES} readable images in {a.name}"
+    if len(fa) < MIN_SAMPLES:
+        return f"fewer than {MIN_SAMPLES} readable images in {a.name} ({len(fa)})"
+    if len(fb) < 1:
+        return f"no readable image in {b.name}"
     xa = fa[cols].to_numpy(float)
     xb = fb[cols].to_numpy(float)
     # log of the size too: a new resolution is a new kind of picture

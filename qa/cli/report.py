@@ -44,8 +44,9 @@ def cmd_report(args) -> int:
         out = refuse_inside_dataset(args.out, ds.root)
     except ValueError as e:
         return _fail(str(e))
+    options = {"drift": {"reference": args.reference}} if args.reference else None
     report = build_report(ds, config, embeddings=args.embeddings, objects=args.objects,
-                          progress=fraction_bar("report", args.json))
+                          options=options, progress=fraction_bar("report", args.json))
     comparison = None
     if args.compare:
         try:
@@ -110,6 +111,9 @@ def register(sub) -> None:
     p.add_argument("--compare", default=None, metavar="OLD.json",
                    help="an earlier report.json (or an earlier version's dataset folder) "
                         "to compare with")
+    p.add_argument("--reference", default=None, metavar="PATH",
+                   help="a reference dataset (what the model was trained on): adds the drift "
+                        "area, this dataset compared with it (default: $DATASET_QA_REFERENCE)")
     p.add_argument("--formats", default="json,html,pdf",
                    help="comma-separated subset of json,html,pdf (default: all)")
     p.add_argument("--no-history", action="store_true",

@@ -1,0 +1,158 @@
+"""Figures and small display tables of the Compare page (qa.drift results)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from qa.drift import IMAGE_FEATURES, PSI_MAJOR, PSI_MODERATE
+from qa.viz.common import PALETTE, style
+
+COLOR_A, COLOR_B = PALETTE[0], PALETTE[1]
+DRIFT_COLOR, STEADY_COLOR = "#D55E00", "#7f7f7f"
+BOX_FEATURES = {"box_size": "box size (side / image side)", "box_aspect": "box aspect (w / h)"}
+SIGNAL_LABELS = {"labels": "Labels", "images": "Image statistics", "embeddings": "Embeddings",
+                 "coverage": "Coverage"}
+
+
+def signal_cards(result) -> list[dict]:
+    """One dict per signal for the page's verdict row: label, value ("drift", "no drift",
+    "not measured") and a help sentence."""
+    cards = []
+    for r in result.signals.itertuples(index=False):
+        if not r.measured:
+            value, text = "not measured", r.reason or ""
+        else:
+            value = "drift" if r.drift else "no drift"
+            text = r.what or f"{r.n_tests} test(s), none drifting"
+        cards.append({"label": SIGNAL_LABELS.get(r.signal, r.signal), "value": value,
+                      "help": text})
+    return cards
+
+
+def tests_table(result) -> pd.DataFrame:
+    """The tests as a person reads them (rounded, drift first)."""
+    t = result.tests
+    if t.empty:
+        return t
+    out = t[["signal", "label", "test", "statistic", "p_value", "p_adjusted", "effect_name",
+             "effect", "drift", "p_method"]].copy()
+    return out.sort_values(["drift", "p_adjusted"], ascending=[False, True],
+                           kind="stable").reset_index(drop=True)
+
+
+def class_change_chart(result, top: int = 20) -> go.Figure:
+    """Per class, its share's change B - A with the 95 % interval (significant changes in
+    orange), the most changed first."""
+    cm = result.class_mix.head(top).iloc[::-1]
+    colors = [DRIFT_COLOR if s else STEADY_COLOR for s in cm["significant"]]
+    fig = go.Figure(go.Bar(
+        x=cm["change"] * 100, y=cm["name"].astype(str), orientation="h", marker_color=colors,
+        error_x=dict(type="data", symmetric=False,
+                     array=(cm["ci_high"] - cm["change"]) * 100,
+                     arrayminus=(cm["change"] - cm["ci_low"]) * 100),
+        customdata=np.c_[cm["share_a"] * 100, cm["share_b"] * 100, cm["count_a"],
+                         cm["count_b"]],
+        hovertemplate="%{y}: %{customdata[0]:.1f}% → %{customdata[1]:.1f}% of the labels "
+                      "(%{customdata[2]} → %{customdata[3]})<extra></extra>"))
+    fig.add_vline(x=0, line_color="#444")
+    fig.update_layout(xaxis_title=f"change of the class's share, {result.name_b} − "
+                                  f"{result.name_a} (percentage points, 95% interval)",
+                      yaxis_title=None)
+    return style(fig, title="Class mix", height=max(220, 40 + 28 * len(cm)))
+
+
+def psi_chart(result) -> go.Figure:
+    """PSI per image statistic, with the 0.1 (moderate) and 0.25 (major) lines."""
+    f = result.image_features
+    colors = [DRIFT_COLOR if v > PSI_MAJOR else (PALETTE[1] if v > PSI_MODERATE else
+                                                 STEADY_COLOR) for v in f["psi"]]
+    fig = go.Figure(go.Bar(x=f["psi"], y=f["label"], orientation="h", marker_color=colors,
+                           hovertemplate="%{y}: PSI %{x:.3f}<extra></extra>"))
+    for v, text in ((PSI_MODERATE, "moderate"), (PSI_MAJOR, "major")):
+        fig.add_vline(x=v, line_dash="dash", line_color="#888", annotation_text=text)
+    fig.update_layout(xaxis_title="population stability index", yaxis_title=None,
+                      yaxis_autorange="reversed")
+    return style(fig, title="Image statistics: PSI", height=max(240, 40 + 26 * len(f)))
+
+
+def distribution_chart(result, feature: str) -> go.Figure:
+    """A's and B's distribution of one image statistic (``IMAGE_FEATURES``) or box feature
+    (``BOX_FEATURES``), as overlaid normalised histograms."""
+    if feature in IMAGE_FEATURES:
+        df, label = result.image_values, IMAGE_FEATURES[feature]
+    elif feature in BOX_FEATURES:
+        df, label = result.box_values, BOX_FEATURES[feature]
+    else:
+        raise ValueError(f"unknown feature {feature!r}; features: "
+                         f"{[*IMAGE_FEATURES, *BOX_FEATURES]}")
+    fig = go.Figure()
+    if len(df):
+        x = pd.to_numeric(df[feature], errors="coerce")
+        lo, hi = np.nanpercentile(x, [0.5, 99.5]) if x.notna().any() else (0, 1)
+        for side, name, color in (("a", result.name_a, COLOR_A), ("b", result.name_b, COLOR_B)):
+            v = x[(df["side"] == side).to_numpy()].dropna()
+            fig.add_trace(go.Histogram(x=v, name=f"{name} ({len(v):,})", marker_color=color,
+                                       histnorm="probability", opacity=0.6,
+                                       xbins=dict(start=lo, end=hi, size=(hi - lo) / 40
+                                                  if hi > lo else 1)))
+    fig.update_layout(barmode="overlay", xaxis_title=label, yaxis_title="share",
+                      legend=dict(orientation="h", y=1.12))
+    return style(fig, title=label, height=320)
+
+
+def cluster_chart(result, top: int = 12) -> go.Figure:
+    """Share of A's and of B's images in each cluster, the most changed first."""
+    c = result.clusters.head(top)
+    names = [f"cluster {k}" for k in c["cluster"]]
+    fig = go.Figure([
+        go.Bar(x=names, y=c["share_a"] * 100, name=result.name_a, marker_color=COLOR_A,
+               customdata=c["n_a"], hovertemplate="%{y:.1f}% (%{customdata} images)"),
+        go.Bar(x=names, y=c["share_b"] * 100, name=result.name_b, marker_color=COLOR_B,
+               customdata=c["n_b"], hovertemplate="%{y:.1f}% (%{customdata} images)")])
+    fig.update_layout(barmode="group", yaxis_title="share of the side's images (%)",
+                      legend=dict(orientation="h", y=1.12))
+    return style(fig, title="Clusters of the pooled embeddings, most changed first",
+                 height=340)
+
+
+def coverage_chart(result) -> go.Figure:
+    """Distance of each image of B to its nearest image of A, with A's own fence."""
+    c = result.coverage
+    fig = go.Figure()
+    if len(c):
+        unc = c["is_uncovered"].to_numpy(bool)
+        for mask, name, color in ((~unc, "covered", COLOR_A), (unc, "beyond the fence",
+                                                              DRIFT_COLOR)):
+            fig.add_trace(go.Histogram(x=c.loc[mask, "distance"], name=f"{name} "
+                                       f"({int(mask.sum()):,})", marker_color=color,
+                                       nbinsx=40))
+        fig.add_vline(x=result.coverage_fence, line_dash="dash", line_color=DRIFT_COLOR,
+                      annotation_text=f"{result.name_a}'s fence {result.coverage_fence:.3g}")
+    fig.update_layout(barmode="stack", yaxis_title=f"images of {result.name_b}",
+                      xaxis_title=f"distance to the nearest image of {result.name_a} "
+                                  f"({result.coverage_space})")
+    return style(fig, title="Coverage", height=320)
+
+
+def cluster_caption(row, name_a: str, name_b: str) -> str:
+    """"Cluster 3: 2% → 21% (4 → 42 images), more in B" for a clusters row."""
+    return (f"**Cluster {int(row['cluster'])}**: {row['share_a']:.0%} of {name_a} → "
+            f"{row['share_b']:.0%} of {name_b} ({int(row['n_a'])} → {int(row['n_b'])} "
+            f"images){' · significant' if row['significant'] else ''}")
+
+
+def cluster_examples(row) -> tuple[str, tuple]:
+    """("b", B's examples) for a cluster more frequent in B, else ("a", A's examples): the
+    side whose images show what the cluster is (B's new scenes, A's missing ones)."""
+    if (row["change"] > 0 and row["examples_b"]) or not row["examples_a"]:
+        return "b", tuple(row["examples_b"])
+    return "a", tuple(row["examples_a"])
+
+
+def result_json(result) -> bytes:
+    """The comparison as a JSON download."""
+    import json
+
+    return json.dumps(result.to_dict(), indent=1).encode("utf-8")
