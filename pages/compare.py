@@ -31,7 +31,9 @@ na, nb = res.name_a, res.name_b
 show = {"drift": st.warning, "no drift": st.success}.get(res.verdict, st.info)
 show(res.summary)
 for col, card in zip(st.columns(4), vd.signal_cards(res)):
-    col.metric(card["label"], card["value"], help=card["help"])
+    box = col.container(border=True)
+    box.markdown(f"**{card['label']}** {card['badge']}")
+    box.caption(card["text"])
 for note in res.notes:
     st.caption(note)
 missing = cmp.missing_embeddings(choice)
@@ -44,7 +46,7 @@ tabs = st.tabs(["Labels", "Image statistics", "Embeddings", "Coverage", "Version
 with tabs[0]:
     if len(res.class_mix):
         st.plotly_chart(vd.class_change_chart(res), key="cmp_class_chart")
-        st.dataframe(res.class_mix, hide_index=True, key="cmp_class_table")
+        st.dataframe(vd.class_table(res), hide_index=True, key="cmp_class_table")
     if len(res.box_values):
         box = st.radio("Box feature", list(vd.BOX_FEATURES), format_func=vd.BOX_FEATURES.get,
                        horizontal=True, key="cmp_box_feature")
@@ -59,7 +61,7 @@ with tabs[1]:
         feat = st.selectbox("Distribution of", list(IMAGE_FEATURES),
                             format_func=IMAGE_FEATURES.get, key="cmp_feature")
         st.plotly_chart(vd.distribution_chart(res, feat), key="cmp_feature_chart")
-        st.dataframe(res.image_features, hide_index=True, key="cmp_feature_table")
+        st.dataframe(vd.features_table(res), hide_index=True, key="cmp_feature_table")
 with tabs[2]:
     if res.clusters.empty:
         st.info(res.signals.set_index("signal").at["embeddings", "reason"] or "Not measured.")

@@ -173,11 +173,24 @@ def population_stability_index(reference, current, *, bins: int = PSI_BINS) -> f
     """PSI = sum over bins of (b - a) * ln(b / a), where a, b are the shares of ``reference``
     and ``current`` in each bin; bins at the reference's quantiles (``bins`` of them), or one
     per value when the two hold at most 20 distinct values. Empty bins count as 0.0001.
-    Higher = more shift (0.1 moderate, 0.25 major). NaN when a side is empty."""
+    Higher = more shift (0.1 moderate, 0.25 major; but see :func:`psi_noise`). NaN when a
+    side is empty."""
+    return _psi(reference, current, bins)[0]
+
+
+def psi_noise(n_bins: int, n_a: int, n_b: int) -> float:
+    """The PSI two samples of one population show on average: (bins - 1) * (1/n_a + 1/n_b)
+    (PSI ~ sum (b - a)^2 / p for small differences, and each share's sampling variance is
+    p (1 - p) / n). With 10 bins and 100 images a side it is 0.18: above the "moderate"
+    0.1 with no change at all, so small samples need this line beside their PSI."""
+    return float((n_bins - 1) * (1.0 / max(n_a, 1) + 1.0 / max(n_b, 1)))
+
+
+def _psi(reference, current, bins: int = PSI_BINS) -> tuple[float, int]:
     a = _finite(reference)
     b = _finite(current)
     if len(a) == 0 or len(b) == 0:
-        return float("nan")
+        return float("nan"), 0
     values = np.union1d(np.unique(a), np.unique(b))
     if len(values) <= PSI_MAX_CATEGORIES:
         ia, ib = np.searchsorted(values, a), np.searchsorted(values, b)
@@ -189,7 +202,7 @@ def population_stability_index(reference, current, *, bins: int = PSI_BINS) -> f
         k = len(edges) + 1
     pa = np.maximum(np.bincount(ia, minlength=k) / len(a), PSI_FLOOR)
     pb = np.maximum(np.bincount(ib, minlength=k) / len(b), PSI_FLOOR)
-    return float(np.sum((pb - pa) * np.log(pb / pa)))
+    return float(np.sum((pb - pa) * np.log(pb / pa))), int(k)
 
 
 def median_bandwidth(x, y, *, seed: int = SEED) -> float:
@@ -412,8 +425,9 @@ class DriftResult:
     * ``class_mix``: per class name count_a, count_b, share_a, share_b, change (B - A),
       ci_low, ci_high (95 %), p_value, p_adjusted (Holm over classes), significant.
     * ``annotator_mix``: per annotator labels and share in A and B.
-    * ``image_features``: per pixel statistic: KS statistic, p_value, psi, wasserstein_norm,
-      mean/median in A and B (Evidently's table).
+    * ``image_features``: per pixel statistic: KS statistic, p_value, psi, psi_noise (the
+      PSI expected from sampling alone, :func:`psi_noise`), wasserstein_norm, mean/median in
+      A and B (Evidently's table).
     * ``embedding``: dict with mmd2, p_value, bandwidth, method, n_permutations, model_id.
     * ``clusters``: per k-means cluster of the pooled embeddings: n_a, n_b, share_a,
       share_b, change, p_value (Fisher), p_adjusted (Holm), direction, rank (1 = most
@@ -707,7 +721,8 @@ def _test_row(signal, test_id, label, test, statistic, p_value, p_method, effect
     return dict(signal=signal, test_id=test_id, label=label, test=test,
                 statistic=float(statistic), p_value=float(p_value), p_method=p_method,
                 p_asymptotic=np.nan, effect_name=effect_name, effect=float(effect),
-                material=bool(material), p_adjusted=np.nan, drift=False, n_a=int(n_a), n_b=int(n_b), summary=summary)
+                material=bool(material), p_adjusted=np.nan, drift=False, n_a=int(n_a),
+                n_b=int(n_b), summary=summary)
 
 
 def _adjust(tests: pd.DataFrame, alpha: float) -> pd.DataFrame:
@@ -753,9 +768,9 @@ def _verdict(signals: pd.DataFrame, na: str, nb: str, clusters: pd.DataFrame) ->
         return "no drift", (f"No drift: {nb} is like {na} in all {m} signal"
                             f"{'s' if m > 1 else ''} measured "
                             f"({', '.join(measured['signal'])}).")
-    parts = [f"{r.signal} ({r.what})" for r in drifting.itertuples()]
-    text = f"Drift in {len(drifting)} of {m} signal{'s' if m > 1 else ''}: " + \
-        "; ".join(parts) + "."
+    lead = [f"{r.signal}: {r.what.split('; ')[0]}" for r in drifting.itertuples()]
+    text = (f"Drift in {len(drifting)} of {m} signal{'s' if m > 1 else ''} ("
+            + ", ".join(drifting["signal"]) + "): " + "; ".join(lead) + ".")
     return "drift", text
 
 
@@ -847,13 +862,13 @@ def _labels_drift(a: _Side, b: _Side, *, annotator, n_perm, seed, notes) -> dict
         v_all = _cramers_v(ca_all, cb_all)
         out["class_mix"] = _class_mix_table(classes, full_counts)
         top = out["class_mix"].iloc[0] if len(out["class_mix"]) else None
-        top_text = (f"; most changed: {top['name']} {top['share_a']:.1%} → {top['share_b']:.1%}"
+        top_text = (f": {top['name']} {top['share_a']:.1%} → {top['share_b']:.1%} of the labels"
                     if top is not None else "")
         if np.isfinite(chi2):
             row = _test_row("labels", "class_mix", "class mix", "chi-square", chi2, p_perm,
                             p_method, "Cramér's V", v_all, v_all >= MIN_CRAMERS_V,
                             ca_all.sum(), cb_all.sum(),
-                            f"class mix, Cramér's V {v_all:.2f}{top_text}")
+                            f"class mix (Cramér's V {v_all:.2f}){top_text}")
             row["p_asymptotic"] = p_asym
             out["tests"].append(row)
             out["chi2_dof"] = dof
@@ -914,7 +929,10 @@ def _labels_drift(a: _Side, b: _Side, *, annotator, n_perm, seed, notes) -> dict
     all_anns = [s.ds.annotations for s in (a, b)]
     who_all = sorted(set(all_anns[0][ANNOTATOR].astype(str)) | set(all_anns[1][ANNOTATOR]
                                                                      .astype(str)))
-    if len(who_all) >= 2:
+    shared = set(all_anns[0][ANNOTATOR].astype(str)) & set(all_anns[1][ANNOTATOR].astype(str))
+    if len(who_all) >= 2 and not shared:
+        notes.append("Annotator mix not tested: A and B have no annotator in common.")
+    elif len(who_all) >= 2:
         widx = {w_: i for i, w_ in enumerate(who_all)}
         ys = []
         for side, df in enumerate(all_anns):
@@ -938,8 +956,8 @@ def _labels_drift(a: _Side, b: _Side, *, annotator, n_perm, seed, notes) -> dict
             row = _test_row("labels", "annotator_mix", "annotator mix", "chi-square", chi2,
                             p_perm, p_method, "Cramér's V", v_, v_ >= MIN_CRAMERS_V,
                             mix["labels_a"].sum(), mix["labels_b"].sum(),
-                            f"annotator mix, Cramér's V {v_:.2f}; {top['annotator']} "
-                            f"{top['share_a']:.0%} → {top['share_b']:.0%}")
+                            f"annotator mix (Cramér's V {v_:.2f}): {top['annotator']} "
+                            f"{top['share_a']:.0%} → {top['share_b']:.0%} of the labels")
             row["p_asymptotic"] = p_asym
             out["tests"].append(row)
     if not out["tests"]:
@@ -1002,8 +1020,8 @@ def _images_drift(a: _Side, b: _Side, *, notes) -> dict:
     from scipy.stats import ks_2samp
 
     empty = pd.DataFrame(columns=["feature", "label", "test", "statistic", "p_value", "psi",
-                                  "wasserstein_norm", "mean_a", "mean_b", "median_a",
-                                  "median_b", "n_a", "n_b"])
+                                  "psi_noise", "wasserstein_norm", "mean_a", "mean_b",
+                                  "median_a", "median_b", "n_a", "n_b"])
     out = {"tests": [], "table": empty, "values": pd.DataFrame()}
     if a.stats is None or b.stats is None:
         out["reason"] = "no image statistics (run the pixel pass: compute_image_stats)"
@@ -1016,10 +1034,11 @@ def _images_drift(a: _Side, b: _Side, *, notes) -> dict:
         if len(xa) < MIN_SAMPLES or len(xb) < MIN_SAMPLES:
             continue
         ks = ks_2samp(xa, xb)
-        psi = population_stability_index(xa, xb)
+        psi, k = _psi(xa, xb)
         wn = _wasserstein_norm(xa, xb)
         rows.append(dict(feature=f, label=label, test="Kolmogorov-Smirnov",
                          statistic=float(ks.statistic), p_value=float(ks.pvalue), psi=psi,
+                         psi_noise=psi_noise(k, len(xa), len(xb)),
                          wasserstein_norm=wn, mean_a=float(xa.mean()), mean_b=float(xb.mean()),
                          median_a=float(np.median(xa)), median_b=float(np.median(xb)),
                          n_a=len(xa), n_b=len(xb)))
@@ -1027,7 +1046,7 @@ def _images_drift(a: _Side, b: _Side, *, notes) -> dict:
             "images", f, label, "Kolmogorov-Smirnov", ks.statistic, ks.pvalue,
             "scipy ks_2samp", "Wasserstein / std(A)", wn, wn >= MIN_WASSERSTEIN_NORM, len(xa),
             len(xb), f"{label.split(' (')[0]} {_fmt(np.median(xa))} → {_fmt(np.median(xb))} "
-                     f"(median; PSI {psi:.2f})"))
+                     f"(median, PSI {psi:.2f})"))
     if not rows:
         out["reason"] = (f"fewer than {MIN_SAMPLES} readable images on a side "
                          f"({len(va)} and {len(vb)})")
@@ -1068,7 +1087,8 @@ def _embedding_drift(a: _Side, b: _Side, *, n_perm, n_clusters, seed, notes, alp
     out["tests"].append(_test_row(
         "embeddings", "mmd", "image embeddings (MMD)", "MMD (Gaussian kernels, 4 bandwidths)",
         mmd["statistic"], mmd["p_value"], mmd["p_method"], "cluster share TVD", tvd,
-        tvd >= MIN_CLUSTER_TVD, len(xa), len(xb), f"MMD² {mmd['mmd2']:.3g}; {where}"))
+        tvd >= MIN_CLUSTER_TVD, len(xa), len(xb),
+        f"MMD² {mmd['mmd2']:.3g} (permutation p {mmd['p_value']:.2g})"))
     # the clusters were fitted on the pooled images without knowing their side, so permuting
     # the sides over fixed clusters gives an exact test of "the same shares in A and B"
     k = int(lab.max()) + 1
@@ -1081,7 +1101,7 @@ def _embedding_drift(a: _Side, b: _Side, *, n_perm, n_clusters, seed, notes, alp
         row = _test_row("embeddings", "clusters", "cluster shares", "chi-square", chi2, p_perm,
                         f"{n_perm} permutations of images", "cluster share TVD", tvd,
                         tvd >= MIN_CLUSTER_TVD, len(xa), len(xb),
-                        f"cluster shares differ (TVD {tvd:.2f}); {where}")
+                        f"{where} (cluster shares differ by TVD {tvd:.2f})")
         row["p_asymptotic"] = p_asym
         out["tests"].append(row)
     out["info"] = {**mmd, "model_id": a.emb.model_id, "cluster_tvd": tvd,

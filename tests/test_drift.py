@@ -172,6 +172,17 @@ def test_psi_equals_the_textbook_formula(case):
         assert population_stability_index(a, b) < 0.1
 
 
+def test_psi_noise_is_what_two_samples_of_one_population_show():
+    from qa.drift import psi_noise
+
+    rng = np.random.default_rng(12)
+    for n_a, n_b in ((72, 205), (150, 150), (1000, 400)):
+        psis = [population_stability_index(rng.normal(0, 1, n_a), rng.normal(0, 1, n_b))
+                for _ in range(300)]
+        assert np.mean(psis) == pytest.approx(psi_noise(10, n_a, n_b), rel=0.15)
+    assert psi_noise(10, 100, 100) == pytest.approx(0.18)
+
+
 def mmd_textbook(x, y, sigma):
     """Gretton et al. (2012), eq. 3, as a double loop."""
     k = lambda u, v: math.exp(-float(np.sum((u - v) ** 2)) / (2 * sigma ** 2))  # noqa: E731
@@ -219,7 +230,7 @@ def _false_alarm_rates(ds, stats_, n_halves=100, **kw):
     for k in range(n_halves):
         p = np.random.default_rng(1000 + k).permutation(ids)
         h = len(p) // 2
-        r = compare_subsets(ds, p[:h], p[h:], stats=stats_, seed=k, n_permutations=199, **kw)
+        r = compare_subsets(ds, p[:h], p[h:], stats=stats_, seed=k, n_permutations=99, **kw)
         ps.append(r.tests.set_index("test_id")["p_value"])
         verdicts.append(r.verdict)
     return (pd.DataFrame(ps) < 0.05).mean(), np.mean(np.array(verdicts) == "drift")
@@ -252,8 +263,13 @@ def test_random_halves_of_the_sample_do_not_alarm(sample_with_stats):
 
 @needs_realdata
 def test_random_halves_of_bccd_do_not_alarm(bccd_with_stats):
+    """100 halves estimate a rate to +-2.2 points: a test at exactly 5 % exceeds 7 of 100 one
+    time in eight. On these seeds contrast and bright share reach 8 of 100 (over 2,000
+    other halves: 4.2 % and 2.4 %, benchmarks/eval_drift.py); so per test the bound here is
+    Binomial(100, 0.05)'s 99th percentile, and the mean over the tests must stay under 5 %."""
     rates, verdict_rate = _false_alarm_rates(*bccd_with_stats)
-    assert (rates <= 0.07).all(), rates[rates > 0.07]
+    assert (rates <= 0.10).all(), rates[rates > 0.10]
+    assert rates.mean() <= 0.05, rates
     assert verdict_rate <= 0.05
 
 

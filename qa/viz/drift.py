@@ -11,35 +11,81 @@ from qa.viz.common import PALETTE, style
 
 COLOR_A, COLOR_B = PALETTE[0], PALETTE[1]
 DRIFT_COLOR, STEADY_COLOR = "#D55E00", "#7f7f7f"
+# legends above the plot, right-aligned, clear of the title on the left
+LEGEND = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1)
 BOX_FEATURES = {"box_size": "box size (side / image side)", "box_aspect": "box aspect (w / h)"}
 SIGNAL_LABELS = {"labels": "Labels", "images": "Image statistics", "embeddings": "Embeddings",
                  "coverage": "Coverage"}
 
 
+BADGES = {"drift": ":orange-badge[drift]", "no drift": ":green-badge[no drift]",
+          "not measured": ":gray-badge[not measured]"}
+
+
 def signal_cards(result) -> list[dict]:
     """One dict per signal for the page's verdict row: label, value ("drift", "no drift",
-    "not measured") and a help sentence."""
+    "not measured"), its badge (Streamlit markdown) and what it found, in words."""
     cards = []
     for r in result.signals.itertuples(index=False):
         if not r.measured:
             value, text = "not measured", r.reason or ""
         else:
             value = "drift" if r.drift else "no drift"
-            text = r.what or f"{r.n_tests} test(s), none drifting"
+            text = (r.what.replace("; ", " · ") if r.what else
+                    f"{r.n_tests} test{'s' if r.n_tests > 1 else ''}, none drifting")
         cards.append({"label": SIGNAL_LABELS.get(r.signal, r.signal), "value": value,
-                      "help": text})
+                      "badge": BADGES[value], "text": text})
     return cards
 
 
+def p_text(p) -> str:
+    """A p-value for people: "0.034", "2.1e-05", "< 1e-300" (NaN: "")."""
+    if p is None or not np.isfinite(p):
+        return ""
+    if p < 1e-300:
+        return "< 1e-300"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def _with_p_text(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for c in ("p_value", "p_adjusted", "p_asymptotic"):
+        if c in out.columns:
+            out[c] = [p_text(v) for v in out[c].astype(float)]
+    return out
+
+
 def tests_table(result) -> pd.DataFrame:
-    """The tests as a person reads them (rounded, drift first)."""
+    """The tests as a person reads them (p-values as text, drift first)."""
     t = result.tests
     if t.empty:
         return t
     out = t[["signal", "label", "test", "statistic", "p_value", "p_adjusted", "effect_name",
-             "effect", "drift", "p_method"]].copy()
-    return out.sort_values(["drift", "p_adjusted"], ascending=[False, True],
-                           kind="stable").reset_index(drop=True)
+             "effect", "material", "drift", "p_method"]].copy()
+    out = out.sort_values(["drift", "p_adjusted"], ascending=[False, True], kind="stable")
+    return _with_p_text(out).reset_index(drop=True)
+
+
+def class_table(result) -> pd.DataFrame:
+    """The class mix with shares and changes in percent, p-values as text."""
+    cm = result.class_mix.copy()
+    for c in ("share_a", "share_b", "change", "ci_low", "ci_high"):
+        cm[c] = (cm[c] * 100).round(2)
+    cm = cm.rename(columns={"share_a": "% of A", "share_b": "% of B", "change": "change (pp)",
+                            "ci_low": "95% low", "ci_high": "95% high"})
+    return _with_p_text(cm)
+
+
+def features_table(result) -> pd.DataFrame:
+    """The image statistics table (Evidently's columns, PSI beside its sampling noise)."""
+    f = result.image_features
+    if f.empty:
+        return f
+    out = f[["label", "test", "statistic", "p_value", "psi", "psi_noise", "wasserstein_norm",
+             "median_a", "median_b", "n_a", "n_b"]].rename(columns={
+                 "label": "feature", "statistic": "KS D", "psi_noise": "PSI from sampling",
+                 "wasserstein_norm": "Wasserstein / std(A)"})
+    return _with_p_text(out)
 
 
 def class_change_chart(result, top: int = 20) -> go.Figure:
@@ -64,16 +110,23 @@ def class_change_chart(result, top: int = 20) -> go.Figure:
 
 
 def psi_chart(result) -> go.Figure:
-    """PSI per image statistic, with the 0.1 (moderate) and 0.25 (major) lines."""
+    """PSI per image statistic, with the 0.1 (moderate) and 0.25 (major) lines and, per
+    feature, the PSI that sampling alone gives at these sizes (a black tick)."""
     f = result.image_features
     colors = [DRIFT_COLOR if v > PSI_MAJOR else (PALETTE[1] if v > PSI_MODERATE else
                                                  STEADY_COLOR) for v in f["psi"]]
-    fig = go.Figure(go.Bar(x=f["psi"], y=f["label"], orientation="h", marker_color=colors,
-                           hovertemplate="%{y}: PSI %{x:.3f}<extra></extra>"))
+    fig = go.Figure([
+        go.Bar(x=f["psi"], y=f["label"], orientation="h", marker_color=colors, name="PSI",
+               hovertemplate="%{y}: PSI %{x:.3f}<extra></extra>"),
+        go.Scatter(x=f["psi_noise"], y=f["label"], mode="markers", name="from sampling alone",
+                   marker=dict(symbol="line-ns-open", size=18, color="#222",
+                               line=dict(width=2)),
+                   hovertemplate="%{y}: two samples of one population show PSI %{x:.3f} "
+                                 "on average<extra></extra>")])
     for v, text in ((PSI_MODERATE, "moderate"), (PSI_MAJOR, "major")):
         fig.add_vline(x=v, line_dash="dash", line_color="#888", annotation_text=text)
     fig.update_layout(xaxis_title="population stability index", yaxis_title=None,
-                      yaxis_autorange="reversed")
+                      yaxis_autorange="reversed", legend=LEGEND)
     return style(fig, title="Image statistics: PSI", height=max(240, 40 + 26 * len(f)))
 
 
@@ -98,8 +151,8 @@ def distribution_chart(result, feature: str) -> go.Figure:
                                        xbins=dict(start=lo, end=hi, size=(hi - lo) / 40
                                                   if hi > lo else 1)))
     fig.update_layout(barmode="overlay", xaxis_title=label, yaxis_title="share",
-                      legend=dict(orientation="h", y=1.12))
-    return style(fig, title=label, height=320)
+                      legend=LEGEND)
+    return style(fig, title=label, height=340)
 
 
 def cluster_chart(result, top: int = 12) -> go.Figure:
@@ -112,7 +165,7 @@ def cluster_chart(result, top: int = 12) -> go.Figure:
         go.Bar(x=names, y=c["share_b"] * 100, name=result.name_b, marker_color=COLOR_B,
                customdata=c["n_b"], hovertemplate="%{y:.1f}% (%{customdata} images)")])
     fig.update_layout(barmode="group", yaxis_title="share of the side's images (%)",
-                      legend=dict(orientation="h", y=1.12))
+                      legend=LEGEND)
     return style(fig, title="Clusters of the pooled embeddings, most changed first",
                  height=340)
 
