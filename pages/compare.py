@@ -85,6 +85,7 @@ with tabs[3]:
         st.markdown(f"**{len(unc):,} images of {nb}** lie beyond {na}'s nearest-neighbour "
                     f"fence ({res.coverage_share_a:.1%} of {na}'s own images do): "
                     f"{na} does not cover them, the farthest first.")
+        st.dataframe(res.coverage_summary, hide_index=True, key="cmp_coverage_spaces")
         top = unc.head(24)
         cmp.gallery(choice.b, choice.key_b, top["image_id"], captions=dict(zip(
             top["image_id"], [f"{e:.2f}x the fence" for e in top["excess"]])))

@@ -296,7 +296,7 @@ def test_random_halves_of_embeddings_do_not_alarm():
     v, _ = blobs(rng, 240, centers, [0.3, 0.25, 0.2, 0.15, 0.1], d=d)
     ds = label_ds(6, 240)
     e = emb(ds.images["image_id"], v)
-    hits = {"mmd": 0, "clusters": 0, "coverage": 0}
+    hits = {"mmd": 0, "clusters": 0, "coverage_embeddings": 0}
     verdicts = 0
     for k in range(100):
         p = np.random.default_rng(k).permutation(ds.images["image_id"].to_numpy())
@@ -400,6 +400,7 @@ def test_a_darker_tenth_is_found_from_the_pixels(tmp_path):
     assert res.is_drift
     sig = res.signals.set_index("signal")
     assert sig.at["coverage", "drift"] and res.coverage_space == "image statistics"
+    assert res.uncovered.head(8)["space"].eq("image statistics").all()
     dark_ids = set(b.images["image_id"].to_numpy()[sorted(dark)].tolist())
     assert set(res.uncovered.head(8)["image_id"]) == dark_ids
     f = res.image_features.set_index("feature")

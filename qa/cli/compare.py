@@ -111,11 +111,12 @@ def _print(res, args) -> None:
                                                 "direction"]) + "\n")
     unc = res.uncovered
     if res.coverage_space:
-        w(f"\nCoverage ({res.coverage_space}): {len(unc):,} images of {res.name_b} beyond "
-          f"{res.name_a}'s nearest-neighbour fence {res.coverage_fence:.3g} ("
-          f"{res.coverage_share_a:.1%} of {res.name_a}'s own)\n")
+        w(f"\nCoverage: {len(unc):,} images of {res.name_b} beyond {res.name_a}'s "
+          f"nearest-neighbour fence ({res.coverage_share_a:.1%} of {res.name_a}'s own)\n")
+        w(table(res.coverage_summary, ["space", "fence", "share_a", "n_uncovered", "share_b",
+                                       "p_value"]) + "\n")
         if len(unc):
-            w(table(unc.head(args.top), ["image_id", "file_name", "distance", "excess",
+            w(table(unc.head(args.top), ["image_id", "file_name", "space", "excess",
                                          "nearest_file_a"]) + "\n")
     if res.has_versions:
         counts = res.files["status"].value_counts()

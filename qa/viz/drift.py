@@ -171,21 +171,23 @@ def cluster_chart(result, top: int = 12) -> go.Figure:
 
 
 def coverage_chart(result) -> go.Figure:
-    """Distance of each image of B to its nearest image of A, with A's own fence."""
+    """How far each image of B is from its nearest image of A, in units of A's own fence
+    (its space's: embeddings or image statistics, whichever it is farther in); beyond 1 it is
+    not covered."""
     c = result.coverage
     fig = go.Figure()
     if len(c):
         unc = c["is_uncovered"].to_numpy(bool)
+        x = np.log2(np.clip(c["excess"].to_numpy(float), 1 / 64, 64))
         for mask, name, color in ((~unc, "covered", COLOR_A), (unc, "beyond the fence",
                                                               DRIFT_COLOR)):
-            fig.add_trace(go.Histogram(x=c.loc[mask, "distance"], name=f"{name} "
-                                       f"({int(mask.sum()):,})", marker_color=color,
-                                       nbinsx=40))
-        fig.add_vline(x=result.coverage_fence, line_dash="dash", line_color=DRIFT_COLOR,
-                      annotation_text=f"{result.name_a}'s fence {result.coverage_fence:.3g}")
-    fig.update_layout(barmode="stack", yaxis_title=f"images of {result.name_b}",
-                      xaxis_title=f"distance to the nearest image of {result.name_a} "
-                                  f"({result.coverage_space})")
+            fig.add_trace(go.Histogram(x=x[mask], name=f"{name} ({int(mask.sum()):,})",
+                                       marker_color=color, nbinsx=40))
+        fig.add_vline(x=0, line_dash="dash", line_color=DRIFT_COLOR,
+                      annotation_text=f"{result.name_a}'s fence")
+    fig.update_layout(barmode="stack", yaxis_title=f"images of {result.name_b}", legend=LEGEND,
+                      xaxis_title=f"log2 (distance to the nearest image of {result.name_a} / "
+                                  "its fence)")
     return style(fig, title="Coverage", height=320)
 
 
