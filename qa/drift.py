@@ -13,12 +13,15 @@ or more tests with a p-value and an effect size:
   contrast, sharpness, entropy, colourfulness, dark and bright shares, width, height, aspect;
   per feature the KS test, its statistic and p-value, the population stability index (PSI)
   and the normalised Wasserstein distance, as Evidently's data-drift table has them.
-* **embeddings**: the maximum mean discrepancy (MMD, Gaussian kernel, median-heuristic
-  bandwidth) with a permutation p-value, and *where* the data differ: k-means clusters of the
-  pooled embeddings with their share in A and in B, the most changed first.
+* **embeddings**: the maximum mean discrepancy (MMD, Gaussian kernels at three bandwidths
+  around the median heuristic) with a permutation p-value, and *where* the data differ:
+  k-means clusters of the pooled embeddings with their share in A and in B, the most changed
+  first, tested by the largest share change (a permutation test too).
 * **coverage**: the images of B farther from every image of A than A's images are from each
-  other (beyond Tukey's fence of A's own nearest-neighbour distances), ranked, as findings;
-  a one-sided Fisher test of "more of B is beyond the fence than of A".
+  other (beyond Tukey's fence of A's own nearest-neighbour distances), in the embeddings and
+  in robust z-scores of the pixel statistics (an embedder trained to ignore lighting does
+  not see a darker batch), ranked, as findings; per space a one-sided Fisher test of "more
+  of B is beyond the fence than of A".
 
 Plus **versions** when A and B share their files: files added, removed, renamed or changed
 (SHA-256 of the bytes) and, per image, the labels added, removed, moved or relabelled, per

@@ -11,8 +11,8 @@ from qa.viz.common import PALETTE, style
 
 COLOR_A, COLOR_B = PALETTE[0], PALETTE[1]
 DRIFT_COLOR, STEADY_COLOR = "#D55E00", "#7f7f7f"
-# legends above the plot, right-aligned, clear of the title on the left
-LEGEND = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1)
+# legends above the plot, centred: clear of the title (left) and the tool bar (right)
+LEGEND = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="center", x=0.5)
 BOX_FEATURES = {"box_size": "box size (side / image side)", "box_aspect": "box aspect (w / h)"}
 SIGNAL_LABELS = {"labels": "Labels", "images": "Image statistics", "embeddings": "Embeddings",
                  "coverage": "Coverage"}

@@ -48,6 +48,8 @@ def test_another_dataset_by_path_and_a_bad_path(tmp_path):
     at.text_input(key="cmp_path").set_value(str(tmp_path / "nope")).run()
     assert not at.exception
     assert at.error and "Could not load" in at.error[0].value
+    at.radio(key="cmp_source").set_value("An uploaded .zip").run()
+    assert not at.exception and "Upload the dataset to compare with" in texts(at)
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
