@@ -16,6 +16,9 @@ from qa.app.state import dataset_key
 from qa.dataset import Dataset, DatasetError
 
 SOURCES = ("A split of this dataset", "A folder or file on the server", "An uploaded .zip")
+# First choice when the health report's reference is configured (DATASET_QA_REFERENCE): the
+# report's drift checks link here, and land on the same comparison.
+REFERENCE_SOURCE = "The reference dataset (the report's)"
 KEY_UPLOAD = "cmp_upload_extraction"  # this page's own extraction (the sidebar keeps its own)
 
 
@@ -83,8 +86,19 @@ def _upload() -> tuple[Dataset | None, str, str]:
 
 def choose(ds: Dataset) -> Choice | None:
     """The page's "compare with" widgets; None (with a sentence) until B is chosen."""
-    source = st.radio("Compare this dataset (A, the reference) with B:", SOURCES,
-                      horizontal=True, key="cmp_source")
+    from qa.drift import REFERENCE_ENV
+
+    ref = os.environ.get(REFERENCE_ENV, "").strip()
+    source = st.radio("Compare this dataset (A, the reference) with B:",
+                      ((REFERENCE_SOURCE,) if ref else ()) + SOURCES, horizontal=True,
+                      key="cmp_source")
+    if source == REFERENCE_SOURCE:
+        other, key = _other(Path(os.path.expanduser(ref)), None, ref)
+        if other is None:
+            return None
+        st.caption(f"A = the reference dataset {ref} ({REFERENCE_ENV}), B = this dataset.")
+        return Choice(other, ds, key, dataset_key(), (f"the reference ({other.name})",
+                                                      f"this dataset ({ds.name})"))
     if source == SOURCES[0]:
         splits = list(ds.splits) + (["none"] if ds.images["split"].isna().any() else [])
         if len(splits) < 2:

@@ -69,3 +69,16 @@ def test_a_report_link_shows_its_images_first():
     at.run()
     assert not at.exception, at.exception
     assert "far from every image of the reference" in texts(at)
+
+
+def test_the_reports_reference_is_the_first_choice(tmp_path, monkeypatch):
+    from qa.drift import REFERENCE_ENV
+
+    ref = coco_set(tmp_path / "ref", 30, 1)
+    monkeypatch.setenv(REFERENCE_ENV, str(ref))
+    new = qa.load(coco_set(tmp_path / "new", 30, 2, classes=(3,), dark=True))
+    at = run_page("compare", new, "cmp-reference")
+    assert not at.exception, at.exception
+    assert at.radio(key="cmp_source").value.startswith("The reference dataset")
+    assert at.warning and at.warning[0].value.startswith("Drift in")
+    assert "this dataset (new)" in at.warning[0].value or "this dataset" in texts(at)
