@@ -737,7 +737,7 @@ def _compare(a: _Side, b: _Side, *, same: bool, annotator, alpha, n_perm, n_clus
     signals = _signals(table, {"labels": labels.get("reason"), "images": images.get("reason"),
                                "embeddings": emb.get("reason"),
                                "coverage": cov.get("reason")})
-    verdict, summary = _verdict(signals, a.name, b.name, emb["clusters"])
+    verdict, summary = _verdict(signals, a.name, b.name)
     progress(1.0, "comparison done")
     return DriftResult(
         name_a=a.name, name_b=b.name, n_images_a=a.ds.n_images, n_images_b=b.ds.n_images,
@@ -791,7 +791,7 @@ def _signals(tests: pd.DataFrame, reasons: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _verdict(signals: pd.DataFrame, na: str, nb: str, clusters: pd.DataFrame) -> tuple:
+def _verdict(signals: pd.DataFrame, na: str, nb: str) -> tuple:
     measured = signals[signals["measured"]]
     if measured.empty:
         return "not measured", (f"Nothing could be compared between {na} and {nb}: "
@@ -847,7 +847,8 @@ def _labels_drift(a: _Side, b: _Side, *, annotator, n_perm, seed, notes) -> dict
                        .astype(str), side=side)
         anns.append(df)
     if who is None and len(a.ds.annotations) and len(b.ds.annotations):
-        notes.append("A and B have no annotator in common: every label of each is compared.")
+        notes.append(f"{a.name} and {b.name} have no annotator in common: every label of each "
+                     "is compared.")
     elif who is not None and (len(a.ds.annotators) > 1 or len(b.ds.annotators) > 1):
         notes.append(f"Labels compared: annotator '{who}' (the one with most labels); the "
                      "annotator mix compares all of them.")
@@ -966,7 +967,8 @@ def _labels_drift(a: _Side, b: _Side, *, annotator, n_perm, seed, notes) -> dict
                                                                      .astype(str)))
     shared = set(all_anns[0][ANNOTATOR].astype(str)) & set(all_anns[1][ANNOTATOR].astype(str))
     if len(who_all) >= 2 and not shared:
-        notes.append("Annotator mix not tested: A and B have no annotator in common.")
+        notes.append(f"Annotator mix not tested: {a.name} and {b.name} have no annotator in "
+                     "common.")
     elif len(who_all) >= 2:
         widx = {w_: i for i, w_ in enumerate(who_all)}
         ys = []
