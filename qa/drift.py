@@ -51,9 +51,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,7 +67,6 @@ from qa.dataset import (
     HEIGHT,
     H,
     IMAGE_ID,
-    NAME,
     SPLIT,
     W,
     WIDTH,
@@ -166,10 +164,6 @@ REFERENCE_ENV = "DATASET_QA_REFERENCE"
 TESTS_COLUMNS = ["signal", "test_id", "label", "test", "statistic", "p_value", "p_method",
                  "p_asymptotic", "effect_name", "effect", "material", "p_adjusted", "drift",
                  "n_a", "n_b", "summary"]
-
-
-class DriftWarning(UserWarning):
-    """A drift statistic is undefined for this input (too few images, one class ...)."""
 
 
 # ================================================================== statistics (public)
