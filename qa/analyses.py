@@ -41,6 +41,7 @@ RUNNERS: dict[str, str] = {
     "duplicates": "qa.duplicates:run_analysis",
     "quality": "qa.quality:run_analysis",
     "disagreement": "qa.disagreement:run_analysis",
+    "drift": "qa.drift:run_analysis",  # skipped unless a reference dataset is configured
 }
 
 #: Analyses whose result changes when image or object embeddings are added to the store (what

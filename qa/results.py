@@ -32,7 +32,7 @@ SEVERITIES = ("error", "warning", "info")
 
 # App pages, by their URL path (pages/<name>.py); "overview" is the default page at "/".
 PAGES = ("overview", "balance", "agreement", "outliers", "duplicates", "quality",
-         "disagreement", "report", "review")
+         "disagreement", "report", "review", "compare")
 
 FINDINGS_SCHEMA = {
     "analysis": "object",  # the analysis that flagged it: "validation", "duplicates" ...

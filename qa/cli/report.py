@@ -45,15 +45,16 @@ def cmd_report(args) -> int:
         out = refuse_inside_dataset(args.out, ds.root)
     except ValueError as e:
         return _fail(str(e))
+    options = {"drift": {"reference": args.reference}} if args.reference else None
     source = ds
     if args.ray:  # the analyses' per-image work on the cluster, then the report as usual
         from qa.analyses import run_analyses
 
         source = run_analyses(ds, embeddings=args.embeddings, objects=args.objects,
-                              progress=fraction_bar("report", args.json), ray=args.ray,
-                              layout=args.layout)
+                              options=options, progress=fraction_bar("report", args.json),
+                              ray=args.ray, layout=args.layout)
     report = build_report(source, config, embeddings=args.embeddings, objects=args.objects,
-                          progress=fraction_bar("report", args.json))
+                          options=options, progress=fraction_bar("report", args.json))
     comparison = None
     if args.compare:
         try:
@@ -118,6 +119,9 @@ def register(sub) -> None:
     p.add_argument("--compare", default=None, metavar="OLD.json",
                    help="an earlier report.json (or an earlier version's dataset folder) "
                         "to compare with")
+    p.add_argument("--reference", default=None, metavar="PATH",
+                   help="a reference dataset (what the model was trained on): adds the drift "
+                        "area, this dataset compared with it (default: $DATASET_QA_REFERENCE)")
     p.add_argument("--formats", default="json,html,pdf",
                    help="comma-separated subset of json,html,pdf (default: all)")
     p.add_argument("--no-history", action="store_true",

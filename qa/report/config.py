@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 AREAS = ("hygiene", "balance", "agreement", "duplicates and leakage", "outliers and quality",
-         "label quality")
+         "label quality", "drift")
 PASS_IF = ("<=", ">=")
 ONLY_FOR = ("detection", "classification")
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_checks.toml")
