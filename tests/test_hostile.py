@@ -708,7 +708,7 @@ def test_picker_extraction_goes_with_its_owner(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     buf = _zip({"ds/a.txt": "1"}).getvalue()
-    ex = picker._Extraction("d1", buf)
+    ex = picker.Extraction("d1", buf)
     box = extraction_folder(ex.folder)
     assert box.parent == tmp_path and box.exists()
     del ex

@@ -63,7 +63,7 @@ def _other(path: Path, confine: Path | None, label: str) -> tuple[Dataset | None
 
 
 def _upload() -> tuple[Dataset | None, str, str]:
-    from qa.app.picker import _Extraction  # the sidebar's safe, session-bound extraction
+    from qa.app.picker import Extraction  # the sidebar's safe, session-bound extraction
     from qa.io.archive import extraction_folder
 
     up = st.file_uploader("Dataset B as .zip", type=["zip"], key="cmp_upload")
@@ -76,7 +76,7 @@ def _upload() -> tuple[Dataset | None, str, str]:
         if cur is not None:
             cur.remove()
         try:
-            st.session_state[KEY_UPLOAD] = cur = _Extraction(digest, data)
+            st.session_state[KEY_UPLOAD] = cur = Extraction(digest, data)
         except DatasetError as e:
             st.error(f"Could not load {up.name}: {e}", icon=":material/error:")
             return None, "", ""

@@ -136,7 +136,7 @@ def _cleanup_at_startup() -> int:
     return len(remove_stale_extractions())
 
 
-class _Extraction:
+class Extraction:
     """One session's extracted upload; its folder is removed when the object goes (the
     session ends, or another upload replaces it) or when the server exits."""
 
@@ -162,7 +162,7 @@ def _extract(digest: str, data: bytes) -> Path:
         cur.remove()
         st.session_state[KEY_UPLOAD] = None
     with st.spinner("Extracting upload ..."):
-        st.session_state[KEY_UPLOAD] = _Extraction(digest, data)
+        st.session_state[KEY_UPLOAD] = Extraction(digest, data)
     return st.session_state[KEY_UPLOAD].folder
 
 
