@@ -236,10 +236,12 @@ def run_analyses(dataset: Dataset, *, only: list[str] | tuple[str, ...] | None =
     if unknown:
         raise ValueError(f"unknown analyses {unknown}; known: {list(RUNNERS)}")
     with sharing(dataset):  # results shared within the run (and beyond, in the app)
-        return _run_all(dataset, names, embeddings, model, options, progress, objects)
+        return _run_all(dataset, names, embeddings, model, options, progress, objects,
+                        ray, layout)
 
 
-def _run_all(dataset, names, embeddings, model, options, progress, objects) -> AnalysisRun:
+def _run_all(dataset, names, embeddings, model, options, progress, objects,
+             ray=None, layout=None) -> AnalysisRun:
     progress = progress or (lambda frac, msg: None)
     run = AnalysisRun()
     # shared inputs (embeddings, the pixel pass) live as long as the dataset's memo when the
