@@ -47,7 +47,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -72,6 +72,7 @@ from qa.dataset import (
     SEGMENTATION,
     Dataset,
     W,
+    name_images,
 )
 from qa.geometry import (
     DEFAULT_IOU_THRESHOLD,
@@ -210,6 +211,8 @@ class AgreementResult:
     label_confusion: pd.DataFrame = field(default_factory=pd.DataFrame)
     # annotator -> {"loose": [(image_id, ann_id)], "missed": [...]}: the worst examples
     annotator_examples: dict = field(default_factory=dict)
+    #: the dataset's images table, so that findings name files, not internal ids
+    image_table: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def consensus_defined(self) -> bool:
@@ -434,8 +437,9 @@ class AgreementResult:
             "kind": "disputed_image", "severity": "warning",
             "score": d["disagreement_score"].to_numpy(), "image_id": d[IMAGE_ID].to_numpy(),
             "ann_ids": [ann_by_image.get(i, ()) for i in d[IMAGE_ID]],
-            "message": [f"annotators disagree on image {i}: {x}" for i, x in
-                        zip(d[IMAGE_ID], detail)]}), analysis=self.ANALYSIS, page="agreement")
+            "message": [f"annotators disagree on {name}: {x}" for name, x in
+                        zip(name_images(self.image_table, d[IMAGE_ID]), detail)]}),
+            analysis=self.ANALYSIS, page="agreement")
 
     def to_dict(self) -> dict:
         return {
@@ -897,7 +901,8 @@ def compute_agreement(dataset: Dataset, *, iou_threshold: float = DEFAULT_IOU_TH
         compute = lambda: _compute_boxes(dataset, annotators, thr, iou_type,  # noqa: E731
                                          coverage, progress)
     # the app shares one result between the agreement page and disagreement's consensus
-    return remembered(dataset, ("agreement", thr, iou_type, coverage), compute)
+    return remembered(dataset, ("agreement", thr, iou_type, coverage),
+                      lambda: replace(compute(), image_table=dataset.images))
 
 
 def _coverage(dataset: Dataset, annotators, mode: str = "annotated"):

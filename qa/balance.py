@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -49,6 +49,7 @@ from qa.dataset import (
     W,
     X,
     Y,
+    name_images,
 )
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,8 @@ class BalanceResult:
     notes: tuple[str, ...]
     min_box_side: float
     rare_fraction: float
+    #: the dataset's images table, so that findings name files, not internal ids
+    image_table: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def has_boxes(self) -> bool:
@@ -298,9 +301,10 @@ class BalanceResult:
                                          f"labels against {r.reference_share:.1%} for the "
                                          "others; check their guideline for this class"))
         pi = self.per_image
-        for iid in pi.loc[pi["is_empty"], IMAGE_ID]:
+        empty = pi.loc[pi["is_empty"], IMAGE_ID]
+        for iid, name in zip(empty, name_images(self.image_table, empty)):
             rows.append(dict(kind="empty_image", severity="info", image_id=iid, score=0.0,
-                             message=f"image {iid} has no objects: a true negative, or labels "
+                             message=f"{name} has no objects: a true negative, or labels "
                                      "are missing"))
         if self.has_boxes:
             b = self.boxes
@@ -428,10 +432,11 @@ def compute_class_balance(
         unknown = [s for s in splits if s not in known]
         if unknown:
             raise ValueError(f"unknown split(s) {unknown}; this dataset has {sorted(known)}.")
-    return _compute_class_balance(dataset, annotator=annotator, splits=splits,
-                                  min_box_side=float(min_box_side),
-                                  rare_fraction=float(rare_fraction),
-                                  center_bins=int(center_bins))
+    res = _compute_class_balance(dataset, annotator=annotator, splits=splits,
+                                 min_box_side=float(min_box_side),
+                                 rare_fraction=float(rare_fraction),
+                                 center_bins=int(center_bins))
+    return replace(res, image_table=dataset.images)
 
 
 # ---------------------------------------------------------------------------------------------

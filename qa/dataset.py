@@ -329,6 +329,19 @@ def image_labels(images: pd.DataFrame) -> dict[int, str]:
             zip(images[IMAGE_ID], images[FILE_NAME], splits)}
 
 
+
+def name_images(images: pd.DataFrame | None, ids) -> list[str]:
+    """:func:`image_label` of each image id in ``ids``, looked up in an images table (the
+    ``Dataset.images`` a result keeps); "image <id>" for an id it lacks or without a table."""
+    ids = [int(i) for i in ids]
+    if images is None or not ids:
+        return [f"image {i}" for i in ids]
+    t = images.drop_duplicates(IMAGE_ID).set_index(IMAGE_ID)
+    found = t.reindex(ids)
+    splits = found[SPLIT] if SPLIT in found else [None] * len(ids)
+    return [f"image {i}" if _isna(f) else image_label(f, s)
+            for i, f, s in zip(ids, found[FILE_NAME], splits)]
+
 def _missing_column(dtype: str, n: int, index) -> pd.Series:
     """A column the source did not have: NaN/NA of the right dtype (0 for plain ints)."""
     if dtype in ("int8", "int64"):

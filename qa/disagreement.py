@@ -76,6 +76,7 @@ from qa.dataset import (
     SCORE,
     Dataset,
     W,
+    name_images,
 )
 from qa.geometry import (
     DEFAULT_IOU_THRESHOLD,
@@ -174,6 +175,8 @@ class DisagreementResult:
     notes: tuple = ()
     category_names: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)
+    #: the dataset's images table, so that findings name files, not internal ids
+    image_table: pd.DataFrame | None = field(default=None, repr=False)
 
     ANALYSIS: ClassVar[str] = "disagreement"
 
@@ -322,7 +325,8 @@ class DisagreementResult:
             "pred_ids": [() if pd.isna(p) else (int(p),) for p in f["pred_id"]],
             "category_id": f["category_id"].fillna(f["pred_category_id"]),
             "annotator": f["annotator"],
-            "message": [f"image {i}: {m}" for i, m in zip(f["image_id"], f["message"])],
+            "message": [f"{name}: {m}" for name, m in
+                        zip(name_images(self.image_table, f["image_id"]), f["message"])],
         }), analysis=self.ANALYSIS, page="disagreement")
 
     def to_dict(self) -> dict:
@@ -510,7 +514,8 @@ def compute_disagreement(dataset: Dataset, *, reference: str | None = None,
         dataset, model, reference)
     kw = {"reference": ref_name, "model": model, "conf_threshold": conf,
           "iou_threshold": thr, "low_iou": low, "duplicate_iou": dup,
-          "unknown_predictions": unknown, "category_names": dataset.category_names}
+          "unknown_predictions": unknown, "category_names": dataset.category_names,
+          "image_table": dataset.images}
     if dataset.is_classification:
         return _compute_classification(dataset, preds, ref_annotators, notes, kw)
     progress(0.05, "Reference labels")

@@ -565,14 +565,13 @@ class DriftResult:
                                  message=f"{self.name_b} differs from {self.name_a} in its "
                                          f"{r.signal}: {r.what}."))
         for r in self.uncovered.itertuples(index=False):
-            near = (f"#{int(r.nearest_a)} {r.nearest_file_a}" if self.same_dataset
-                    else f"{r.nearest_file_a}")
+            near = str(r.nearest_file_a)
             rows.append(dict(
                 kind="not_covered", severity="warning",
                 score=float(min(1.0, max(0.0, 1.0 - 1.0 / max(r.excess, 1e-9)))),
                 image_id=int(r.image_id),
                 related_image_ids=(int(r.nearest_a),) if self.same_dataset else (),
-                message=(f"Image {r.file_name} (#{int(r.image_id)}) of {self.name_b} is "
+                message=(f"Image {r.file_name} of {self.name_b} is "
                          f"farther from every image of {self.name_a} (in {r.space}: distance "
                          f"{r.distance:.3g} to {near}, {r.excess:.2f}x the fence) than "
                          f"{self.name_a}'s images are from each other: {self.name_a} does "

@@ -450,25 +450,29 @@ class DuplicatesResult:
             fn = {a: p.file_a, b: p.file_b}
             if p.method == LISTED_TWICE:
                 rows.append(_finding("listed_twice", copy, orig, 1.0,
-                                     f"Image entries #{copy} and #{orig} are the same file "
-                                     f"({p.file_a}) listed twice; drop one entry."))
+                                     f"{p.file_a} is listed twice (image entries {copy} and "
+                                     f"{orig}); drop one entry."))
                 continue
             exact = p.method in EXACT_METHODS
             kind = "exact_duplicate" if exact else "near_duplicate"
-            how = ("an exact copy" if exact else
-                   f"the same picture ({getattr(p, 'reason', '') or p.method})")
+            why = str(getattr(p, "reason", "") or p.method).removeprefix("the same picture: ")
+            rel, extra = ("an exact copy of", "") if exact else ("the same picture as",
+                                                                 f" ({why})")
             rows.append(_finding(kind, copy, orig, float(p.similarity),
-                                 f"{fn[copy]} is {how} of {fn[orig]}; keep one of them."))
+                                 f"{fn[copy]} is {rel} {fn[orig]}{extra}; keep one of them."))
             if p.cross_split:
                 sp = {a: p.split_a, b: p.split_b}
                 rows.append(_finding("leakage", copy, orig, float(p.similarity),
-                                     f"{fn[copy]} ({sp[copy]}) is {how} of {fn[orig]} "
-                                     f"({sp[orig]}): the splits leak; drop {fn[copy]} from "
-                                     f"{sp[copy]}."))
+                                     f"{fn[copy]} ({sp[copy]}) is {rel} {fn[orig]} "
+                                     f"({sp[orig]}){extra}: the splits leak; drop {fn[copy]} "
+                                     f"from {sp[copy]}."))
+        names = {**dict(zip(self.pairs["image_id_a"], self.pairs["file_a"])),
+                 **dict(zip(self.pairs["image_id_b"], self.pairs["file_b"]))}
         for r in self.inconsistent.itertuples(index=False):
             ids = list(r.image_ids)
             rows.append(_finding("inconsistent_labels", ids[0], ids[1:], 1.0,
-                                 f"Copies {', '.join('#' + str(i) for i in ids)} carry different "
+                                 f"Copies {', '.join(names.get(i, f'image {i}') for i in ids)} "
+                                 f"carry different "
                                  f"classes ({r.labels}, annotator {r.annotator}): one of them is "
                                  f"wrong.", annotator=r.annotator))
         return findings_frame(rows, analysis=self.ANALYSIS, page="duplicates")
@@ -944,6 +948,7 @@ def _inconsistent_labels(ds: Dataset, clusters: pd.DataFrame) -> pd.DataFrame:
     per = sub.groupby([sub[ANNOTATOR].astype(str), IMAGE_ID])[CATEGORY_ID].agg(
         lambda s: tuple(sorted({int(x) for x in s})))
     names = ds.category_names
+    files = dict(zip(ds.images[IMAGE_ID], ds.images[FILE_NAME]))
     rows = []
     for annotator in sorted(sub[ANNOTATOR].astype(str).unique()):
         mine = per.loc[annotator].to_dict() if annotator in per.index.get_level_values(0) else {}
@@ -953,7 +958,8 @@ def _inconsistent_labels(ds: Dataset, clusters: pd.DataFrame) -> pd.DataFrame:
                 continue  # this annotator labelled none of the copies
             sets = {i: mine.get(i, ()) for i in ids}
             if len(set(sets.values())) > 1:
-                text = "; ".join(f"#{i}: {', '.join(names.get(c, str(c)) for c in v) or 'none'}"
+                text = "; ".join(f"{files.get(i, i)}: "
+                                 f"{', '.join(names.get(c, str(c)) for c in v) or 'none'}"
                                  for i, v in sets.items())
                 rows.append((cid, tuple(ids), annotator, text))
     return pd.DataFrame(rows, columns=cols)

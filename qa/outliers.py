@@ -413,7 +413,7 @@ class OutliersResult:
                 image_id=int(r.image_id),
                 ann_ids=() if pd.isna(r.ann_id) else (int(r.ann_id),),
                 category_id=int(r.category_id), annotator=r.annotator,
-                message=(f"In image #{int(r.image_id)} the {what} is far from the rest of its "
+                message=(f"In {r.file_name} the {what} is far from the rest of its "
                          f"class ({r.excess:.2f}x the class's fence){hint}: check the label.")))
         return findings_frame(rows, analysis=self.ANALYSIS, page="outliers")
 
@@ -575,7 +575,7 @@ def _compute_outliers(ds, emb, method, k, objects, annotator, clusters=None,
                           failed=emb.failed, notes=tuple(dict.fromkeys(notes)))
 
 
-_CLASS_COLUMNS = [ANN_ID, IMAGE_ID, CATEGORY_ID, "name", ANNOTATOR, "distance", "class_fence",
+_CLASS_COLUMNS = [ANN_ID, IMAGE_ID, FILE_NAME, CATEGORY_ID, "name", ANNOTATOR, "distance", "class_fence",
                   "excess", "nearest_name", "is_class_outlier"]
 
 
@@ -629,6 +629,7 @@ def _class_table(ds: Dataset, emb: Embeddings, objects: Embeddings | None, annot
     base["nearest_name"] = [names.get(int(c), str(c)) if c is not None and pd.notna(c) else None
                             for c in co["nearest_label"]]
     base["is_class_outlier"] = co["is_class_outlier"].to_numpy()
+    base[FILE_NAME] = base[IMAGE_ID].map(dict(zip(ds.images[IMAGE_ID], ds.images[FILE_NAME])))
     small = [names.get(int(c), str(c)) for c, n in base[CATEGORY_ID].value_counts().items()
              if n < MIN_CLASS_MEMBERS]
     if small:

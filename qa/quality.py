@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from qa.dataset import FILE_NAME, IMAGE_ID, SPLIT, Dataset
+from qa.dataset import FILE_NAME, IMAGE_ID, SPLIT, Dataset, image_label
 from qa.results import findings_frame, frame_records
 
 CHECKS = ("dark", "overexposed", "blurry", "low_information", "grayscale", "odd_aspect", "tiny")
@@ -162,7 +162,7 @@ class QualityResult:
                 v = getattr(r, metric)
                 rows.append({"kind": check, "severity": SEVERITY[check],
                              "score": getattr(r, f"score_{check}"), "image_id": r.image_id,
-                             "message": f"Image #{r.image_id} ({r.file_name}) "
+                             "message": f"{image_label(r.file_name, getattr(r, SPLIT, None))} "
                                         f"{MESSAGES[check].format(v=v)}."})
         return findings_frame(rows, analysis=self.ANALYSIS, page="quality")
 
