@@ -146,6 +146,7 @@ COMMAND_MODULES = (
     "qa.cli.disagreement",
     "qa.cli.report",
     "qa.cli.review",
+    "qa.cli.select",
 )
 
 
