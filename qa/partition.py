@@ -404,7 +404,10 @@ def _compute_split(ds: Dataset, fr: dict, dups, keep: bool, annotator, tol: floa
              for k in range(STRATIFY_TRIES)]
     devs = [_max_dev(y, a, len(names)) for a in tries]
     assign, dev_strat = tries[int(np.argmin(devs))], float(min(devs))
-    target_n = r * size.sum()
+    # sizes to keep near: the fractions, or with keep_existing the split as it stands now
+    # (after the leaking copies moved and the images without a split joined)
+    target_n = (np.bincount(assign, weights=size, minlength=len(names)) if keep
+                else r * size.sum())
     cost = had_split.astype(np.float64)
     assign_before_repair = assign.copy()
     assign, n_rep = _repair(y, size, assign, target_n, tol * REPAIR_AIM, cost,
@@ -448,7 +451,7 @@ def _compute_split(ds: Dataset, fr: dict, dups, keep: bool, annotator, tol: floa
     before = _checks(ds, old, pairs, annotator, names)
     after = _checks(ds, new, pairs, annotator, names)
     shares = _shares(y_img, cats, ds, old, new, names)
-    sizes = pd.DataFrame({SPLIT: names, "fraction": r, "target": np.round(target_n, 1),
+    sizes = pd.DataFrame({SPLIT: names, "fraction": r, "target": np.round(r * size.sum(), 1),
                           "before": [int(sum(1 for s in old if s == nm)) for nm in names],
                           "after": [int((new == nm).sum()) for nm in names]})
     return SplitProposal(fractions=fr, keep_existing=keep, annotator=annotator, tolerance=tol,

@@ -47,7 +47,6 @@ atomically to a folder outside it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -115,7 +114,7 @@ PICK_COLUMNS = ["rank", IMAGE_ID, FILE_NAME, SPLIT, "priority", "uncertainty", "
                 "cluster", "stratum", "rare_score", "rare_class", "reasons"]
 POOL_COLUMNS = [IMAGE_ID, FILE_NAME, SPLIT, "uncertainty", "n_boxes", "n_near_threshold",
                 "top_class", "top_score", "rare_score", "rare_class", "priority",
-                "distance_to_labelled", "has_embedding", "status", "rank"]
+                "distance_to_labelled", "distance_after", "has_embedding", "status", "rank"]
 SKIP_COLUMNS = [IMAGE_ID, FILE_NAME, "copy_of", "reason"]
 
 
@@ -609,7 +608,7 @@ def _compute_selection(ds: Dataset, budget: int, pool, labelled, emb, dups, o,
             c = seen_groups[g]
             skipped_rows.append((int(i), files.get(i), c, f"a near-duplicate of pick #{c}"))
     progress(0.85, "measuring coverage")
-    dist_lab, coverage = _coverage(ctx, [int(pool_ids[p]) for p, _ in chosen])
+    dist_lab, dist_after, coverage = _coverage(ctx, [int(pool_ids[p]) for p, _ in chosen])
     if not len(lab) and emb is not None:
         notes.append("Nothing is labelled yet: coverage before labelling is undefined.")
     names = ds.category_names
@@ -649,7 +648,8 @@ def _compute_selection(ds: Dataset, budget: int, pool, labelled, emb, dups, o,
         "n_boxes": unc["n_boxes"].to_numpy(), "n_near_threshold": unc["n_near_threshold"],
         "top_class": top_names, "top_score": unc["top_score"].to_numpy(),
         "rare_score": rare_score, "rare_class": rare_cls, "priority": priority,
-        "distance_to_labelled": dist_lab, "has_embedding": has_emb, "status": status,
+        "distance_to_labelled": dist_lab, "distance_after": dist_after,
+        "has_embedding": has_emb, "status": status,
         "rank": pd.array(rank, dtype="Int64")}, columns=POOL_COLUMNS)
     progress(1.0, f"picked {len(picks)} of {len(pool_ids)}")
     return SelectionResult(
@@ -925,13 +925,14 @@ _RUNNERS = {"uncertainty": _run_uncertainty, "random": _run_random, "kcenter": _
             "hybrid": _run_hybrid}
 
 
-def _coverage(ctx: _Ctx, picked_ids: list[int]) -> tuple[np.ndarray, dict]:
-    """(distance of each pool image to the nearest labelled image, NaN without embeddings;
-    the coverage figures before and after labelling the picks)."""
+def _coverage(ctx: _Ctx, picked_ids: list[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(distance of each pool image to the nearest labelled image before and after labelling
+    the picks, NaN without embeddings; the coverage figures)."""
     n = len(ctx.pool_ids)
     dist = np.full(n, np.nan)
+    dist_after = np.full(n, np.nan)
     if ctx.emb is None or not ctx.has_emb.any():
-        return dist, {}
+        return dist, dist_after, {}
     import faiss
 
     pos = np.flatnonzero(ctx.has_emb)
@@ -952,8 +953,9 @@ def _coverage(ctx: _Ctx, picked_ids: list[int]) -> tuple[np.ndarray, dict]:
     before = nearest(labv)
     after = nearest(np.concatenate([labv, pv]) if len(pv) else labv)
     dist[pos] = before
+    dist_after[pos] = after
     fin = lambda a, f: float(f(a)) if np.isfinite(a).any() else None  # noqa: E731
-    return dist, {"n_embedded": int(len(pos)), "mean_before": fin(before, np.nanmean),
+    return dist, dist_after, {"n_embedded": int(len(pos)), "mean_before": fin(before, np.nanmean),
                   "mean_after": fin(after, np.nanmean), "max_before": fin(before, np.nanmax),
                   "max_after": fin(after, np.nanmax)}
 
@@ -1029,36 +1031,44 @@ def _classification_like(dataset: Dataset) -> bool:
     return len(dataset.predictions) > 0 and dataset.predictions["w"].isna().all()
 
 
+def selection_files(dataset: Dataset, result: SelectionResult, *,
+                    formats=("csv", "coco", "labelstudio", "json"),
+                    conf_threshold: float = 0.5) -> dict[str, tuple[str, bytes]]:
+    """The exports as {format: (file name, bytes)} (pure: the page's downloads and
+    :func:`export_selection` both use it). Label Studio brings its labelling config
+    (``labelstudio_config``) with the tasks."""
+    from qa.io.export import LS_CONFIG_FILE, labelstudio_config
+
+    unknown = [f for f in formats if f not in EXPORT_FILES]
+    if unknown:
+        raise ValueError(f"unknown export formats {unknown}; choose from {list(EXPORT_FILES)}")
+    out: dict[str, tuple[str, bytes]] = {}
+    if "csv" in formats:
+        out["csv"] = (EXPORT_FILES["csv"], selection_table(result).to_csv(index=False).encode())
+    if "coco" in formats:
+        out["coco"] = (EXPORT_FILES["coco"], json.dumps(selection_coco(dataset, result)).encode())
+    if "labelstudio" in formats:
+        tasks, _ = selection_tasks(dataset, result, conf_threshold=conf_threshold)
+        out["labelstudio"] = (EXPORT_FILES["labelstudio"], json.dumps(tasks, indent=1).encode())
+        out["labelstudio_config"] = (LS_CONFIG_FILE, labelstudio_config(
+            dataset, classification=_classification_like(dataset)).encode())
+    if "json" in formats:
+        out["json"] = (EXPORT_FILES["json"], json.dumps(result.to_dict(), indent=1).encode())
+    return out
+
+
 def export_selection(dataset: Dataset, result: SelectionResult, folder: Path | str, *,
                      formats=("csv", "coco", "labelstudio", "json"),
                      conf_threshold: float = 0.5) -> dict[str, Path]:
     """Write the picks to ``folder`` (outside the dataset; each file atomically) as
     :data:`EXPORT_FILES`; returns {format: path}. Label Studio gets its labelling config
     (``labelstudio_config.xml``) beside the tasks."""
-    from qa.io.export import LS_CONFIG_FILE, _check_outside, labelstudio_config, write_atomic
+    from qa.io.export import _check_outside, write_atomic
 
-    unknown = [f for f in formats if f not in EXPORT_FILES]
-    if unknown:
-        raise ValueError(f"unknown export formats {unknown}; choose from {list(EXPORT_FILES)}")
+    files = selection_files(dataset, result, formats=formats, conf_threshold=conf_threshold)
     folder = Path(folder)
     _check_outside(dataset, folder)
-    out: dict[str, Path] = {}
-    if "csv" in formats:
-        out["csv"] = write_atomic(folder / EXPORT_FILES["csv"],
-                                  selection_table(result).to_csv(index=False).encode())
-    if "coco" in formats:
-        out["coco"] = write_atomic(folder / EXPORT_FILES["coco"],
-                                   json.dumps(selection_coco(dataset, result)).encode())
-    if "labelstudio" in formats:
-        tasks, _ = selection_tasks(dataset, result, conf_threshold=conf_threshold)
-        out["labelstudio"] = write_atomic(folder / EXPORT_FILES["labelstudio"],
-                                          json.dumps(tasks, indent=1).encode())
-        out["labelstudio_config"] = write_atomic(folder / LS_CONFIG_FILE, labelstudio_config(
-            dataset, classification=_classification_like(dataset)).encode())
-    if "json" in formats:
-        out["json"] = write_atomic(folder / EXPORT_FILES["json"],
-                                   json.dumps(result.to_dict(), indent=1).encode())
-    return out
+    return {k: write_atomic(folder / name, data) for k, (name, data) in files.items()}
 
 
 from qa.partition import SplitProposal, export_split, iterative_stratification, propose_split  # noqa: E402,F401,I001
@@ -1082,6 +1092,7 @@ __all__ = [
     "resolve_pool",
     "select_for_labelling",
     "selection_coco",
+    "selection_files",
     "selection_table",
     "selection_tasks",
 ]
