@@ -7,10 +7,10 @@ from qa.app import cached
 from qa.app import cached_selection as cs
 from qa.app.state import dataset_key, require_dataset
 from qa.app.widgets import embed_button, image_gallery
-from qa.embeddings import ModelError, embed_images
+from qa.embeddings import embed_images
 from qa.partition import DEFAULT_FRACTIONS, SHARE_TOLERANCE
 from qa.selection import AGGREGATES, DEFAULT_RARE_WEIGHT, MEASURES, STRATEGIES, STRATEGY_TITLES
-from qa.selection import pool_presets
+from qa.selection import pool_presets, pool_title
 from qa.viz import selection as vs
 
 ds = require_dataset()
@@ -21,11 +21,11 @@ section = st.radio("Section", ["What to label next", "Propose a split"], horizon
 
 if section == "What to label next":
     presets = pool_presets(ds)
-    titles = {"unlabelled": "Images without labels", "all": "Every image (labels ignored)"}
     c1, c2, c3 = st.columns([2, 2, 1])
-    pool = c1.selectbox("Pool to choose from", list(presets), key="sel_pool", format_func=lambda
-                        p: f"{titles.get(p, p.replace('split:', 'The ') + ' split, as if unlabelled')}"
-                        f" ({len(presets[p][0]):,})")
+    names = list(presets)
+    pool = c1.selectbox("Pool to choose from", names, key="sel_pool", index=next(
+        (k for k, p in enumerate(names) if presets[p][0]), 0), format_func=lambda p:
+        f"{pool_title(p)} ({len(presets[p][0]):,})")
     strategy = c2.selectbox("Strategy", STRATEGIES, format_func=STRATEGY_TITLES.get,
                             key="sel_strategy")
     budget = c3.number_input("Budget", 1, 100_000, 10, key="sel_budget")
@@ -37,19 +37,12 @@ if section == "What to label next":
                                       "sum, or count the boxes near the 0.5 threshold")
         rare_weight = o3.slider("Rare-class weight", 0.0, 5.0, DEFAULT_RARE_WEIGHT, 0.5,
                                 key="sel_rare_weight", help="0 turns targeting off")
-    emb = None
-    if ds.root is not None:
-        try:
-            spec = cached.model_spec("auto", None)
-            emb = cached.stored_embeddings(key, ds, spec.model_id, "auto", None)
-        except ModelError as e:
-            st.caption(f"No embeddings: {e}")
-        missing = max(ds.n_images - (len(emb) + len(emb.failed) if emb is not None else 0), 0)
-        if emb is not None and missing:
-            st.caption(f"{missing:,} images are not embedded: diversity and the map need "
-                       "embeddings.")
-            embed_button(f"Embed {missing:,} images", key="sel_embed",
-                         run=lambda p: embed_images(ds, progress=p))
+    emb, missing, why = cs.stored_image_embeddings(key, ds)
+    if why:
+        st.caption(why)
+    if missing:
+        embed_button(f"Embed {missing:,} images", key="sel_embed",
+                     run=lambda p: embed_images(ds, progress=p))
     n_vec = len(emb) if emb is not None else 0
     try:
         res = cs.selection(key, ds, pool, strategy, int(budget), measure, aggregate,
@@ -94,17 +87,22 @@ if section == "What to label next":
     for col, (kind, (name, data)) in zip(d, files.items()):
         col.download_button(name, data, name, key=f"sel_dl_{kind}")
 else:
-    f = st.columns(4)
-    keep = f[3].checkbox("Keep the existing split", value=bool(ds.splits), key="split_keep",
-                         help="move only leaking copies and what the class mix needs")
-    fr = {s: f[i].number_input(f"{s} share", 0.0, 1.0, v, 0.05, key=f"split_fr_{s}",
-                               disabled=keep and ds.images["split"].notna().all())
-          for i, (s, v) in enumerate(DEFAULT_FRACTIONS.items())}
+    complete = bool(len(ds.images)) and ds.images["split"].notna().all()
+    keep = st.checkbox("Keep the existing split", value=bool(ds.splits), key="split_keep",
+                       help="move only leaking copies and what the class mix needs")
+    fr = {}
+    if keep and complete:  # its own shares are the fractions
+        st.caption("Keeping the current split: " + ", ".join(
+            f"{s} {n:,}" for s, n in ds.summary()["splits"].items()) + " images.")
+    else:
+        f = st.columns(3)
+        fr = {s: f[i].number_input(f"{s} share", 0.0, 1.0, v, 0.05, key=f"split_fr_{s}")
+              for i, (s, v) in enumerate(DEFAULT_FRACTIONS.items())}
     tol = st.slider("Class-share tolerance (points)", 0.5, 10.0, 100 * SHARE_TOLERANCE, 0.5,
                     key="split_tol") / 100
-    try:  # keeping a complete split: its own shares are the fractions
-        prop = cs.split_proposal(key, ds, () if keep and ds.images["split"].notna().all()
-                                 else tuple((s, v) for s, v in fr.items() if v > 0), keep, tol)
+    try:
+        prop = cs.split_proposal(key, ds, tuple((s, v) for s, v in fr.items() if v > 0),
+                                 keep, tol)
     except ValueError as e:
         st.warning(str(e))
         st.stop()

@@ -287,6 +287,15 @@ def pool_presets(dataset: Dataset) -> dict[str, tuple[list[int], list[int]]]:
     return out
 
 
+def pool_title(name: str) -> str:
+    """A pool preset in words: "Images without labels", "The test split, as if unlabelled"."""
+    if name == POOL_UNLABELLED:
+        return "Images without labels"
+    if name == POOL_ALL:
+        return "Every image (labels ignored)"
+    return f"The {name.removeprefix('split:')} split, as if unlabelled"
+
+
 def resolve_pool(dataset: Dataset, spec: str) -> tuple[list[int], list[int]]:
     """(pool ids, labelled ids) for a pool named on the command line: ``unlabelled``, ``all``,
     ``split:NAME``, or a file of image ids or file names (one per line, or a CSV with an
@@ -1087,6 +1096,7 @@ __all__ = [
     "iterative_stratification",
     "kmeans",
     "pool_presets",
+    "pool_title",
     "propose_split",
     "rare_classes_of",
     "resolve_pool",

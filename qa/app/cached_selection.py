@@ -18,6 +18,25 @@ def duplicates_or_none(key: str, ds: Dataset):
     return cached.duplicates(key, ds, "phash", None)
 
 
+def stored_image_embeddings(key: str, ds: Dataset):
+    """(the default model's stored image embeddings or None, how many images are not
+    embedded yet, a sentence on what is missing or None). Never embeds."""
+    if ds.root is None:
+        return None, 0, None
+    from qa.app import cached
+    from qa.embeddings import ModelError
+
+    try:
+        spec = cached.model_spec("auto", None)
+        emb = cached.stored_embeddings(key, ds, spec.model_id, "auto", None)
+    except ModelError as e:
+        return None, 0, f"No embeddings: {e}"
+    missing = max(ds.n_images - len(emb) - len(emb.failed), 0)
+    why = (f"{missing:,} images are not embedded: diversity and the map need embeddings."
+           if missing else None)
+    return emb, missing, why
+
+
 @st.cache_data(show_spinner="Choosing what to label ...", max_entries=16)
 def selection(key: str, _ds: Dataset, pool: str, strategy: str, budget: int, measure: str,
               aggregate: str, rare_weight: float, model_id: str, n_vectors: int, _emb=None):
