@@ -499,7 +499,7 @@ def _shares(y_img, cats, ds: Dataset, old, new, names) -> pd.DataFrame:
 
 def _checks(ds: Dataset, split_col, pairs, annotator, names) -> dict:
     """The checks a split is judged by, for one split column."""
-    from qa.balance import BalanceWarning, compute_class_balance
+    from qa.balance import compute_class_balance
 
     col = pd.Series(split_col, dtype=object)
     n_none = int(col.isna().sum())
