@@ -596,7 +596,7 @@ def _compute_selection(ds: Dataset, budget: int, pool, labelled, emb, dups, o,
     pos = {int(i): k for k, i in enumerate(pool_ids)}
     elig_pos = np.array([pos[int(i)] for i in eligible], np.int64)
     ctx = _Ctx(ds=ds, pool_ids=pool_ids, elig_pos=elig_pos, lab=lab, group=group, u=u,
-               priority=priority, has_emb=has_emb, row_of=row_of, emb=emb, seed=o["seed"],
+               priority=priority, factor=factor, has_emb=has_emb, row_of=row_of, emb=emb, seed=o["seed"],
                progress=progress, notes=notes)
     progress(0.15, f"choosing by {strategy}")
     chosen = _RUNNERS[strategy](ctx, budget, o)
@@ -726,7 +726,8 @@ class _Ctx:
     lab: np.ndarray
     group: dict
     u: np.ndarray
-    priority: np.ndarray
+    priority: np.ndarray  # uncertainty (1 without predictions) x rare-class factor
+    factor: np.ndarray  # the rare-class factor alone: diversity's weights
     has_emb: np.ndarray
     row_of: dict
     emb: Any
@@ -840,8 +841,8 @@ def _kcenter(ctx: _Ctx, budget: int, weights: np.ndarray | None) -> tuple[list, 
 
 
 def _run_kcenter(ctx: _Ctx, budget: int, o) -> list:
-    rare_on = o["rare_weight"] > 0 and (ctx.priority != 1).any()
-    chosen, dist = _kcenter(ctx, budget, ctx.priority if rare_on else None)
+    rare_on = bool((ctx.factor != 1).any())  # weighted by rare classes only, not uncertainty
+    chosen, dist = _kcenter(ctx, budget, ctx.factor if rare_on else None)
     nothing = not len(ctx.labelled_vectors())
     out = []
     for k, (p, d) in enumerate(zip(chosen, dist), start=1):
@@ -916,8 +917,8 @@ def _cluster_pick(ctx: _Ctx, pos: np.ndarray, budget: int, weights, choose: str)
 
 def _run_cluster(ctx: _Ctx, budget: int, o) -> list:
     pos = ctx.elig_pos[ctx.has_emb[ctx.elig_pos]]
-    rare_on = o["rare_weight"] > 0 and (ctx.priority != 1).any()
-    picks = _cluster_pick(ctx, pos, budget, ctx.priority[pos] if rare_on else None, "typical")
+    rare_on = bool((ctx.factor != 1).any())
+    picks = _cluster_pick(ctx, pos, budget, ctx.factor[pos] if rare_on else None, "typical")
     return [(p, {"cluster": c, "reasons": [f"the most typical image of cluster {c} ({n} pool "
                                            "images)"]}) for p, c, n in picks]
 

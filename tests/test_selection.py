@@ -261,3 +261,13 @@ def test_exports_round_trip_and_stay_out_of_the_dataset(tmp_path):
     tasks = json.loads(out["labelstudio"].read_text())
     assert tasks[0]["data"]["selection_rank"] == 1 and "annotations" not in tasks[0]
     assert json.loads(out["json"].read_text())["strategy"] == "uncertainty"
+
+
+def test_diversity_is_weighted_by_rare_classes_only_not_by_uncertainty():
+    ds, emb = _embedded_ds()  # no rare class is predicted: the weights are all 1
+    with_preds = select_for_labelling(ds, 4, strategy="kcenter", embeddings=emb)
+    without = select_for_labelling(ds.with_predictions(None), 4, strategy="kcenter",
+                                   embeddings=emb)
+    assert with_preds.picked_ids == without.picked_ids
+    weighted = select_for_labelling(ds, 4, strategy="hybrid_kcenter", embeddings=emb)
+    assert weighted.picked_ids != with_preds.picked_ids
