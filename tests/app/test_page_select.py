@@ -26,10 +26,11 @@ def test_sample_picks_from_a_split_with_reasons_and_downloads(sample):
     assert not at.exception, at.exception
     assert at.title[0].value == "Select & split"
     at.selectbox(key="sel_pool").set_value("split:test").run()
+    assert "of detector" in texts(at)  # auto: uncertainty, or hybrid if the store has vectors
+    at.selectbox(key="sel_strategy").set_value("uncertainty").run()
     at.number_input(key="sel_budget").set_value(8).run()
     assert not at.exception and not at.error
     shown = texts(at)
-    assert "Strategy: uncertainty of detector" in shown
     assert "Rare classes targeted: star." in shown
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Pool"] == "50" and metrics["Picked"] == "8"
