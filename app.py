@@ -15,6 +15,7 @@ nav = st.navigation([
     st.Page("pages/quality.py", title="Image quality", icon=":material/image_search:"),
     st.Page("pages/disagreement.py", title="Model disagreement", icon=":material/model_training:"),
     st.Page("pages/review.py", title="Review", icon=":material/rule:"),
+    st.Page("pages/select.py", title="Select & split", icon=":material/checklist:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
 ])
 dataset_picker()

@@ -171,6 +171,7 @@ COMMAND_MODULES = (
     "qa.cli.disagreement",
     "qa.cli.report",
     "qa.cli.review",
+    "qa.cli.select",
     "qa.cli.compare",
 )
 

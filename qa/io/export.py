@@ -111,7 +111,15 @@ def queue_csv(dataset: Dataset, result) -> bytes:
 
 def flagged_coco(dataset: Dataset, result) -> dict:
     """A COCO dict of the flagged images with all their current annotations."""
-    ids = result.queue[IMAGE_ID].tolist()
+    return coco_subset(dataset, result.queue[IMAGE_ID].tolist(), description=(
+        f"images flagged by dataset-qa disagreement (model {result.model}, reference "
+        f"{result.reference})"))
+
+
+def coco_subset(dataset: Dataset, image_ids, *, description: str = "") -> dict:
+    """A COCO dict of ``image_ids`` (in that order) with all their current annotations (each
+    carrying its ``annotator``) and every category."""
+    ids = [int(i) for i in image_ids]
     imgs = dataset.images.set_index(IMAGE_ID).loc[ids].reset_index()
     anns = dataset.annotations
     anns = anns[anns[IMAGE_ID].isin(ids) & (anns["w"].notna() | dataset.is_classification)]
@@ -130,8 +138,7 @@ def flagged_coco(dataset: Dataset, result) -> dict:
                         "annotator": str(a[ANNOTATOR])} for _, a in anns.iterrows()]
     cats = [{"id": int(c), "name": str(n), "supercategory": ""}
             for c, n in dataset.category_names.items()]
-    return {"info": {"description": f"images flagged by dataset-qa disagreement "
-                                    f"(model {result.model}, reference {result.reference})"},
+    return {"info": {"description": description},
             "images": images, "annotations": annotations, "categories": cats}
 
 
@@ -231,12 +238,13 @@ def labelstudio_tasks(dataset: Dataset, result, *, image_url_prefix: str = LS_LO
     return tasks, skipped
 
 
-def labelstudio_config(dataset: Dataset) -> str:
+def labelstudio_config(dataset: Dataset, *, classification: bool | None = None) -> str:
     """The labelling config matching the exported results: one RectangleLabels control, or
-    one single-choice Choices control for a classification dataset."""
+    one single-choice Choices control for a classification dataset (``classification``
+    overrides what the labels say, e.g. for images not labelled yet)."""
     from xml.sax.saxutils import quoteattr
 
-    if dataset.is_classification:
+    if dataset.is_classification if classification is None else classification:
         choices = "\n".join(f"    <Choice value={quoteattr(str(n))}/>"
                             for n in dataset.categories[NAME])
         return (f'<View>\n  <Image name="{LS_TO_NAME}" value="$image"/>\n'
@@ -281,6 +289,7 @@ def export_queue(dataset: Dataset, result, folder: Path | str, *,
 __all__ = [
     "EXPORT_FILES",
     "LS_LOCAL_FILES",
+    "coco_subset",
     "export_queue",
     "flagged_coco",
     "labelstudio_box",
