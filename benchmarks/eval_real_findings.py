@@ -46,7 +46,12 @@ def datasets(extra: Path) -> dict[str, tuple[Path, str | None]]:
     return {"bccd": (_realdata() / "bccd", None),
             "chess-distinct": (extra / "chess", "one_per_source"),
             "ricepest": (extra / "ricepest", None),
-            "chess": (extra / "chess", None)}
+            "chess": (extra / "chess", None),
+            # outliers: the sets above with real photos of other sets mixed in
+            # (benchmarks/real_eval/make_contaminated.py builds them under DATA/contam)
+            "bccd-mix": (extra / "contam" / "bccd-mix", None),
+            "ricepest-mix": (extra / "contam" / "ricepest-mix", None),
+            "chess-mix": (extra / "contam" / "chess-mix", "one_per_source")}
 
 
 def source_stem(file_name: str) -> str:
@@ -134,6 +139,58 @@ def eval_flags(kind: str, name: str, flagged: list[tuple[str, str]], judged: lis
           f"unjudged) flagged: {by or 'nothing'}")
 
 
+# The kind the outlier should be given, by the planted image's name (make_contaminated.py).
+PLANTED_KIND = {"contam": "another subject", "artifact-black": "nearly black",
+                "artifact-washed": "washed out", "artifact-blank": "blank",
+                "artifact-truncated": None}
+
+
+def planted(file_name: str) -> str | None:
+    """'contam' / 'artifact-<kind>' for an image mixed into a set, else None."""
+    base = Path(file_name).name
+    if base.startswith("contam-"):
+        return "contam"
+    m = re.match(r"(artifact-[a-z]+)-", base)
+    return m.group(1) if m else None
+
+
+def eval_outliers(name: str, ds, out, judged: list[dict]) -> None:
+    """Precision among the flagged (planted images are true, the set's own by outliers.csv),
+    recall of the planted ones, whether each planted outlier got the right kind, and that
+    no two flagged images are copies of one picture."""
+    j = {r["file"]: r["true"] == "1" for r in judged if r["dataset"] == name}
+    fl = out.flagged
+    verdicts = [True if planted(f) else j.get(f) for f in fl["file_name"]]
+    tp = sum(v is True for v in verdicts)
+    n_judged = sum(v is not None for v in verdicts)
+    p = f"{tp / n_judged:.2f}" if n_judged else "  - "
+    kinds = fl["kind"].fillna("(none)").value_counts().to_dict()
+    print(f"  outliers    precision {p} ({tp}/{n_judged} judged; {len(fl) - n_judged} "
+          f"unjudged) flagged: {len(fl)} {kinds}")
+    per = out.per_image
+    plant = per["file_name"].map(planted)
+    if plant.notna().any():
+        for label, m in (("other subject", plant == "contam"),
+                         ("artifacts", plant.fillna("").str.startswith("artifact"))):
+            hit = int((per["is_outlier"] & m).sum())
+            print(f"              recall {label}: {hit / max(int(m.sum()), 1):.2f} "
+                  f"({hit}/{int(m.sum())})")
+        ok = tot = 0
+        for f, kind in zip(fl["file_name"], fl["kind"]):
+            want = PLANTED_KIND.get(planted(f) or "", "")
+            if want == "" or want is None:
+                continue
+            tot += 1
+            want = want if isinstance(want, tuple) else (want,)
+            ok += any(w in str(kind) for w in want)
+        print(f"              kind right: {ok}/{tot} flagged planted images")
+    copies = per["duplicate_of"].notna()
+    both = int((copies & per["is_outlier"]).sum())
+    print(f"              one image per duplicate group: "
+          f"{'yes' if both == 0 else f'NO ({both} flagged copies)'} "
+          f"({int(copies.sum())} copies ranked under another)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get(
@@ -171,8 +228,7 @@ def main() -> None:
         eval_flags("quality", name, qflags, qj)
         if len(emb) >= 3:
             out = compute_outliers(ds, emb, duplicates=dup, stats=stats)
-            oflags = [(r.file_name, "outlier") for r in out.flagged.itertuples()]
-            eval_flags("outliers", name, oflags, oj)
+            eval_outliers(name, ds, out, oj)
             if args.list:
                 for r in out.flagged.itertuples():
                     print(f"    outlier {r.file_name}  score {r.score:.3f}  {r.kind}")
