@@ -51,7 +51,11 @@ def datasets(extra: Path) -> dict[str, tuple[Path, str | None]]:
             # (benchmarks/real_eval/make_contaminated.py builds them under DATA/contam)
             "bccd-mix": (extra / "contam" / "bccd-mix", None),
             "ricepest-mix": (extra / "contam" / "ricepest-mix", None),
-            "chess-mix": (extra / "contam" / "chess-mix", "one_per_source")}
+            "chess-mix": (extra / "contam" / "chess-mix", "one_per_source"),
+            # quality recall: the sets with 10 photos each underexposed, overexposed, blurred
+            "bccd-defects": (extra / "contam" / "bccd-defects", None),
+            "ricepest-defects": (extra / "contam" / "ricepest-defects", None),
+            "chess-defects": (extra / "contam" / "chess-defects", "one_per_source")}
 
 
 def source_stem(file_name: str) -> str:
@@ -154,11 +158,56 @@ def planted(file_name: str) -> str | None:
     return m.group(1) if m else None
 
 
+# The set whose judgements (quality.csv, outliers.csv) apply to a built set's own images.
+BASE_OF = {"bccd-mix": "bccd", "bccd-defects": "bccd", "ricepest-mix": "ricepest",
+           "ricepest-defects": "ricepest", "chess-mix": "chess-distinct",
+           "chess-defects": "chess-distinct"}
+DEFECT_CHECK = {"dark": "dark", "bright": "overexposed", "blur": "blurry"}
+
+
+def eval_quality(name: str, ds, qual, judged: list[dict]) -> None:
+    """Precision of the quality flags (an image with a planted defect is a true flag, the
+    set's own by quality.csv), and recall of the planted defects by the check that should
+    find them."""
+    from qa.quality import CHECKS
+
+    flagged = [(r.file_name, c) for c in CHECKS for r in qual.flagged(c).itertuples()]
+    base = BASE_OF.get(name, name)
+    j = {(r["file"], r["check"]): r["true"] == "1" for r in judged if r["dataset"] == base}
+    defect = {f: m.group(1) for f in ds.images["file_name"]
+              if (m := re.match(r"defect-([a-z]+)-", Path(f).name))}
+
+    def verdict(f, c):
+        if f in defect or str(planted(f)).startswith("artifact"):
+            return True  # a planted defect or capture artifact
+        if planted(f) == "contam":
+            return None  # a photo of another set: its quality is not judged here
+        return j.get((f, c))
+
+    verdicts = [verdict(f, c) for f, c in flagged]
+    tp = sum(v is True for v in verdicts)
+    n_judged = sum(v is not None for v in verdicts)
+    p = f"{tp / n_judged:.2f}" if n_judged else "  - "
+    by: dict[str, int] = {}
+    for _, c in flagged:
+        by[c] = by.get(c, 0) + 1
+    print(f"  quality     precision {p} ({tp}/{n_judged} judged; {len(flagged) - n_judged} "
+          f"unjudged) flagged: {by or 'nothing'}")
+    if defect:
+        got = set(flagged)
+        for kind, check in DEFECT_CHECK.items():
+            fs = [f for f, k in defect.items() if k == kind]
+            hit = sum((f, check) in got for f in fs)
+            print(f"              recall {kind:6s} ({check}): {hit / len(fs):.2f} "
+                  f"({hit}/{len(fs)})")
+
+
 def eval_outliers(name: str, ds, out, judged: list[dict]) -> None:
     """Precision among the flagged (planted images are true, the set's own by outliers.csv),
     recall of the planted ones, whether each planted outlier got the right kind, and that
     no two flagged images are copies of one picture."""
-    j = {r["file"]: r["true"] == "1" for r in judged if r["dataset"] == name}
+    j = {r["file"]: r["true"] == "1" for r in judged
+         if r["dataset"] in (name, BASE_OF.get(name))}
     fl = out.flagged
     verdicts = [True if planted(f) else j.get(f) for f in fl["file_name"]]
     tp = sum(v is True for v in verdicts)
@@ -222,11 +271,12 @@ def main() -> None:
         emb = embed_images(ds, cached_only=not args.embed, model="efficientnet-lite0")
         print(f"{name}: {len(ds.images)} images, {len(emb)} embedded")
         dup = compute_duplicates(ds, stats=stats, embeddings=emb if len(emb) else None)
-        eval_duplicates(name, ds, dup, dj)
+        if name not in BASE_OF:  # the built sets are for outliers and quality
+            eval_duplicates(name, ds, dup, dj)
         qual = compute_quality(ds, stats)
         qflags = [(r.file_name, c) for c in CHECKS for r in qual.flagged(c).itertuples()]
-        eval_flags("quality", name, qflags, qj)
-        if len(emb) >= 3:
+        eval_quality(name, ds, qual, qj)
+        if len(emb) >= 3 and not name.endswith("-defects"):
             out = compute_outliers(ds, emb, duplicates=dup, stats=stats)
             eval_outliers(name, ds, out, oj)
             if args.list:

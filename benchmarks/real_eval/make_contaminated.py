@@ -9,6 +9,12 @@ Run: ``python benchmarks/real_eval/make_contaminated.py [--data DIR] [--out DIR]
 (``--data``: the folder holding ``chess/`` and ``ricepest/``, default /work/data/real;
 ``--out``: default DATA/contam). Deterministic (seeded); the datasets themselves are copied,
 never modified. Sets: ``bccd-mix`` (VOC), ``ricepest-mix`` and ``chess-mix`` (YOLO).
+
+For the quality recall check the same script builds ``<set>-defects``: the set with
+N_DEFECTS of its own photos copied three times, underexposed by 3 stops, overexposed by 2
+stops (in linear light, clipped) and defocused (Gaussian blur, sigma 3 px at 640 px), each
+copy with the original's labels and named ``defect-<dark|bright|blur>-...`` (synthetic
+defects on real photos: a recall check, not judged real ones).
 """
 
 from __future__ import annotations
@@ -71,6 +77,61 @@ def artifact(img: Image.Image, kind: str, rng: np.random.Generator) -> Image.Ima
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
+N_DEFECTS = 10
+DEFECTS = ("dark", "bright", "blur")
+
+
+def defect(img: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
+    from PIL import ImageFilter
+
+    if kind == "blur":
+        return img.convert("RGB").filter(ImageFilter.GaussianBlur(3 * max(img.size) / 640))
+    a = np.asarray(img.convert("RGB")).astype(np.float32) / 255
+    lin = np.where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4)
+    lin = np.clip(lin * (1 / 8 if kind == "dark" else 4.0), 0, 1)
+    a = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055) * 255
+    a = a + rng.normal(0, 1.0, a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def build_defects(base: str, base_dir: Path, out: Path) -> list[str]:
+    """Copy ``base_dir`` to ``out`` and add N_DEFECTS photos x DEFECTS, labels copied."""
+    rng = random.Random(f"{SEED}-{base}-defects")
+    nrng = np.random.default_rng(SEED)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(base_dir, out)
+    voc = (out / "Annotations").is_dir()
+    if voc:
+        imgs = sorted((out / "JPEGImages").glob("*.jpg"))
+    else:
+        seen, imgs = set(), []
+        for p in sorted(out.glob("*/images/*.jpg")):
+            if _stem(p.name) not in seen:
+                seen.add(_stem(p.name))
+                imgs.append(p)
+    names = []
+    for p in rng.sample(imgs, N_DEFECTS):
+        for kind in DEFECTS:
+            name = f"defect-{kind}-{_stem(p.name)}"
+            defect(Image.open(p), kind, nrng).save(p.parent / f"{name}.jpg", quality=92)
+            names.append(name)
+            if voc:
+                xml = (out / "Annotations" / f"{p.stem}.xml").read_text()
+                xml = xml.replace(p.name, f"{name}.jpg")
+                (out / "Annotations" / f"{name}.xml").write_text(xml)
+            else:
+                lab = p.parent.parent / "labels" / f"{p.stem}.txt"
+                if lab.exists():
+                    shutil.copy(lab, lab.parent / f"{name}.txt")
+    if voc:
+        main = out / "ImageSets" / "Main"
+        for f in ("train.txt", "trainval.txt"):
+            with (main / f).open("a") as fh:
+                fh.write("".join(f"{n}\n" for n in names))
+    return names
+
+
 def _voc_xml(name: str, w: int, h: int) -> str:
     return (f"<annotation><folder>JPEGImages</folder><filename>{name}</filename>"
             f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
@@ -124,6 +185,9 @@ def main() -> None:
     for name, d in bases.items():
         names = build(name, d, out / name, pool)
         print(f"{name}: {len(names)} added to {out / name}")
+        dname = name.replace("-mix", "-defects")
+        names = build_defects(dname, d, out / dname)
+        print(f"{dname}: {len(names)} added to {out / dname}")
 
 
 if __name__ == "__main__":
