@@ -47,6 +47,7 @@ def datasets(extra: Path) -> dict[str, tuple[Path, str | None]]:
             "chess-distinct": (extra / "chess", "one_per_source"),
             "ricepest": (extra / "ricepest", None),
             "chess": (extra / "chess", None),
+            "trash": (extra / "trash", None),
             # outliers: the sets above with real photos of other sets mixed in
             # (benchmarks/real_eval/make_contaminated.py builds them under DATA/contam)
             "bccd-mix": (extra / "contam" / "bccd-mix", None),
