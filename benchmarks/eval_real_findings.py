@@ -128,37 +128,6 @@ def eval_duplicates(name: str, ds, dup, judged: list[dict]) -> None:
           f"removal; {dup.metrics()['n_cross_split_pairs']} cross-split pairs")
 
 
-def eval_flags(kind: str, name: str, flagged: list[tuple[str, str]], judged: list[dict]
-               ) -> None:
-    """``flagged``: (file_name, check) pairs; judged rows: dataset, file, check, true."""
-    j = {(r["file"], r.get("check", kind)): r["true"] == "1" for r in judged
-         if r["dataset"] == name}
-    verdicts = [j.get(f) for f in flagged]
-    tp = sum(v is True for v in verdicts)
-    n_judged = sum(v is not None for v in verdicts)
-    p = f"{tp / n_judged:.2f}" if n_judged else "  - "
-    by = {}
-    for (f, c) in flagged:
-        by[c] = by.get(c, 0) + 1
-    print(f"  {kind:10s}  precision {p} ({tp}/{n_judged} judged; {len(flagged) - n_judged} "
-          f"unjudged) flagged: {by or 'nothing'}")
-
-
-# The kind the outlier should be given, by the planted image's name (make_contaminated.py).
-PLANTED_KIND = {"contam": "another subject", "artifact-black": "nearly black",
-                "artifact-washed": "washed out", "artifact-blank": "blank",
-                "artifact-truncated": None}
-
-
-def planted(file_name: str) -> str | None:
-    """'contam' / 'artifact-<kind>' for an image mixed into a set, else None."""
-    base = Path(file_name).name
-    if base.startswith("contam-"):
-        return "contam"
-    m = re.match(r"(artifact-[a-z]+)-", base)
-    return m.group(1) if m else None
-
-
 # The set whose judgements (quality.csv, outliers.csv) apply to a built set's own images.
 BASE_OF = {"bccd-mix": "bccd", "bccd-defects": "bccd", "ricepest-mix": "ricepest",
            "ricepest-defects": "ricepest", "chess-mix": "chess-distinct",
