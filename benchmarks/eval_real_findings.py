@@ -128,6 +128,21 @@ def eval_duplicates(name: str, ds, dup, judged: list[dict]) -> None:
           f"removal; {dup.metrics()['n_cross_split_pairs']} cross-split pairs")
 
 
+# The kind the outlier should be given, by the planted image's name (make_contaminated.py).
+PLANTED_KIND = {"contam": "another subject", "artifact-black": "nearly black",
+                "artifact-washed": "washed out", "artifact-blank": "blank",
+                "artifact-truncated": None}
+
+
+def planted(file_name: str) -> str | None:
+    """'contam' / 'artifact-<kind>' for an image mixed into a set, else None."""
+    base = Path(file_name).name
+    if base.startswith("contam-"):
+        return "contam"
+    m = re.match(r"(artifact-[a-z]+)-", base)
+    return m.group(1) if m else None
+
+
 # The set whose judgements (quality.csv, outliers.csv) apply to a built set's own images.
 BASE_OF = {"bccd-mix": "bccd", "bccd-defects": "bccd", "ricepest-mix": "ricepest",
            "ricepest-defects": "ricepest", "chess-mix": "chess-distinct",
@@ -203,6 +218,11 @@ def eval_outliers(name: str, ds, out, judged: list[dict]) -> None:
             want = want if isinstance(want, tuple) else (want,)
             ok += any(w in str(kind) for w in want)
         print(f"              kind right: {ok}/{tot} flagged planted images")
+    real = [f for f, v in j.items() if v and not planted(f)]
+    if real:  # outliers judged by eye among the set's own images, flagged or not
+        hit = int(per.loc[per["file_name"].isin(real), "is_outlier"].sum())
+        print(f"              recall of the set's own outliers judged by eye: "
+              f"{hit / len(real):.2f} ({hit}/{len(real)})")
     copies = per["duplicate_of"].notna()
     both = int((copies & per["is_outlier"]).sum())
     print(f"              one image per duplicate group: "

@@ -58,6 +58,12 @@ BRIGHT_FLOOR, BRIGHT_CAP = 215.0, 170.0  # darkest part over 215: everything is 
 # reach 0.29 in the core; 2 stops over, 0.35 and more on the chess and BCCD sets.
 CORE_BLOWN_MIN = 0.3
 PICTURE_BLOWN_MIN = 0.1
+# ... and the blacks lifted: the darkest 2 % at LIFTED_BLACK or above. A product shot on
+# white (pills, spools of thread: white objects in boxes that take in the background) keeps
+# its blacks (p02 8-42 on the trash set); an exposure 2 stops over lifts them (median 69-108
+# on the rice-pest and chess copies; deep blacks such as a black chess piece survive, and
+# those copies are missed).
+LIFTED_BLACK = 50.0
 # With labels, dark also needs the objects' mean luma under DARK_CAP (objects in the dark).
 # A nearly blank frame also has a narrow range of grey: p98 - p02 under SPREAD_CAP levels.
 SPREAD_CAP = 48.0
@@ -93,8 +99,9 @@ RULES = {
     "dark": "the brightest 2 % < clamp(median - 3.5 s, floor 40, cap 100): nothing in the "
             "picture is lit (with labels also the objects' mean luma < 100)",
     "overexposed": "no labels: the darkest 2 % > clamp(median + 3.5 s, floor 215, cap 170); "
-                   "labels: >= 30 % of the central half of the boxes blown and >= 10 % of "
-                   "the picture, or the darkest 2 % > 215",
+                   "labels: >= 30 % of the central half of the boxes blown, >= 10 % of "
+                   "the picture, and the darkest 2 % >= 50 (blacks lifted), or the darkest "
+                   "2 % > 215",
     "blurry": "log10(sharpness + 1) < clamp(median - 3.5 s, floor log10(7), cap log10(61)), "
               "sharpness on the objects (no labels: the sharpest cells); not when already "
               "low-information",
@@ -356,8 +363,8 @@ def _compute_quality(n_images: int, table: pd.DataFrame, objects: pd.DataFrame |
         # overexposed: without labels the darkest part washed out; with labels the objects
         # blown through, not around them (a white specimen on white), or everything washed out
         "overexposed": np.where(
-            labelled, ((core_blown >= CORE_BLOWN_MIN) & (blown >= PICTURE_BLOWN_MIN))
-            | (p02 > BRIGHT_FLOOR), over_stat > bright_cut),
+            labelled, ((core_blown >= CORE_BLOWN_MIN) & (blown >= PICTURE_BLOWN_MIN)
+                       & (p02 >= LIFTED_BLACK)) | (p02 > BRIGHT_FLOOR), over_stat > bright_cut),
         # nearly blank: little information AND a narrow range of grey (a white product shot
         # has a low entropy but the full range), and with labels objects without edges (a
         # sharp bug on a plain wall is a plain background, not a blank frame)
