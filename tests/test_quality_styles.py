@@ -5,6 +5,8 @@ on a plain wall is not low-information while a labelled blank frame is."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,3 +124,38 @@ def test_a_sharp_object_on_a_plain_wall_is_not_low_information_but_a_blank_frame
     assert wall["luma_p98"] - wall["luma_p02"] < 48 and wall["entropy"] < 4  # plain ...
     assert not wall["is_low_information"] and wall["n_flags"] == 0  # ... but a sharp object
     assert flags.loc["blank.png", "is_low_information"]
+
+
+# ----------------------------------------------------------------- real photos
+REAL = Path(__file__).resolve().parent / "data" / "real" / "roboflow_yolo_styles"
+
+
+def _stops(path: Path, stops: float) -> Image.Image:
+    """The photo exposed ``stops`` more (negative: less), in linear light, clipped."""
+    a = np.asarray(Image.open(path).convert("RGB")).astype(np.float64) / 255
+    lin = np.where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4) * 2.0 ** stops
+    lin = np.clip(lin, 0, 1)
+    out = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return Image.fromarray(np.round(out * 255).astype(np.uint8))
+
+
+def test_real_specimen_wall_and_product_shots_are_not_flagged_but_their_misexposed_copies_are(
+        tmp_path):
+    import shutil
+
+    import qa
+
+    root = tmp_path / "styles"
+    shutil.copytree(REAL, root)
+    pills = next((root / "train" / "images").glob("suggested-*.jpg"))
+    label = root / "train" / "labels" / f"{pills.stem}.txt"
+    for name, stops in (("under3", -3), ("over2", 2)):
+        _stops(pills, stops).save(pills.parent / f"{name}-pills.jpg", quality=95)
+        shutil.copy(label, label.parent / f"{name}-pills.txt")
+    per = compute_quality(qa.load(root)).per_image
+    per.index = [Path(f).name.split("_")[0].split("-")[0] for f in per["file_name"]]
+    exposure = ["is_dark", "is_overexposed", "is_low_information"]
+    # a pale moth on white, a bug on a plain wall, pills on white: styles, not defects
+    assert not per.loc[["rice", "suggested"], exposure].to_numpy().any(), per[exposure]
+    assert per.loc["under3", "is_dark"] and not per.loc["under3", "is_overexposed"]
+    assert per.loc["over2", "is_overexposed"] and not per.loc["over2", "is_dark"]
