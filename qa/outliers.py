@@ -5,8 +5,12 @@ that lie far from their own class (often a wrong label).
   mean distance to the k nearest neighbours (``knn``, the default), the local outlier factor
   (``lof``) or an isolation forest. ``is_outlier`` is Tukey's IQR rule on that score:
   ``score > Q3 + 1.5 * IQR`` (:data:`IQR_FACTOR`), the rule cleanlab and Encord Active apply
-  to the kNN distance. Neighbour search uses faiss: exact up to :data:`EXACT_MAX_ROWS` rows,
-  an inverted-file index above (100k x 512 in a few seconds on 2 cores).
+  to the kNN distance, and (kNN) at least :data:`OUTLIER_RATIO` x the median score, so that
+  a uniform dataset gets no flag; :func:`compute_outliers` also flags an image above the
+  fence whose pixels show a capture artifact (blank, black, washed out) and says what kind
+  of outlier each flagged image is (:func:`outlier_kind`). Neighbour search uses faiss:
+  exact up to :data:`EXACT_MAX_ROWS` rows, an inverted-file index above (100k x 512 in a few
+  seconds on 2 cores).
 * :func:`compute_outliers` turns image embeddings into an :class:`OutliersResult` (the
   :mod:`qa.results` protocol): per-image table, each flagged image's nearest ordinary
   neighbours, and per-class outliers (objects from :func:`qa.embeddings.embed_objects`, or

@@ -10,12 +10,18 @@ flagged, so a tight dataset does not flag its normal images for a tiny deviation
 ========================  ==============  ==========================================================
 check                     statistic       flagged when
 ========================  ==============  ==========================================================
-dark                      brightness      < clamp(median - 3.5 s, floor 40, cap 90)   (luma 0..255)
-overexposed               brightness      > clamp(median + 3.5 s, floor 215, cap 170)
+dark                      luma_p98        the brightest 2 % < clamp(median - 3.5 s, floor 40,
+                                          cap 100) (luma 0..255): nothing lit; with labels also
+                                          the objects' mean luma < 100
+overexposed               luma_p02,       no labels: the darkest 2 % > clamp(median + 3.5 s,
+                          objects' core   floor 215, cap 170); labels: the central half of the
+                                          boxes >= 30 % blown, >= 10 % of the picture blown and
+                                          the darkest 2 % >= 50, or the darkest 2 % > 215
 blurry                    blur            log10(blur + 1) < clamp(median - 3.5 s, floor log10(6),
                                           cap log10(60)); images already low-information are not
                                           also blurry (a blank frame has no edges to be sharp)
 low_information           entropy         < clamp(median - 3.5 s, floor 2.0 bits, cap 4.0 bits)
+                                          and p98 - p02 < 48; with labels the objects not sharp
 grayscale                 is_grayscale    grey while fewer than half the images are (a colour set)
 odd_aspect                aspect          |ln aspect - median| > max(3 IQR, ln 2), or the long side
                                           is at least 4 x the short side
