@@ -16,7 +16,13 @@ Truth per finding kind:
   by eye on a sample and every pair where it and the tool disagreed is listed with its own
   judgement.
 * outliers.csv / quality.csv: images the tool flags, judged ``true`` 1/0 by eye; a flagged
-  image that is not listed counts as unjudged (printed).
+  image that is not listed counts as unjudged (printed). Outliers judged by eye among images
+  the tool did not flag (the trash set's highest scores) give a recall.
+* The built sets (real_eval/make_contaminated.py): in ``<set>-mix`` an image named
+  ``contam-*`` (a photo of another real set) or ``artifact-*`` is an outlier, and the kind the
+  tool gives it is checked; in ``<set>-defects`` an image named ``defect-<dark|bright|blur>-*``
+  is a true quality flag, and recall is counted per check. The sets' own images keep the
+  judgements of the set they come from.
 """
 
 from __future__ import annotations
