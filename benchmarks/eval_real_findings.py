@@ -16,7 +16,13 @@ Truth per finding kind:
   by eye on a sample and every pair where it and the tool disagreed is listed with its own
   judgement.
 * outliers.csv / quality.csv: images the tool flags, judged ``true`` 1/0 by eye; a flagged
-  image that is not listed counts as unjudged (printed).
+  image that is not listed counts as unjudged (printed). Outliers judged by eye among images
+  the tool did not flag (the trash set's highest scores) give a recall.
+* The built sets (real_eval/make_contaminated.py): in ``<set>-mix`` an image named
+  ``contam-*`` (a photo of another real set) or ``artifact-*`` is an outlier, and the kind the
+  tool gives it is checked; in ``<set>-defects`` an image named ``defect-<dark|bright|blur>-*``
+  is a true quality flag, and recall is counted per check. The sets' own images keep the
+  judgements of the set they come from.
 """
 
 from __future__ import annotations
@@ -46,7 +52,17 @@ def datasets(extra: Path) -> dict[str, tuple[Path, str | None]]:
     return {"bccd": (_realdata() / "bccd", None),
             "chess-distinct": (extra / "chess", "one_per_source"),
             "ricepest": (extra / "ricepest", None),
-            "chess": (extra / "chess", None)}
+            "chess": (extra / "chess", None),
+            "trash": (extra / "trash", None),
+            # outliers: the sets above with real photos of other sets mixed in
+            # (benchmarks/real_eval/make_contaminated.py builds them under DATA/contam)
+            "bccd-mix": (extra / "contam" / "bccd-mix", None),
+            "ricepest-mix": (extra / "contam" / "ricepest-mix", None),
+            "chess-mix": (extra / "contam" / "chess-mix", "one_per_source"),
+            # quality recall: the sets with 10 photos each underexposed, overexposed, blurred
+            "bccd-defects": (extra / "contam" / "bccd-defects", None),
+            "ricepest-defects": (extra / "contam" / "ricepest-defects", None),
+            "chess-defects": (extra / "contam" / "chess-defects", "one_per_source")}
 
 
 def source_stem(file_name: str) -> str:
@@ -118,20 +134,106 @@ def eval_duplicates(name: str, ds, dup, judged: list[dict]) -> None:
           f"removal; {dup.metrics()['n_cross_split_pairs']} cross-split pairs")
 
 
-def eval_flags(kind: str, name: str, flagged: list[tuple[str, str]], judged: list[dict]
-               ) -> None:
-    """``flagged``: (file_name, check) pairs; judged rows: dataset, file, check, true."""
-    j = {(r["file"], r.get("check", kind)): r["true"] == "1" for r in judged
-         if r["dataset"] == name}
-    verdicts = [j.get(f) for f in flagged]
+# The kind the outlier should be given, by the planted image's name (make_contaminated.py).
+PLANTED_KIND = {"contam": "another subject", "artifact-black": "nearly black",
+                "artifact-washed": "washed out", "artifact-blank": "blank",
+                "artifact-truncated": None}
+
+
+def planted(file_name: str) -> str | None:
+    """'contam' / 'artifact-<kind>' for an image mixed into a set, else None."""
+    base = Path(file_name).name
+    if base.startswith("contam-"):
+        return "contam"
+    m = re.match(r"(artifact-[a-z]+)-", base)
+    return m.group(1) if m else None
+
+
+# The set whose judgements (quality.csv, outliers.csv) apply to a built set's own images.
+BASE_OF = {"bccd-mix": "bccd", "bccd-defects": "bccd", "ricepest-mix": "ricepest",
+           "ricepest-defects": "ricepest", "chess-mix": "chess-distinct",
+           "chess-defects": "chess-distinct"}
+DEFECT_CHECK = {"dark": "dark", "bright": "overexposed", "blur": "blurry"}
+
+
+def eval_quality(name: str, ds, qual, judged: list[dict]) -> None:
+    """Precision of the quality flags (an image with a planted defect is a true flag, the
+    set's own by quality.csv), and recall of the planted defects by the check that should
+    find them."""
+    from qa.quality import CHECKS
+
+    flagged = [(r.file_name, c) for c in CHECKS for r in qual.flagged(c).itertuples()]
+    base = BASE_OF.get(name, name)
+    j = {(r["file"], r["check"]): r["true"] == "1" for r in judged if r["dataset"] == base}
+    defect = {f: m.group(1) for f in ds.images["file_name"]
+              if (m := re.match(r"defect-([a-z]+)-", Path(f).name))}
+
+    def verdict(f, c):
+        if f in defect or str(planted(f)).startswith("artifact"):
+            return True  # a planted defect or capture artifact
+        if planted(f) == "contam":
+            return None  # a photo of another set: its quality is not judged here
+        return j.get((f, c))
+
+    verdicts = [verdict(f, c) for f, c in flagged]
     tp = sum(v is True for v in verdicts)
     n_judged = sum(v is not None for v in verdicts)
     p = f"{tp / n_judged:.2f}" if n_judged else "  - "
-    by = {}
-    for (f, c) in flagged:
+    by: dict[str, int] = {}
+    for _, c in flagged:
         by[c] = by.get(c, 0) + 1
-    print(f"  {kind:10s}  precision {p} ({tp}/{n_judged} judged; {len(flagged) - n_judged} "
+    print(f"  quality     precision {p} ({tp}/{n_judged} judged; {len(flagged) - n_judged} "
           f"unjudged) flagged: {by or 'nothing'}")
+    if defect:
+        got = set(flagged)
+        for kind, check in DEFECT_CHECK.items():
+            fs = [f for f, k in defect.items() if k == kind]
+            hit = sum((f, check) in got for f in fs)
+            print(f"              recall {kind:6s} ({check}): {hit / len(fs):.2f} "
+                  f"({hit}/{len(fs)})")
+
+
+def eval_outliers(name: str, ds, out, judged: list[dict]) -> None:
+    """Precision among the flagged (planted images are true, the set's own by outliers.csv),
+    recall of the planted ones, whether each planted outlier got the right kind, and that
+    no two flagged images are copies of one picture."""
+    j = {r["file"]: r["true"] == "1" for r in judged
+         if r["dataset"] in (name, BASE_OF.get(name))}
+    fl = out.flagged
+    verdicts = [True if planted(f) else j.get(f) for f in fl["file_name"]]
+    tp = sum(v is True for v in verdicts)
+    n_judged = sum(v is not None for v in verdicts)
+    p = f"{tp / n_judged:.2f}" if n_judged else "  - "
+    kinds = fl["kind"].fillna("(none)").value_counts().to_dict()
+    print(f"  outliers    precision {p} ({tp}/{n_judged} judged; {len(fl) - n_judged} "
+          f"unjudged) flagged: {len(fl)} {kinds}")
+    per = out.per_image
+    plant = per["file_name"].map(planted)
+    if plant.notna().any():
+        for label, m in (("other subject", plant == "contam"),
+                         ("artifacts", plant.fillna("").str.startswith("artifact"))):
+            hit = int((per["is_outlier"] & m).sum())
+            print(f"              recall {label}: {hit / max(int(m.sum()), 1):.2f} "
+                  f"({hit}/{int(m.sum())})")
+        ok = tot = 0
+        for f, kind in zip(fl["file_name"], fl["kind"]):
+            want = PLANTED_KIND.get(planted(f) or "", "")
+            if want == "" or want is None:
+                continue
+            tot += 1
+            want = want if isinstance(want, tuple) else (want,)
+            ok += any(w in str(kind) for w in want)
+        print(f"              kind right: {ok}/{tot} flagged planted images")
+    real = [f for f, v in j.items() if v and not planted(f)]
+    if real:  # outliers judged by eye among the set's own images, flagged or not
+        hit = int(per.loc[per["file_name"].isin(real), "is_outlier"].sum())
+        print(f"              recall of the set's own outliers judged by eye: "
+              f"{hit / len(real):.2f} ({hit}/{len(real)})")
+    copies = per["duplicate_of"].notna()
+    both = int((copies & per["is_outlier"]).sum())
+    print(f"              one image per duplicate group: "
+          f"{'yes' if both == 0 else f'NO ({both} flagged copies)'} "
+          f"({int(copies.sum())} copies ranked under another)")
 
 
 def main() -> None:
@@ -165,14 +267,14 @@ def main() -> None:
         emb = embed_images(ds, cached_only=not args.embed, model="efficientnet-lite0")
         print(f"{name}: {len(ds.images)} images, {len(emb)} embedded")
         dup = compute_duplicates(ds, stats=stats, embeddings=emb if len(emb) else None)
-        eval_duplicates(name, ds, dup, dj)
+        if name not in BASE_OF:  # the built sets are for outliers and quality
+            eval_duplicates(name, ds, dup, dj)
         qual = compute_quality(ds, stats)
         qflags = [(r.file_name, c) for c in CHECKS for r in qual.flagged(c).itertuples()]
-        eval_flags("quality", name, qflags, qj)
-        if len(emb) >= 3:
+        eval_quality(name, ds, qual, qj)
+        if len(emb) >= 3 and not name.endswith("-defects"):
             out = compute_outliers(ds, emb, duplicates=dup, stats=stats)
-            oflags = [(r.file_name, "outlier") for r in out.flagged.itertuples()]
-            eval_flags("outliers", name, oflags, oj)
+            eval_outliers(name, ds, out, oj)
             if args.list:
                 for r in out.flagged.itertuples():
                     print(f"    outlier {r.file_name}  score {r.score:.3f}  {r.kind}")

@@ -5,8 +5,12 @@ that lie far from their own class (often a wrong label).
   mean distance to the k nearest neighbours (``knn``, the default), the local outlier factor
   (``lof``) or an isolation forest. ``is_outlier`` is Tukey's IQR rule on that score:
   ``score > Q3 + 1.5 * IQR`` (:data:`IQR_FACTOR`), the rule cleanlab and Encord Active apply
-  to the kNN distance. Neighbour search uses faiss: exact up to :data:`EXACT_MAX_ROWS` rows,
-  an inverted-file index above (100k x 512 in a few seconds on 2 cores).
+  to the kNN distance, and (kNN) at least :data:`OUTLIER_RATIO` x the median score, so that
+  a uniform dataset gets no flag; :func:`compute_outliers` also flags an image above the
+  fence whose pixels show a capture artifact (blank, black, washed out) and says what kind
+  of outlier each flagged image is (:func:`outlier_kind`). Neighbour search uses faiss:
+  exact up to :data:`EXACT_MAX_ROWS` rows, an inverted-file index above (100k x 512 in a few
+  seconds on 2 cores).
 * :func:`compute_outliers` turns image embeddings into an :class:`OutliersResult` (the
   :mod:`qa.results` protocol): per-image table, each flagged image's nearest ordinary
   neighbours, and per-class outliers (objects from :func:`qa.embeddings.embed_objects`, or
@@ -489,6 +493,11 @@ def _cluster_map(duplicates) -> dict[int, int]:
     return {int(i): int(c) for i, c in dict(duplicates).items()}
 
 
+# Kinds that the pixels prove: an image of these kinds above Tukey's fence is flagged even
+# under the ratio cut (see _add_kinds).
+ARTIFACT_KINDS = ("a blank", "an exposure artifact")
+
+
 def outlier_kind(row, colour_set: bool, med_log_aspect: float) -> str:
     """What kind of outlier an image is, from its pixel statistics (a row of
     :class:`qa.imagestats.ImageStats`): a blank frame, an exposure artifact, a grey image in a
@@ -498,19 +507,41 @@ def outlier_kind(row, colour_set: bool, med_log_aspect: float) -> str:
         return float(v) if v is not None and pd.notna(v) else float("nan")
 
     p02, p98, ent = num("luma_p02"), num("luma_p98"), num("entropy")
-    if (np.isfinite(p98) and np.isfinite(p02) and p98 - p02 < 16) or (np.isfinite(ent)
-                                                                       and ent < 2.0):
-        return "a blank or nearly blank frame"
+    # black and washed-out frames are blank too; say which (the fix differs: a lens cap or a
+    # shutter misfire, a flash into the lens)
     if np.isfinite(p98) and p98 < 40:
         return "an exposure artifact (nearly black)"
     if np.isfinite(p02) and p02 > 215:
         return "an exposure artifact (washed out)"
+    if (np.isfinite(p98) and np.isfinite(p02) and p98 - p02 < 16) or (np.isfinite(ent)
+                                                                       and ent < 2.0):
+        return "a blank or nearly blank frame"
     if colour_set and bool(getattr(row, "is_grayscale", False) is True):
         return "a grey image in a colour set"
     asp = num("aspect")
     if np.isfinite(asp) and asp > 0 and abs(np.log(asp) - med_log_aspect) > np.log(1.8):
         return "another format (aspect ratio)"
     return "another subject or scene"
+
+
+def _add_kinds(per: pd.DataFrame, stats, ids, tukey: float) -> None:
+    """Fill ``kind`` for every image above Tukey's fence, and flag those whose pixels show a
+    capture artifact (blank, nearly black, washed out) although their score is under the
+    ratio cut: in a varied dataset a black frame sits at ~1.45 x the median score, and the
+    pixels confirm what the embedding suggests."""
+    st = stats.table.set_index(IMAGE_ID).reindex(ids)
+    gray = st["is_grayscale"].astype("boolean").fillna(False)
+    colour_set = float(gray.mean()) < 0.5
+    asp = st["aspect"].astype(float)
+    med_la = float(np.nanmedian(np.log(asp[asp > 0]))) if (asp > 0).any() else 0.0
+    cand = (per["is_outlier"] | (per["score"] > tukey)).to_numpy()
+    if not cand.any():
+        return
+    kinds = [outlier_kind(r, colour_set, med_la) for r in st[cand].itertuples()]
+    per.loc[cand, "kind"] = kinds
+    artifact = np.zeros(len(per), bool)
+    artifact[np.where(cand)[0]] = [k.startswith(ARTIFACT_KINDS) for k in kinds]
+    per.loc[artifact, "is_outlier"] = True
 
 
 def _compute_outliers(ds, emb, method, k, objects, annotator, clusters=None,
@@ -531,6 +562,9 @@ def _compute_outliers(ds, emb, method, k, objects, annotator, clusters=None,
                         FILE_NAME: info[FILE_NAME].reindex(ids).astype(object).to_numpy(),
                         SPLIT: info[SPLIT].reindex(ids).astype(object).to_numpy()})
     per = pd.concat([per, scores], axis=1)
+    per["kind"] = None
+    if stats is not None and len(per):
+        _add_kinds(per, stats, ids, iqr_fence(per["score"]))
     # one image per group of copies: the most unusual copy stands for the others
     per["duplicate_of"] = pd.array([pd.NA] * len(per), dtype="Int64")
     if (groups >= 0).any():
@@ -551,16 +585,7 @@ def _compute_outliers(ds, emb, method, k, objects, annotator, clusters=None,
                          "the first copy (duplicate_of).")
     per["rank"] = per["score"].where(per["duplicate_of"].isna()).rank(
         ascending=False, method="first").fillna(0).astype(int)
-    per["kind"] = None
-    if stats is not None and len(per):
-        st = stats.table.set_index(IMAGE_ID).reindex(ids)
-        gray = st["is_grayscale"].astype("boolean").fillna(False)
-        colour_set = float(gray.mean()) < 0.5
-        asp = st["aspect"].astype(float)
-        med_la = float(np.nanmedian(np.log(asp[asp > 0]))) if (asp > 0).any() else 0.0
-        fl = per["is_outlier"].to_numpy()
-        per.loc[fl, "kind"] = [outlier_kind(r, colour_set, med_la)
-                               for r in st[fl].itertuples()]
+    per.loc[~per["is_outlier"], "kind"] = None
     flagged = per["is_outlier"].to_numpy()
     neigh = []
     for r in range(len(per)):

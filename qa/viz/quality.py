@@ -12,8 +12,8 @@ LABELS = {"dark": "Dark", "overexposed": "Overexposed", "blurry": "Blurry",
           "low_information": "Low information", "grayscale": "Grey in a colour set",
           "odd_aspect": "Odd aspect ratio", "tiny": "Tiny"}
 AXIS = {"brightness": "mean brightness (luma, 0-255)",
-        "exposure_dark": "exposure: the objects' luma, or the brightest 2 % (0-255)",
-        "exposure_bright": "exposure: the objects' luma, or the darkest 2 % (0-255)",
+        "exposure_dark": "exposure: the brightest 2 % (0-255)",
+        "exposure_bright": "exposure: the darkest 2 % (0-255)",
         "sharp_objects": "sharpness: Laplacian variance on the objects or sharpest part "
                          "(log scale; low = blurred)",
         "blur": "blur: variance of the Laplacian (log scale; low = blurred)",
