@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -556,3 +557,41 @@ def validate(dataset: Dataset) -> ValidationReport:
 def run_analysis(dataset: Dataset, ctx) -> ValidationReport:
     """Runner for :mod:`qa.analyses`: validation always runs."""
     return validate(dataset)
+
+
+_PREFIX = re.compile(r"^'[^']*'(?: \([^)]*\))?: (?:annotation \d+(?: \([^)]*\))?: )?")
+
+
+def readable_issues(issues: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
+    """The validation rows for a person to read whole: severity, check, ``file`` (the image's
+    file name), ``item`` (the annotation with its class and annotator, or 'the image'),
+    ``problem`` and ``fix`` (the message's last clause, what to do). The page shows these
+    columns instead of one long message that a table cuts off."""
+    cols = ["severity", "check", "file", "item", "problem", "fix"]
+    if issues is None or issues.empty:
+        return pd.DataFrame(columns=cols)
+    names = dict(zip(ds.images[IMAGE_ID], ds.images[FILE_NAME].astype(str)))
+    anns = ds.annotations.set_index(ANN_ID) if len(ds.annotations) else None
+    classes = ds.category_names
+    rows = []
+    for r in issues.itertuples(index=False):
+        img = getattr(r, IMAGE_ID)
+        ann = getattr(r, ANN_ID)
+        file = names.get(int(img), f"image id {int(img)}") if pd.notna(img) else "(dataset)"
+        if pd.notna(ann):
+            item = f"annotation {int(ann)}"
+            if anns is not None and int(ann) in anns.index:
+                a = anns.loc[int(ann)]
+                a = a.iloc[0] if isinstance(a, pd.DataFrame) else a
+                who = f", {a[ANNOTATOR]}" if len(ds.annotators) > 1 else ""
+                item += f" ({classes.get(a[CATEGORY_ID], a[CATEGORY_ID])}{who})"
+        else:
+            item = "the image" if pd.notna(img) else "—"
+        msg = str(r.message)
+        cut = max(msg.rfind("; "), msg.rfind(". ", 0, len(msg) - 2))
+        problem, fix = (msg[:cut], msg[cut + 2:]) if cut > 0 else (msg, "")
+        problem = _PREFIX.sub("", problem).strip() or problem
+        problem = problem[:1].upper() + problem[1:]
+        rows.append((r.severity, r.check, file, item, problem,
+                     fix[:1].upper() + fix[1:]))
+    return pd.DataFrame(rows, columns=cols)

@@ -38,6 +38,22 @@ def filter_issues(key: str, _report, severities: tuple, checks: tuple):
     return df[df["check"].isin(checks)] if checks else df
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def file_names(key: str, _ds: Dataset) -> dict[int, str]:
+    """image_id -> file name: what a caption shows (the internal id starts at 0 on one
+    format and 1 on another, so a '#id' reads differently per dataset)."""
+    return dict(zip(_ds.images["image_id"].astype(int).tolist(),
+                    _ds.images["file_name"].astype(str).tolist()))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def readable_issues(key: str, _ds: Dataset, issues):
+    """:func:`qa.validation.readable_issues` of the filtered table (hashed by value)."""
+    from qa.validation import readable_issues as readable
+
+    return readable(issues, _ds)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def gallery_ids(key: str, _ds: Dataset, _report, all_images: bool) -> list[int]:
     if all_images:
