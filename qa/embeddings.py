@@ -618,6 +618,8 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
     hashes = store.hash_files(dataset.root, names, progress=lambda d, t: prog(
         HASH_SHARE * d / max(t, 1), f"hashing image files ({d:,}/{t:,})"),
         hasher=remote.hash_files if remote is not None else None)
+    # files hashed before (memoised by path, size and mtime) report no progress: say so
+    prog(HASH_SHARE, f"{len(names):,} image files hashed; looking up stored vectors")
     # pandas may hold a missing digest as NaN: normalise to None
     shas = [s if isinstance(s, str) else None for s in hashes["sha256"]]
     errors = [e if isinstance(e, str) else None for e in hashes["error"]]
@@ -748,6 +750,9 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
     n_items = sum(mult[k] for k in todo)  # what the progress counts: the button's unit
     copies = (f"; {n_items - total:,} are byte-identical copies, embedded once"
               if n_items > total else "")
+    # loading the model takes seconds (imports, weights): the bar says so instead of
+    # keeping the previous step's words
+    prog(HASH_SHARE, f"loading {spec.model_id} to embed {n_items:,} {unit}{copies}")
     loaded = load_model(spec, device=device)
     if device == "auto" and loaded.device != "cpu" and bs == DEFAULT_BATCH_SIZE:
         bs = GPU_BATCH_SIZE
@@ -843,7 +848,10 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
     names_all = img[FILE_NAME].astype(str)
     used = anns[IMAGE_ID].unique()
     remote = _cluster(ray, layout, cached_only)
-    hashes = store.hash_files(dataset.root, names_all.loc[used].tolist(),
+    prog(0.0, f"hashing the {len(used):,} image files with boxes")
+    hashes = store.hash_files(dataset.root, names_all.loc[used].tolist(), progress=lambda d, t:
+                              prog(HASH_SHARE * d / max(t, 1),
+                                   f"hashing the image files with boxes ({d:,}/{t:,})"),
                               hasher=remote.hash_files if remote is not None else None)
     sha_of = {i: s for i, s in zip(used, hashes["sha256"]) if isinstance(s, str)}
     err_of = {i: e for i, e in zip(used, hashes["error"]) if isinstance(e, str)}
