@@ -227,7 +227,7 @@ def _build_report(ds: Dataset, embeddings: str, config, config_path, n_decisions
             run = run_analyses(ds, embeddings=embeddings,
                                progress=lambda f, m: progress(0.8 * f, m))
             progress(0.8, "scoring the checks")
-            return build_report(run, config)
+            return build_report(run, config, thumbnails=0)  # added for the HTML download
 
     return remembered(ds, ("health_report", embeddings, config_path, n_decisions), build)
 
@@ -255,8 +255,10 @@ def report_history(key: str, _report, created: str):
 
 
 @st.cache_data(show_spinner="Writing the report ...", max_entries=12)
-def report_file(key: str, _report, created: str, fmt: str, _history=None) -> bytes:
-    """The report as ``fmt`` ("html", "pdf" or "json") bytes."""
+def report_file(key: str, _report, created: str, fmt: str, _history=None,
+                _ds: Dataset | None = None) -> bytes:
+    """The report as ``fmt`` ("html", "pdf" or "json") bytes; the HTML with the evidence
+    thumbnails of ``_ds`` (made only when it is downloaded)."""
     if fmt == "json":
         from qa.report.export import report_json
 
@@ -264,7 +266,10 @@ def report_file(key: str, _report, created: str, fmt: str, _history=None) -> byt
     if fmt == "html":
         from qa.report.html import render_html
 
-        return render_html(_report, history=_history).encode("utf-8")
+        from qa.report.core import add_thumbnails
+
+        return render_html(add_thumbnails(_report, _ds),
+                           history=_history).encode("utf-8")
     if fmt == "pdf":
         from qa.report.pdf import render_pdf
 

@@ -415,6 +415,16 @@ def _score(checks: list[CheckResult], area_weights: dict) -> tuple[list, float |
         {a: (None if v is None else round(v, 2)) for a, v in area_scores.items()}
 
 
+def add_thumbnails(report: HealthReport, ds: Dataset | None,
+                   per_check: int = DEFAULT_THUMBNAILS) -> HealthReport:
+    """``report`` with its evidence thumbnails (for the HTML export), made now: the dashboard
+    builds the report without them (the page shows none; 30 PNGs cost ~2 s of a first
+    visit) and adds them when the HTML is downloaded."""
+    if report.thumbnails or ds is None or per_check <= 0:
+        return report
+    return replace(report, thumbnails=_thumbnails(ds, list(report.checks), per_check))
+
+
 def _thumbnails(ds: Dataset, checks: list[CheckResult], per_check: int) -> dict[int, str]:
     """PNG data URIs of the first evidence images of the checks that warn or fail."""
     from qa.viz.boxes import render_image

@@ -87,13 +87,11 @@ def draw_boxes(
     labels = annotations[annotations[W].isna()] if len(annotations) else annotations
     # image-level labels (classification): one chip per annotator label, stacked top-left
     y = 2
-    for r in labels.itertuples(index=False):
-        rd = r._asdict()
+    for rd in _records(labels, (ANNOTATOR, CATEGORY_ID)):
         col = color_of(rd)
         text = f"{rd[ANNOTATOR]}: {names.get(rd[CATEGORY_ID], rd[CATEGORY_ID])}"
         y = _label(d, font, 2, y, text, col, below=True) + 2
-    for r in boxes.itertuples(index=False):
-        rd = r._asdict()
+    for rd in _records(boxes, (X, Y, W, H, ANN_ID, CATEGORY_ID, ANNOTATOR)):
         x0, y0 = rd[X] * scale, rd[Y] * scale
         x1, y1 = (rd[X] + rd[W]) * scale, (rd[Y] + rd[H]) * scale
         col = color_of(rd)
@@ -102,8 +100,7 @@ def draw_boxes(
         if show_labels:
             _label(d, font, x0, y0, str(names.get(rd[CATEGORY_ID], rd[CATEGORY_ID])), col)
     if predictions is not None and len(predictions):
-        for r in predictions.itertuples(index=False):
-            rd = r._asdict()
+        for rd in _records(predictions, (X, Y, W, H, CATEGORY_ID, SCORE)):
             x0, y0 = rd[X] * scale, rd[Y] * scale
             x1, y1 = (rd[X] + rd[W]) * scale, (rd[Y] + rd[H]) * scale
             _dashed_rect(d, x0, y0, x1, y1, PREDICTION_COLOR)
@@ -111,6 +108,16 @@ def draw_boxes(
                 txt = f"{names.get(rd[CATEGORY_ID], rd[CATEGORY_ID])} {rd[SCORE]:.2f}"
                 _label(d, font, x0, y1, txt, PREDICTION_COLOR, below=True)
     return img
+
+
+def _records(df: pd.DataFrame, cols: tuple[str, ...]):
+    """Rows of ``df`` as dicts of ``cols`` (those present; others None), from plain lists:
+    ``itertuples`` on Arrow-backed columns cost ~6 ms per thumbnail, a third of a gallery."""
+    if not len(df):
+        return
+    values = [df[c].tolist() if c in df.columns else [None] * len(df) for c in cols]
+    for row in zip(*values):
+        yield dict(zip(cols, row))
 
 
 def _label(d: ImageDraw.ImageDraw, font, x, y, text, color, *, below=False):
