@@ -286,7 +286,7 @@ def _apply_review(ds: Dataset | None, findings: pd.DataFrame) -> tuple[pd.DataFr
         from qa.review import mark_findings
     except ImportError:
         return findings.assign(status="open", decided_by=None), empty
-    if ds is None or findings.empty:
+    if ds is None or findings.empty or not _any_decision():
         return findings.assign(status="open", decided_by=None), {**empty, "available": True}
     try:
         marked = mark_findings(ds, findings)
@@ -305,6 +305,19 @@ def _apply_review(ds: Dataset | None, findings: pd.DataFrame) -> tuple[pd.DataFr
     by = dismissed["decided_by"].fillna("unknown").astype(str).value_counts().to_dict()
     return marked, {"available": True, "n_dismissed": len(dismissed),
                     "by": {k: int(v) for k, v in by.items()}}
+
+
+def _any_decision() -> bool:
+    """False only when the decisions database is known to hold no decision at all (then no
+    finding needs its review key); True when it has some or cannot tell."""
+    try:
+        from qa.review import has_decisions
+    except ImportError:
+        return True
+    try:
+        return has_decisions()
+    except Exception:  # noqa: BLE001 (mark_findings reports an unreachable database)
+        return True
 
 
 def _metric_value(spec: CheckSpec, m: dict) -> tuple[float | None, str | None]:
