@@ -6,6 +6,7 @@ functions can be tested on arrays.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,13 @@ THUMB_SIDE = 480
 PLACEHOLDER_COLOR = (60, 60, 60)
 # Label text on a THUMB_SIDE thumbnail: readable when the gallery shows it ~300 px wide.
 LABEL_FONT_PX = 16
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int):
+    """The label font at ``size`` px, loaded once (FreeType: a few ms per load, per
+    thumbnail)."""
+    return ImageFont.load_default(size=size)
 
 
 def load_image(root: Path | str | None, file_name: str, *, max_side: int = THUMB_SIDE
@@ -45,8 +53,8 @@ def load_image(root: Path | str | None, file_name: str, *, max_side: int = THUMB
     img = Image.new("RGB", (max_side, int(max_side * 0.75)), PLACEHOLDER_COLOR)
     d = ImageDraw.Draw(img)
     d.text((20, 20), "image unavailable", fill=(230, 230, 230),
-           font=ImageFont.load_default(size=LABEL_FONT_PX * 2))
-    d.text((20, 70), err, fill=(200, 200, 200), font=ImageFont.load_default(size=LABEL_FONT_PX))
+           font=_font(LABEL_FONT_PX * 2))
+    d.text((20, 70), err, fill=(200, 200, 200), font=_font(LABEL_FONT_PX))
     return img, 1.0, err
 
 
@@ -70,7 +78,7 @@ def draw_boxes(
         raise ValueError(f"color_by must be 'annotator' or 'class', got {color_by!r}")
     img = image.copy()
     d = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=LABEL_FONT_PX)
+    font = _font(LABEL_FONT_PX)
     names = category_names or {}
     if color_by == "class":
         colors = colors or class_colors(sorted({str(v) for v in names.values()}))
