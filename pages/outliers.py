@@ -4,8 +4,9 @@ import streamlit as st
 
 from qa.app import cached
 from qa.app.state import clear_focus, dataset_key, focus, require_dataset
-from qa.app.widgets import embed_button, image_gallery, object_gallery
-from qa.embeddings import FALLBACK, ModelError, embed_images, embed_objects
+from qa.app.widgets import embed_button, embed_summary, image_gallery, object_gallery
+from qa.embeddings import (FALLBACK, ModelError, embed_images, embed_objects,
+                           unreadable_sentence)
 from qa.outliers import DEFAULT_K, MAP_METHODS, METHODS, embedding_shortfall
 from qa.viz import outliers as vo
 
@@ -28,8 +29,11 @@ st.markdown(f"**Model:** `{emb.model_label}`")
 st.caption(spec.reason)
 
 missing, why = embedding_shortfall(emb, ds.n_images)
-if missing > 0:
+embed_summary("out_embed")
+if missing > 0:  # the same images the progress counts; known-unreadable files are left out
     embed_button(f"Embed {missing:,} images", key="out_embed", type="primary",
+                 help=f"{ds.n_images:,} images: {len(emb):,} embedded already, "
+                      f"{len(emb.failed):,} unreadable (see 'Not embedded').",
                  run=lambda p: embed_images(ds, model=model, checkpoint=ckpt, progress=p))
 if why:
     st.info(why[0].upper() + why[1:] + (": press the button." if missing else
@@ -40,6 +44,7 @@ if missing > 0:
 
 objects = (cached.stored_embeddings(key, ds, spec.model_id, model, ckpt, objects=True)
            if ds.has_boxes else None)
+embed_summary("out_embed_objects")
 if ds.has_boxes and (objects is None or len(objects) == 0):  # whatever the section shown
     embed_button("Embed the labelled boxes", key="out_embed_objects",
                  help="Per-class outliers, and each unsupported box's crop decides on Model "
@@ -62,7 +67,7 @@ cols[2].metric("Outliers", m["n_outliers"], help="score above Tukey's fence (Q3 
                "and 1.5 x the median score: nothing is flagged when nothing is unlike the rest")
 cols[3].metric("Flag threshold", f"{res.fence:.3g}")
 cols[4].metric("Class outliers", "—" if m["n_class_outliers"] is None else m["n_class_outliers"])
-for note in res.notes[1:]:
+for note in res.notes[1:] + ((unreadable_sentence(emb.failed) + ".",) if len(emb.failed) else ()):
     st.caption(note)
 
 ids, kind = focus()
@@ -82,7 +87,7 @@ if section == "Ranked outliers":
     if len(flagged):
         names = dict(zip(flagged["image_id"], flagged["file_name"]))
         pick = st.selectbox("Nearest ordinary images of", flagged["image_id"], key="out_pick",
-                            format_func=lambda i: f"#{i} {names[i]}")
+                            format_func=lambda i: names[i])
         image_gallery(ds, flagged.set_index("image_id").loc[pick, "neighbors"],
                       key="out_neighbours", max_images=5, columns=5)
     st.plotly_chart(vo.score_histogram(res), key="out_hist")

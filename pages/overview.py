@@ -38,8 +38,14 @@ else:
     table = cached.filter_issues(dataset_key(), report, tuple(sev), tuple(checks))
     if linked:
         table = table[table["image_id"].isin(linked)]
-    st.dataframe(table, hide_index=True, width="stretch", key="ov_issues",
-                 column_config={"message": st.column_config.TextColumn(width="large")})
+    readable = cached.readable_issues(dataset_key(), ds, table)
+    if len(readable) <= 30:  # a static table wraps the text: every message read whole
+        st.table(readable.set_index("file"))
+    else:
+        st.dataframe(readable, hide_index=True, width="stretch", key="ov_issues",
+                     column_config={"problem": st.column_config.TextColumn(width="large")})
+        with st.expander(f"Read the first 30 of {len(readable):,} in full"):
+            st.table(readable.head(30).set_index("file"))
     st.download_button("Download report (CSV)", table.to_csv(index=False), "validation.csv",
                        key="ov_download")
 

@@ -66,4 +66,4 @@ for col, f, mime in ((d1, "html", "text/html"), (d2, "pdf", "application/pdf"),
     col.download_button(f"Download {f.upper()}", key=f"rep_dl_{f}", mime=mime,
                         file_name=f"{name}-health-report.{f}", on_click="ignore",
                         data=lambda f=f: cached.report_file(key, report, report.created, f,
-                                                            history))
+                                                            history, ds))

@@ -76,11 +76,12 @@ with left:
     if img is None:
         st.info("A dataset-level finding: no single image shows it.")
     else:
-        st.image(img, caption=f"#{item['image_id']} {item['file_name'] or ''}"
+        st.image(img, caption=f"{item['file_name'] or ''}"
                  + (f" ({err})" if err else ""), width="stretch")
     related = vr.related_images(ds, item)
+    fnames = cached.file_names(dataset_key(), ds) if related else {}
     for col, (j, thumb, _) in zip(st.columns(4) if related else [], related):
-        col.image(thumb, caption=f"related #{j}", width="stretch")
+        col.image(thumb, caption=f"related: {fnames.get(j, j)}", width="stretch")
 with right:
     score = "" if item["score"] != item["score"] else f" · score {item['score']:.2f}"  # NaN
     st.markdown(f"**{item['kind']}** · {item['analysis']} · {item['severity']}{score}")
@@ -88,7 +89,8 @@ with right:
     copies = queue.copies_of(item)
     if copies:
         st.caption("The same finding on identical copies (same file content), settled by this "
-                   "decision too: " + ", ".join(f"#{j}" for j in copies))
+                   "decision too: " + ", ".join(str(cached.file_names(dataset_key(), ds).get(j, j))
+                                            for j in copies))
     st.markdown(f"Status: **{item['status'].replace('_', ' ')}**"
                 + (f" by {item['decided_by']}" if item["decided_by"] else "")
                 + (" · *re-opened: the evidence changed*" if item["reopened"] else ""))

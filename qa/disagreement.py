@@ -219,7 +219,15 @@ class DisagreementResult:
         ``label_errors`` and ``model_misses`` are counts where every flag was decided (by the
         model's confident contradiction, the labels, or the crops) and expected values
         (floats) where unsupported boxes were left undecided (no crops): then ``estimated``
-        is True and ``basis`` says how the estimate was made."""
+        is True and ``basis`` says how the estimate was made. Computed once per result (the
+        page, its headline and the metrics read it; ~1 s at 50k images)."""
+        done = self.__dict__.get("_cause_counts")
+        if done is None:
+            done = self._cause_counts()
+            object.__setattr__(self, "_cause_counts", done)  # frozen: a private cache
+        return {**done, "by": {c: dict(v) for c, v in done["by"].items()}}
+
+    def _cause_counts(self) -> dict:
         f = self.boxes[self.boxes["kind"] != OK]
         cause = f["cause"].to_numpy(object)
         p = f["p_label_error"].to_numpy(np.float64)
@@ -228,9 +236,10 @@ class DisagreementResult:
         est = float(p[und].sum())
         misses = int((cause == MODEL_MISS).sum()) + float((1 - p[und]).sum())
         by: dict = {}
-        for c, h in zip(cause, f["decided_by"].to_numpy(object)):
-            by.setdefault(str(c), {}).setdefault(str(h), 0)
-            by[str(c)][str(h)] += 1
+        pairs = pd.DataFrame({"c": pd.Series(cause, dtype=object).astype(str),
+                              "h": f["decided_by"].astype(object).astype(str).to_numpy()})
+        for (c, h), n in pairs.value_counts(sort=False).items():
+            by.setdefault(c, {})[h] = int(n)
         return {"label_errors": counted + est if und.any() else counted,
                 "model_misses": misses if und.any() else int(misses),
                 "estimated": bool(und.any()), "label_errors_counted": counted,

@@ -25,6 +25,7 @@ import math
 import os
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -617,6 +618,8 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
     hashes = store.hash_files(dataset.root, names, progress=lambda d, t: prog(
         HASH_SHARE * d / max(t, 1), f"hashing image files ({d:,}/{t:,})"),
         hasher=remote.hash_files if remote is not None else None)
+    # files hashed before (memoised by path, size and mtime) report no progress: say so
+    prog(HASH_SHARE, f"{len(names):,} image files hashed; looking up stored vectors")
     # pandas may hold a missing digest as NaN: normalise to None
     shas = [s if isinstance(s, str) else None for s in hashes["sha256"]]
     errors = [e if isinstance(e, str) else None for e in hashes["error"]]
@@ -650,6 +653,33 @@ def embed_images(dataset: Dataset, *, model: str = "auto", pretrained: str | Non
     return Embeddings(arr, np.asarray(out_ids, np.int64), spec.model_id, spec.is_clip,
                       failed=failed, n_computed=n_computed, n_cached=n_cached, notes=notes,
                       n_not_cached=n_not_cached)
+
+
+def embedding_summary(emb: Embeddings, *, limit: int = 5) -> str:
+    """One sentence for a person after embedding: how many images (boxes) have a vector, how
+    many vectors were computed or came from the cache (byte-identical copies share one), and
+    the files that could not be read, named with the reason: the counts a button, a progress
+    bar and a result table must agree on."""
+    unit = "boxes" if emb.ann_ids is not None else "images"
+    n_vec = emb.n_computed + emb.n_cached
+    out = (f"{len(emb):,} {unit} embedded ({emb.n_computed:,} vectors computed, "
+           f"{emb.n_cached:,} from the cache")
+    if len(emb) > n_vec > 0:
+        out += f"; {len(emb) - n_vec:,} byte-identical copies share a vector"
+    out += ")"
+    return out + (f"; {unreadable_sentence(emb.failed, limit=limit)}" if len(emb.failed) else "")
+
+
+def unreadable_sentence(failed: pd.DataFrame, *, limit: int = 5) -> str:
+    """'2 could not be read: train/000097.jpg (reason), val/000053.jpg (reason)': the
+    unreadable files of an :class:`Embeddings`' ``failed`` table, named (first ``limit``)."""
+    if failed is None or not len(failed):
+        return ""
+    rows = failed.drop_duplicates("file_name") if "file_name" in failed else failed
+    named = ", ".join(f"{r.file_name} ({r.reason})" for r in rows.head(limit).itertuples())
+    more = f" and {len(rows) - limit:,} more" if len(rows) > limit else ""
+    what = "file" if len(rows) == 1 else "files"
+    return f"{len(rows):,} {what} could not be read: {named}{more}"
 
 
 def _cluster(ray, layout, cached_only: bool):
@@ -686,6 +716,8 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
     ``crop_of`` maps a key to a crop box (x0, y0, x1, y1) for object embeddings. ``remote``
     (a :class:`qa.distributed.ClusterRun`) computes them on a Ray cluster instead."""
     order = list(dict.fromkeys(k for k, _ in items if k is not None))
+    mult = Counter(k for k, _ in items if k is not None)  # byte-identical copies share a key
+    unit = "boxes" if crop_of is not None else "images"
     first_name = {}
     for k, n in items:
         if k is not None and k not in first_name:
@@ -715,6 +747,12 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
             n_done += len(keys) + len(new_err)
             prog(0.1 + 0.9 * n_done / total, f"embedded {n_done}/{total} on the cluster")
         return vecs, len(vecs) - n_cached, n_cached, decode_err
+    n_items = sum(mult[k] for k in todo)  # what the progress counts: the button's unit
+    copies = (f"; {n_items - total:,} are byte-identical copies, embedded once"
+              if n_items > total else "")
+    # loading the model takes seconds (imports, weights): the bar says so instead of
+    # keeping the previous step's words
+    prog(HASH_SHARE, f"loading {spec.model_id} to embed {n_items:,} {unit}{copies}")
     loaded = load_model(spec, device=device)
     if device == "auto" and loaded.device != "cpu" and bs == DEFAULT_BATCH_SIZE:
         bs = GPU_BATCH_SIZE
@@ -724,8 +762,7 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
         workers = CPU_DECODE_WORKERS
     prepare = _preparer(loaded.preprocess, root, first_name, crop_of)
     n_done = 0
-    total = len(todo)
-    prog(HASH_SHARE, f"embedding {total} images with {spec.model_id}")
+    prog(HASH_SHARE, f"embedding {n_items:,} {unit} with {spec.model_id}{copies}")
     for idx, batch, errs in _batches(todo, prepare, bs, workers):
         new_err = {todo[i]: e for i, e in errs}
         if new_err:
@@ -737,9 +774,9 @@ def _vectors_for(spec: ModelSpec, root, items: list[tuple[str | None, str]], *, 
             store.put_vectors(spec.model_id, keys, out)  # streamed: an interrupted run resumes
             for k, v in zip(keys, out):
                 vecs[k] = v
-        n_done += len(idx) + len(errs)
-        prog(HASH_SHARE + (1 - HASH_SHARE) * n_done / total,
-             f"embedded {n_done}/{total} with {spec.model_id}")
+        n_done += sum(mult[todo[i]] for i in idx) + sum(mult[todo[i]] for i, _ in errs)
+        prog(HASH_SHARE + (1 - HASH_SHARE) * n_done / max(n_items, 1),
+             f"embedded {n_done:,}/{n_items:,} {unit} with {spec.model_id}{copies}")
     return vecs, len(vecs) - n_cached, n_cached, decode_err
 
 
@@ -811,7 +848,10 @@ def embed_objects(dataset: Dataset, *, annotator: str | None = None, model: str 
     names_all = img[FILE_NAME].astype(str)
     used = anns[IMAGE_ID].unique()
     remote = _cluster(ray, layout, cached_only)
-    hashes = store.hash_files(dataset.root, names_all.loc[used].tolist(),
+    prog(0.0, f"hashing the {len(used):,} image files with boxes")
+    hashes = store.hash_files(dataset.root, names_all.loc[used].tolist(), progress=lambda d, t:
+                              prog(HASH_SHARE * d / max(t, 1),
+                                   f"hashing the image files with boxes ({d:,}/{t:,})"),
                               hasher=remote.hash_files if remote is not None else None)
     sha_of = {i: s for i, s in zip(used, hashes["sha256"]) if isinstance(s, str)}
     err_of = {i: e for i, e in zip(used, hashes["error"]) if isinstance(e, str)}

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -556,3 +557,46 @@ def validate(dataset: Dataset) -> ValidationReport:
 def run_analysis(dataset: Dataset, ctx) -> ValidationReport:
     """Runner for :mod:`qa.analyses`: validation always runs."""
     return validate(dataset)
+
+
+_PREFIX = r"^'[^']*'(?: \([^)]*\))?: (?:annotation \d+(?: \([^)]*\))?: )?"
+
+
+def readable_issues(issues: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
+    """The validation rows for a person to read whole: severity, check, ``file`` (the image's
+    file name), ``item`` (the annotation with its class and annotator, or 'the image'),
+    ``problem`` and ``fix`` (the message's last clause, what to do). The page shows these
+    columns instead of one long message that a table cuts off. Vectorised: 50k images with
+    a missing file each take well under a second."""
+    cols = ["severity", "check", "file", "item", "problem", "fix"]
+    if issues is None or issues.empty:
+        return pd.DataFrame(columns=cols)
+    img = issues[IMAGE_ID]
+    names = pd.Series(ds.images[FILE_NAME].astype(str).to_numpy(),
+                      index=ds.images[IMAGE_ID].to_numpy())
+    file = img.map(names).astype(object)
+    file = file.where(file.notna(), "image id " + img.astype("string").fillna(""))
+    file = file.where(img.notna(), "(dataset)")
+    item = pd.Series(np.where(img.notna(), "the image", "—"), index=issues.index, dtype=object)
+    ann = issues[ANN_ID]
+    has = ann.notna()
+    if has.any():
+        a = ds.annotations.drop_duplicates(ANN_ID).set_index(ANN_ID)
+        ids = ann[has].astype("int64")
+        cls = ids.map(a[CATEGORY_ID].map(ds.category_names)).astype("string")
+        text = "annotation " + ids.astype(str)
+        if len(ds.annotators) > 1:
+            cls = cls + ", " + ids.map(a[ANNOTATOR]).astype("string")
+        item[has] = (text + (" (" + cls + ")").fillna("")).to_numpy()
+    msg = issues["message"].astype(str).str.replace(r"\.$", "", regex=True)
+    # the last clause is the fix when it reads like one (a sentence after '; ' or '. ')
+    last = msg.str.extract(r"^(?P<head>.*)(?:; |\. )(?P<tail>[^;.]+)$")
+    fix = last["tail"].fillna("")
+    problem = last["head"].where(last["tail"].notna(), msg)
+    problem = problem.str.replace(_PREFIX, "", regex=True)
+    cap = lambda s: s.str[:1].str.upper() + s.str[1:]  # noqa: E731
+    return pd.DataFrame({"severity": issues["severity"].to_numpy(),
+                         "check": issues["check"].to_numpy(), "file": file.to_numpy(),
+                         "item": item.to_numpy(), "problem": cap(problem).to_numpy(),
+                         "fix": (cap(fix) + np.where(fix != "", ".", "")).to_numpy()},
+                        columns=cols)

@@ -363,3 +363,33 @@ def test_run_analyses_objects_true_embeds_the_boxes_once(tmp_path):
     assert run.results["outliers"].metrics()["n_class_outliers"] is not None
     again = embed_objects(ds, model=FALLBACK, cached_only=True)
     assert len(again) == 5 and again.n_not_cached == 0  # stored for the next run
+
+
+def test_button_progress_and_result_count_the_same_images(tmp_path, store):
+    """Issue 21: the button said 299, the progress 32/296, the result 298 + 2 failed. A
+    byte-identical copy is embedded once but counted as an image; a missing file is known
+    before, a damaged one only after decoding: the three counts agree and name the files."""
+    from qa.embeddings import embedding_summary
+    from qa.outliers import embedding_shortfall
+
+    root = tmp_path / "data"
+    names = [f"img{k}.jpg" for k in range(4)]
+    _dataset(root, names)
+    (root / "images" / "copy.jpg").write_bytes((root / "images" / "img0.jpg").read_bytes())
+    (root / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    ds = _dataset(root, names + ["copy.jpg", "broken.jpg"], extra=["gone.jpg"])
+    before = embed_images(ds, model=TINY, pretrained="random", store=store, cached_only=True)
+    missing, _ = embedding_shortfall(before, ds.n_images)
+    assert missing == 6 and list(before.failed["file_name"]) == ["gone.jpg"]
+    msgs = []
+    done = embed_images(ds, model=TINY, pretrained="random", store=store, batch_size=2,
+                        progress=lambda f, m: msgs.append(m))
+    counted = [m for m in msgs if m.startswith("embedded ") and "/" in m]
+    assert counted[-1].startswith(f"embedded {missing}/{missing} images")
+    assert "1 are byte-identical copies, embedded once" in counted[-1]
+    assert len(done) + len(done.failed) == missing + len(before.failed) == ds.n_images
+    text = embedding_summary(done)
+    assert text.startswith("5 images embedded (4 vectors computed, 0 from the cache; "
+                           "1 byte-identical copies share a vector)")
+    assert "2 files could not be read: " in text and "gone.jpg (" in text
+    assert "broken.jpg (" in text

@@ -153,3 +153,19 @@ def test_long_checks_are_cut_but_counted_exactly(monkeypatch):
     assert "... and 4 more" in rows.message.iloc[-1]
     assert rep.n_errors == 7
     assert rep.counts().set_index("check").loc["unknown_category", "count"] == 7
+
+
+def test_readable_issues_split_file_item_problem_and_fix():
+    """Issue 21: the Overview table cut the messages off; the page shows file, item, problem
+    and fix as columns, read whole."""
+    from qa.validation import readable_issues
+
+    ds = _ds(anns=_box(w=0, h=5))
+    rep = qa.validate(ds)
+    t = readable_issues(rep.issues, ds)
+    row = t[t["check"] == "bad_box_size"].iloc[0]
+    assert row["file"] == "a.jpg" and row["item"] == "annotation 1 (cat)"
+    assert "non-positive or non-finite size" in row["problem"]
+    assert "'a.jpg'" not in row["problem"] and row["fix"] and row["fix"] not in row["problem"]
+    assert list(readable_issues(rep.issues.iloc[:0], ds).columns) == [
+        "severity", "check", "file", "item", "problem", "fix"]

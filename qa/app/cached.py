@@ -38,6 +38,22 @@ def filter_issues(key: str, _report, severities: tuple, checks: tuple):
     return df[df["check"].isin(checks)] if checks else df
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def file_names(key: str, _ds: Dataset) -> dict[int, str]:
+    """image_id -> file name: what a caption shows (the internal id starts at 0 on one
+    format and 1 on another, so a '#id' reads differently per dataset)."""
+    return dict(zip(_ds.images["image_id"].astype(int).tolist(),
+                    _ds.images["file_name"].astype(str).tolist()))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def readable_issues(key: str, _ds: Dataset, issues):
+    """:func:`qa.validation.readable_issues` of the filtered table (hashed by value)."""
+    from qa.validation import readable_issues as readable
+
+    return readable(issues, _ds)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def gallery_ids(key: str, _ds: Dataset, _report, all_images: bool) -> list[int]:
     if all_images:
@@ -211,7 +227,7 @@ def _build_report(ds: Dataset, embeddings: str, config, config_path, n_decisions
             run = run_analyses(ds, embeddings=embeddings,
                                progress=lambda f, m: progress(0.8 * f, m))
             progress(0.8, "scoring the checks")
-            return build_report(run, config)
+            return build_report(run, config, thumbnails=0)  # added for the HTML download
 
     return remembered(ds, ("health_report", embeddings, config_path, n_decisions), build)
 
@@ -239,8 +255,10 @@ def report_history(key: str, _report, created: str):
 
 
 @st.cache_data(show_spinner="Writing the report ...", max_entries=12)
-def report_file(key: str, _report, created: str, fmt: str, _history=None) -> bytes:
-    """The report as ``fmt`` ("html", "pdf" or "json") bytes."""
+def report_file(key: str, _report, created: str, fmt: str, _history=None,
+                _ds: Dataset | None = None) -> bytes:
+    """The report as ``fmt`` ("html", "pdf" or "json") bytes; the HTML with the evidence
+    thumbnails of ``_ds`` (made only when it is downloaded)."""
     if fmt == "json":
         from qa.report.export import report_json
 
@@ -248,7 +266,10 @@ def report_file(key: str, _report, created: str, fmt: str, _history=None) -> byt
     if fmt == "html":
         from qa.report.html import render_html
 
-        return render_html(_report, history=_history).encode("utf-8")
+        from qa.report.core import add_thumbnails
+
+        return render_html(add_thumbnails(_report, _ds),
+                           history=_history).encode("utf-8")
     if fmt == "pdf":
         from qa.report.pdf import render_pdf
 

@@ -8,24 +8,31 @@ import numpy as np
 import streamlit as st
 
 from qa.dataset import Dataset
-from qa.viz.common import PREDICTION_COLOR, annotator_colors
+from qa.viz.common import PREDICTION_COLOR, annotator_colors, class_colors
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _thumbnail(key: str, _ds: Dataset, image_id: int, annotators: tuple | None,
-               show_predictions: bool, highlight_key: str | None, _highlight: tuple | None):
+               show_predictions: bool, highlight_key: str | None, _highlight: tuple | None,
+               color_by: str = "annotator"):
     """``highlight_key`` stands for ``_highlight`` (a digest made once per gallery: hashing
     the whole tuple again for each thumbnail cost a second per rerun on a large page)."""
     from qa.viz.boxes import render_image
 
     return render_image(_ds, image_id, annotators=annotators, show_predictions=show_predictions,
-                        highlight_ann_ids=_highlight)
+                        highlight_ann_ids=_highlight, color_by=color_by)
 
 
-def annotator_legend(ds: Dataset, annotators=None, *, show_predictions: bool = False) -> None:
-    """One coloured chip per annotator (and predictions), as a markdown line."""
-    colors = annotator_colors(ds.annotators)
-    names = [a for a in ds.annotators if annotators is None or a in annotators]
+def annotator_legend(ds: Dataset, annotators=None, *, show_predictions: bool = False,
+                     by_class: bool = False) -> None:
+    """One coloured chip per annotator (per class with ``by_class``) and predictions, as a
+    markdown line."""
+    if by_class:
+        names = sorted({str(v) for v in ds.category_names.values()})
+        colors = class_colors(names)
+    else:
+        colors = annotator_colors(ds.annotators)
+        names = [a for a in ds.annotators if annotators is None or a in annotators]
     chips = [f"<span style='color:{colors[a]}'>&#9632;</span> {a}" for a in names]
     if show_predictions:
         chips.append(f"<span style='color:{PREDICTION_COLOR}'>&#9633;</span> predictions")
@@ -56,7 +63,11 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
         page = st.number_input(f"Page (of {pages}, {total} images)", min_value=1, max_value=pages,
                                value=1, step=1, key=f"{key}_page")
     shown = ids[(page - 1) * max_images: page * max_images]
-    annotator_legend(ds, annotators, show_predictions=show_predictions)
+    # one annotator: colour says nothing unless it means the class (a one-colour gallery)
+    by_class = len(ds.annotators) <= 1 or st.toggle(
+        "Colour boxes by class", value=False, key=f"{key}_by_class",
+        help="Off: one colour per annotator. On: one colour per class.")
+    annotator_legend(ds, annotators, show_predictions=show_predictions, by_class=by_class)
     hl = tuple(sorted(int(a) for a in highlight_ann_ids)) if highlight_ann_ids is not None else None
     hl_key = None if hl is None else hashlib.sha1(np.asarray(hl, dtype=np.int64)).hexdigest()
     ann_key = tuple(annotators) if annotators is not None else None
@@ -64,7 +75,8 @@ def image_gallery(ds: Dataset, image_ids, *, key: str, captions=None, annotators
     for i, iid in enumerate(shown):
         if i % columns == 0:  # one row of columns at a time: a ranked list reads in rank
             cols = st.columns(columns)  # order, left to right, row by row (no masonry)
-        img, err = _thumbnail(dataset_key(), ds, iid, ann_key, show_predictions, hl_key, hl)
+        img, err = _thumbnail(dataset_key(), ds, iid, ann_key, show_predictions, hl_key, hl,
+                              "class" if by_class else "annotator")
         cap = str(names.get(iid, f"image {iid}"))  # the file a user knows, not an internal id
         if iid in captions:
             cap += f" — {captions[iid]}"
@@ -142,5 +154,18 @@ def embed_button(label: str, *, key: str, run, **button_kw) -> None:
 
     if current_dataset() is not None:  # results that read embeddings are stale now
         cached.forget_embedding_results(current_dataset())
-    st.toast(f"{done.n_computed:,} computed, {done.n_cached:,} from the cache")
+    from qa.embeddings import embedding_summary
+
+    msg = embedding_summary(done) if hasattr(done, "failed") else \
+        f"{done.n_computed:,} computed, {done.n_cached:,} from the cache"
+    st.session_state[f"{key}_summary"] = msg  # shown after the rerun (embed_summary)
+    st.toast(msg)
     st.rerun()
+
+
+def embed_summary(key: str) -> None:
+    """What the last press of the embed button ``key`` did (counts, unreadable files named),
+    kept across the rerun that follows it."""
+    msg = st.session_state.get(f"{key}_summary")
+    if msg:
+        st.success(msg)

@@ -286,7 +286,7 @@ def _apply_review(ds: Dataset | None, findings: pd.DataFrame) -> tuple[pd.DataFr
         from qa.review import mark_findings
     except ImportError:
         return findings.assign(status="open", decided_by=None), empty
-    if ds is None or findings.empty:
+    if ds is None or findings.empty or not _any_decision():
         return findings.assign(status="open", decided_by=None), {**empty, "available": True}
     try:
         marked = mark_findings(ds, findings)
@@ -305,6 +305,19 @@ def _apply_review(ds: Dataset | None, findings: pd.DataFrame) -> tuple[pd.DataFr
     by = dismissed["decided_by"].fillna("unknown").astype(str).value_counts().to_dict()
     return marked, {"available": True, "n_dismissed": len(dismissed),
                     "by": {k: int(v) for k, v in by.items()}}
+
+
+def _any_decision() -> bool:
+    """False only when the decisions database is known to hold no decision at all (then no
+    finding needs its review key); True when it has some or cannot tell."""
+    try:
+        from qa.review import has_decisions
+    except ImportError:
+        return True
+    try:
+        return has_decisions()
+    except Exception:  # noqa: BLE001 (mark_findings reports an unreachable database)
+        return True
 
 
 def _metric_value(spec: CheckSpec, m: dict) -> tuple[float | None, str | None]:
@@ -413,6 +426,16 @@ def _score(checks: list[CheckResult], area_weights: dict) -> tuple[list, float |
         out.append(replace(c, points_lost=round(lost, 4), explanation=expl))
     return out, (None if score is None else round(score, 2)), \
         {a: (None if v is None else round(v, 2)) for a, v in area_scores.items()}
+
+
+def add_thumbnails(report: HealthReport, ds: Dataset | None,
+                   per_check: int = DEFAULT_THUMBNAILS) -> HealthReport:
+    """``report`` with its evidence thumbnails (for the HTML export), made now: the dashboard
+    builds the report without them (the page shows none; 30 PNGs cost ~2 s of a first
+    visit) and adds them when the HTML is downloaded."""
+    if report.thumbnails or ds is None or per_check <= 0:
+        return report
+    return replace(report, thumbnails=_thumbnails(ds, list(report.checks), per_check))
 
 
 def _thumbnails(ds: Dataset, checks: list[CheckResult], per_check: int) -> dict[int, str]:

@@ -16,6 +16,7 @@ from qa.review.queue import (
     evidence_link,
     filter_queue,
     one_per_item,
+    has_decisions,
     history_table,
     mark_findings,
     queue_progress,
@@ -36,7 +37,7 @@ from qa.review.store import (
 __all__ = [
     "DECISIONS", "DECISION_BUTTONS", "QUEUE_TABLE", "STATUSES", "ReviewDatabaseError",
     "ReviewStore", "build_queue", "collect_findings", "default_review_store", "default_url",
-    "evidence_link", "filter_queue", "history_table", "image_hashes", "item_keys",
+    "evidence_link", "filter_queue", "has_decisions", "history_table", "image_hashes", "item_keys",
     "mark_findings", "one_per_item", "queue_progress", "record_decision", "review_summary",
     "reviewer_counts", "without_dismissed"
 ]

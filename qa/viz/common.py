@@ -21,8 +21,15 @@ def annotator_colors(annotators) -> dict[str, str]:
     return _colors(annotators)
 
 
+# Classes often number more than eight: after Okabe-Ito, hues unlike those eight (PALETTE's
+# D3 part repeats its blue and orange, so two classes looked the same on a chess set)
+CLASS_PALETTE = PALETTE[:8] + ["#d62728", "#9467bd", "#8c564b", "#bcbd22", "#7f7f7f",
+                               "#17becf", "#ff9896", "#393b79", "#98df8a", "#843c39",
+                               "#c5b0d5", "#637939"]
+
+
 def class_colors(names) -> dict[str, str]:
-    return _colors(names)
+    return {str(n): CLASS_PALETTE[i % len(CLASS_PALETTE)] for i, n in enumerate(names)}
 
 
 # Plotly's toolbar (the modebar) floats over the top right of a chart, about this high: the

@@ -175,6 +175,9 @@ def test_page_renders_in_real_browser(server, browser, path, title, selector):
     assert "sample_data" in sidebar and "300 images" in sidebar
     if path == "":
         assert "Validation report" in browser.page_source
+        # the messages are read whole (issue 21): a static table with file, item and fix
+        table = browser.find_element(By.CSS_SELECTOR, '[data-testid="stTable"]').text
+        assert "val/000053.jpg" in table and "Add the file or remove the entry." in table
         imgs = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')
         assert len(imgs) >= 8, "gallery thumbnails did not render"
     shot = _shot(browser, f"page_{path or 'overview'}")

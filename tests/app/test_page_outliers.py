@@ -42,6 +42,9 @@ def test_outliers_page_embeds_on_click_then_shows_every_section(tmp_path, monkey
     at.button(key="out_embed").click().run()
     assert not at.exception, at.exception
     assert "not embedded yet" not in texts(at)
+    # issue 21: what the click did stays on the page after its rerun, in the button's unit
+    assert [s.value for s in at.success] == [
+        "10 images embedded (10 vectors computed, 0 from the cache)"]
     # issue 21: the box-embedding button is there at once, not only in one section
     assert at.radio(key="out_section").value == "Ranked outliers"
     assert [b for b in at.button if b.key == "out_embed_objects"]

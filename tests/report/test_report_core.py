@@ -4,6 +4,7 @@ the report of sample_data against PLANTED.json."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import sys
 import types
 
@@ -379,3 +380,15 @@ def test_sample_report_names_planted_issues_of_analyses_as_they_land(sample_repo
         assert errs <= set(r.check("box_label_errors").evidence_image_ids)
     for name in {"duplicates", "outliers", "quality", "disagreement"} - ran:
         assert all(c.status == "skipped" and c.reason for c in r.checks if c.analysis == name)
+
+
+def test_thumbnails_are_added_later_the_same_as_built_in(sample_report):
+    """The dashboard builds the report without thumbnails (its page shows none) and adds them
+    when the HTML is downloaded: the same images as a report built with them."""
+    from qa.report.core import add_thumbnails
+
+    ds = qa.load(SAMPLE, predictions=str(SAMPLE / "predictions" / "detector.json"))
+    bare = replace(sample_report, thumbnails={})
+    later = add_thumbnails(bare, ds)
+    assert set(later.thumbnails) == set(sample_report.thumbnails)
+    assert add_thumbnails(bare, None) is bare

@@ -39,3 +39,18 @@ def test_dismissed_file_findings_leave_the_reports_fail_status(store):
     assert check.n_dismissed >= 2
     assert after.review["available"] and after.review["n_dismissed"] >= 2
     assert set(after.review["by"]) == {"dana", "eve"}
+
+
+def test_nobody_reviewed_yet_no_finding_is_keyed(store, monkeypatch):
+    """Issue 22: keying every finding (a million boxes at 50k x 3) is only needed to apply
+    decisions; with an empty decisions database the report skips it and says none."""
+    import qa.review.queue as queue_module
+
+    def no_keys(*a, **k):
+        raise AssertionError("item keys computed with no decision to apply")
+
+    monkeypatch.setattr(queue_module, "item_keys", no_keys)
+    run = run_analyses(qa.load(SAMPLE), only=["validation"], embeddings="skip")
+    r = build_report(run, thumbnails=0)
+    assert r.review == {"available": True, "n_dismissed": 0, "by": {}}
+    assert r.check("missing_or_corrupt_files").status == "fail"
