@@ -4,10 +4,11 @@ import streamlit as st
 
 from qa.app import cached
 from qa.app.state import clear_focus, dataset_key, focus, require_dataset
-from qa.app.widgets import embed_button, embed_summary, image_gallery, object_gallery
+from qa.app.widgets import (embed_button, embed_images_control, embed_summary, image_gallery,
+                            object_gallery)
 from qa.embeddings import (FALLBACK, ModelError, embed_images, embed_objects,
                            unreadable_sentence)
-from qa.outliers import DEFAULT_K, MAP_METHODS, METHODS, embedding_shortfall
+from qa.outliers import DEFAULT_K, MAP_METHODS, METHODS
 from qa.viz import outliers as vo
 
 ds = require_dataset()
@@ -28,19 +29,8 @@ emb = cached.stored_embeddings(key, ds, spec.model_id, model, ckpt)
 st.markdown(f"**Model:** `{emb.model_label}`")
 st.caption(spec.reason)
 
-missing, why = embedding_shortfall(emb, ds.n_images)
-embed_summary("out_embed")
-if missing > 0:  # the same images the progress counts; known-unreadable files are left out
-    embed_button(f"Embed {missing:,} images", key="out_embed", type="primary",
-                 help=f"{ds.n_images:,} images: {len(emb):,} embedded already, "
-                      f"{len(emb.failed):,} unreadable (see 'Not embedded').",
-                 run=lambda p: embed_images(ds, model=model, checkpoint=ckpt, progress=p))
-if why:
-    st.info(why[0].upper() + why[1:] + (": press the button." if missing else
-                                         "; see the validation table on the Overview page."))
-    st.stop()
-if missing > 0:
-    st.warning(f"{missing:,} images are not embedded yet; the results below leave them out.")
+embed_images_control(ds, emb, key="out_embed",
+                     run=lambda p: embed_images(ds, model=model, checkpoint=ckpt, progress=p))
 
 objects = (cached.stored_embeddings(key, ds, spec.model_id, model, ckpt, objects=True)
            if ds.has_boxes else None)
@@ -81,9 +71,7 @@ if section == "Ranked outliers":
         flagged = res.per_image[res.per_image["image_id"].isin(ids)].sort_values("rank")
     st.download_button("Download the flagged list (CSV)", res.export_frame().to_csv(index=False),
                        file_name="outliers.csv", mime="text/csv", key="out_csv")
-    image_gallery(ds, flagged["image_id"], key="out_gallery", captions={
-        r.image_id: f"rank {r.rank}, score {r.score:.3g}"
-        + (f", {r.kind}" if getattr(r, "kind", None) else "") for r in flagged.itertuples()})
+    image_gallery(ds, flagged["image_id"], key="out_gallery", captions=vo.ranked_captions(flagged))
     if len(flagged):
         names = dict(zip(flagged["image_id"], flagged["file_name"]))
         pick = st.selectbox("Nearest ordinary images of", flagged["image_id"], key="out_pick",

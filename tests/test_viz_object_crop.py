@@ -40,5 +40,15 @@ def test_class_outlier_captions_name_the_image_class_and_look():
     from qa.viz.outliers import class_outlier_captions
 
     fc = pd.DataFrame({"ann_id": [7.0, np.nan], "image_id": [78, 3], "name": ["circle", "ring"],
+                       "file_name": ["train/000078.jpg", "val/000003.jpg"],
                        "nearest_name": ["square", "ring"], "excess": [2.14, 1.3]})
-    assert class_outlier_captions(fc) == {7: "#78 circle, looks like square (2.1x spread)"}
+    assert class_outlier_captions(fc) == {
+        7: "train/000078.jpg: circle, looks like square (2.1x spread)"}
+
+
+def test_ranked_captions_say_rank_score_and_kind_where_known():
+    from qa.viz.outliers import ranked_captions
+
+    fl = pd.DataFrame({"image_id": [5, 9], "rank": [1, 2], "score": [0.41234, 0.2],
+                       "kind": ["blank frame", None]})
+    assert ranked_captions(fl) == {5: "rank 1, score 0.412, blank frame", 9: "rank 2, score 0.2"}

@@ -169,3 +169,23 @@ def embed_summary(key: str) -> None:
     msg = st.session_state.get(f"{key}_summary")
     if msg:
         st.success(msg)
+
+
+def embed_images_control(ds: Dataset, emb, *, key: str, run) -> None:
+    """The images' embedding state and button: what the last press did, a button for the
+    images not embedded yet (the same images its progress counts; files already known to be
+    unreadable are left out), and a stop with the reason when there is nothing to show yet."""
+    from qa.outliers import embedding_shortfall
+
+    missing, why = embedding_shortfall(emb, ds.n_images)
+    embed_summary(key)
+    if missing > 0:
+        embed_button(f"Embed {missing:,} images", key=key, type="primary", run=run,
+                     help=f"{ds.n_images:,} images: {len(emb):,} embedded already, "
+                          f"{len(emb.failed):,} unreadable (see 'Not embedded').")
+    if why:
+        st.info(why[0].upper() + why[1:] + (": press the button." if missing else
+                                             "; see the validation table on the Overview page."))
+        st.stop()
+    if missing > 0:
+        st.warning(f"{missing:,} images are not embedded yet; the results below leave them out.")

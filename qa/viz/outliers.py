@@ -71,11 +71,21 @@ def score_histogram(res: OutliersResult, *, bins: int = 40) -> go.Figure:
 
 
 def class_outlier_captions(flagged_class: pd.DataFrame) -> dict[int, str]:
-    """ann_id -> "#78 circle, looks like square (2.1x its class's spread)" for a crop gallery."""
+    """ann_id -> "train/000078.jpg: circle, looks like square (2.1x spread)" for a crop gallery.
+
+    Named by file, as every finding is: an internal image id reads as a file number.
+    """
     out = {}
     for r in flagged_class.itertuples(index=False):
         if pd.isna(r.ann_id):
             continue
         like = f", looks like {r.nearest_name}" if r.nearest_name != r.name else ""
-        out[int(r.ann_id)] = f"#{int(r.image_id)} {r.name}{like} ({r.excess:.1f}x spread)"
+        out[int(r.ann_id)] = f"{r.file_name}: {r.name}{like} ({r.excess:.1f}x spread)"
     return out
+
+
+def ranked_captions(flagged: pd.DataFrame) -> dict[int, str]:
+    """image_id -> "rank 3, score 0.412, blank frame" for the ranked-outlier gallery."""
+    kinds = flagged["kind"] if "kind" in flagged else pd.Series(None, index=flagged.index)
+    return {int(i): f"rank {r}, score {s:.3g}" + (f", {k}" if isinstance(k, str) and k else "")
+            for i, r, s, k in zip(flagged["image_id"], flagged["rank"], flagged["score"], kinds)}
