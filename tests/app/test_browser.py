@@ -458,7 +458,7 @@ def test_report_evidence_links_open_the_filtered_page(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server}/?image_id=53,97&kind=missing_file")
-    _wait(browser, '[data-testid="stDataFrame"]')
+    _wait(browser, '[data-testid="stTable"]')  # two messages: a static table, read whole
     _settle(browser)
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "Showing the evidence of a link (missing file): 2 image(s)." in body, body[:500]
