@@ -69,10 +69,15 @@ def tests_table(result) -> pd.DataFrame:
 def class_table(result) -> pd.DataFrame:
     """The class mix with shares and changes in percent, p-values as text."""
     cm = result.class_mix.copy()
-    for c in ("share_a", "share_b", "change", "ci_low", "ci_high"):
-        cm[c] = (cm[c] * 100).round(2)
+    for c in ("share_a", "share_b", "change", "ci_low", "ci_high", "image_share_a",
+              "image_share_b"):
+        if c in cm.columns:
+            cm[c] = (cm[c] * 100).round(2)
     cm = cm.rename(columns={"share_a": "% of A", "share_b": "% of B", "change": "change (pp)",
-                            "ci_low": "95% low", "ci_high": "95% high"})
+                            "ci_low": "95% low", "ci_high": "95% high",
+                            "images_a": "images of A holding it",
+                            "images_b": "images of B holding it",
+                            "image_share_a": "% of A's images", "image_share_b": "% of B's images"})
     return _with_p_text(cm)
 
 
