@@ -6,17 +6,20 @@ vs test, labelled vs a new batch) return a :class:`DriftResult` with four *signa
 or more tests with a p-value and an effect size:
 
 * **labels**: the class mix (chi-square of the 2 x K instance table, Cramér's V; per class the
-  change of its share with a 95 % confidence interval), objects per image, box size (side
-  relative to the image) and box aspect (two-sample Kolmogorov-Smirnov, 1-Wasserstein), and
-  the annotator mix (chi-square).
+  change of its share with a 95 % confidence interval), class presence (the share of images
+  holding each class: the sum of per-class 2 x 2 chi-squares, Cohen's h), objects per
+  image, box size (side relative to the image) and box aspect (two-sample
+  Kolmogorov-Smirnov, 1-Wasserstein), and the annotator mix (chi-square).
 * **images**: per-image statistics of the one pixel pass (:mod:`qa.imagestats`): brightness,
   contrast, sharpness, entropy, colourfulness, dark and bright shares, width, height, aspect;
   per feature the KS test, its statistic and p-value, the population stability index (PSI)
   and the normalised Wasserstein distance, as Evidently's data-drift table has them.
 * **embeddings**: the maximum mean discrepancy (MMD, Gaussian kernels at three bandwidths
-  around the median heuristic) with a permutation p-value, and *where* the data differ:
-  k-means clusters of the pooled embeddings with their share in A and in B, the most changed
-  first, tested by the largest share change (a permutation test too).
+  around the median heuristic) with a permutation p-value; the classifier two-sample test
+  (a cross-fitted logistic regression's held-out AUC with its interval); and *where* the
+  data differ: k-means clusters of the pooled embeddings (beside the pixel statistics when
+  both sides have them) with their share in A and in B, the most significant change first,
+  tested by the largest share change (a permutation test too).
 * **coverage**: the images of B farther from every image of A than A's images are from each
   other (beyond Tukey's fence of A's own nearest-neighbour distances), in the embeddings and
   in robust z-scores of the pixel statistics (an embedder trained to ignore lighting does
@@ -487,15 +490,19 @@ class DriftResult:
       obtained (``p_method``), effect size and whether it is material, ``p_adjusted``
       (Bonferroni over signals x Holm within; compare with alpha) and ``drift``.
     * ``class_mix``: per class name count_a, count_b, share_a, share_b, change (B - A),
-      ci_low, ci_high (95 %), p_value, p_adjusted (Holm over classes), significant.
+      ci_low, ci_high (95 %), p_value, p_adjusted (Holm over classes), significant, and the
+      images holding it: images_a, images_b, image_share_a, image_share_b.
     * ``annotator_mix``: per annotator labels and share in A and B.
     * ``image_features``: per pixel statistic: KS statistic, p_value, psi, psi_noise (the
       PSI expected from sampling alone, :func:`psi_noise`), wasserstein_norm, mean/median in
       A and B (Evidently's table).
-    * ``embedding``: dict with mmd2, p_value, bandwidth, method, n_permutations, model_id.
+    * ``embedding``: dict with mmd2, p_value, bandwidth, method, n_permutations, model_id,
+      classifier (auc, ci_low, ci_high, p_value, ...), cluster_space (what the clusters
+      were fitted on: "embeddings" or "embeddings and pixel statistics").
     * ``clusters``: per k-means cluster of the pooled embeddings: n_a, n_b, share_a,
-      share_b, change, p_value (Fisher), p_adjusted (Holm), direction, rank (1 = most
-      changed), examples_a / examples_b (image ids nearest the centre).
+      share_b, change, z (two-proportion z of the change), p_value (Fisher), p_adjusted
+      (Holm), direction, rank (1 = the largest |z|), examples_a / examples_b (image ids
+      nearest the centre).
     * ``coverage``: per image of B, in the space where it is least covered (``space``:
       "embeddings" or "image statistics"): distance to its nearest image of A, that space's
       fence, excess (distance / fence; higher = less covered, > 1 = uncovered), nearest_a
@@ -1269,7 +1276,8 @@ def classifier_two_sample_test(x, y, *, max_per_side: int = C2ST_MAX_PER_SIDE,
     from scipy.stats import norm
 
     auc, half = float(np.mean(aucs)), norm.ppf(0.975) * float(np.mean(ses))
-    return {"auc": auc, "ci_low": max(0.0, auc - half), "ci_high": min(1.0, auc + half),
+    return {"auc": auc, "ci_low": float(max(0.0, auc - half)),
+            "ci_high": float(min(1.0, auc + half)),
             "p_value": float(min(1.0, 2 * min(ps))), "auc_folds": [float(v) for v in aucs],
             "n_a": int(len(x)), "n_b": int(len(y)), "dims": k,
             "method": f"logistic regression on {k} principal components, cross-fitted over "
