@@ -104,6 +104,13 @@ def main() -> int:
               f"permutations ({what}): {s:.1f} s [{ok} < {TARGET_S:g} s]; {res['method']}; "
               f"p = {res['p_value']:.3g}, MMD² = {res['mmd2']:.2e}, best bandwidth "
               f"{res['best_scale']:g} x median")
+        if share:
+            from qa.drift import C2ST_MAX_PER_SIDE, classifier_two_sample_test
+
+            c2, s = timed(lambda: classifier_two_sample_test(a, b))
+            print(f"classifier test ({C2ST_MAX_PER_SIDE:,} per side sampled, {what}): "
+                  f"{s:.1f} s; AUC {c2['auc']:.3f} (95% {c2['ci_low']:.3f}-"
+                  f"{c2['ci_high']:.3f}), p = {c2['p_value']:.3g}")
     if not args.skip_error:
         print("approximation error on 2,000 vs 2,000 (exact kernel available):")
         approximation_error(args.dim)

@@ -66,8 +66,7 @@ with tabs[2]:
     if res.clusters.empty:
         st.info(res.signals.set_index("signal").at["embeddings", "reason"] or "Not measured.")
     else:
-        st.caption(f"MMD test: {res.embedding['method']}, {res.embedding['p_method']}, "
-                   f"model {res.embedding['model_id']}.")
+        st.caption(vd.embedding_caption(res))
         st.plotly_chart(vd.cluster_chart(res), key="cmp_cluster_chart")
         for direction in (f"more in {nb}", f"less in {nb}"):
             rows = res.clusters[res.clusters["direction"] == direction].head(2)

@@ -6,17 +6,20 @@ vs test, labelled vs a new batch) return a :class:`DriftResult` with four *signa
 or more tests with a p-value and an effect size:
 
 * **labels**: the class mix (chi-square of the 2 x K instance table, Cramér's V; per class the
-  change of its share with a 95 % confidence interval), objects per image, box size (side
-  relative to the image) and box aspect (two-sample Kolmogorov-Smirnov, 1-Wasserstein), and
-  the annotator mix (chi-square).
+  change of its share with a 95 % confidence interval), class presence (the share of images
+  holding each class: the sum of per-class 2 x 2 chi-squares, Cohen's h), objects per
+  image, box size (side relative to the image) and box aspect (two-sample
+  Kolmogorov-Smirnov, 1-Wasserstein), and the annotator mix (chi-square).
 * **images**: per-image statistics of the one pixel pass (:mod:`qa.imagestats`): brightness,
   contrast, sharpness, entropy, colourfulness, dark and bright shares, width, height, aspect;
   per feature the KS test, its statistic and p-value, the population stability index (PSI)
   and the normalised Wasserstein distance, as Evidently's data-drift table has them.
 * **embeddings**: the maximum mean discrepancy (MMD, Gaussian kernels at three bandwidths
-  around the median heuristic) with a permutation p-value, and *where* the data differ:
-  k-means clusters of the pooled embeddings with their share in A and in B, the most changed
-  first, tested by the largest share change (a permutation test too).
+  around the median heuristic) with a permutation p-value; the classifier two-sample test
+  (a cross-fitted logistic regression's held-out AUC with its interval); and *where* the
+  data differ: k-means clusters of the pooled embeddings (beside the pixel statistics when
+  both sides have them) with their share in A and in B, the most significant change first,
+  tested by the largest share change (a permutation test too).
 * **coverage**: the images of B farther from every image of A than A's images are from each
   other (beyond Tukey's fence of A's own nearest-neighbour distances), in the embeddings and
   in robust z-scores of the pixel statistics (an embedder trained to ignore lighting does
@@ -94,6 +97,9 @@ MIN_SAMPLES = 5
 # Material effects: below these a significant difference is not called drift.
 # Cramér's V 0.1 is a small effect (Cohen 1988), the report's split-mix threshold too.
 MIN_CRAMERS_V = 0.1
+# Class presence (the share of images holding a class): Cohen's h = |2 asin sqrt(p_b) -
+# 2 asin sqrt(p_a)| of 0.2 is a small effect (Cohen 1988), 25 % -> 34 % of the images.
+MIN_COHENS_H = 0.2
 # Evidently's default drift threshold for the Wasserstein distance normalised by the
 # reference's standard deviation.
 MIN_WASSERSTEIN_NORM = 0.1
@@ -120,6 +126,15 @@ RFF_FEATURES = 256
 # L2-normalised embeddings and cost a third more at 200,000 images).
 MMD_BANDWIDTH_SCALES = (0.25, 0.5, 1.0)
 RFF_ROW_CHUNK = 8_192
+# The classifier two-sample test: a logistic regression on the first 32 principal
+# components of the pooled embeddings (more overfits a few hundred images; the MMD covers
+# fine detail), at most 5,000 images per side (a held-out AUC of 0.53 is then 3 standard
+# errors).
+C2ST_DIMS = 32
+C2ST_MAX_PER_SIDE = 5_000
+C2ST_C = 1.0
+# The AUC from which B is materially distinguishable from A.
+MIN_C2ST_AUC = 0.55
 # The median heuristic's distances are taken over at most this many pooled points.
 BANDWIDTH_SAMPLE = 1_000
 # Clusters: about sqrt(n / 4) of them, between 4 and 24 (a cluster of 10 % of B needs a few
@@ -328,6 +343,34 @@ def _chi2_perm_test(y: np.ndarray, in_a: np.ndarray, masks: np.ndarray) -> tuple
     return stat, dof, float(chi2_dist.sf(stat, dof)), _perm_p(stat, null), float(y.sum())
 
 
+def _presence_perm_test(pres: np.ndarray, in_a: np.ndarray,
+                        masks: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Sum over classes of the 2 x 2 Pearson chi-square of "the image holds the class" by side
+    (= the squared two-proportion z with the pooled share), for ``pres`` (units x K, 0/1)
+    split by ``in_a``, and its p-value from permuting whole units (``masks``): the classes
+    of one image are not independent, so no chi-square distribution is assumed. Returns
+    (statistic, p_value, z per class); NaN when no class varies."""
+    m = int(in_a.sum())
+    n = len(in_a) - m
+    tot = pres.sum(0)
+    pool = tot / max(m + n, 1)
+    se = np.sqrt(pool * (1 - pool) * (1 / max(m, 1) + 1 / max(n, 1)))
+    ok = se > 0
+    if m == 0 or n == 0 or not ok.any():
+        return float("nan"), float("nan"), np.zeros(pres.shape[1])
+
+    def zz(ca: np.ndarray) -> np.ndarray:
+        return ((tot - ca) / n - ca / m)[..., ok] / se[ok]
+
+    z = zz(pres[in_a].sum(0))
+    obs = float((z ** 2).sum())
+    null = np.concatenate([(zz(masks[s:s + 256].astype(np.float64) @ pres) ** 2).sum(-1)
+                           for s in range(0, len(masks), 256)]) if len(masks) else np.zeros(0)
+    full = np.zeros(pres.shape[1])
+    full[ok] = z
+    return obs, _perm_p(obs, null), full
+
+
 def _ks_perm_test(values: np.ndarray, unit: np.ndarray, in_a: np.ndarray,
                   masks: np.ndarray) -> tuple[float, float]:
     """Two-sample KS statistic of ``values`` (one per box) between the boxes of A's units and
@@ -447,15 +490,19 @@ class DriftResult:
       obtained (``p_method``), effect size and whether it is material, ``p_adjusted``
       (Bonferroni over signals x Holm within; compare with alpha) and ``drift``.
     * ``class_mix``: per class name count_a, count_b, share_a, share_b, change (B - A),
-      ci_low, ci_high (95 %), p_value, p_adjusted (Holm over classes), significant.
+      ci_low, ci_high (95 %), p_value, p_adjusted (Holm over classes), significant, and the
+      images holding it: images_a, images_b, image_share_a, image_share_b.
     * ``annotator_mix``: per annotator labels and share in A and B.
     * ``image_features``: per pixel statistic: KS statistic, p_value, psi, psi_noise (the
       PSI expected from sampling alone, :func:`psi_noise`), wasserstein_norm, mean/median in
       A and B (Evidently's table).
-    * ``embedding``: dict with mmd2, p_value, bandwidth, method, n_permutations, model_id.
+    * ``embedding``: dict with mmd2, p_value, bandwidth, method, n_permutations, model_id,
+      classifier (auc, ci_low, ci_high, p_value, ...), cluster_space (what the clusters
+      were fitted on: "embeddings" or "embeddings and pixel statistics").
     * ``clusters``: per k-means cluster of the pooled embeddings: n_a, n_b, share_a,
-      share_b, change, p_value (Fisher), p_adjusted (Holm), direction, rank (1 = most
-      changed), examples_a / examples_b (image ids nearest the centre).
+      share_b, change, z (two-proportion z of the change), p_value (Fisher), p_adjusted
+      (Holm), direction, rank (1 = the largest |z|), examples_a / examples_b (image ids
+      nearest the centre).
     * ``coverage``: per image of B, in the space where it is least covered (``space``:
       "embeddings" or "image statistics"): distance to its nearest image of A, that space's
       fence, excess (distance / fence; higher = less covered, > 1 = uncovered), nearest_a
@@ -901,6 +948,22 @@ def _labels_drift(a: _Side, b: _Side, *, annotator, n_perm, seed, notes) -> dict
             row["p_asymptotic"] = p_asym
             out["tests"].append(row)
             out["chi2_dof"] = dof
+        # ---- class presence: which share of the images holds each class. Keeping only the
+        # images that show a class barely moves its share of the *labels* when images hold
+        # many objects (the others come along), but moves its share of the images a lot.
+        pres = (y_units > 0).astype(np.float64)
+        stat_p, p_pres, z_obs = _presence_perm_test(pres, in_a, masks)
+        if np.isfinite(stat_p):
+            ia_, ib_ = (full_counts[0] > 0).mean(0), (full_counts[1] > 0).mean(0)
+            h = np.abs(2 * np.arcsin(np.sqrt(ib_)) - 2 * np.arcsin(np.sqrt(ia_)))
+            j = int(np.argmax(h))
+            out["tests"].append(_test_row(
+                "labels", "class_presence", "class presence (images holding each class)",
+                "sum of per-class chi-squares (2 x 2: holds the class, side)", stat_p, p_pres,
+                p_method, "Cohen's h (largest)", float(h[j]), h[j] >= MIN_COHENS_H,
+                len(full_counts[0]), len(full_counts[1]),
+                f"images holding {classes[j]}: {ia_[j]:.0%} → {ib_[j]:.0%} (Cohen's h "
+                f"{h[j]:.2f})"))
     elif K == 1:
         notes.append(f"Class mix not tested: one class ({classes[0]}) in A and B together.")
     # ---- objects per image (images are independent units: scipy's KS p-value)
@@ -1008,7 +1071,9 @@ def _empty_class_mix() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
         ("name", object), ("count_a", "int64"), ("count_b", "int64"), ("share_a", float),
         ("share_b", float), ("change", float), ("ci_low", float), ("ci_high", float),
-        ("p_value", float), ("p_adjusted", float), ("significant", bool))})
+        ("p_value", float), ("p_adjusted", float), ("significant", bool),
+        ("images_a", "int64"), ("images_b", "int64"), ("image_share_a", float),
+        ("image_share_b", float))})
 
 
 def _class_mix_table(classes, counts) -> pd.DataFrame:
@@ -1024,11 +1089,15 @@ def _class_mix_table(classes, counts) -> pd.DataFrame:
     df = pd.DataFrame({"name": classes, "count_a": counts[0].sum(0).astype(np.int64),
                        "count_b": counts[1].sum(0).astype(np.int64), "share_a": ra,
                        "share_b": rb, "change": change, "ci_low": change - z * se,
-                       "ci_high": change + z * se, "p_value": p})
+                       "ci_high": change + z * se, "p_value": p,
+                       "images_a": (counts[0] > 0).sum(0).astype(np.int64),
+                       "images_b": (counts[1] > 0).sum(0).astype(np.int64)})
+    df["image_share_a"] = df["images_a"] / max(len(counts[0]), 1)
+    df["image_share_b"] = df["images_b"] / max(len(counts[1]), 1)
     df["p_adjusted"] = holm(df["p_value"])
     df["significant"] = df["p_adjusted"] < DEFAULT_ALPHA
     return df.reindex(df["change"].abs().sort_values(ascending=False).index) \
-        .reset_index(drop=True)
+        .reset_index(drop=True)[list(_empty_class_mix().columns)]
 
 
 # ================================================================== images
@@ -1109,7 +1178,7 @@ def _embedding_drift(a: _Side, b: _Side, *, n_perm, n_clusters, seed, notes, alp
             notes.append(f"{missing:,} images of {s.name} are not embedded yet: the embedding "
                          "signals describe the embedded ones.")
     mmd = mmd_permutation_test(xa, xb, n_permutations=n_perm, seed=seed)
-    clusters, lab = _clusters(a, b, n_clusters=n_clusters, seed=seed, alpha=alpha)
+    clusters, lab, space = _clusters(a, b, n_clusters=n_clusters, seed=seed, alpha=alpha)
     tvd = float(0.5 * clusters["change"].abs().sum()) if len(clusters) else 0.0
     first = clusters.iloc[0] if len(clusters) else None
     where = (f"cluster {int(first['cluster'])}: {first['share_a']:.0%} → "
@@ -1134,10 +1203,99 @@ def _embedding_drift(a: _Side, b: _Side, *, n_perm, n_clusters, seed, notes, alp
             "embeddings", "clusters", "cluster shares", "largest cluster-share change (|z|)",
             z_obs, p_perm, f"{n_perm} permutations of images", "cluster share TVD", tvd,
             tvd >= MIN_CLUSTER_TVD, len(xa), len(xb), f"{where} (TVD {tvd:.2f})"))
-    out["info"] = {**mmd, "model_id": a.emb.model_id, "cluster_tvd": tvd,
-                   "n_clusters": int(len(clusters))}
+    # the classifier two-sample test: a second overall test that reads as an effect size
+    # (how well a model tells B from A: the AUC with its interval)
+    c2 = classifier_two_sample_test(xa, xb, seed=seed)
+    out["tests"].append(_test_row(
+        "embeddings", "classifier", "image embeddings (classifier AUC)",
+        "classifier two-sample test (logistic regression, cross-fitted)", c2["auc"],
+        c2["p_value"], "Mann-Whitney on held-out scores (2 halves, Bonferroni)",
+        "AUC", c2["auc"], c2["auc"] >= MIN_C2ST_AUC, len(xa), len(xb),
+        f"a classifier tells {b.name} from {a.name} with AUC {c2['auc']:.2f} "
+        f"(95% {c2['ci_low']:.2f}-{c2['ci_high']:.2f})"))
+    out["info"] = {**mmd, "classifier": c2, "model_id": a.emb.model_id, "cluster_tvd": tvd,
+                   "n_clusters": int(len(clusters)), "cluster_space": space}
     out["clusters"] = clusters
     return out
+
+
+def classifier_two_sample_test(x, y, *, max_per_side: int = C2ST_MAX_PER_SIDE,
+                               dims: int = C2ST_DIMS, seed: int = SEED) -> dict:
+    """The classifier two-sample test (Lopez-Paz & Oquab 2017; Friedman 2003): can a
+    classifier tell ``x`` (A) from ``y`` (B)? A logistic regression (scikit-learn, L2,
+    standardised inputs) on the pooled rows projected on their first ``dims`` principal
+    components (fitted without the sides), cross-fitted over two stratified halves: fitted
+    on one, it scores the other, and the other way round.
+
+    Each held-out half gives a ROC AUC (0.5 = indistinguishable, 1 = fully separable) with
+    a one-sided Mann-Whitney p-value of "AUC > 0.5"; that p-value is exact given the
+    fitted model, since the held-out rows played no part in it. The reported AUC is the
+    mean of the two, its 95 % interval DeLong's, as wide as one half's (the two halves'
+    AUCs are not independent), and the p-value 2 x the smaller one (Bonferroni: valid
+    whatever their dependence). Pooling K-fold out-of-fold scores into one AUC would give
+    more power but no valid p-value: its spread on random halves of BCCD is 1.4 x the
+    Mann-Whitney one (0.041 against 0.030, 100 halves), so a normal test on it alarms
+    too often. At most ``max_per_side`` rows per side are used (a seeded sample). Returns
+    {auc, ci_low, ci_high, p_value, auc_folds, n_a, n_b, dims, method}."""
+    from scipy.stats import mannwhitneyu
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.float32)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must be (n, d) arrays of one width, got {x.shape} and "
+                         f"{y.shape}")
+    if min(len(x), len(y)) < 4:
+        raise ValueError("the classifier test needs at least 4 rows per side (2 per half), "
+                         f"got {len(x)} and {len(y)}")
+    rng = np.random.default_rng(seed)
+    if len(x) > max_per_side:
+        x = x[np.sort(rng.choice(len(x), max_per_side, replace=False))]
+    if len(y) > max_per_side:
+        y = y[np.sort(rng.choice(len(y), max_per_side, replace=False))]
+    z = np.vstack([x, y]).astype(np.float64)
+    side = np.r_[np.zeros(len(x), np.int64), np.ones(len(y), np.int64)]
+    k = int(min(dims, z.shape[1], len(z) - 1))
+    if k < z.shape[1]:
+        z = PCA(n_components=k, random_state=seed).fit_transform(z)
+    cv = StratifiedKFold(n_splits=2, shuffle=True, random_state=seed)
+    aucs, ses, ps = [], [], []
+    for fit, held in cv.split(z, side):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C2ST_C, max_iter=1000))
+        model.fit(z[fit], side[fit])
+        sc = model.decision_function(z[held])
+        pos, neg = sc[side[held] == 1], sc[side[held] == 0]
+        auc, se = _auc_delong(pos, neg)
+        aucs.append(auc)
+        ses.append(se)
+        ps.append(float(mannwhitneyu(pos, neg, alternative="greater").pvalue))
+    from scipy.stats import norm
+
+    auc, half = float(np.mean(aucs)), norm.ppf(0.975) * float(np.mean(ses))
+    return {"auc": auc, "ci_low": float(max(0.0, auc - half)),
+            "ci_high": float(min(1.0, auc + half)),
+            "p_value": float(min(1.0, 2 * min(ps))), "auc_folds": [float(v) for v in aucs],
+            "n_a": int(len(x)), "n_b": int(len(y)), "dims": k,
+            "method": f"logistic regression on {k} principal components, cross-fitted over "
+                      "two halves; Mann-Whitney on the held-out scores, Bonferroni"}
+
+
+def _auc_delong(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
+    """ROC AUC of scores ``pos`` (should be higher) against ``neg`` (ties count one half)
+    and its standard error by DeLong et al. (1988): the variances of the placement values."""
+    from scipy.stats import rankdata
+
+    m, n = len(pos), len(neg)
+    r = rankdata(np.r_[pos, neg])
+    auc = float((r[:m].sum() - m * (m + 1) / 2) / (m * n))
+    v10 = (r[:m] - rankdata(pos)) / n  # per positive: share of negatives below it
+    v01 = 1.0 - (r[m:] - rankdata(neg)) / m  # per negative: share of positives above it
+    se = math.sqrt(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n) if min(m, n) > 1 else 0.0
+    return auc, se
 
 
 def mmd_permutation_test(x, y, *, n_permutations: int = DEFAULT_PERMUTATIONS,
@@ -1281,8 +1439,8 @@ def _mmd_rff(x, y, sigmas, masks, D, rng) -> tuple[list, list]:
 def _empty_clusters() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
         ("cluster", "int64"), ("n_a", "int64"), ("n_b", "int64"), ("share_a", float),
-        ("share_b", float), ("change", float), ("p_value", float), ("p_adjusted", float),
-        ("significant", bool), ("direction", object), ("rank", "int64"),
+        ("share_b", float), ("change", float), ("z", float), ("p_value", float),
+        ("p_adjusted", float), ("significant", bool), ("direction", object), ("rank", "int64"),
         ("examples_a", object), ("examples_b", object))})
 
 
@@ -1311,22 +1469,63 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return lab[:, 0].astype(np.int64), dist[:, 0]
 
 
+def _cluster_space(a: _Side, b: _Side) -> tuple[np.ndarray, str]:
+    """The pooled points clustered (A's embedded images, then B's) and what they are.
+
+    The embeddings, centred and scaled to a mean squared norm of 1; with the pixel statistics
+    of both sides, beside them the robust z-scores of COVERAGE_FEATURES (and the log image
+    size) around the *pooled* median and MAD (floored by COVERAGE_MIN_SCALE), soft-clipped at
+    CLUSTER_PIXEL_CLIP with tanh and scaled to a mean squared norm of 1 too: the two blocks
+    weigh the same. An embedder trained to ignore lighting files a darker tenth of B with
+    its scenes; the pixel block gives it a cluster of its own (measured in docs/drift.md).
+    The clip keeps a few extreme pictures from taking the whole pixel block's scale. Nothing
+    here knows an image's side, so permuting sides over these clusters stays exact."""
+    xa, xb = a.emb.vectors, b.emb.vectors
+    e = np.vstack([xa, xb]).astype(np.float64)
+    e -= e.mean(0)
+    e /= max(float(np.sqrt((e * e).sum(1).mean())), 1e-12)
+    if a.stats is None or b.stats is None:
+        return np.ascontiguousarray(e, dtype=np.float32), "embeddings"
+    cols = list(COVERAGE_FEATURES) + ["log_size"]
+    blocks = []
+    for s in (a, b):
+        f = s.features.assign(log_size=lambda t: np.log(np.sqrt(t["width"] * t["height"])))
+        f = f.drop_duplicates(IMAGE_ID).set_index(IMAGE_ID).reindex(
+            np.asarray(s.emb.image_ids, np.int64))
+        blocks.append(f[cols].to_numpy(float))
+    x = np.vstack(blocks)
+    med = np.nanmedian(x, axis=0)
+    spread = 1.4826 * np.nanmedian(np.abs(x - med), axis=0)
+    scale = np.maximum(np.nan_to_num(spread), [COVERAGE_MIN_SCALE[c] for c in cols])
+    z = np.nan_to_num((x - med) / scale)  # a statistic not measured: at the median
+    z = CLUSTER_PIXEL_CLIP * np.tanh(z / CLUSTER_PIXEL_CLIP)
+    norm = float(np.sqrt((z * z).sum(1).mean()))
+    if norm <= 1e-12:  # every picture alike in its pixels: the embeddings alone
+        return np.ascontiguousarray(e, dtype=np.float32), "embeddings"
+    return (np.ascontiguousarray(np.hstack([e, z / norm]), dtype=np.float32),
+            "embeddings and pixel statistics")
+
+
 def _clusters(a: _Side, b: _Side, *, n_clusters, seed, alpha) -> pd.DataFrame:
     from scipy.stats import fisher_exact
 
     xa, xb = a.emb.vectors, b.emb.vectors
-    pooled = np.ascontiguousarray(np.vstack([xa, xb]), dtype=np.float32)
+    pooled, space = _cluster_space(a, b)
     n = len(pooled)
     k = min(n_clusters or default_n_clusters(n), max(2, n // 2))
     lab, dist = _kmeans(pooled, k, seed)
     la, lb = lab[:len(xa)], lab[len(xa):]
     ca = np.bincount(la, minlength=k)
     cb = np.bincount(lb, minlength=k)
+    m_, n_ = len(xa), len(xb)
     rows = []
     for c in range(k):
         if ca[c] + cb[c] == 0:
             continue
         p = fisher_exact([[cb[c], len(xb) - cb[c]], [ca[c], len(xa) - ca[c]]])[1]
+        pool = (ca[c] + cb[c]) / (m_ + n_)
+        se = math.sqrt(pool * (1 - pool) * (1 / m_ + 1 / n_))
+        z = (cb[c] / n_ - ca[c] / m_) / se if se > 0 else 0.0
         ex = []
         for side_lab, side_ids, off in ((la, a.emb.image_ids, 0), (lb, b.emb.image_ids,
                                                                    len(xa))):
@@ -1334,22 +1533,26 @@ def _clusters(a: _Side, b: _Side, *, n_clusters, seed, alpha) -> pd.DataFrame:
             order = members[np.argsort(dist[off + members], kind="stable")][:N_EXAMPLES]
             ex.append(tuple(int(i) for i in side_ids[order]))
         rows.append(dict(cluster=c + 1, n_a=int(ca[c]), n_b=int(cb[c]),
-                         share_a=ca[c] / len(xa), share_b=cb[c] / len(xb), p_value=float(p),
-                         examples_a=ex[0], examples_b=ex[1]))
+                         share_a=ca[c] / len(xa), share_b=cb[c] / len(xb), z=float(z),
+                         p_value=float(p), examples_a=ex[0], examples_b=ex[1]))
     df = pd.DataFrame(rows)
     df["change"] = df["share_b"] - df["share_a"]
     df["p_adjusted"] = holm(df["p_value"])
     df["significant"] = df["p_adjusted"] < alpha
     df["direction"] = np.where(df["change"] > 0, f"more in {b.name}",
                                np.where(df["change"] < 0, f"less in {b.name}", "same"))
-    df = df.reindex(df["change"].abs().sort_values(ascending=False, kind="stable").index)
+    # most *significant* change first: |z| of the two-proportion test (the statistic of the
+    # max-|z| test too), so a cluster going 0 % -> 10 % outranks a large one drifting by
+    # noise from 40 % to 45 %; the raw share change breaks ties
+    order = np.lexsort((-df["change"].abs().to_numpy(), -df["z"].abs().to_numpy()))
+    df = df.iloc[order]
     df["rank"] = np.arange(1, len(df) + 1)
     cols = list(_empty_clusters().columns)
     # renumber clusters by rank so that "cluster 1" is the most changed one everywhere
     new_number = dict(zip(df["cluster"], df["rank"]))
     df["cluster"] = df["rank"]
     lab = np.array([new_number.get(c + 1, 0) for c in range(k)])[lab] - 1
-    return df[cols].reset_index(drop=True), lab
+    return df[cols].reset_index(drop=True), lab, space
 
 
 # ================================================================== coverage
@@ -1362,6 +1565,9 @@ COVERAGE_MIN_SCALE = {"brightness": 2.0, "contrast": 2.0, "sharpness": 0.05, "en
                       "colorfulness": 2.0, "dark_share": 0.01, "bright_share": 0.01,
                       "log_size": 0.05}
 COVERAGE_SPACES = ("embeddings", "image statistics")
+# Clusters are fitted on the embeddings beside the pixel statistics' robust z-scores,
+# soft-clipped at this many MADs (tanh): see _cluster_space.
+CLUSTER_PIXEL_CLIP = 3.0
 
 
 def _coverage_spaces(a: _Side, b: _Side) -> tuple[list, list[str]]:

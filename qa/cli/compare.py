@@ -96,10 +96,12 @@ def _print(res, args) -> None:
         w(table(t, ["signal", "label", "test", "statistic", "p_value", "p_adjusted",
                     "effect_name", "effect", "drift"]) + "\n")
     if len(res.class_mix):
-        w("\nClass mix (share of labels; change B - A with its 95% interval)\n"
+        w("\nClass mix (share of labels; change B - A with its 95% interval; share of images "
+          "holding the class)\n"
           + table(res.class_mix.head(args.top), ["name", "count_a", "count_b", "share_a",
                                                  "share_b", "change", "ci_low", "ci_high",
-                                                 "significant"]) + "\n")
+                                                 "significant", "image_share_a",
+                                                 "image_share_b"]) + "\n")
     if len(res.image_features):
         w("\nImage statistics\n" + table(res.image_features, [
             "feature", "statistic", "p_value", "psi", "wasserstein_norm", "median_a",

@@ -69,10 +69,15 @@ def tests_table(result) -> pd.DataFrame:
 def class_table(result) -> pd.DataFrame:
     """The class mix with shares and changes in percent, p-values as text."""
     cm = result.class_mix.copy()
-    for c in ("share_a", "share_b", "change", "ci_low", "ci_high"):
-        cm[c] = (cm[c] * 100).round(2)
+    for c in ("share_a", "share_b", "change", "ci_low", "ci_high", "image_share_a",
+              "image_share_b"):
+        if c in cm.columns:
+            cm[c] = (cm[c] * 100).round(2)
     cm = cm.rename(columns={"share_a": "% of A", "share_b": "% of B", "change": "change (pp)",
-                            "ci_low": "95% low", "ci_high": "95% high"})
+                            "ci_low": "95% low", "ci_high": "95% high",
+                            "images_a": "images of A holding it",
+                            "images_b": "images of B holding it",
+                            "image_share_a": "% of A's images", "image_share_b": "% of B's images"})
     return _with_p_text(cm)
 
 
@@ -156,7 +161,7 @@ def distribution_chart(result, feature: str) -> go.Figure:
 
 
 def cluster_chart(result, top: int = 12) -> go.Figure:
-    """Share of A's and of B's images in each cluster, the most changed first."""
+    """Share of A's and of B's images in each cluster, the most significant change first."""
     c = result.clusters.head(top)
     names = [f"cluster {k}" for k in c["cluster"]]
     fig = go.Figure([
@@ -166,7 +171,8 @@ def cluster_chart(result, top: int = 12) -> go.Figure:
                customdata=c["n_b"], hovertemplate="%{y:.1f}% (%{customdata} images)")])
     fig.update_layout(barmode="group", yaxis_title="share of the side's images (%)",
                       legend=LEGEND)
-    return style(fig, title="Clusters of the pooled embeddings, most changed first",
+    space = result.embedding.get("cluster_space", "embeddings")
+    return style(fig, title=f"Clusters of the pooled {space}, most significant change first",
                  height=340)
 
 
@@ -196,6 +202,21 @@ def cluster_caption(row, name_a: str, name_b: str) -> str:
     return (f"**Cluster {int(row['cluster'])}**: {row['share_a']:.0%} of {name_a} → "
             f"{row['share_b']:.0%} of {name_b} ({int(row['n_a'])} → {int(row['n_b'])} "
             f"images){' · significant' if row['significant'] else ''}")
+
+
+def embedding_caption(result) -> str:
+    """One line on how the embedding signal was measured: the MMD, the classifier's AUC with
+    its interval, what the clusters are fitted on."""
+    e = result.embedding
+    text = f"MMD test: {e.get('method')}, {e.get('p_method')}, model {e.get('model_id')}."
+    c = e.get("classifier")
+    if c:
+        text += (f" A classifier tells {result.name_b} from {result.name_a} with AUC "
+                 f"{c['auc']:.2f} (95% {c['ci_low']:.2f}-{c['ci_high']:.2f}; 0.5 = not at "
+                 f"all), p {p_text(c['p_value'])}.")
+    if e.get("cluster_space"):
+        text += f" Clusters of the {e['cluster_space']}."
+    return text
 
 
 def cluster_examples(row) -> tuple[str, tuple]:
