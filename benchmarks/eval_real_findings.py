@@ -96,12 +96,17 @@ def eval_duplicates(name: str, ds, dup, judged: list[dict]) -> None:
     use_stem = name.startswith("chess")
     present = set(names.values())
 
+    # a judgement of two source photos holds for their augmented versions too
+    by_source = {frozenset(map(source_stem, k)): v for k, v in explicit.items()
+                 if len(k) == 2} if use_stem else {}
+
     def truth(a: str, b: str) -> bool | None:
         k = frozenset((a, b))
         if k in explicit:
             return explicit[k]
         if use_stem:
-            return source_stem(a) == source_stem(b)
+            sa, sb = source_stem(a), source_stem(b)
+            return sa == sb or by_source.get(frozenset((sa, sb)), False)
         return None
 
     near = dup.near_pairs
@@ -118,6 +123,11 @@ def eval_duplicates(name: str, ds, dup, judged: list[dict]) -> None:
         for fs in by_stem.values():
             true_pairs |= {frozenset((x, y)) for i, x in enumerate(fs) for y in fs[i + 1:]}
         true_pairs = {k for k in true_pairs if explicit.get(k, True)}
+        stems = sorted(by_stem)
+        for i, x in enumerate(stems):  # the versions of two photos judged the same picture
+            for y in stems[i + 1:]:
+                if by_source.get(frozenset((x, y))):
+                    true_pairs |= {frozenset((f, g)) for f in by_stem[x] for g in by_stem[y]}
     found_set = {frozenset(p) for p in found} | {
         frozenset((names[a], names[b])) for a, b in zip(dup.exact_pairs["image_id_a"],
                                                       dup.exact_pairs["image_id_b"])}
@@ -128,6 +138,21 @@ def eval_duplicates(name: str, ds, dup, judged: list[dict]) -> None:
     print(f"  duplicates  precision {p} ({tp}/{judged_found})  recall {r} "
           f"({hit}/{len(true_pairs)})")
     share = len(dup.removal) / max(len(ds.images), 1)
+    # removals backed by pairs judged true: the clusters of the true pairs alone
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for (a, b), v in zip(found, verdicts):
+        if v is True:
+            parent[root(a)] = root(b)
+    backed = len(parent) - len({root(x) for x in list(parent)})
+    print(f"              removals backed by a pair judged the same picture: {backed} "
+          f"({backed / max(len(ds.images), 1):.1%}); the other "
+          f"{len(dup.removal) - backed} come from pairs judged different or unjudged")
     print(f"              {len(near)} near pairs ({unjudged} unjudged), "
           f"{len(dup.exact_pairs)} exact, {len(dup.rejected)} candidates rejected on the "
           f"pixels; {len(dup.removal)} of {len(ds.images)} images ({share:.1%}) suggested for "

@@ -67,6 +67,24 @@ CANDIDATE_THRESHOLDS = {"phash": 1 - 24 / HASH_BITS, "embedding": 0.80}
 # dataset of one fixed scene (every image near every other) costs O(n) verifications, not
 # O(n^2). Copies of one picture are each other's nearest neighbours.
 CANDIDATES_PER_IMAGE = 6
+# Labelled datasets propose a third kind of candidate: images whose boxes lie at the same places
+# with the same classes (a copy keeps its labels; a crop, a shear or a flip moves them a little).
+# Each image's layout is a soft LAYOUT_GRID x LAYOUT_GRID map of its box centres per class
+# (Gaussians of LAYOUT_SIGMA of the picture; classes folded into LAYOUT_CLASSES channels), the
+# mirrored map searched too; pairs at cosine >= LAYOUT_MIN are candidates. On the fixed-camera
+# chess set, where the embeddings and perceptual codes rank a copy behind ~12 other photos of the
+# same board (median), the layout ranks it first or second: 92 % of the 606 copy pairs are among
+# an image's 6 nearest layouts, against 37 % by embedding (docs/findings.md).
+LAYOUT_GRID = 6
+LAYOUT_SIGMA = 0.1
+LAYOUT_CLASSES = 16
+LAYOUT_MIN = 0.6
+# After verification, two confirmed pairs (a, b) and (b, c) propose (a, c): copies of one picture
+# are copies of each other, and the third pair is verified rather than assumed. At most this many
+# rounds, and only through images with at most CLOSURE_MAX_DEGREE confirmed partners (a big group
+# of look-alikes would otherwise propose all its pairs).
+CLOSURE_ROUNDS = 2
+CLOSURE_MAX_DEGREE = 12
 # Verdicts of the pixel verification are kept in the store by the two files' SHA-256.
 VERIFY_KIND = "dupverify/v1"
 # Exact (brute force, BLAS) vector search up to this many vectors: 20k x 20k x 512 is ~2e11
@@ -582,6 +600,11 @@ def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: st
     elif method == "auto" and method != "exact":
         notes.append("No embeddings: candidates are perceptual (pHash/dHash) only; a shifted "
                      "or sheared copy is found with embeddings (embed the images).")
+    if verify and use_phash:
+        lay = _layout_pairs(ds, ids[ok], CANDIDATES_PER_IMAGE)
+        if len(lay):
+            near.append(lay)
+            used.append("layout")
     exact = _merge_pairs(parts)
     candidates = _merge_candidates(near)
     # pairs already exact need no verification
@@ -601,12 +624,23 @@ def _compute_duplicates(ds: Dataset, table: pd.DataFrame, embeddings, method: st
 
             store = default_store()
         sha = dict(zip(ids[ok].tolist(), t.loc[ok, "sha256"].tolist()))
-        verdicts = verify_pairs(ds, candidates, progress=progress, store=store, sha256=sha)
-        cand = candidates.reset_index(drop=True)
-        cand["decided_by"] = "pixels"
-        cand["reason"] = verdicts["reason"].to_numpy()
-        cand["verdict"] = verdicts["verdict"].to_numpy()
-        cand["verified_flipped"] = verdicts["verified_flipped"].to_numpy()
+
+        def decide(c: pd.DataFrame) -> pd.DataFrame:
+            v = verify_pairs(ds, c, progress=progress, store=store, sha256=sha)
+            c = c.reset_index(drop=True)
+            c["decided_by"] = "pixels"
+            c["reason"] = v["reason"].to_numpy()
+            c["verdict"] = v["verdict"].to_numpy()
+            c["verified_flipped"] = v["verified_flipped"].to_numpy()
+            return c
+
+        cand = decide(candidates)
+        known = set(zip(exact["image_id_a"], exact["image_id_b"]))
+        for _ in range(CLOSURE_ROUNDS):  # copies of one picture are copies of each other
+            extra = _closure_candidates(cand, known)
+            if extra.empty:
+                break
+            cand = pd.concat([cand, decide(extra)], ignore_index=True)
         # too few features to verify (near-blank pictures): the strict perceptual rule decides
         strict = math.floor((1.0 - DEFAULT_THRESHOLDS["phash"]) * HASH_BITS + 1e-9)
         fallback = (cand["verdict"] == "unverifiable") & (cand["hamming"] <= strict)
@@ -650,6 +684,36 @@ def _nearest_per_image(pairs: pd.DataFrame, col: str, *, ascending: bool,
     return p[(ra <= k) | (rb <= k)]
 
 
+def _closure_candidates(cand: pd.DataFrame, known: set = frozenset()) -> pd.DataFrame:
+    """Pairs (a, c) not yet compared where (a, b) and (b, c) were confirmed "same", through
+    images b with at most CLOSURE_MAX_DEGREE confirmed partners; ``proposed_by`` names b."""
+    same = cand[cand["verdict"] == "same"]
+    if len(same) < 2:
+        return cand.iloc[0:0].drop(columns=["decided_by", "reason", "verdict",
+                                            "verified_flipped"], errors="ignore")
+    seen = set(zip(cand["image_id_a"], cand["image_id_b"])) | set(known)
+    sim = {}
+    nbrs: dict[int, list[int]] = {}
+    for a, b, x in zip(same["image_id_a"], same["image_id_b"], same["similarity"]):
+        nbrs.setdefault(int(a), []).append(int(b))
+        nbrs.setdefault(int(b), []).append(int(a))
+        sim[(int(a), int(b))] = sim[(int(b), int(a))] = float(x)
+    new: dict[tuple[int, int], tuple[int, float]] = {}
+    for mid, ns in nbrs.items():
+        if len(ns) > CLOSURE_MAX_DEGREE:
+            continue
+        for x, y in combinations(sorted(set(ns)), 2):
+            if (x, y) not in seen and (x, y) not in new:
+                new[(x, y)] = (mid, min(sim[(x, mid)], sim[(y, mid)]))
+    if not new:
+        return cand.iloc[0:0].drop(columns=["decided_by", "reason", "verdict",
+                                            "verified_flipped"], errors="ignore")
+    keys = sorted(new)
+    out = _pair_frame([k[0] for k in keys], [k[1] for k in keys], "transitive",
+                      [new[k][1] for k in keys], None, False)
+    return out.assign(proposed_by=[f"transitive (through image {new[k][0]})" for k in keys])
+
+
 def _merge_candidates(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """One row per candidate pair, naming every source that proposed it."""
     parts = [p for p in parts if len(p)]
@@ -658,7 +722,7 @@ def _merge_candidates(parts: list[pd.DataFrame]) -> pd.DataFrame:
     allp = pd.concat(parts, ignore_index=True)
     allp = allp[allp["image_id_a"] != allp["image_id_b"]]
     by = allp.groupby(["image_id_a", "image_id_b"])["method"].agg(
-        lambda s: "+".join(sorted(set(s), key=["phash", "embedding"].index)))
+        lambda s: "+".join(sorted(set(s), key=["phash", "embedding", "layout"].index)))
     best = allp.sort_values(["similarity"], ascending=False, kind="stable").drop_duplicates(
         ["image_id_a", "image_id_b"])
     # the hamming distance of a pair proposed by embeddings alone is unknown here
@@ -827,6 +891,48 @@ def _knn_pairs(vectors: np.ndarray, threshold: float, k: int) -> pd.DataFrame:
     out = pd.DataFrame({"i": np.minimum(i, j), "j": np.maximum(i, j),
                         "similarity": np.minimum(sim, 1.0)})
     return out.drop_duplicates(["i", "j"]).reset_index(drop=True)
+
+
+def _layout_pairs(ds: Dataset, ok_ids: np.ndarray, k: int) -> pd.DataFrame:
+    """Candidates from the labels: each labelled image's k nearest images by the layout of its
+    boxes (:data:`LAYOUT_GRID`), plain or mirrored, at cosine >= :data:`LAYOUT_MIN`."""
+    from qa.dataset import HEIGHT, WIDTH, H, W, X, Y
+
+    anns = ds.annotations
+    if anns.empty or W not in anns:
+        return _pair_frame([], [], "layout", [])
+    im = ds.images.set_index(IMAGE_ID)[[WIDTH, HEIGHT]].astype("Float64")
+    a = anns[anns[W].notna() & anns[IMAGE_ID].isin(ok_ids)]
+    a = a.join(im, on=IMAGE_ID)
+    a = a[(a[WIDTH] > 0) & (a[HEIGHT] > 0)]
+    if a.empty:
+        return _pair_frame([], [], "layout", [])
+    img = np.unique(a[IMAGE_ID].to_numpy(np.int64))
+    if len(img) < 2:
+        return _pair_frame([], [], "layout", [])
+    row = np.searchsorted(img, a[IMAGE_ID].to_numpy(np.int64))
+    cls = pd.factorize(a[CATEGORY_ID])[0] % LAYOUT_CLASSES
+    cx = ((a[X] + a[W] / 2) / a[WIDTH]).to_numpy(float)
+    cy = ((a[Y] + a[H] / 2) / a[HEIGHT]).to_numpy(float)
+    g = (np.arange(LAYOUT_GRID) + 0.5) / LAYOUT_GRID
+    wy = np.exp(-(g[None, :] - cy[:, None]) ** 2 / (2 * LAYOUT_SIGMA ** 2))
+    maps = []
+    for x in (cx, 1.0 - cx):  # plain and mirrored
+        wx = np.exp(-(g[None, :] - x[:, None]) ** 2 / (2 * LAYOUT_SIGMA ** 2))
+        v = np.zeros((len(img), LAYOUT_CLASSES, LAYOUT_GRID, LAYOUT_GRID), np.float32)
+        np.add.at(v, (row, cls), (wy[:, :, None] * wx[:, None, :]).astype(np.float32))
+        v = v.reshape(len(img), -1)
+        maps.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9))
+    # the mirrored maps are searched as extra rows: row n + i is image i mirrored
+    pairs = _knn_pairs(np.vstack(maps), LAYOUT_MIN, min(2 * k, 2 * len(img) - 1))
+    i, j = pairs["i"].to_numpy() % len(img), pairs["j"].to_numpy() % len(img)
+    flipped = (pairs["i"].to_numpy() >= len(img)) != (pairs["j"].to_numpy() >= len(img))
+    keep = i != j
+    found = _pair_frame(img[i[keep]], img[j[keep]], "layout",
+                        pairs["similarity"].to_numpy()[keep], None, flipped[keep])
+    found = found.sort_values("similarity", ascending=False, kind="stable").drop_duplicates(
+        ["image_id_a", "image_id_b"])
+    return _nearest_per_image(found, "similarity", ascending=False, k=k)
 
 
 _PRIORITY = {LISTED_TWICE: 0, "sha256": 1, "pixels": 2, "phash": 3, "embedding": 4}

@@ -102,8 +102,29 @@ OBJECT_CHANGE_MAX = 0.15
 # Boxes compared for label agreement: matched at this IoU (COCO's 0.5), when they lie at least
 # BOX_MARGIN px (at VERIFY_SIDE) inside both frames.
 BOX_MARGIN = 6
+# ... and at least BOX_VISIBLE of their area lies in the part of the picture both frames show
+# (a cell or a piece cut by the other copy's edge is labelled differently by each copy).
+BOX_VISIBLE = 0.9
 LABEL_IOU = 0.5
 LABEL_AGREEMENT_MIN = 0.2
+# Labelled objects compared one by one through the transform (:func:`_label_match`): an object
+# of the overlap without a same-class partner is *other content* when the pixels under it
+# changed, and a disagreement of the labels alone (a label error in one copy) when they did not:
+# * relabelled (the other image has another class at the same place) or moved (unmatched on
+#   both sides, same class, at other places): other content above MOVED_CHANGE_MIN of the
+#   object's pixels changed. A label error leaves its object unchanged (0-2 % on the chess set's
+#   re-uploaded photos whose rooks are labelled knights in one copy); a moved or swapped piece
+#   changes 7-15 % on the coarse change map; BCCD's copies with a box missing on both sides stay
+#   under 4 %.
+# * only on one side (an object gone, or left unlabelled): other content above MOVED_CHANGE_MIN
+#   when the two label sets otherwise agree (at most LABELS_AGREE_SHARE of the compared objects
+#   unmatched: a piece taken or added on the chess set, 6-15 % changed, one of ~20 objects), and
+#   above OBJECT_CHANGE_MAX when they do not: a dataset with incomplete labels (BCCD leaves many
+#   red cells unboxed, differently in each shot of a field: 2 to 8 of 5 to 13 objects) says
+#   little by a missing box, and a refocused field changes a cell by up to 14 %.
+MOVED_CHANGE_MIN = 0.05
+LABELS_AGREE_SHARE = 0.25
+RESIDUAL_CHANGE = 2.5
 # Grey copies kept in memory while verifying (LRU): 2,048 x 400 x 400 bytes = 330 MB at most.
 CACHE_IMAGES = 2048
 
@@ -285,87 +306,157 @@ def _residual(cv2, a: np.ndarray, b: np.ndarray, m: np.ndarray):
     return overlap, float(np.median(cells)), float(max(changed)), cmap.tobytes().hex()
 
 
+def _box_change(cm: np.ndarray | None, b, shape) -> float:
+    """Share of changed pixels inside one box (a's pixels) on the coarse change map; NaN when
+    the box lies outside the compared overlap."""
+    if cm is None:
+        return float("nan")
+    h, w = shape
+    x0 = int(np.floor(b[0] / w * CHANGE_MAP_SIDE))
+    x1 = int(np.ceil((b[0] + b[2]) / w * CHANGE_MAP_SIDE))
+    y0 = int(np.floor(b[1] / h * CHANGE_MAP_SIDE))
+    y1 = int(np.ceil((b[1] + b[3]) / h * CHANGE_MAP_SIDE))
+    blk = cm[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)]
+    blk = blk[blk != 255]
+    return float(blk.mean()) / 250 if blk.size else float("nan")
+
+
+def _change_map(cmap_hex) -> np.ndarray | None:
+    if not cmap_hex:
+        return None
+    return np.frombuffer(bytes.fromhex(cmap_hex), np.uint8).reshape(CHANGE_MAP_SIDE,
+                                                                    CHANGE_MAP_SIDE)
+
+
 def _object_change(cmap_hex, boxes: list, shape) -> float:
     """The largest share of changed pixels inside one labelled box (boxes in a's pixels), from
     the coarse change map; NaN without boxes or map."""
-    if not cmap_hex or not boxes:
+    cm = _change_map(cmap_hex)
+    if cm is None or not len(boxes):
         return float("nan")
-    cm = np.frombuffer(bytes.fromhex(cmap_hex), np.uint8).reshape(CHANGE_MAP_SIDE,
-                                                                  CHANGE_MAP_SIDE)
-    h, w = shape
-    worst = 0.0
-    for b in boxes:
-        x0 = int(np.floor(b[0] / w * CHANGE_MAP_SIDE))
-        x1 = int(np.ceil((b[0] + b[2]) / w * CHANGE_MAP_SIDE))
-        y0 = int(np.floor(b[1] / h * CHANGE_MAP_SIDE))
-        y1 = int(np.ceil((b[1] + b[3]) / h * CHANGE_MAP_SIDE))
-        blk = cm[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)]
-        blk = blk[blk != 255]
-        if blk.size:
-            worst = max(worst, float(blk.mean()) / 250)
-    return worst
+    vals = [c for c in (_box_change(cm, b, shape) for b in boxes) if np.isfinite(c)]
+    return max(vals, default=0.0)
 
 
-def _label_agreement(m: np.ndarray, boxes_a, boxes_b, shape, shape_b) -> float:
-    """Share of boxes in the overlap with a same-class partner at IoU >= LABEL_IOU (NaN when
-    neither image has boxes in the overlap)."""
-    if boxes_a is None or boxes_b is None:
-        return float("nan")
+def _map_boxes(m: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Boxes (x, y, w, h, class) through the affine ``m``: the bounding box of the four mapped
+    corners (its centre is the mapped centre, so a shear widens a box but does not move it)."""
+    if not len(boxes):
+        return boxes.reshape(0, 5)
+    x, y, bw, bh = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    cx = np.stack([x, x + bw, x, x + bw], 1)
+    cy = np.stack([y, y, y + bh, y + bh], 1)
+    px = m[0, 0] * cx + m[0, 1] * cy + m[0, 2]
+    py = m[1, 0] * cx + m[1, 1] * cy + m[1, 2]
+    x0, y0 = px.min(1), py.min(1)
+    return np.stack([x0, y0, px.max(1) - x0, py.max(1) - y0, boxes[:, 4]], 1)
+
+
+def _inside(boxes: np.ndarray, fw: float, fh: float) -> np.ndarray:
+    e = BOX_MARGIN
+    return ((boxes[:, 0] >= e) & (boxes[:, 1] >= e) & (boxes[:, 0] + boxes[:, 2] <= fw - e)
+            & (boxes[:, 1] + boxes[:, 3] <= fh - e))
+
+
+def _clip(boxes: np.ndarray, r) -> np.ndarray:
+    """Boxes (x, y, w, h, class) cut to the rectangle ``r`` (x0, y0, x1, y1)."""
+    out = boxes.copy()
+    if not len(boxes):
+        return out
+    x0 = np.clip(boxes[:, 0], r[0], r[2])
+    y0 = np.clip(boxes[:, 1], r[1], r[3])
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], r[0], r[2])
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], r[1], r[3])
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = x0, y0, x1 - x0, y1 - y0
+    return out
+
+
+def _visible(boxes: np.ndarray, clipped: np.ndarray, r) -> np.ndarray:
+    """Boxes compared: centre BOX_MARGIN px inside ``r`` and BOX_VISIBLE of the box in it."""
+    if not len(boxes):
+        return np.zeros(0, bool)
+    e = BOX_MARGIN
+    cx = boxes[:, 0] + boxes[:, 2] / 2
+    cy = boxes[:, 1] + boxes[:, 3] / 2
+    area = np.maximum(boxes[:, 2] * boxes[:, 3], 1e-9)
+    return ((cx >= r[0] + e) & (cx <= r[2] - e) & (cy >= r[1] + e) & (cy <= r[3] - e)
+            & (clipped[:, 2] * clipped[:, 3] >= BOX_VISIBLE * area))
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+    y1 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _label_match(m: np.ndarray, boxes_a, boxes_b, shape, shape_b, cmap_hex=None) -> dict:
+    """Compare the two label sets through the transform ``m`` (b onto a). The objects compared
+    are those inside the overlap of both frames (BOX_MARGIN px inside each: a crop or a pan
+    cuts the others); each looks for a same-class partner among *all* the other image's boxes
+    at IoU >= LABEL_IOU (greedy, best IoU first). Returns ``agreement`` (share of compared
+    objects with a partner; NaN when none is compared), ``compared`` (the compared boxes in
+    a's pixels, for the object change) and ``unmatched``: one record per compared object
+    without a partner, (side "a"/"b", class, the class of the other image's box at the same
+    place or None, the share of its pixels that changed, the box in a's pixels)."""
     ba = np.asarray(boxes_a, float).reshape(-1, 5)
     bb = np.asarray(boxes_b, float).reshape(-1, 5)
-    if not len(ba) and not len(bb):
-        return float("nan"), []
     h, w = shape
-    # b's boxes through the transform: the bounding box of the four mapped corners
-    mapped = []
-    for x, y, bw, bh, c in bb:
-        corners = np.array([[x, y], [x + bw, y], [x, y + bh], [x + bw, y + bh]])
-        pts = corners @ m[:, :2].T + m[:, 2]
-        x0, y0 = pts.min(axis=0)
-        x1, y1 = pts.max(axis=0)
-        mapped.append((x0, y0, x1 - x0, y1 - y0, c))
-    mb = np.array(mapped).reshape(-1, 5)
-    # only boxes well inside both frames count: a crop or a pan cuts the others, and a box
-    # cut by an edge is drawn differently in each copy
+    hb, wb = shape_b
+    mb = _map_boxes(m, bb)
+    # the area both frames show, in a's pixels (the rectangle inside b's mapped corners): boxes
+    # are compared by the part of them inside it, so a piece on the edge of the board that a
+    # crop cuts is still compared by what both copies show of it
+    cx = np.array([0, wb, 0, wb], float)
+    cy = np.array([0, 0, hb, hb], float)
+    xs = np.sort(m[0, 0] * cx + m[0, 1] * cy + m[0, 2])
+    ys = np.sort(m[1, 0] * cx + m[1, 1] * cy + m[1, 2])
+    r = (max(0.0, xs[1]), max(0.0, ys[1]), min(float(w), xs[2]), min(float(h), ys[2]))
+    ca, cb = _clip(ba, r), _clip(mb, r)
+    ka = _visible(ba, ca, r)
+    kb = _visible(mb, cb, r)
+    # the objects wholly inside both frames: their pixels are compared (object change)
     lin = np.linalg.inv(m[:, :2])
     inv = np.hstack([lin, -lin @ m[:, 2:3]])
-    hb, wb = shape_b
-    e = BOX_MARGIN
-
-    def inside(b, mat, fw, fh):
-        pts = np.array([[b[0], b[1]], [b[0] + b[2], b[1]], [b[0], b[1] + b[3]],
-                        [b[0] + b[2], b[1] + b[3]]])
-        if mat is not None:
-            pts = pts @ mat[:, :2].T + mat[:, 2]
-        return (pts[:, 0].min() >= e and pts[:, 1].min() >= e and pts[:, 0].max() <= fw - e
-                and pts[:, 1].max() <= fh - e)
-
-    ka = [b for b in ba if inside(b, None, w, h) and inside(b, inv, wb, hb)]
-    kb = [mb[k] for k, b in enumerate(bb) if inside(b, None, wb, hb) and inside(mb[k], None, w, h)]
-    if not ka and not kb:
-        return float("nan"), []
-    matched = 0
-    used = set()
-    for b in ka:
-        best, bi = 0.0, None
-        for j, o in enumerate(kb):
-            if j in used or o[4] != b[4]:
-                continue
-            iou = _iou(b, o)
-            if iou > best:
-                best, bi = iou, j
-        if bi is not None and best >= LABEL_IOU:
-            used.add(bi)
-            matched += 1
-    return 2 * matched / (len(ka) + len(kb)), ka + kb
-
-
-def _iou(a, b) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+    whole = list(ba[_inside(ba, w, h) & _inside(_map_boxes(inv, ba), wb, hb)]) + \
+        list(mb[_inside(bb, wb, hb) & _inside(mb, w, h)])
+    out = {"agreement": float("nan"), "compared": [], "unmatched": [], "n_compared": 0,
+           "matched_change": float("nan")}
+    if not ka.any() and not kb.any():
+        return out
+    ba, mb = ca, cb
+    iou = _iou_matrix(ba, mb)
+    same = ba[:, None, 4] == mb[None, :, 4]
+    cand = np.where(same & (iou >= LABEL_IOU), iou, 0.0)
+    pa, pb = np.full(len(ba), -1), np.full(len(mb), -1)
+    for i, j in sorted(zip(*np.nonzero(cand)), key=lambda ij: -cand[ij]):
+        if pa[i] < 0 and pb[j] < 0:
+            pa[i], pb[j] = j, i
+    cm = _change_map(cmap_hex)
+    unmatched = []
+    for side, keep, part, boxes, others, ious in (("a", ka, pa, ba, mb, iou),
+                                                  ("b", kb, pb, mb, ba, iou.T)):
+        for k in np.flatnonzero(keep & (part < 0)):
+            # the other image's box of another class at the same place: relabelled
+            row = np.where(others[:, 4] != boxes[k, 4], ious[k], 0.0) if len(others) else []
+            j = int(np.argmax(row)) if len(row) else -1
+            other = int(others[j, 4]) if j >= 0 and row[j] >= LABEL_IOU else None
+            unmatched.append((side, int(boxes[k, 4]), other,
+                              _box_change(cm, boxes[k], shape), boxes[k, :4].tolist()))
+    n = int(ka.sum() + kb.sum())
+    out["n_compared"] = n
+    out["agreement"] = 1.0 - len(unmatched) / n
+    out["compared"] = whole
+    out["unmatched"] = unmatched
+    # how much the objects that agree changed: the pair's own noise on labelled objects
+    agree = [_box_change(cm, b, shape) for b in ba[ka & (pa >= 0)]]
+    out["matched_change"] = max([c for c in agree if np.isfinite(c)], default=float("nan"))
+    return out
 
 
 def _measure(cv2, fa: _Features, fb: _Features, flipped_b: Callable[[], _Features]) -> dict:
@@ -400,7 +491,7 @@ def _measure(cv2, fa: _Features, fb: _Features, flipped_b: Callable[[], _Feature
     return best
 
 
-def _decide(meas: dict, boxes_a=None, boxes_b=None) -> dict:
+def _decide(meas: dict, boxes_a=None, boxes_b=None, class_names: dict | None = None) -> dict:
     """The verdict of one measured pair: "same", "different" or "unverifiable" (too few
     features to tell: a near-blank or textureless picture), with the evidence and the reason.
     ``boxes_*``: (n, 5) x, y, w, h, category in the original images' pixels."""
@@ -429,10 +520,14 @@ def _decide(meas: dict, boxes_a=None, boxes_b=None) -> dict:
         bb[:, :4] *= sb
         if meas["flipped"]:
             bb[:, 0] = meas["shape_b"][1] - bb[:, 0] - bb[:, 2]
-        out["label_agreement"], compared = _label_agreement(
-            m, ba, bb, tuple(meas["shape_a"]), tuple(meas["shape_b"]))
-        out["object_change"] = _object_change(meas.get("change_map"), compared,
+        lm = _label_match(m, ba, bb, tuple(meas["shape_a"]), tuple(meas["shape_b"]),
+                          meas.get("change_map"))
+        out["label_agreement"] = lm["agreement"]
+        out["object_change"] = _object_change(meas.get("change_map"), lm["compared"],
                                               tuple(meas["shape_a"]))
+        conflict = _label_conflict(lm, class_names or {}, float(meas.get("residual", 0.0)))
+    else:
+        lm, conflict = None, None
     how = _describe(m, meas["flipped"])
     la, oc = out["label_agreement"], out["object_change"]
     labelled = np.isfinite(oc)
@@ -445,10 +540,14 @@ def _decide(meas: dict, boxes_a=None, boxes_b=None) -> dict:
         out["reason"] = (f"{how}, but the aligned pixels differ (residual "
                          f"{out['residual']:.2f} > {RESIDUAL_MAX}): another picture of a "
                          f"similar scene")
-    elif labelled and np.isfinite(la) and la < LABEL_AGREEMENT_MIN:
+    elif np.isfinite(la) and la < LABEL_AGREEMENT_MIN:
         out["verdict"] = "different"
         out["reason"] = (f"{how} and the pixels align, but the labels disagree (only "
                          f"{la:.0%} of the boxes match): the same scene with other objects")
+    elif conflict is not None:
+        out["verdict"] = "different"
+        out["reason"] = (f"{how} and aligns (residual {out['residual']:.2f}), but the labels "
+                         f"say other content: {conflict}")
     elif labelled and oc > OBJECT_CHANGE_MAX:
         out["verdict"] = "different"
         out["reason"] = (f"{how} and aligns (residual {out['residual']:.2f}), but a labelled "
@@ -464,9 +563,44 @@ def _decide(meas: dict, boxes_a=None, boxes_b=None) -> dict:
         lab = ("" if not labelled else
                f"; the labelled objects are unchanged ({oc:.0%} of their pixels differ)"
                + ("" if not np.isfinite(la) else f" and {la:.0%} of the boxes match"))
+        if lm is not None and lm["unmatched"]:
+            lab += (f"; {len(lm['unmatched'])} labelled object(s) without a same-class partner "
+                    f"on unchanged pixels (labels that differ between the copies)")
         out["reason"] = (f"the same picture: {how}, {meas['inliers']} features agree, "
                          f"residual {out['residual']:.2f}{lab}")
     return out
+
+
+def _label_conflict(lm: dict, names: dict, residual: float = 0.0) -> str | None:
+    """Words for the labelled objects that say "other content" (see MOVED_CHANGE_MIN), or
+    None when every disagreement of the labels lies on unchanged pixels."""
+    def name(c):
+        return str(names.get(int(c), f"class {int(c)}"))
+
+    un = lm["unmatched"]
+    if len(un) > LABELS_AGREE_SHARE * max(lm.get("n_compared", 0), 1):
+        return None  # the labels disagree on many objects: incomplete, not evidence
+    # a changed object must stand out from the objects whose labels agree (a field panned by a
+    # third of the picture changes every cell a little)
+    # or by misalignment: a pair that aligns less well (BCCD's field panned by 145 px, residual
+    # 0.12) changes an object's pixels by up to RESIDUAL_CHANGE x its residual
+    noise = lm.get("matched_change", float("nan"))
+    cut = max(MOVED_CHANGE_MIN, noise if np.isfinite(noise) else 0.0,
+              RESIDUAL_CHANGE * residual)
+    for side, cls, other, ch, _ in un:
+        if other is not None and np.isfinite(ch) and ch > cut:
+            return (f"one image has a {name(cls)} where the other has a {name(other)} "
+                    f"({ch:.0%} of its pixels changed)")
+    for side, cls, other, ch, _ in un:
+        if other is None and np.isfinite(ch) and ch > cut and any(
+                o[0] != side and o[1] == cls and o[2] is None for o in un):
+            return (f"a {name(cls)} stands at another place ({ch:.0%} of its pixels "
+                    f"changed)")
+    for side, cls, other, ch, _ in un:
+        if other is None and np.isfinite(ch) and ch > cut:
+            return (f"a {name(cls)} of one image is not in the other ({ch:.0%} of its pixels "
+                    f"changed)")
+    return None
 
 
 def _verify(cv2, fa: _Features, fb: _Features, flipped_b: Callable[[], _Features],
@@ -542,6 +676,7 @@ def _compute_verdicts(ds: Dataset, pairs: pd.DataFrame, progress, workers, store
     cv2 = _cv2()
     names = dict(zip(ds.images[IMAGE_ID].astype(int), ds.images[FILE_NAME].astype(str)))
     boxes = _boxes_by_image(ds)
+    cnames = ds.category_names
     empty = np.zeros((0, 5))
     items = list(pairs.itertuples(index=False, name=None))
     keys = [_pair_key(sha256.get(int(a)), sha256.get(int(b))) for a, b in items]
@@ -605,10 +740,10 @@ def _compute_verdicts(ds: Dataset, pairs: pd.DataFrame, progress, workers, store
             continue
         # a stored measurement was made with the pair in sha order: swap back if needed
         rows.append(_decide(meas, boxes.get(int(a), empty) if boxes else None,
-                            boxes.get(int(b), empty) if boxes else None)
+                            boxes.get(int(b), empty) if boxes else None, cnames)
                     if not _swapped(sha256.get(int(a)), sha256.get(int(b))) else
                     _decide(meas, boxes.get(int(b), empty) if boxes else None,
-                            boxes.get(int(a), empty) if boxes else None))
+                            boxes.get(int(a), empty) if boxes else None, cnames))
     out = pd.DataFrame(rows)
     out.insert(0, "image_id_a", pairs["image_id_a"].to_numpy())
     out.insert(1, "image_id_b", pairs["image_id_b"].to_numpy())

@@ -38,17 +38,24 @@ def similarity_hist(result, *, threshold: float | None = None) -> go.Figure:
                                    marker_color="#999999" if name.startswith("rejected")
                                    else PALETTE[k % len(PALETTE)]))
     if thr is not None:
-        fig.add_vline(x=thr, line_dash="dash", line_color="#D55E00",
-                      annotation_text=f"candidates from {thr:.3f}",
-                      annotation_position="top right")
+        fig.add_vline(x=thr, line_dash="dash", line_color="#D55E00")
+        fig.add_annotation(x=thr, y=1.0, xref="x", yref="paper", yanchor="bottom",
+                           xanchor="left", showarrow=False, text=f" candidates ≥ {thr:.3f}",
+                           font=dict(size=11, color="#D55E00"))
     if not series:
         fig.add_annotation(text="No near-duplicate candidates", showarrow=False, x=0.5,
                            y=0.5, xref="paper", yref="paper")
-    fig.update_xaxes(range=[lo, 1.0 + 0.005], title="similarity of the candidate pair "
-                     "(1 = identical; phash: 1 - Hamming/128, embedding: cosine)")
-    fig.update_layout(barmode="stack", yaxis_title="pairs", legend_title="pairs",
-                      margin=dict(t=60))
-    return style(fig, title="Similarity of the candidate pairs", height=320)
+    # thousands of rejected look-alikes next to a handful of duplicates: bars overlaid (not
+    # stacked) on a log scale, so that one duplicate is one visible bar
+    many = sum(len(x) for _, x in series) > 50
+    fig.update_xaxes(range=[lo, 1.0 + 0.005], title="similarity (1 = identical)")
+    fig.update_yaxes(type="log" if many else "linear", title="pairs")
+    fig.update_layout(barmode="overlay")
+    style(fig, title="Similarity of the candidate pairs", height=400)
+    # the legend under the plot: a half-width column keeps its width for the bars
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, x=0,
+                                  font=dict(size=11)), margin=dict(b=90))
+    return fig
 
 
 def cluster_size_bar(result) -> go.Figure:
