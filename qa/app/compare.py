@@ -221,7 +221,7 @@ def gallery(ds: Dataset, key: str, image_ids, *, captions=None, columns: int = 6
     cols = st.columns(columns)
     for i, iid in enumerate(ids):
         img, err = _thumb(key, ds, iid)
-        cap = f"#{iid} {names.get(iid, '')}"
+        cap = str(names.get(iid, f"image {iid}"))  # the file a user knows, not an internal id
         if captions and iid in captions:
             cap += f" — {captions[iid]}"
         cols[i % columns].image(img, caption=cap + (f" ({err})" if err else ""),
