@@ -159,3 +159,41 @@ def test_input_checks(tmp_path):
     # a flat picture has no features: unverifiable, never "same" by accident
     flat = np.full((64, 64), 128, np.uint8)
     assert verify_pair_arrays(flat, flat)["verdict"] == "unverifiable"
+
+
+def test_labels_compared_object_by_object_through_the_transform():
+    """Two copies shifted by 10 px: b's boxes mapped onto a find their partners; a box whose
+    class differs at the same place is 'relabelled' (its other class named), a box of a alone
+    is unmatched; boxes cut by the overlap's edge are compared by what both frames show."""
+    from qa.verification import _label_match
+
+    m = np.array([[1.0, 0.0, 10.0], [0.0, 1.0, 0.0]])  # b's pixel (x, y) is a's (x + 10, y)
+    a = [[50, 50, 40, 40, 1], [150, 50, 40, 40, 1], [250, 150, 40, 40, 2]]
+    b = [[40, 50, 40, 40, 1], [140, 50, 40, 40, 2]]  # the first agrees, the second relabelled
+    lm = _label_match(m, a, b, (400, 400), (400, 400))
+    un = sorted((s, c, o) for s, c, o, _, _ in lm["unmatched"])
+    assert un == [("a", 1, 2), ("a", 2, None), ("b", 2, 1)]
+    assert lm["n_compared"] == 5 and lm["agreement"] == pytest.approx(1 - 3 / 5)
+
+
+def test_a_label_conflict_is_other_content_only_where_the_pixels_changed():
+    from qa.verification import _label_conflict
+
+    names = {1: "king", 2: "queen"}
+    relabel = {"unmatched": [("a", 1, 2, 0.30, [0, 0, 9, 9])], "n_compared": 20,
+               "matched_change": 0.02}
+    assert "a king where the other has a queen" in _label_conflict(relabel, names)
+    # the same disagreement on unchanged pixels is a label error in one copy: same picture
+    relabel["unmatched"] = [("a", 1, 2, 0.01, [0, 0, 9, 9])]
+    assert _label_conflict(relabel, names) is None
+    # a change no larger than the agreeing objects' own (a refocus, a pan) is noise
+    relabel["unmatched"] = [("a", 1, 2, 0.30, [0, 0, 9, 9])]
+    relabel["matched_change"] = 0.35
+    assert _label_conflict(relabel, names) is None
+    # the same class at two places, pixels changed: a moved piece
+    moved = {"unmatched": [("a", 2, None, 0.2, [0, 0, 9, 9]), ("b", 2, None, 0.2, [50, 0, 9, 9])],
+             "n_compared": 20, "matched_change": 0.0}
+    assert "queen stands at another place" in _label_conflict(moved, names)
+    # labels that disagree on more than a quarter of the objects are incomplete, not evidence
+    moved["n_compared"] = 6
+    assert _label_conflict(moved, names) is None
