@@ -113,8 +113,9 @@ def test_five_decisions_survive_a_server_restart(browser, tmp_path):
     try:
         _open_review(browser, url)
         assert _progress(browser) == f"5 of {total} items reviewed"
-        table = browser.find_element(By.CSS_SELECTOR, ".st-key-rv_reviewers").text
-        assert "tester" in table
+        # the table is drawn below the progress bar in the same run: wait for it, not a clock
+        WebDriverWait(browser, 30).until(lambda d: "tester" in " ".join(
+            e.text for e in d.find_elements(By.CSS_SELECTOR, ".st-key-rv_reviewers")))
         assert _errors(browser) == []
         _shot(browser, "review_after_restart")
     finally:
